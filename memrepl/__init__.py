@@ -1,0 +1,1 @@
+"""memrepl: durable, replicated three-tier memory for AI agents."""

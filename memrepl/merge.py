@@ -1,0 +1,205 @@
+"""The merge core: an item's replicated state and the ONE function that merges two of them.
+
+Everything about convergence lives here, pure and without a database (ARCHITECTURE.md, "Item
+state and the merge"). An item's state is an LWW-map:
+
+- ``whole`` is the version of the last whole write (INSERT, UPDATE or DELETE); a whole write
+  replaces the object, a DELETE leaves an empty tombstone;
+- ``field_clocks`` holds the version of each field written by MERGE *after* that whole write;
+  every other field of ``content`` carries the whole write's version implicitly;
+- ``context`` is the causal context: for each node that wrote the item, the highest stamp it
+  wrote. It is what tells a concurrent write from a superseded one.
+
+The rule that keeps it right: merging keeps the greatest whole write, and each field keeps its
+greatest version among those not older than that whole write. Both are maxima over a total order
+(:class:`Version`: stamp, then origin node id), so :func:`merge_states` is commutative,
+associative and idempotent, for any number of writers and any delivery order. A later write after
+a DELETE resurrects the item: a newer whole write replaces the tombstone, a newer MERGE adds
+fields on top of it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from memrepl.errors import ItemError
+from memrepl.protocol.enums import SyncOperation
+
+JsonObject = Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Version:
+    """One write's identity and its LWW rank: the greater stamp wins, then the greater origin."""
+
+    timestamp_ns: int
+    origin: str
+
+
+#: The version of nothing: below every real write.
+BOTTOM = Version(0, "")
+
+
+@dataclass(frozen=True, slots=True)
+class ItemState:
+    """The replicated state of one item. Treat the mappings as read-only."""
+
+    #: The materialised JSON object ({} for a tombstone).
+    content: JsonObject = field(default_factory=dict)
+    #: The last whole write (INSERT/UPDATE/DELETE); BOTTOM if the item was only ever merged.
+    whole: Version = BOTTOM
+    #: Whether that whole write was a DELETE (True for BOTTOM: nothing exists before any write).
+    whole_deleted: bool = True
+    #: Fields written by MERGE after ``whole``, with the version of each.
+    field_clocks: Mapping[str, Version] = field(default_factory=dict)
+    #: Causal context: node id -> highest stamp that node wrote to this item.
+    context: Mapping[str, int] = field(default_factory=dict)
+
+    @property
+    def version(self) -> Version:
+        """The latest write in this state: what the wire calls its timestamp and origin."""
+        if not self.field_clocks:
+            return self.whole
+        return max(self.whole, *self.field_clocks.values())
+
+    @property
+    def deleted(self) -> bool:
+        """A tombstone: the last whole write was a DELETE and nothing was merged since."""
+        return self.whole_deleted and not self.field_clocks
+
+    @property
+    def operation(self) -> SyncOperation:
+        """What this state travels as on the wire."""
+        if self.deleted:
+            return SyncOperation.DELETE
+        if self.field_clocks:
+            return SyncOperation.MERGE
+        return SyncOperation.UPDATE
+
+
+#: The state of an item no write has touched.
+EMPTY_STATE = ItemState()
+
+
+def dominates(a: Mapping[str, int], b: Mapping[str, int]) -> bool:
+    """Whether causal context ``a`` contains every write that ``b`` does."""
+    return all(a.get(node, 0) >= stamp for node, stamp in b.items())
+
+
+def merge_contexts(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:
+    """Pointwise maximum of two causal contexts."""
+    merged = dict(a)
+    for node, stamp in b.items():
+        if stamp > merged.get(node, 0):
+            merged[node] = stamp
+    return merged
+
+
+def apply_local_write(
+    local: ItemState | None,
+    operation: SyncOperation,
+    content: JsonObject | None,
+    version: Version,
+) -> ItemState:
+    """The state after a local write of ``version`` on top of ``local`` (None: no such item).
+
+    ``version`` must be above everything in ``local`` (the HLC guarantees it). INSERT and UPDATE
+    replace the object, DELETE tombstones it (``content`` ignored), MERGE sets the given fields.
+    """
+    base = local if local is not None else EMPTY_STATE
+    context = dict(base.context)
+    context[version.origin] = max(context.get(version.origin, 0), version.timestamp_ns)
+    if operation in (SyncOperation.INSERT, SyncOperation.UPDATE):
+        return ItemState(dict(content or {}), version, False, {}, context)
+    if operation == SyncOperation.DELETE:
+        return ItemState({}, version, True, {}, context)
+    if operation == SyncOperation.MERGE:
+        fields = dict(content or {})
+        merged_content = {**base.content, **fields}
+        clocks = {**base.field_clocks, **dict.fromkeys(fields, version)}
+        return ItemState(merged_content, base.whole, base.whole_deleted, clocks, context)
+    raise ItemError(f"{operation.name} is not a write operation")
+
+
+def merge_states(a: ItemState, b: ItemState) -> ItemState:
+    """The join of two states: commutative, associative and idempotent."""
+    top = a if a.whole >= b.whole else b
+    floor = top.whole
+    best: dict[str, tuple[Version, Any]] = {}
+    for side in (a, b):
+        for key, value in side.content.items():
+            written = side.field_clocks.get(key, side.whole)
+            # A whole write clears every field written before it (LWW-map).
+            if written < floor:
+                continue
+            held = best.get(key)
+            if held is None or written > held[0]:
+                best[key] = (written, value)
+    content = {key: value for key, (_, value) in best.items()}
+    clocks = {key: written for key, (written, _) in best.items() if written > floor}
+    return ItemState(
+        content, floor, top.whole_deleted, clocks, merge_contexts(a.context, b.context)
+    )
+
+
+class Outcome(StrEnum):
+    """What merging a remote state into the local one did."""
+
+    #: No local state: the remote state is taken as is.
+    NEW = "new"
+    #: The same writes as the local state: nothing to do.
+    DUPLICATE = "duplicate"
+    #: The local state already contains every remote write: nothing to do, not a conflict.
+    SUPERSEDED = "superseded"
+    #: The remote state contains every local write: it replaces the local one.
+    FAST_FORWARD = "fast-forward"
+    #: Each side has writes the other lacks: merged, and a conflict to log.
+    CONCURRENT = "concurrent"
+
+
+class ConflictRule(StrEnum):
+    """How a concurrent pair was decided, as logged in the ``conflicts`` table."""
+
+    #: The winner's state was kept whole; the loser's writes were discarded.
+    LWW = "lww"
+    #: Fields of both sides survive (MERGE writes newer than the winning whole write).
+    FIELD_MERGE = "field-merge"
+
+
+@dataclass(frozen=True, slots=True)
+class MergeVerdict:
+    """The result of :func:`merge_remote`."""
+
+    outcome: Outcome
+    #: The state to keep locally.
+    state: ItemState
+    #: Whether ``state`` differs from the local state (the row must be rewritten).
+    changed: bool
+    #: For CONCURRENT: the side with the greater version, and the other one.
+    winner: ItemState | None = None
+    loser: ItemState | None = None
+    rule: ConflictRule | None = None
+
+
+def merge_remote(local: ItemState | None, remote: ItemState) -> MergeVerdict:
+    """Merge a remote state into the local one and say what happened."""
+    if local is None or local == EMPTY_STATE:
+        return MergeVerdict(Outcome.NEW, remote, changed=True)
+    local_has_remote = dominates(local.context, remote.context)
+    remote_has_local = dominates(remote.context, local.context)
+    if local_has_remote and remote_has_local:
+        return MergeVerdict(Outcome.DUPLICATE, local, changed=False)
+    if local_has_remote:
+        return MergeVerdict(Outcome.SUPERSEDED, local, changed=False)
+    merged = merge_states(local, remote)
+    if remote_has_local:
+        return MergeVerdict(Outcome.FAST_FORWARD, merged, changed=merged != local)
+    winner, loser = (local, remote) if local.version > remote.version else (remote, local)
+    kept_whole = merged.content == winner.content and merged.deleted == winner.deleted
+    rule = ConflictRule.LWW if kept_whole else ConflictRule.FIELD_MERGE
+    return MergeVerdict(
+        Outcome.CONCURRENT, merged, changed=True, winner=winner, loser=loser, rule=rule
+    )

@@ -1,0 +1,196 @@
+"""The merge core's algebra and verdicts, checked against a ground truth of who wrote what.
+
+The model: 3-5 writers, each holding its own state of one item. A step either writes locally
+(any of the four write kinds, stamps drawn so that equal stamps on different nodes happen) or
+delivers one writer's state to another. Alongside each state the test keeps the set of writes
+it contains; that set is the ground truth for "duplicate", "superseded" and "concurrent".
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+from dataclasses import dataclass, field
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from memrepl.errors import ItemError
+from memrepl.merge import (
+    EMPTY_STATE,
+    ConflictRule,
+    ItemState,
+    Outcome,
+    Version,
+    apply_local_write,
+    merge_remote,
+    merge_states,
+)
+from memrepl.protocol.enums import SyncOperation
+
+WRITES = [
+    SyncOperation.INSERT,
+    SyncOperation.UPDATE,
+    SyncOperation.DELETE,
+    SyncOperation.MERGE,
+]
+
+
+@dataclass
+class Replica:
+    state: ItemState = EMPTY_STATE
+    writes: frozenset[Version] = field(default_factory=frozenset)
+
+
+write_step = st.tuples(
+    st.just("write"),
+    st.integers(0, 4),  # node
+    st.sampled_from(WRITES),
+    st.dictionaries(st.sampled_from("abcd"), st.integers(0, 3), max_size=3),
+    st.integers(0, 3),  # stamp bump: 0 makes equal stamps across nodes likely
+)
+deliver_step = st.tuples(st.just("deliver"), st.integers(0, 4), st.integers(0, 4))
+histories = st.tuples(
+    st.integers(3, 5),
+    st.lists(st.one_of(write_step, deliver_step), min_size=1, max_size=40),
+)
+
+
+def run_history(
+    nodes: int, steps: list[tuple[object, ...]], check: bool = True
+) -> tuple[list[Replica], list[ItemState]]:
+    """Play a history; check every verdict against the ground truth; return replicas and
+    every state that ever existed."""
+    replicas = [Replica() for _ in range(nodes)]
+    seen_states: list[ItemState] = []
+    for step in steps:
+        if step[0] == "write":
+            _, node, op, content, bump = step
+            assert isinstance(node, int) and isinstance(bump, int)
+            replica = replicas[node % nodes]
+            version = Version(replica.state.version.timestamp_ns + 1 + bump, f"n{node % nodes}")
+            replica.state = apply_local_write(
+                replica.state,
+                op,  # type: ignore[arg-type]
+                content,  # type: ignore[arg-type]
+                version,
+            )
+            replica.writes = replica.writes | {version}
+        else:
+            _, source, target = step
+            assert isinstance(source, int) and isinstance(target, int)
+            local, remote = replicas[target % nodes], replicas[source % nodes]
+            verdict = merge_remote(local.state, remote.state)
+            if check:
+                check_verdict(local, remote, verdict.outcome)
+            local.state = verdict.state
+            local.writes = local.writes | remote.writes
+        seen_states.extend(r.state for r in replicas)
+    return replicas, seen_states
+
+
+def check_verdict(local: Replica, remote: Replica, outcome: Outcome) -> None:
+    if not local.writes:
+        assert outcome == Outcome.NEW
+    elif local.writes == remote.writes:
+        assert outcome == Outcome.DUPLICATE
+    elif remote.writes <= local.writes:
+        assert outcome == Outcome.SUPERSEDED
+    elif local.writes <= remote.writes:
+        assert outcome == Outcome.FAST_FORWARD
+    else:
+        assert outcome == Outcome.CONCURRENT
+
+
+@settings(max_examples=300, deadline=None)
+@given(histories)
+def test_verdicts_match_the_ground_truth_of_who_saw_which_write(
+    history: tuple[int, list[tuple[object, ...]]],
+) -> None:
+    run_history(*history)
+
+
+@settings(max_examples=300, deadline=None)
+@given(histories, st.randoms(use_true_random=False))
+def test_merge_is_commutative_associative_and_idempotent(
+    history: tuple[int, list[tuple[object, ...]]], rnd: random.Random
+) -> None:
+    _, states = run_history(*history, check=False)
+    picks = [rnd.choice(states) for _ in range(3)]
+    a, b, c = picks
+    assert merge_states(a, b) == merge_states(b, a)
+    assert merge_states(merge_states(a, b), c) == merge_states(a, merge_states(b, c))
+    assert merge_states(a, a) == a
+
+
+@settings(max_examples=200, deadline=None)
+@given(histories)
+def test_every_delivery_order_of_the_same_states_converges(
+    history: tuple[int, list[tuple[object, ...]]],
+) -> None:
+    replicas, _ = run_history(*history, check=False)
+    finals = set()
+    for order in itertools.permutations(range(len(replicas))):
+        state = EMPTY_STATE
+        for index in order:
+            state = merge_remote(state, replicas[index].state).state
+        finals.add(repr(sorted(state.content.items())) + repr(state.version))
+        expected = state
+    assert len(finals) == 1
+    # States are a function of the writes they contain: same writes, same state.
+    everything = frozenset().union(*(r.writes for r in replicas))
+    for replica in replicas:
+        if replica.writes == everything:
+            assert replica.state == expected
+
+
+def test_a_later_whole_write_clears_older_merged_fields() -> None:
+    state = apply_local_write(None, SyncOperation.INSERT, {"a": 1}, Version(1, "x"))
+    state = apply_local_write(state, SyncOperation.MERGE, {"b": 2}, Version(2, "x"))
+    concurrent_update = apply_local_write(None, SyncOperation.UPDATE, {"c": 3}, Version(3, "y"))
+    verdict = merge_remote(state, concurrent_update)
+    assert verdict.outcome == Outcome.CONCURRENT
+    assert verdict.state.content == {"c": 3}
+    assert verdict.rule == ConflictRule.LWW
+    assert verdict.winner == concurrent_update
+    assert verdict.loser == state
+
+
+def test_concurrent_merges_keep_both_sides_fields() -> None:
+    base = apply_local_write(None, SyncOperation.INSERT, {"a": 0}, Version(1, "x"))
+    left = apply_local_write(base, SyncOperation.MERGE, {"a": 1, "b": 1}, Version(2, "x"))
+    right = apply_local_write(base, SyncOperation.MERGE, {"c": 1, "b": 2}, Version(2, "y"))
+    verdict = merge_remote(left, right)
+    assert verdict.outcome == Outcome.CONCURRENT
+    assert verdict.rule == ConflictRule.FIELD_MERGE
+    # Equal stamps: the greater origin ("y") wins field b.
+    assert verdict.state.content == {"a": 1, "b": 2, "c": 1}
+    assert verdict.winner == right
+
+
+def test_delete_tombstones_and_a_later_write_resurrects() -> None:
+    state = apply_local_write(None, SyncOperation.INSERT, {"a": 1}, Version(1, "x"))
+    tomb = apply_local_write(state, SyncOperation.DELETE, None, Version(2, "x"))
+    assert tomb.deleted and tomb.content == {} and tomb.operation == SyncOperation.DELETE
+    revived = apply_local_write(tomb, SyncOperation.MERGE, {"b": 1}, Version(3, "x"))
+    assert not revived.deleted and revived.content == {"b": 1}
+    assert revived.operation == SyncOperation.MERGE
+    older_insert = apply_local_write(None, SyncOperation.INSERT, {"z": 0}, Version(1, "w"))
+    verdict = merge_remote(tomb, older_insert)
+    assert verdict.outcome == Outcome.CONCURRENT
+    assert verdict.state.deleted
+
+
+def test_an_old_copy_of_an_overwritten_item_is_superseded_not_a_conflict() -> None:
+    old = apply_local_write(None, SyncOperation.INSERT, {"a": 1}, Version(1, "x"))
+    new = apply_local_write(old, SyncOperation.UPDATE, {"a": 2}, Version(2, "y"))
+    verdict = merge_remote(new, old)
+    assert verdict.outcome == Outcome.SUPERSEDED
+    assert not verdict.changed
+    assert verdict.rule is None
+
+
+def test_replicate_is_not_a_write() -> None:
+    with pytest.raises(ItemError):
+        apply_local_write(None, SyncOperation.REPLICATE, {}, Version(1, "x"))
