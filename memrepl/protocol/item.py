@@ -1,0 +1,395 @@
+"""One replicated item on the wire: a 48-byte header and its payload (PROTOCOL.md §2).
+
+This module owns :class:`MemorySyncItem`, its byte layout (``!32sQBBHH`` + 2 bytes of padding),
+the items-data section of a batch (items back to back), and :class:`ItemVersionInfo`, the
+per-item version data memrepl adds to v2, which travels in the batch metadata, never in the item
+bytes (PROTOCOL.md §3), so a v2 node sees plain items.
+
+The rule that keeps it right: a constructed item always fits the wire intact (validated once, in
+``__post_init__``; build errors are :class:`~memrepl.errors.ItemError` subclasses), and parsing
+accepts only bytes that a valid item packs to (every fault a
+:class:`~memrepl.errors.ProtocolError` with a ``code``). Parsed values are valid by
+construction, so parsed items skip ``__post_init__``.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from memrepl.errors import (
+    InvalidItemIdError,
+    ItemError,
+    ItemTooLargeError,
+    ProtocolError,
+    UnknownTierError,
+)
+from memrepl.protocol.enums import MemoryTier, SyncOperation, SyncPriority
+from memrepl.protocol.header import as_bytes
+from memrepl.protocol.limits import (
+    ITEM_HEADER_SIZE,
+    MAX_ITEM_ID_BYTES,
+    MAX_ITEM_PAYLOAD_BYTES,
+    U64_MAX,
+)
+
+__all__ = ["ItemVersionInfo", "MemorySyncItem", "pack_items", "unpack_items"]
+
+# id (NUL-padded), timestamp_ns, tier, operation, priority, payload_len, 2 zero bytes (§2).
+_ITEM = struct.Struct("!32sQBBHH2x")
+
+_TIERS: dict[int, MemoryTier] = {t.value: t for t in MemoryTier}
+_OPERATIONS: dict[int, SyncOperation] = {o.value: o for o in SyncOperation}
+_PRIORITIES: dict[int, SyncPriority] = {p.value: p for p in SyncPriority}
+
+_new = object.__new__
+_set = object.__setattr__
+
+
+def _is_u64(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= U64_MAX
+
+
+def _bad_metadata(message: str) -> ProtocolError:
+    return ProtocolError(f"batch metadata: {message}", code="bad-metadata")
+
+
+@dataclass(frozen=True, slots=True)
+class ItemVersionInfo:
+    """What memrepl knows about an item's version beyond v2's ``timestamp_ns`` (ARCHITECTURE.md,
+    "Item state and the merge").
+
+    - ``origin_node``: the node that wrote the latest version (stamped the item's
+      ``timestamp_ns``).
+    - ``causal_context``: node id -> the highest stamp that node wrote to this item.
+    - ``whole_timestamp_ns`` / ``whole_origin`` / ``whole_deleted``: the last whole write
+      (INSERT, UPDATE or DELETE); ``0`` / ``""`` / ``False`` if the item was only ever MERGEd.
+    - ``field_clocks``: field name -> ``(stamp, origin)`` for fields MERGEd after that write.
+
+    The codec checks types and ranges only; what the values mean is the merge core's. The
+    mappings are copied into plain dicts at construction: treat them as read-only. Raises
+    :class:`ItemError` for a wrong type or a stamp outside u64.
+    """
+
+    origin_node: str
+    causal_context: Mapping[str, int] = field(default_factory=dict, hash=False)
+    whole_timestamp_ns: int = 0
+    whole_origin: str = ""
+    whole_deleted: bool = False
+    field_clocks: Mapping[str, tuple[int, str]] = field(default_factory=dict, hash=False)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.origin_node, str):
+            raise ItemError(f"version info: origin_node {self.origin_node!r} is not a string")
+        if not isinstance(self.causal_context, Mapping):
+            raise ItemError("version info: causal_context is not a mapping")
+        context = dict(self.causal_context)
+        for node, stamp in context.items():
+            if not isinstance(node, str) or not _is_u64(stamp):
+                raise ItemError(f"version info: causal_context entry {node!r}: {stamp!r}")
+        if not _is_u64(self.whole_timestamp_ns):
+            raise ItemError(f"version info: whole_timestamp_ns {self.whole_timestamp_ns!r}")
+        if not isinstance(self.whole_origin, str):
+            raise ItemError(f"version info: whole_origin {self.whole_origin!r} is not a string")
+        if not isinstance(self.whole_deleted, bool):
+            raise ItemError(f"version info: whole_deleted {self.whole_deleted!r} is not a bool")
+        if not isinstance(self.field_clocks, Mapping):
+            raise ItemError("version info: field_clocks is not a mapping")
+        clocks: dict[str, tuple[int, str]] = {}
+        for name, clock in self.field_clocks.items():
+            if (
+                not isinstance(name, str)
+                or not isinstance(clock, tuple | list)
+                or len(clock) != 2
+                or not _is_u64(clock[0])
+                or not isinstance(clock[1], str)
+            ):
+                raise ItemError(f"version info: field clock {name!r}: {clock!r}")
+            clocks[name] = (int(clock[0]), clock[1])
+        _set(self, "causal_context", {node: int(stamp) for node, stamp in context.items()})
+        _set(self, "field_clocks", clocks)
+
+    def to_json(self) -> dict[str, Any]:
+        """Return the compact JSON form carried in the batch metadata (keys o c w wo wd f)."""
+        clocks = self.field_clocks
+        return {
+            "o": self.origin_node,
+            "c": dict(self.causal_context),
+            "w": self.whole_timestamp_ns,
+            "wo": self.whole_origin,
+            "wd": self.whole_deleted,
+            "f": {name: [stamp, origin] for name, (stamp, origin) in clocks.items()}
+            if clocks
+            else {},
+        }
+
+    @classmethod
+    def from_json(cls, obj: object) -> ItemVersionInfo:
+        """Build from :meth:`to_json`'s form, checking shape and types strictly.
+
+        Keys other than the six are ignored (additions that keep the meaning of these six).
+        Raises :class:`ProtocolError` with code ``"bad-metadata"``.
+        """
+        if type(obj) is not dict:
+            raise _bad_metadata("an item's version info is not an object")
+        try:
+            origin = obj["o"]
+            context = obj["c"]
+            whole_ts = obj["w"]
+            whole_origin = obj["wo"]
+            whole_deleted = obj["wd"]
+            raw_clocks = obj["f"]
+        except KeyError as exc:
+            raise _bad_metadata(f"an item's version info lacks key {exc.args[0]!r}") from exc
+        # JSON gives exact types, so ``type(x) is int`` also rules out bool.
+        if (
+            type(origin) is not str
+            or type(whole_ts) is not int
+            or not 0 <= whole_ts <= U64_MAX
+            or type(whole_origin) is not str
+            or type(whole_deleted) is not bool
+            or type(context) is not dict
+            or type(raw_clocks) is not dict
+        ):
+            raise _bad_metadata("an item's version info has a value of the wrong type")
+        for stamp in context.values():
+            if type(stamp) is not int or not 0 <= stamp <= U64_MAX:
+                raise _bad_metadata(f"causal context stamp {stamp!r} is not a u64")
+        clocks: dict[str, tuple[int, str]] = {}
+        for name, clock in raw_clocks.items():
+            if (
+                type(clock) is not list
+                or len(clock) != 2
+                or type(clock[0]) is not int
+                or not 0 <= clock[0] <= U64_MAX
+                or type(clock[1]) is not str
+            ):
+                raise _bad_metadata(f"field clock {name!r} is not [u64, string]")
+            clocks[name] = (clock[0], clock[1])
+        info = _new(cls)
+        _set(info, "origin_node", origin)
+        _set(info, "causal_context", context)
+        _set(info, "whole_timestamp_ns", whole_ts)
+        _set(info, "whole_origin", whole_origin)
+        _set(info, "whole_deleted", whole_deleted)
+        _set(info, "field_clocks", clocks)
+        return info
+
+
+@dataclass(frozen=True, slots=True)
+class MemorySyncItem:
+    """One item of a sync batch, as the seed writes it (PROTOCOL.md §2).
+
+    Construction coerces ints to the enums and refuses what the wire cannot carry intact:
+    :class:`InvalidItemIdError` (not 1-32 bytes of UTF-8, or a NUL inside),
+    :class:`ItemTooLargeError` (payload over 65,535 bytes), :class:`UnknownTierError`,
+    :class:`ItemError` (operation, priority, timestamp outside u64, payload not bytes, version).
+
+    ``version`` is memrepl's extension: :meth:`pack` does not write it (the batch carries it in
+    its metadata), so :meth:`unpack` returns ``version=None``.
+    """
+
+    item_id: str
+    timestamp_ns: int
+    tier: MemoryTier
+    operation: SyncOperation
+    priority: SyncPriority = SyncPriority.NORMAL
+    payload: bytes = b""
+    version: ItemVersionInfo | None = field(default=None, hash=False)
+
+    def __post_init__(self) -> None:
+        item_id = self.item_id
+        if not isinstance(item_id, str):
+            raise InvalidItemIdError(f"item id {item_id!r} is not a string")
+        try:
+            size = len(item_id.encode("utf-8"))
+        except UnicodeEncodeError as exc:
+            raise InvalidItemIdError(
+                f"item id {item_id!r} is not encodable as UTF-8", item_id=item_id
+            ) from exc
+        # The original truncated long ids; memrepl refuses them (PROTOCOL.md §6).
+        if not 1 <= size <= MAX_ITEM_ID_BYTES:
+            raise InvalidItemIdError(
+                f"item id {item_id!r} is {size} bytes of UTF-8, must be 1 to {MAX_ITEM_ID_BYTES}",
+                item_id=item_id,
+            )
+        if "\0" in item_id:
+            # Trailing NULs are padding on the wire; one inside the id would be cut.
+            raise InvalidItemIdError(f"item id {item_id!r} contains NUL", item_id=item_id)
+        if not _is_u64(self.timestamp_ns):
+            raise ItemError(
+                f"item {item_id!r}: timestamp_ns {self.timestamp_ns!r} is not a u64",
+                item_id=item_id,
+            )
+        tier = _TIERS.get(self.tier) if isinstance(self.tier, int) else None
+        if tier is None or isinstance(self.tier, bool):
+            raise UnknownTierError(f"item {item_id!r}: unknown tier {self.tier!r}", tier=self.tier)
+        operation = _OPERATIONS.get(self.operation) if isinstance(self.operation, int) else None
+        if operation is None or isinstance(self.operation, bool):
+            raise ItemError(
+                f"item {item_id!r}: unknown operation {self.operation!r}", item_id=item_id
+            )
+        priority = _PRIORITIES.get(self.priority) if isinstance(self.priority, int) else None
+        if priority is None or isinstance(self.priority, bool):
+            raise ItemError(
+                f"item {item_id!r}: unknown priority {self.priority!r}", item_id=item_id
+            )
+        payload = self.payload
+        if type(payload) is not bytes:
+            if not isinstance(payload, bytes | bytearray | memoryview):
+                raise ItemError(f"item {item_id!r}: payload is not bytes", item_id=item_id)
+            payload = bytes(payload)
+        if len(payload) > MAX_ITEM_PAYLOAD_BYTES:
+            raise ItemTooLargeError(
+                f"item {item_id!r}: payload of {len(payload)} bytes exceeds "
+                f"{MAX_ITEM_PAYLOAD_BYTES}",
+                item_id=item_id,
+                limit=MAX_ITEM_PAYLOAD_BYTES,
+                size=len(payload),
+            )
+        if self.version is not None and not isinstance(self.version, ItemVersionInfo):
+            raise ItemError(f"item {item_id!r}: version is not an ItemVersionInfo", item_id=item_id)
+        _set(self, "tier", tier)
+        _set(self, "operation", operation)
+        _set(self, "priority", priority)
+        _set(self, "payload", payload)
+
+    def pack(self) -> bytes:
+        """Return the item's 48-byte header followed by its payload."""
+        payload = self.payload
+        return (
+            _ITEM.pack(
+                self.item_id.encode("utf-8"),
+                self.timestamp_ns,
+                self.tier,
+                self.operation,
+                self.priority,
+                len(payload),
+            )
+            + payload
+        )
+
+    @classmethod
+    def unpack(cls, data: bytes, offset: int = 0) -> tuple[MemorySyncItem, int]:
+        """Read one item at ``offset``; return it and the bytes it took (48 + payload_len).
+
+        Bytes after the item are not looked at. Raises :class:`ProtocolError`: ``"truncated"``,
+        ``"bad-item-id"``, ``"unknown-tier"``, ``"unknown-operation"``, ``"unknown-priority"``,
+        ``"bad-offset"``, ``"not-bytes"``.
+        """
+        data = as_bytes(data)
+        if type(offset) is not int or offset < 0:
+            raise ProtocolError(f"item: bad offset {offset!r}", code="bad-offset")
+        item, end = _read_item(data, offset, len(data), None)
+        return item, end - offset
+
+
+def _read_item(
+    data: bytes, offset: int, end: int, version: ItemVersionInfo | None
+) -> tuple[MemorySyncItem, int]:
+    """Parse the item at ``offset``, which must end by ``end``; return it and where it ends.
+
+    The one parser of item bytes: :meth:`MemorySyncItem.unpack` and :func:`unpack_items` both
+    call it.
+    """
+    payload_start = offset + ITEM_HEADER_SIZE
+    if payload_start > end:
+        raise ProtocolError(
+            f"item at byte {offset}: {end - offset} bytes left, its header needs "
+            f"{ITEM_HEADER_SIZE}",
+            code="truncated",
+        )
+    raw_id, timestamp_ns, tier, operation, priority, payload_len = _ITEM.unpack_from(data, offset)
+    payload_end = payload_start + payload_len
+    if payload_end > end:
+        raise ProtocolError(
+            f"item at byte {offset}: payload of {payload_len} bytes runs past the end",
+            code="truncated",
+        )
+    # Trailing NULs are the slot's padding; a valid id has no NUL, so stripping is lossless.
+    id_bytes = raw_id.rstrip(b"\0")
+    try:
+        item_id = id_bytes.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ProtocolError(
+            f"item at byte {offset}: id {id_bytes!r} is not UTF-8", code="bad-item-id"
+        ) from exc
+    if not id_bytes or b"\0" in id_bytes:
+        raise ProtocolError(
+            f"item at byte {offset}: id {raw_id!r} is empty or has a NUL inside",
+            code="bad-item-id",
+        )
+    tier_enum = _TIERS.get(tier)
+    if tier_enum is None:
+        raise ProtocolError(f"item {item_id!r}: unknown tier {tier}", code="unknown-tier")
+    operation_enum = _OPERATIONS.get(operation)
+    if operation_enum is None:
+        raise ProtocolError(
+            f"item {item_id!r}: unknown operation {operation}", code="unknown-operation"
+        )
+    priority_enum = _PRIORITIES.get(priority)
+    if priority_enum is None:
+        raise ProtocolError(
+            f"item {item_id!r}: unknown priority {priority}", code="unknown-priority"
+        )
+    item = _new(MemorySyncItem)
+    _set(item, "item_id", item_id)
+    _set(item, "timestamp_ns", timestamp_ns)
+    _set(item, "tier", tier_enum)
+    _set(item, "operation", operation_enum)
+    _set(item, "priority", priority_enum)
+    _set(item, "payload", data[payload_start:payload_end])
+    _set(item, "version", version)
+    return item, payload_end
+
+
+def pack_items(items: Sequence[MemorySyncItem]) -> bytes:
+    """Return a batch's items data: the items packed back to back (PROTOCOL.md §3)."""
+    pack = _ITEM.pack
+    parts: list[bytes] = []
+    append = parts.append
+    for item in items:
+        payload = item.payload
+        append(
+            pack(
+                item.item_id.encode("utf-8"),
+                item.timestamp_ns,
+                item.tier,
+                item.operation,
+                item.priority,
+                len(payload),
+            )
+        )
+        append(payload)
+    return b"".join(parts)
+
+
+def unpack_items(
+    data: bytes, count: int, versions: Sequence[ItemVersionInfo | None] | None = None
+) -> tuple[MemorySyncItem, ...]:
+    """Parse items data that must hold exactly ``count`` items and nothing else.
+
+    ``versions``, if given, has one entry per item and is attached to the items in order.
+    Raises :class:`ProtocolError`: any item fault, ``"count-mismatch"`` (the data ends on an item
+    boundary before ``count`` items), ``"trailing-bytes"`` (bytes left after ``count`` items).
+    """
+    end = len(data)
+    offset = 0
+    items: list[MemorySyncItem] = []
+    append = items.append
+    for index in range(count):
+        if offset == end:
+            raise ProtocolError(
+                f"items data: metadata announces {count} items, the data holds {index}",
+                code="count-mismatch",
+            )
+        item, offset = _read_item(data, offset, end, None if versions is None else versions[index])
+        append(item)
+    if offset != end:
+        raise ProtocolError(
+            f"items data: {end - offset} bytes after the {count} announced items",
+            code="trailing-bytes",
+        )
+    return tuple(items)
