@@ -1,1 +1,1 @@
-"""Alembic revisions."""
+"""The revision scripts, one per schema change, in one linear history (a single head)."""

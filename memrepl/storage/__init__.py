@@ -1,0 +1,54 @@
+"""memrepl's storage layer: the three memory tiers in SQLite, through SQLAlchemy 2 Core.
+
+What lives where (each module's docstring gives its rule):
+
+- :mod:`~memrepl.storage.schema`: every table and column, defined once; the :class:`TierSpec`
+  of each tier.
+- :mod:`~memrepl.storage.engine`: engines with memrepl's pragmas and ``BEGIN IMMEDIATE`` writes.
+- :mod:`~memrepl.storage.migrate`: the Alembic migrations run on open.
+- :mod:`~memrepl.storage.node`: the node row and the persisted hybrid logical clock.
+- :mod:`~memrepl.storage.items`: every operation on items, once, over a ``Connection``.
+- :mod:`~memrepl.storage.records`: :class:`StoredItem` and its row and record forms.
+- :mod:`~memrepl.storage.tiers`: the seed's tier interface, sync and asyncio.
+- :mod:`~memrepl.storage.store`: :func:`open`, :class:`Store` and :class:`AsyncStore`.
+
+``memrepl.open(path, node_id=...)`` is the durable entry point; the bare ``WorkingMemory()``,
+``EpisodicMemory()`` and ``SemanticMemory()`` each open a private in-memory store that is NOT
+durable (it is gone with the object).
+"""
+
+from __future__ import annotations
+
+from memrepl.storage.items import LocalWrite, RemoteItem
+from memrepl.storage.records import Record, StoredItem
+from memrepl.storage.schema import TierSpec
+from memrepl.storage.store import AsyncStore, Store, open
+from memrepl.storage.tiers import (
+    AsyncEpisodicMemory,
+    AsyncSemanticMemory,
+    AsyncTier,
+    AsyncWorkingMemory,
+    EpisodicMemory,
+    SemanticMemory,
+    Tier,
+    WorkingMemory,
+)
+
+__all__ = [
+    "AsyncEpisodicMemory",
+    "AsyncSemanticMemory",
+    "AsyncStore",
+    "AsyncTier",
+    "AsyncWorkingMemory",
+    "EpisodicMemory",
+    "LocalWrite",
+    "Record",
+    "RemoteItem",
+    "SemanticMemory",
+    "Store",
+    "StoredItem",
+    "Tier",
+    "TierSpec",
+    "WorkingMemory",
+    "open",
+]

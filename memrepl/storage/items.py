@@ -1,0 +1,451 @@
+"""The storage operations on tier items, each written once as a function over a ``Connection``.
+
+The synchronous API calls these directly and the asyncio API through
+``AsyncConnection.run_sync`` (ARCHITECTURE.md, "The layers"); the sync manager calls them inside
+its own transactions. Every function that writes must run in a write transaction
+(``Store.write()``: ``BEGIN IMMEDIATE``) with the node's clock from
+:func:`memrepl.storage.node.stamping`.
+
+The rules that keep it right:
+
+- **Validate, then write.** A call checks every item (id, content, the semantics below) and
+  computes every new state before its first write; a refused call leaves the database as it was
+  (the caller's transaction rolls back the clock too).
+- **One stamp per change.** Each changed row gets ``modified_at = clock.tick()``; for a local
+  write that same stamp is its version. So ``modified_at`` is unique and rises in commit order
+  (ARCHITECTURE.md, "Deltas, cursors and sync vectors").
+- **The merge core decides.** Local writes go through :func:`memrepl.merge.apply_local_write`,
+  remote states through :func:`memrepl.merge.merge_remote`; nothing here interprets versions.
+
+Local write semantics (the seed's ``add``/``update``/``delete``/``merge``):
+
+- ``add`` (INSERT) of a live id raises :class:`~memrepl.errors.ItemExistsError`; over a
+  tombstone it resurrects the item with the new content.
+- ``update`` (UPDATE) replaces the whole content; of a missing or deleted id it raises
+  :class:`~memrepl.errors.ItemNotFoundError`.
+- ``delete`` (DELETE) leaves a tombstone (content ``{}``, kept so the delete replicates); of a
+  missing or deleted id it raises :class:`~memrepl.errors.ItemNotFoundError`.
+- ``merge`` (MERGE) sets the given fields and keeps the others; of a missing id it creates the
+  item with those fields, over a tombstone it resurrects it with just those fields. It needs at
+  least one field, and the merged content must still fit one payload.
+- Content is a JSON object: a dict with str keys (at every depth) of JSON values, no NaN or
+  Infinity, at most 65,535 bytes as ``json.dumps(content)``; ids are 1-32 bytes of UTF-8, no NUL.
+- Several writes to one id in one call apply in order, each on the state the previous one left.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, MutableMapping, Sequence
+from dataclasses import dataclass, field, replace
+from functools import cache
+from typing import Any
+
+from sqlalchemy import Table, bindparam, func, select, update
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.dml import Insert
+
+from memrepl.clock import HybridLogicalClock
+from memrepl.errors import (
+    InvalidContentError,
+    InvalidItemIdError,
+    ItemError,
+    ItemExistsError,
+    ItemNotFoundError,
+    ItemTooLargeError,
+)
+from memrepl.merge import ItemState, MergeVerdict, Version, apply_local_write, merge_remote
+from memrepl.protocol.enums import MemoryTier, SyncOperation, SyncPriority
+from memrepl.storage.records import StoredItem, encode_content, item_from_row, row_values
+from memrepl.storage.schema import TierSpec
+
+#: An item id is carried in 32 NUL-padded bytes (PROTOCOL.md section 2).
+MAX_ITEM_ID_BYTES = 32
+#: The item header's u16 payload length (PROTOCOL.md section 2).
+MAX_ITEM_PAYLOAD_BYTES = 65_535
+#: Ids per ``IN (...)`` query: well under SQLite's bound-parameter limit.
+LOAD_CHUNK_ITEMS = 500
+#: The key under which a write transaction collects its changed items (``Connection.info``).
+CHANGES_KEY = "memrepl.changes"
+
+_WRITE_OPERATIONS = frozenset(
+    {SyncOperation.INSERT, SyncOperation.UPDATE, SyncOperation.DELETE, SyncOperation.MERGE}
+)
+# Columns an upsert leaves alone on an existing row: local bookkeeping owned by other writers.
+_KEPT_ON_UPSERT = frozenset({"item_id", "created_at_ns", "access_count", "last_accessed_ns"})
+
+
+@dataclass(frozen=True, slots=True)
+class LocalWrite:
+    """One local write: what ``add``/``update``/``delete``/``merge`` do, as data.
+
+    ``local`` sets tier-local columns (for example working memory's ``pinned``); columns not named
+    keep their value, or the tier's default on a new row.
+    """
+
+    item_id: str
+    operation: SyncOperation
+    content: Mapping[str, Any] | None = None
+    priority: SyncPriority = SyncPriority.NORMAL
+    local: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def add(
+        cls, item_id: str, content: Mapping[str, Any], priority: SyncPriority = SyncPriority.NORMAL
+    ) -> LocalWrite:
+        """An ``add`` (INSERT)."""
+        return cls(item_id, SyncOperation.INSERT, content, priority)
+
+    @classmethod
+    def update(
+        cls, item_id: str, content: Mapping[str, Any], priority: SyncPriority = SyncPriority.NORMAL
+    ) -> LocalWrite:
+        """An ``update`` (UPDATE)."""
+        return cls(item_id, SyncOperation.UPDATE, content, priority)
+
+    @classmethod
+    def delete(cls, item_id: str, priority: SyncPriority = SyncPriority.NORMAL) -> LocalWrite:
+        """A ``delete`` (DELETE)."""
+        return cls(item_id, SyncOperation.DELETE, None, priority)
+
+    @classmethod
+    def merge(
+        cls, item_id: str, content: Mapping[str, Any], priority: SyncPriority = SyncPriority.NORMAL
+    ) -> LocalWrite:
+        """A ``merge`` (MERGE)."""
+        return cls(item_id, SyncOperation.MERGE, content, priority)
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteItem:
+    """An item state received from a peer, to merge into the local one."""
+
+    item_id: str
+    state: ItemState
+    priority: SyncPriority = SyncPriority.NORMAL
+
+
+def check_item_id(item_id: object) -> str:
+    """``item_id`` if it can travel intact; else :class:`~memrepl.errors.InvalidItemIdError`."""
+    if not isinstance(item_id, str):
+        raise InvalidItemIdError(f"item id must be a str, not {type(item_id).__name__}")
+    try:
+        size = len(item_id.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise InvalidItemIdError(f"item id {item_id!r} is not valid UTF-8") from exc
+    if not 1 <= size <= MAX_ITEM_ID_BYTES or "\x00" in item_id:
+        raise InvalidItemIdError(
+            f"item id {item_id!r} cannot travel: it must be 1 to {MAX_ITEM_ID_BYTES} bytes of "
+            f"UTF-8 without NUL ({size} bytes)",
+            item_id=item_id,
+        )
+    return item_id
+
+
+def _check_keys(value: object, item_id: str) -> None:
+    # json.dumps would turn int/float/bool/None keys into strings: the content would not round
+    # trip, so such keys are refused rather than silently changed.
+    stack = [value]
+    while stack:
+        current = stack.pop()
+        if isinstance(current, Mapping):
+            for key, inner in current.items():
+                if not isinstance(key, str):
+                    raise InvalidContentError(
+                        f"item {item_id!r}: content keys must be str, not {key!r}", item_id=item_id
+                    )
+                stack.append(inner)
+        elif isinstance(current, list | tuple):
+            stack.extend(current)
+
+
+def check_content(content: object, item_id: str) -> dict[str, Any]:
+    """Validate content and return it as stored (a fresh dict, as read back from its JSON).
+
+    Raises :class:`~memrepl.errors.InvalidContentError` for anything but a JSON object and
+    :class:`~memrepl.errors.ItemTooLargeError` past :data:`MAX_ITEM_PAYLOAD_BYTES`.
+    """
+    if not isinstance(content, Mapping):
+        raise InvalidContentError(
+            f"item {item_id!r}: content must be a JSON object (a dict), "
+            f"not {type(content).__name__}",
+            item_id=item_id,
+        )
+    try:
+        _check_keys(content, item_id)
+        text = encode_content(content)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise InvalidContentError(
+            f"item {item_id!r}: content is not JSON: {exc}", item_id=item_id
+        ) from exc
+    check_size(text, item_id)
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
+def check_size(text: str, item_id: str) -> None:
+    """Refuse encoded content over one payload (:class:`~memrepl.errors.ItemTooLargeError`)."""
+    # Each char is 1-4 bytes of UTF-8; only a long text needs encoding to know.
+    if len(text) * 4 <= MAX_ITEM_PAYLOAD_BYTES:
+        return
+    size = len(text.encode("utf-8"))
+    if size > MAX_ITEM_PAYLOAD_BYTES:
+        raise ItemTooLargeError(
+            f"item {item_id!r}: content is {size} bytes as JSON, over the "
+            f"{MAX_ITEM_PAYLOAD_BYTES}-byte payload limit",
+            item_id=item_id,
+            limit=MAX_ITEM_PAYLOAD_BYTES,
+            size=size,
+        )
+
+
+def load_items(conn: Connection, spec: TierSpec, ids: Iterable[str]) -> dict[str, StoredItem]:
+    """The stored rows (tombstones included) of ``ids`` that exist, by id: one query per 500."""
+    unique = list(dict.fromkeys(ids))
+    table = spec.table
+    query = select(table).where(table.c.item_id.in_(bindparam("ids", expanding=True)))
+    found: dict[str, StoredItem] = {}
+    for start in range(0, len(unique), LOAD_CHUNK_ITEMS):
+        chunk = unique[start : start + LOAD_CHUNK_ITEMS]
+        for row in conn.execute(query, {"ids": chunk}).mappings():
+            found[row["item_id"]] = item_from_row(spec, row)
+    return found
+
+
+@cache
+def _upsert(table: Table) -> Insert:
+    stmt = sqlite_insert(table)
+    return stmt.on_conflict_do_update(
+        index_elements=[table.c.item_id],
+        set_={
+            column.name: stmt.excluded[column.name]
+            for column in table.columns
+            if column.name not in _KEPT_ON_UPSERT
+        },
+    )
+
+
+def _store(conn: Connection, spec: TierSpec, changed: Sequence[StoredItem]) -> None:
+    """Upsert ``changed`` (executemany), run the tier hook, note them for after-commit hooks."""
+    if not changed:
+        return
+    conn.execute(_upsert(spec.table), [row_values(spec, item) for item in changed])
+    if spec.on_change is not None:
+        spec.on_change(conn, changed)
+    pending = conn.info.get(CHANGES_KEY)
+    if pending is not None:
+        pending.append((spec.tier, list(changed)))
+
+
+def _local_extras(
+    spec: TierSpec,
+    content: Mapping[str, Any],
+    previous: StoredItem | None,
+    local: Mapping[str, Any],
+) -> dict[str, Any]:
+    extras = spec.derive_columns(content)
+    for name, default in spec.local_defaults.items():
+        extras[name] = local.get(name, previous.extras.get(name) if previous else default)
+    return extras
+
+
+def _check_write(spec: TierSpec, write: LocalWrite) -> Mapping[str, Any] | None:
+    item_id = check_item_id(write.item_id)
+    if write.operation not in _WRITE_OPERATIONS:
+        raise ItemError(
+            f"item {item_id!r}: {write.operation!r} is not a local write", item_id=item_id
+        )
+    try:
+        SyncPriority(write.priority)
+    except ValueError as exc:
+        raise ItemError(
+            f"item {item_id!r}: unknown priority {write.priority!r}", item_id=item_id
+        ) from exc
+    unknown = set(write.local) - set(spec.local_defaults)
+    if unknown:
+        raise ItemError(
+            f"item {item_id!r}: {spec.tier.name.lower()} memory has no local column "
+            f"{sorted(unknown)}",
+            item_id=item_id,
+        )
+    if write.operation == SyncOperation.DELETE:
+        return None
+    content = check_content(write.content, item_id)
+    if write.operation == SyncOperation.MERGE and not content:
+        raise InvalidContentError(
+            f"merge of item {item_id!r}: give at least one field to merge", item_id=item_id
+        )
+    return content
+
+
+def _check_semantics(write: LocalWrite, current: StoredItem | None) -> None:
+    live = current is not None and not current.deleted
+    item_id = write.item_id
+    if write.operation == SyncOperation.INSERT and live:
+        raise ItemExistsError(
+            f"add of item {item_id!r}: it exists (use update or merge)", item_id=item_id
+        )
+    if write.operation in (SyncOperation.UPDATE, SyncOperation.DELETE) and not live:
+        verb = "update" if write.operation == SyncOperation.UPDATE else "delete"
+        state = "is deleted" if current is not None else "does not exist"
+        raise ItemNotFoundError(f"{verb} of item {item_id!r}: it {state}", item_id=item_id)
+
+
+def write_local(
+    conn: Connection,
+    spec: TierSpec,
+    node_id: str,
+    clock: HybridLogicalClock,
+    writes: Sequence[LocalWrite],
+) -> list[StoredItem]:
+    """Apply local writes in order; return the item after each write (one per write).
+
+    Raises (before writing anything) :class:`~memrepl.errors.InvalidItemIdError`,
+    :class:`~memrepl.errors.InvalidContentError`, :class:`~memrepl.errors.ItemTooLargeError`,
+    :class:`~memrepl.errors.ItemExistsError` or :class:`~memrepl.errors.ItemNotFoundError`.
+    """
+    contents = [_check_write(spec, write) for write in writes]
+    latest = load_items(conn, spec, (write.item_id for write in writes))
+    results: list[StoredItem] = []
+    changed: dict[str, StoredItem] = {}
+    for write, content in zip(writes, contents, strict=True):
+        current = latest.get(write.item_id)
+        _check_semantics(write, current)
+        stamp = clock.tick()
+        state = apply_local_write(
+            current.state if current else None,
+            write.operation,
+            content,
+            Version(stamp, node_id),
+        )
+        if write.operation == SyncOperation.MERGE:
+            check_size(encode_content(state.content), write.item_id)
+        item = StoredItem(
+            item_id=write.item_id,
+            state=state,
+            priority=SyncPriority(write.priority),
+            modified_at=stamp,
+            received_from=None,
+            created_at_ns=current.created_at_ns if current else stamp,
+            access_count=current.access_count if current else 0,
+            last_accessed_ns=current.last_accessed_ns if current else None,
+            extras=_local_extras(spec, state.content, current, write.local),
+        )
+        latest[write.item_id] = changed[write.item_id] = item
+        results.append(item)
+    _store(conn, spec, list(changed.values()))
+    return results
+
+
+def apply_remote_states(
+    conn: Connection,
+    spec: TierSpec,
+    clock: HybridLogicalClock,
+    incoming: Sequence[RemoteItem],
+    *,
+    from_peer: str,
+) -> list[MergeVerdict]:
+    """Merge states received from ``from_peer`` into the tier; the verdicts in input order.
+
+    Every remote stamp is first checked against the clock (``clock.observe``: a
+    :class:`~memrepl.errors.ClockSkewError` refuses the whole call before any write). Changed
+    rows get a fresh ``modified_at`` each (so they flow on to other peers) and
+    ``received_from = from_peer`` when the kept state IS the remote one, NULL when the merge made
+    a new combination (that one must travel back too). The row keeps the remote priority, or the
+    greater of both for a merge. Later states of one id in ``incoming`` merge onto earlier ones.
+    """
+    for remote in incoming:
+        check_item_id(remote.item_id)
+        clock.observe(remote.state.version.timestamp_ns)
+    latest = load_items(conn, spec, (remote.item_id for remote in incoming))
+    verdicts: list[MergeVerdict] = []
+    changed: dict[str, StoredItem] = {}
+    for remote in incoming:
+        current = latest.get(remote.item_id)
+        verdict = merge_remote(current.state if current else None, remote.state)
+        verdicts.append(verdict)
+        if not verdict.changed:
+            continue
+        as_received = verdict.state == remote.state
+        priority = SyncPriority(remote.priority)
+        if current is not None and not as_received:
+            priority = max(priority, current.priority)
+        item = StoredItem(
+            item_id=remote.item_id,
+            state=verdict.state,
+            priority=priority,
+            modified_at=clock.tick(),
+            received_from=from_peer if as_received else None,
+            created_at_ns=current.created_at_ns if current else clock.last_ns,
+            access_count=current.access_count if current else 0,
+            last_accessed_ns=current.last_accessed_ns if current else None,
+            extras=_local_extras(spec, verdict.state.content, current, {}),
+        )
+        latest[remote.item_id] = changed[remote.item_id] = item
+    _store(conn, spec, list(changed.values()))
+    return verdicts
+
+
+def modified_since(
+    conn: Connection,
+    spec: TierSpec,
+    since_ns: int,
+    *,
+    limit: int | None = None,
+    exclude_received_from: str | None = None,
+) -> list[StoredItem]:
+    """Rows changed here after ``since_ns`` (tombstones included), in ``modified_at`` order.
+
+    An index range scan on ``modified_at``: its cost follows the number of rows returned, not the
+    size of the tier. ``exclude_received_from`` leaves out rows whose state came as is from that
+    peer (no echo), filtered on the same scan; a caller advancing a cursor past such rows can use
+    :func:`max_modified_at`.
+    """
+    table = spec.table
+    query = select(table).where(table.c.modified_at > since_ns).order_by(table.c.modified_at)
+    if exclude_received_from is not None:
+        query = query.where(table.c.received_from.is_distinct_from(exclude_received_from))
+    if limit is not None:
+        query = query.limit(limit)
+    return [item_from_row(spec, row) for row in conn.execute(query).mappings()]
+
+
+def max_modified_at(conn: Connection, spec: TierSpec) -> int:
+    """The tier's latest ``modified_at`` (0 when empty): one index lookup."""
+    value = conn.execute(select(func.max(spec.table.c.modified_at))).scalar_one()
+    return int(value) if value is not None else 0
+
+
+def record_access(conn: Connection, spec: TierSpec, item_id: str, now_ns: int) -> None:
+    """Count a local read: ``access_count + 1`` and ``last_accessed_ns``; never ``modified_at``."""
+    table = spec.table
+    conn.execute(
+        update(table)
+        .where(table.c.item_id == item_id)
+        .values(access_count=table.c.access_count + 1, last_accessed_ns=now_ns)
+    )
+
+
+def read_item(conn: Connection, spec: TierSpec, item_id: str, now_ns: int) -> StoredItem | None:
+    """The live item ``item_id`` with the access recorded; None if missing or deleted."""
+    item = load_items(conn, spec, [check_item_id(item_id)]).get(item_id)
+    if item is None or item.deleted:
+        return None
+    record_access(conn, spec, item_id, now_ns)
+    return replace(item, access_count=item.access_count + 1, last_accessed_ns=now_ns)
+
+
+def collect_changes(info: MutableMapping[Any, Any]) -> list[tuple[MemoryTier, list[StoredItem]]]:
+    """Start collecting the items a transaction changes, in its connection's ``info``.
+
+    ``Store.write()`` does this so that it can run the tiers' after-commit hooks.
+    """
+    pending: list[tuple[MemoryTier, list[StoredItem]]] = []
+    info[CHANGES_KEY] = pending
+    return pending
+
+
+def stop_collecting(info: MutableMapping[Any, Any]) -> None:
+    """Stop collecting changes (before the connection goes back to the pool)."""
+    info.pop(CHANGES_KEY, None)

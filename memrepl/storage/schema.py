@@ -1,0 +1,279 @@
+"""The SQL schema of a memrepl store: every table and column, defined once in SQLAlchemy Core.
+
+The rule that keeps it right: the three tier tables get their shared columns from ONE function,
+:func:`item_columns`, which returns fresh ``Column`` objects each call; a tier adds only its own
+columns (ARCHITECTURE.md, "The tiers"). Alembic owns the DDL (``migrations/``); a test checks that
+the migrated database equals this metadata, so a change here needs a new migration.
+
+These are plain tables meant to be queried with SQL (``sqlite3 memrepl.db``).
+
+Tier tables ``working_items``, ``episodic_items``, ``semantic_items`` -- one row per item,
+tombstones included:
+
+========================  ==========================================================================
+``item_id``               the item's id (1-32 bytes of UTF-8, no NUL), primary key
+``content``               the item's JSON object as text (``{}`` for a tombstone)
+``deleted``               1 when the row is a tombstone
+``version_ts``            stamp of the latest write to the item (the wire's ``timestamp_ns``)
+``version_origin``        node id that made that write; (version_ts, version_origin) is LWW order
+``whole_ts``              stamp of the last whole write (INSERT/UPDATE/DELETE), 0 if none
+``whole_origin``          its node id ('' if none)
+``whole_deleted``         1 when that whole write was a DELETE (or there was none)
+``field_clocks``          JSON ``{field: [stamp, origin]}`` of fields MERGEd after the whole write
+``causal_context``        JSON ``{node id: highest stamp it wrote to this item}``
+``priority``              replication priority of the latest write (SyncPriority: 0-4)
+``modified_at``           this node's HLC stamp when the row last changed HERE (local write or
+                          applied batch); unique and strictly increasing in commit order
+``received_from``         the peer whose state this row equals; NULL when produced on this node
+``created_at_ns``         stamp of the write that first created the row on this node
+``access_count``          local reads of the item (never replicated, never touches modified_at)
+``last_accessed_ns``      wall time of the last local read, NULL if never read
+========================  ==========================================================================
+
+Tier extras: ``working_items.pinned`` and ``.expires_at_ns`` (local: never evicted / local TTL);
+``episodic_items.episode_id`` and ``.occurred_at_ns``, and ``semantic_items.kind``,
+``.source_id``, ``.target_id``, ``.relation`` (derived from the content's keys ``episode_id``,
+``occurred_at_ns``, ``kind``, ``source``, ``target``, ``relation``; NULL when absent).
+
+Other tables: ``node`` (one row: this database's node id, the clock's last stamp, when and by which
+memrepl it was created), ``conflicts`` (one row per concurrent pair detected while applying a
+batch: winner, loser, the state kept, the rule), ``sync_vectors`` (per tier and peer, the highest
+local ``modified_at`` the peer acknowledged), ``inbound_cursors`` (per tier and peer, the highest
+sender cursor applied here).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    Column,
+    Index,
+    Integer,
+    MetaData,
+    PrimaryKeyConstraint,
+    Table,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Connection
+
+from memrepl.protocol.enums import MemoryTier
+
+if TYPE_CHECKING:
+    from memrepl.storage.records import StoredItem
+
+metadata = MetaData()
+
+
+def item_columns() -> list[Column[Any]]:
+    """The columns every tier table shares, as fresh objects (a Column belongs to one table)."""
+    return [
+        Column("item_id", Text, primary_key=True),
+        Column("content", Text, nullable=False),
+        Column("deleted", Boolean, nullable=False),
+        Column("version_ts", Integer, nullable=False),
+        Column("version_origin", Text, nullable=False),
+        Column("whole_ts", Integer, nullable=False),
+        Column("whole_origin", Text, nullable=False),
+        Column("whole_deleted", Boolean, nullable=False),
+        Column("field_clocks", Text, nullable=False),
+        Column("causal_context", Text, nullable=False),
+        Column("priority", Integer, nullable=False),
+        Column("modified_at", Integer, nullable=False),
+        Column("received_from", Text, nullable=True),
+        Column("created_at_ns", Integer, nullable=False),
+        Column("access_count", Integer, nullable=False, server_default="0"),
+        Column("last_accessed_ns", Integer, nullable=True),
+    ]
+
+
+def _tier_table(name: str, *extra: Column[Any] | Index) -> Table:
+    return Table(
+        name,
+        metadata,
+        *item_columns(),
+        *extra,
+        Index(f"ix_{name}_modified_at", "modified_at", unique=True),
+    )
+
+
+working_items = _tier_table(
+    "working_items",
+    Column("pinned", Boolean, nullable=False, server_default="0"),
+    Column("expires_at_ns", Integer, nullable=True),
+    Index("ix_working_items_expires_at_ns", "expires_at_ns"),
+)
+
+episodic_items = _tier_table(
+    "episodic_items",
+    Column("episode_id", Text, nullable=True),
+    Column("occurred_at_ns", Integer, nullable=True),
+    Index("ix_episodic_items_episode_occurred", "episode_id", "occurred_at_ns"),
+    Index("ix_episodic_items_occurred_episode", "occurred_at_ns", "episode_id"),
+)
+
+semantic_items = _tier_table(
+    "semantic_items",
+    Column("kind", Text, nullable=True),
+    Column("source_id", Text, nullable=True),
+    Column("target_id", Text, nullable=True),
+    Column("relation", Text, nullable=True),
+    Index("ix_semantic_items_source_id", "source_id"),
+    Index("ix_semantic_items_target_id", "target_id"),
+)
+
+node = Table(
+    "node",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=False),
+    Column("node_id", Text, nullable=False),
+    Column("clock_last_ns", Integer, nullable=False),
+    Column("created_at_ns", Integer, nullable=False),
+    Column("created_by_version", Text, nullable=False),
+    CheckConstraint("id = 1", name="ck_node_single_row"),
+)
+
+conflicts = Table(
+    "conflicts",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tier", Integer, nullable=False),
+    Column("item_id", Text, nullable=False),
+    Column("winner_ts", Integer, nullable=False),
+    Column("winner_origin", Text, nullable=False),
+    Column("winner_content", Text, nullable=False),
+    Column("winner_deleted", Boolean, nullable=False),
+    Column("winner_context", Text, nullable=False),
+    Column("loser_ts", Integer, nullable=False),
+    Column("loser_origin", Text, nullable=False),
+    Column("loser_content", Text, nullable=False),
+    Column("loser_deleted", Boolean, nullable=False),
+    Column("loser_context", Text, nullable=False),
+    Column("resolved_content", Text, nullable=False),
+    Column("rule", Text, nullable=False),
+    Column("peer_id", Text, nullable=False),
+    Column("batch_id", Text, nullable=True),
+    Column("detected_at_ns", Integer, nullable=False),
+    UniqueConstraint(
+        "tier",
+        "item_id",
+        "winner_ts",
+        "winner_origin",
+        "loser_ts",
+        "loser_origin",
+        name="uq_conflicts_pair",
+    ),
+    Index("ix_conflicts_tier_item", "tier", "item_id"),
+    Index("ix_conflicts_loser_origin", "loser_origin"),
+    Index("ix_conflicts_detected_at_ns", "detected_at_ns"),
+    sqlite_autoincrement=True,
+)
+
+sync_vectors = Table(
+    "sync_vectors",
+    metadata,
+    Column("tier", Integer, nullable=False),
+    Column("peer_id", Text, nullable=False),
+    Column("acked_cursor", Integer, nullable=False),
+    Column("updated_at_ns", Integer, nullable=False),
+    PrimaryKeyConstraint("tier", "peer_id"),
+)
+
+inbound_cursors = Table(
+    "inbound_cursors",
+    metadata,
+    Column("tier", Integer, nullable=False),
+    Column("peer_id", Text, nullable=False),
+    Column("applied_cursor", Integer, nullable=False),
+    Column("updated_at_ns", Integer, nullable=False),
+    PrimaryKeyConstraint("tier", "peer_id"),
+)
+
+
+#: A tier's in-transaction hook: run by every write inside its transaction, after the tier's rows
+#: changed, with the rows as they now are (see :attr:`TierSpec.on_change`).
+ChangeHook = Callable[[Connection, Sequence["StoredItem"]], None]
+
+
+@dataclass(frozen=True, slots=True)
+class TierSpec:
+    """What the storage operations need to know about one tier's table.
+
+    ``derive_columns(content)`` gives the tier's derived columns for an item's content (every
+    derived column, None when the content lacks it); ``local_defaults`` names the tier's local
+    columns (set by local writes only, never replicated) with their value for a new row.
+    ``on_change`` is the tier's in-transaction hook (working memory's eviction): called as
+    ``on_change(conn, changed_items)`` by :func:`memrepl.storage.items.write_local` and
+    :func:`~memrepl.storage.items.apply_remote_states` after they wrote rows, inside the same
+    transaction; an exception there rolls the whole write back. A store may carry its own copy of
+    a spec with a hook bound to its settings (``dataclasses.replace``).
+    """
+
+    tier: MemoryTier
+    table: Table
+    derive_columns: Callable[[Mapping[str, Any]], dict[str, Any]]
+    local_defaults: Mapping[str, Any] = field(default_factory=dict)
+    on_change: ChangeHook | None = None
+
+    @property
+    def derived_names(self) -> tuple[str, ...]:
+        """The names of the derived columns (those :attr:`derive_columns` returns)."""
+        return tuple(self.derive_columns({}))
+
+
+def _no_derived_columns(content: Mapping[str, Any]) -> dict[str, Any]:
+    return {}
+
+
+def _str_or_none(value: object) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def _int_or_none(value: object) -> int | None:
+    # bool is an int in Python but not a time; SQLite integers are signed 64-bit.
+    if isinstance(value, int) and not isinstance(value, bool) and -(2**63) <= value < 2**63:
+        return value
+    return None
+
+
+def episodic_columns(content: Mapping[str, Any]) -> dict[str, Any]:
+    """Episodic derived columns: ``episode_id`` (a str) and ``occurred_at_ns`` (an int)."""
+    return {
+        "episode_id": _str_or_none(content.get("episode_id")),
+        "occurred_at_ns": _int_or_none(content.get("occurred_at_ns")),
+    }
+
+
+SEMANTIC_KINDS = frozenset({"concept", "relation"})
+
+
+def semantic_columns(content: Mapping[str, Any]) -> dict[str, Any]:
+    """Semantic derived columns: ``kind`` (concept/relation), ``source_id``, ``target_id``,
+    ``relation``."""
+    kind = content.get("kind")
+    return {
+        "kind": kind if kind in SEMANTIC_KINDS else None,
+        "source_id": _str_or_none(content.get("source")),
+        "target_id": _str_or_none(content.get("target")),
+        "relation": _str_or_none(content.get("relation")),
+    }
+
+
+WORKING = TierSpec(
+    MemoryTier.WORKING,
+    working_items,
+    _no_derived_columns,
+    local_defaults={"pinned": False, "expires_at_ns": None},
+)
+EPISODIC = TierSpec(MemoryTier.EPISODIC, episodic_items, episodic_columns)
+SEMANTIC = TierSpec(MemoryTier.SEMANTIC, semantic_items, semantic_columns)
+
+#: The spec of each tier, by tier.
+TIER_SPECS: Mapping[MemoryTier, TierSpec] = {
+    spec.tier: spec for spec in (WORKING, EPISODIC, SEMANTIC)
+}

@@ -1,0 +1,393 @@
+"""Opening a store: the engine, the migrations, the node row, and the transactions tiers run in.
+
+The rules that keep it right:
+
+- **Opening changes nothing that is already right.** A read transaction checks the schema
+  revision and the node row; only when the database is new or older does one ``BEGIN IMMEDIATE``
+  transaction migrate it and write the node row. A refused open (another node id, a schema from
+  a newer memrepl) writes nothing.
+- **Writes are ``BEGIN IMMEDIATE`` transactions** (:meth:`Store.write`), reads deferred ones
+  (:meth:`Store.read`); a write that stamps anything takes the node's clock with
+  :meth:`Store.stamping` inside that transaction.
+- **After-commit hooks see only committed changes.** :meth:`Store.write` collects the items the
+  storage operations change and, once the transaction has committed, hands them to each tier's
+  ``_after_commit``; a rolled-back transaction hands over nothing.
+
+:class:`Store` is synchronous (pysqlite); :class:`AsyncStore` is its asyncio twin (aiosqlite,
+``memrepl.aio.open``) and runs the very same functions through ``AsyncConnection.run_sync``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import AsyncIterator, Iterator, Sequence
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+from uuid import uuid4
+
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+
+from memrepl.clock import DEFAULT_MAX_CLOCK_SKEW_NS, HybridLogicalClock, WallClock
+from memrepl.errors import NodeIdMismatchError, StoreError, UnknownTierError
+from memrepl.protocol.enums import MemoryTier
+from memrepl.storage import migrate
+from memrepl.storage.engine import (
+    DEFAULT_BUSY_TIMEOUT_MS,
+    DEFAULT_SYNCHRONOUS,
+    MEMORY,
+    async_write_engine,
+    create_async_engine,
+    create_engine,
+    write_engine,
+)
+from memrepl.storage.items import collect_changes, stop_collecting
+from memrepl.storage.node import ClockSettings, check_node_id, ensure_node, stamping, stored_node_id
+from memrepl.storage.records import StoredItem
+from memrepl.storage.tiers import (
+    AsyncEpisodicMemory,
+    AsyncSemanticMemory,
+    AsyncTier,
+    AsyncWorkingMemory,
+    EpisodicMemory,
+    SemanticMemory,
+    Tier,
+    WorkingMemory,
+    _TierBase,
+)
+
+#: Working memory's default capacity in items (None: unbounded).
+DEFAULT_WORKING_CAPACITY = 10_000
+
+Changes = Sequence[tuple[MemoryTier, list[StoredItem]]]
+
+
+def resolve_tier(tier: object) -> MemoryTier:
+    """The :class:`MemoryTier` for ``tier`` (a MemoryTier or its int); else UnknownTierError."""
+    if isinstance(tier, int) and not isinstance(tier, bool):
+        try:
+            return MemoryTier(tier)
+        except ValueError:
+            pass
+    raise UnknownTierError(
+        f"unknown memory tier {tier!r}: expected one of "
+        + ", ".join(f"{t.value} ({t.name})" for t in MemoryTier),
+        tier=tier,
+    )
+
+
+def database_ready(conn: Connection, node_id: str) -> bool:
+    """Whether the database is at the head revision with this node's row (a read, no writes).
+
+    Raises NodeIdMismatchError when the node row names another node.
+    """
+    if migrate.current_revision(conn) != migrate.HEAD_REVISION:
+        return False
+    stored = stored_node_id(conn)
+    if stored is not None and stored != node_id:
+        raise NodeIdMismatchError(
+            f"opening a store as node {node_id!r}: the database belongs to node {stored!r}",
+            stored=stored,
+            requested=node_id,
+        )
+    return stored is not None
+
+
+def prepare_database(conn: Connection, node_id: str, now_ns: int) -> None:
+    """Migrate to head and write the node row, in the caller's write transaction."""
+    migrate.upgrade(conn)
+    ensure_node(conn, node_id, now_ns=now_ns)
+
+
+def _check_options(working_capacity: int | None, max_clock_skew_ns: int) -> None:
+    if working_capacity is not None and (
+        not isinstance(working_capacity, int) or working_capacity < 1
+    ):
+        raise StoreError(
+            f"working_capacity must be a positive int or None, not {working_capacity!r}"
+        )
+    if not isinstance(max_clock_skew_ns, int) or max_clock_skew_ns < 0:
+        raise StoreError(f"max_clock_skew_ns must be a non-negative int, not {max_clock_skew_ns!r}")
+
+
+class StoreBase:
+    """What the sync and asyncio stores share: identity, settings and the tier table."""
+
+    def __init__(
+        self,
+        *,
+        node_id: str,
+        path: Path | None,
+        clock_settings: ClockSettings,
+        working_capacity: int | None,
+    ) -> None:
+        self.node_id = node_id
+        #: The database file, None for a private in-memory store.
+        self.path = path
+        self.clock_settings = clock_settings
+        self.working_capacity = working_capacity
+        self._tiers: dict[MemoryTier, _TierBase] = {}
+        self._closed = False
+
+    def tier(self, tier: MemoryTier | int) -> _TierBase:
+        """The tier object for ``tier``; UnknownTierError for anything else."""
+        return self._tiers[resolve_tier(tier)]
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreError(f"store of node {self.node_id!r} is closed")
+
+    def _dispatch(self, changes: Changes) -> None:
+        for tier, items in changes:
+            self._tiers[tier]._after_commit(items)
+
+    def __repr__(self) -> str:
+        where = self.path if self.path is not None else MEMORY
+        return f"<{type(self).__name__} node_id={self.node_id!r} path={str(where)!r}>"
+
+
+class Store(StoreBase):
+    """A synchronous memrepl store: three tiers in one SQLite file. Open it with :func:`open`."""
+
+    working: WorkingMemory
+    episodic: EpisodicMemory
+    semantic: SemanticMemory
+
+    def __init__(
+        self,
+        engine: Engine,
+        *,
+        node_id: str,
+        path: Path | None,
+        clock_settings: ClockSettings,
+        working_capacity: int | None = DEFAULT_WORKING_CAPACITY,
+    ) -> None:
+        super().__init__(
+            node_id=node_id,
+            path=path,
+            clock_settings=clock_settings,
+            working_capacity=working_capacity,
+        )
+        self.engine = engine
+        self._write_engine = write_engine(engine)
+        self.working = WorkingMemory._bind(self)
+        self.episodic = EpisodicMemory._bind(self)
+        self.semantic = SemanticMemory._bind(self)
+        self._tiers.update(
+            {tier.tier: tier for tier in (self.working, self.episodic, self.semantic)}
+        )
+
+    def tier(self, tier: MemoryTier | int) -> Tier:
+        """The tier object for ``tier`` (a MemoryTier or 1-3); UnknownTierError otherwise."""
+        found = super().tier(tier)
+        assert isinstance(found, Tier)
+        return found
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """One ``BEGIN IMMEDIATE`` transaction: committed on exit, rolled back on error.
+
+        After the commit, the tiers whose rows changed get their ``_after_commit`` hook.
+        """
+        self._check_open()
+        with self._write_engine.begin() as conn:
+            changes = collect_changes(conn.info)
+            try:
+                yield conn
+            finally:
+                stop_collecting(conn.info)
+        self._dispatch(changes)
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """One deferred transaction: a consistent snapshot for reads."""
+        self._check_open()
+        with self.engine.begin() as conn:
+            yield conn
+
+    def stamping(self, conn: Connection) -> AbstractContextManager[HybridLogicalClock]:
+        """The node's clock inside a :meth:`write` transaction, saved when the block exits."""
+        return stamping(conn, self.clock_settings)
+
+    def close(self) -> None:
+        """Close every connection; the store can no longer be used. Idempotent."""
+        self._closed = True
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+class AsyncStore(StoreBase):
+    """The asyncio twin of :class:`Store`. Open it with ``await memrepl.aio.open(...)``."""
+
+    working: AsyncWorkingMemory
+    episodic: AsyncEpisodicMemory
+    semantic: AsyncSemanticMemory
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        node_id: str,
+        path: Path | None,
+        clock_settings: ClockSettings,
+        working_capacity: int | None = DEFAULT_WORKING_CAPACITY,
+    ) -> None:
+        super().__init__(
+            node_id=node_id,
+            path=path,
+            clock_settings=clock_settings,
+            working_capacity=working_capacity,
+        )
+        self.engine = engine
+        self._write_engine = async_write_engine(engine)
+        self.working = AsyncWorkingMemory._bind(self)
+        self.episodic = AsyncEpisodicMemory._bind(self)
+        self.semantic = AsyncSemanticMemory._bind(self)
+        self._tiers.update(
+            {tier.tier: tier for tier in (self.working, self.episodic, self.semantic)}
+        )
+
+    def tier(self, tier: MemoryTier | int) -> AsyncTier:
+        """The tier object for ``tier`` (a MemoryTier or 1-3); UnknownTierError otherwise."""
+        found = super().tier(tier)
+        assert isinstance(found, AsyncTier)
+        return found
+
+    @asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncConnection]:
+        """See :meth:`Store.write`; run storage functions with ``await conn.run_sync(...)``."""
+        self._check_open()
+        async with self._write_engine.begin() as conn:
+            changes = collect_changes(conn.info)
+            try:
+                yield conn
+            finally:
+                stop_collecting(conn.info)
+        self._dispatch(changes)
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[AsyncConnection]:
+        """See :meth:`Store.read`."""
+        self._check_open()
+        async with self.engine.begin() as conn:
+            yield conn
+
+    def stamping(self, conn: Connection) -> AbstractContextManager[HybridLogicalClock]:
+        """See :meth:`Store.stamping` (``conn`` is the sync connection inside ``run_sync``)."""
+        return stamping(conn, self.clock_settings)
+
+    async def close(self) -> None:
+        """Close every connection (awaits the engine's disposal). Idempotent."""
+        self._closed = True
+        await self.engine.dispose()
+
+    async def __aenter__(self) -> AsyncStore:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+
+def _store_path(path: str | os.PathLike[str]) -> Path | None:
+    return None if os.fspath(path) == MEMORY else Path(os.path.abspath(os.fspath(path)))
+
+
+def open(
+    path: str | os.PathLike[str],
+    *,
+    node_id: str,
+    synchronous: str = DEFAULT_SYNCHRONOUS,
+    busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+    max_clock_skew_ns: int = DEFAULT_MAX_CLOCK_SKEW_NS,
+    wall: WallClock = time.time_ns,
+    working_capacity: int | None = DEFAULT_WORKING_CAPACITY,
+) -> Store:
+    """Open (creating and migrating if needed) the store in the SQLite file ``path``.
+
+    ``node_id`` (1-32 bytes of UTF-8, no NUL) is recorded when the database is created; opening
+    it with another one raises :class:`~memrepl.errors.NodeIdMismatchError`. A database written by
+    a newer memrepl raises :class:`~memrepl.errors.SchemaTooNewError`. Other failures to open are
+    :class:`~memrepl.errors.StoreError`. On error nothing was written and nothing is left open.
+    ``path=":memory:"`` opens a private, non-durable in-memory store.
+    """
+    check_node_id(node_id)
+    _check_options(working_capacity, max_clock_skew_ns)
+    engine = create_engine(path, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms)
+    try:
+        with engine.begin() as conn:
+            ready = database_ready(conn, node_id)
+        if not ready:
+            with write_engine(engine).begin() as conn:
+                prepare_database(conn, node_id, wall())
+    except DBAPIError as exc:
+        engine.dispose()
+        raise StoreError(f"opening the store at {os.fspath(path)!r}: {exc.orig}") from exc
+    except BaseException:
+        engine.dispose()
+        raise
+    return Store(
+        engine,
+        node_id=node_id,
+        path=_store_path(path),
+        clock_settings=ClockSettings(wall, max_clock_skew_ns),
+        working_capacity=working_capacity,
+    )
+
+
+async def open_async(
+    path: str | os.PathLike[str],
+    *,
+    node_id: str,
+    synchronous: str = DEFAULT_SYNCHRONOUS,
+    busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
+    max_clock_skew_ns: int = DEFAULT_MAX_CLOCK_SKEW_NS,
+    wall: WallClock = time.time_ns,
+    working_capacity: int | None = DEFAULT_WORKING_CAPACITY,
+) -> AsyncStore:
+    """The asyncio twin of :func:`open` (``memrepl.aio.open``): same arguments, same errors."""
+    check_node_id(node_id)
+    _check_options(working_capacity, max_clock_skew_ns)
+    engine = create_async_engine(path, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms)
+    try:
+        async with engine.begin() as conn:
+            ready = await conn.run_sync(database_ready, node_id)
+        if not ready:
+            async with async_write_engine(engine).begin() as conn:
+                await conn.run_sync(prepare_database, node_id, wall())
+    except DBAPIError as exc:
+        await engine.dispose()
+        raise StoreError(f"opening the store at {os.fspath(path)!r}: {exc.orig}") from exc
+    except BaseException:
+        await engine.dispose()
+        raise
+    return AsyncStore(
+        engine,
+        node_id=node_id,
+        path=_store_path(path),
+        clock_settings=ClockSettings(wall, max_clock_skew_ns),
+        working_capacity=working_capacity,
+    )
+
+
+def open_private(**options: Any) -> Store:
+    """A private in-memory store with a generated node id (what the bare constructors use)."""
+    return open(MEMORY, node_id=f"node-{uuid4().hex[:12]}", **options)

@@ -1,0 +1,277 @@
+"""The tier objects: the seed's interface over the storage operations, sync and asyncio.
+
+The rule that keeps it right: a tier method holds no logic of its own. Each one builds the call
+of ONE function over a ``Connection`` (the ``_*_op`` functions below, which call
+:mod:`memrepl.storage.items`) and runs it in a store transaction: directly in
+:class:`Tier`, through ``AsyncConnection.run_sync`` in :class:`AsyncTier`. The three tiers share
+:class:`_TierBase`; each subclass names its :class:`~memrepl.storage.schema.TierSpec` and adds
+only what is its own.
+
+Hooks for tier-specific behaviour:
+
+- ``_spec_for(store)`` (classmethod): the spec this tier uses in ``store``; override it to bind
+  an in-transaction ``TierSpec.on_change`` hook to the store's settings (working memory's
+  eviction, with ``store.working_capacity``).
+- ``_after_commit(changed)``: called after every committed write transaction of the store that
+  changed rows of this tier -- local writes and applied batches alike -- with the changed
+  :class:`~memrepl.storage.records.StoredItem` objects in write order (semantic memory's graph).
+
+The bare constructors (``WorkingMemory()``, ``EpisodicMemory()``, ``SemanticMemory()``) open a
+private in-memory store with a generated node id: handy for trying the API, NOT durable -- its
+contents go when the object does. ``memrepl.open(path, node_id=...).working`` is the durable
+form; ``WorkingMemory(store=store)`` returns that same object.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Self
+
+from sqlalchemy.engine import Connection
+
+from memrepl.protocol.enums import MemoryTier, SyncPriority
+from memrepl.storage.items import LocalWrite, modified_since, read_item, write_local
+from memrepl.storage.node import ClockSettings, stamping
+from memrepl.storage.records import Record, StoredItem
+from memrepl.storage.schema import EPISODIC, SEMANTIC, WORKING, TierSpec
+
+if TYPE_CHECKING:
+    from memrepl.storage.store import AsyncStore, Store, StoreBase
+
+_NORMAL = SyncPriority.NORMAL
+
+
+@dataclass(frozen=True, slots=True)
+class TierContext:
+    """What a tier operation needs besides its connection."""
+
+    spec: TierSpec
+    node_id: str
+    clock: ClockSettings
+
+
+def _write_op(conn: Connection, ctx: TierContext, writes: Sequence[LocalWrite]) -> list[Record]:
+    with stamping(conn, ctx.clock) as clock:
+        items = write_local(conn, ctx.spec, ctx.node_id, clock, writes)
+    return [item.to_record() for item in items]
+
+
+def _get_op(conn: Connection, ctx: TierContext, item_id: str) -> Record | None:
+    item = read_item(conn, ctx.spec, item_id, ctx.clock.wall())
+    return None if item is None else item.to_record()
+
+
+def _modified_since_op(conn: Connection, ctx: TierContext, timestamp_ns: int) -> list[Record]:
+    return [item.to_record() for item in modified_since(conn, ctx.spec, timestamp_ns)]
+
+
+class _TierBase:
+    """What every tier object has: its store, its spec, and the hooks."""
+
+    #: The tier's spec (subclasses set it).
+    default_spec: ClassVar[TierSpec]
+
+    spec: TierSpec
+    _ctx: TierContext
+
+    @classmethod
+    def _spec_for(cls, store: StoreBase) -> TierSpec:
+        """The spec this tier uses in ``store`` (override to bind an ``on_change`` hook)."""
+        return cls.default_spec
+
+    def _setup(self, store: StoreBase) -> None:
+        self.spec = type(self)._spec_for(store)
+        self._ctx = TierContext(self.spec, store.node_id, store.clock_settings)
+
+    @property
+    def tier(self) -> MemoryTier:
+        """Which tier this is."""
+        return self.spec.tier
+
+    @property
+    def node_id(self) -> str:
+        """The node id of the store this tier belongs to."""
+        return self._ctx.node_id
+
+    def _after_commit(self, changed: Sequence[StoredItem]) -> None:
+        """Called after a committed transaction changed rows of this tier. Default: nothing."""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} node_id={self.node_id!r}>"
+
+
+class Tier(_TierBase):
+    """A memory tier over a synchronous :class:`~memrepl.storage.store.Store`.
+
+    Every write is one ``BEGIN IMMEDIATE`` transaction: validated first, so a refused call
+    changes nothing; see :mod:`memrepl.storage.items` for the exact semantics and errors.
+    """
+
+    _store: Store
+
+    def __new__(cls, store: Store | None = None) -> Self:
+        if store is None:
+            from memrepl.storage.store import open_private
+
+            store = open_private()
+            tier = store.tier(cls.default_spec.tier)
+            # The private store lives as long as its tier object does.
+            weakref.finalize(tier, store.engine.dispose)
+        else:
+            tier = store.tier(cls.default_spec.tier)
+        if not isinstance(tier, cls):
+            raise TypeError(f"{type(tier).__name__} is not a {cls.__name__}")
+        return tier
+
+    def __init__(self, store: Store | None = None) -> None:
+        # Construction happens in __new__/_bind: WorkingMemory(store=s) is s.working.
+        pass
+
+    @classmethod
+    def _bind(cls, store: Store) -> Self:
+        tier = object.__new__(cls)
+        tier._store = store
+        tier._setup(store)
+        return tier
+
+    @property
+    def store(self) -> Store:
+        """The store this tier belongs to."""
+        return self._store
+
+    def get_modified_since(self, timestamp_ns: int) -> list[Record]:
+        """Items changed on this node after ``timestamp_ns``, tombstones included, in
+        ``modified_at`` order (an index range scan)."""
+        with self._store.read() as conn:
+            return _modified_since_op(conn, self._ctx, timestamp_ns)
+
+    def get_by_id(self, item_id: str) -> Record | None:
+        """The live item ``item_id``, or None if missing or deleted. Counts an access (local
+        bookkeeping: never changes ``modified_at``)."""
+        with self._store.write() as conn:
+            return _get_op(conn, self._ctx, item_id)
+
+    def add(
+        self, item_id: str, content: Mapping[str, Any], *, priority: SyncPriority = _NORMAL
+    ) -> Record:
+        """Create an item (or resurrect a deleted one). ItemExistsError if it is live."""
+        return self.write_many([LocalWrite.add(item_id, content, priority)])[0]
+
+    def update(
+        self, item_id: str, content: Mapping[str, Any], *, priority: SyncPriority = _NORMAL
+    ) -> Record:
+        """Replace a live item's content. ItemNotFoundError if it is missing or deleted."""
+        return self.write_many([LocalWrite.update(item_id, content, priority)])[0]
+
+    def delete(self, item_id: str, *, priority: SyncPriority = _NORMAL) -> Record:
+        """Delete a live item, leaving a tombstone that replicates. ItemNotFoundError if not
+        live."""
+        return self.write_many([LocalWrite.delete(item_id, priority)])[0]
+
+    def merge(
+        self, item_id: str, content: Mapping[str, Any], *, priority: SyncPriority = _NORMAL
+    ) -> Record:
+        """Set the given fields, keeping the others; creates the item if missing."""
+        return self.write_many([LocalWrite.merge(item_id, content, priority)])[0]
+
+    def write_many(self, writes: Sequence[LocalWrite]) -> list[Record]:
+        """Apply many writes in ONE transaction, in order; the record after each write.
+
+        All or nothing: one refused write refuses the whole call.
+        """
+        with self._store.write() as conn:
+            return _write_op(conn, self._ctx, list(writes))
+
+
+class AsyncTier(_TierBase):
+    """The asyncio twin of :class:`Tier`: the same methods as coroutines, the same operations
+    run through ``AsyncConnection.run_sync``."""
+
+    _store: AsyncStore
+
+    @classmethod
+    def _bind(cls, store: AsyncStore) -> Self:
+        tier = object.__new__(cls)
+        tier._store = store
+        tier._setup(store)
+        return tier
+
+    @property
+    def store(self) -> AsyncStore:
+        """The store this tier belongs to."""
+        return self._store
+
+    async def get_modified_since(self, timestamp_ns: int) -> list[Record]:
+        """See :meth:`Tier.get_modified_since`."""
+        async with self._store.read() as conn:
+            return await conn.run_sync(_modified_since_op, self._ctx, timestamp_ns)
+
+    async def get_by_id(self, item_id: str) -> Record | None:
+        """See :meth:`Tier.get_by_id`."""
+        async with self._store.write() as conn:
+            return await conn.run_sync(_get_op, self._ctx, item_id)
+
+    async def add(
+        self, item_id: str, content: Mapping[str, Any], *, priority: SyncPriority = _NORMAL
+    ) -> Record:
+        """See :meth:`Tier.add`."""
+        return (await self.write_many([LocalWrite.add(item_id, content, priority)]))[0]
+
+    async def update(
+        self, item_id: str, content: Mapping[str, Any], *, priority: SyncPriority = _NORMAL
+    ) -> Record:
+        """See :meth:`Tier.update`."""
+        return (await self.write_many([LocalWrite.update(item_id, content, priority)]))[0]
+
+    async def delete(self, item_id: str, *, priority: SyncPriority = _NORMAL) -> Record:
+        """See :meth:`Tier.delete`."""
+        return (await self.write_many([LocalWrite.delete(item_id, priority)]))[0]
+
+    async def merge(
+        self, item_id: str, content: Mapping[str, Any], *, priority: SyncPriority = _NORMAL
+    ) -> Record:
+        """See :meth:`Tier.merge`."""
+        return (await self.write_many([LocalWrite.merge(item_id, content, priority)]))[0]
+
+    async def write_many(self, writes: Sequence[LocalWrite]) -> list[Record]:
+        """See :meth:`Tier.write_many`."""
+        async with self._store.write() as conn:
+            return await conn.run_sync(_write_op, self._ctx, list(writes))
+
+
+class WorkingMemory(Tier):
+    """L1: small and hot (capacity, eviction and TTL: local, never replicated)."""
+
+    default_spec = WORKING
+
+
+class EpisodicMemory(Tier):
+    """L2: events of episodes (``episode_id``, ``occurred_at_ns`` indexed)."""
+
+    default_spec = EPISODIC
+
+
+class SemanticMemory(Tier):
+    """L3: concepts and relations of a knowledge graph."""
+
+    default_spec = SEMANTIC
+
+
+class AsyncWorkingMemory(AsyncTier):
+    """The asyncio twin of :class:`WorkingMemory`."""
+
+    default_spec = WORKING
+
+
+class AsyncEpisodicMemory(AsyncTier):
+    """The asyncio twin of :class:`EpisodicMemory`."""
+
+    default_spec = EPISODIC
+
+
+class AsyncSemanticMemory(AsyncTier):
+    """The asyncio twin of :class:`SemanticMemory`."""
+
+    default_spec = SEMANTIC

@@ -1,0 +1,155 @@
+"""The initial schema: the three tier tables, node, conflicts, sync_vectors, inbound_cursors.
+
+Revision ID: 0001
+Revises:
+Create Date: 2025-11-25
+
+A migration is a frozen record of the DDL it ran, so it repeats the columns here rather than
+importing memrepl.storage.schema (which will move on); tests check that the two agree.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+# revision identifiers, used by Alembic.
+revision: str = "0001"
+down_revision: str | Sequence[str] | None = None
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+TIER_TABLES = ("working_items", "episodic_items", "semantic_items")
+
+
+def _item_columns() -> list[sa.Column[object]]:
+    return [
+        sa.Column("item_id", sa.Text(), nullable=False),
+        sa.Column("content", sa.Text(), nullable=False),
+        sa.Column("deleted", sa.Boolean(), nullable=False),
+        sa.Column("version_ts", sa.Integer(), nullable=False),
+        sa.Column("version_origin", sa.Text(), nullable=False),
+        sa.Column("whole_ts", sa.Integer(), nullable=False),
+        sa.Column("whole_origin", sa.Text(), nullable=False),
+        sa.Column("whole_deleted", sa.Boolean(), nullable=False),
+        sa.Column("field_clocks", sa.Text(), nullable=False),
+        sa.Column("causal_context", sa.Text(), nullable=False),
+        sa.Column("priority", sa.Integer(), nullable=False),
+        sa.Column("modified_at", sa.Integer(), nullable=False),
+        sa.Column("received_from", sa.Text(), nullable=True),
+        sa.Column("created_at_ns", sa.Integer(), nullable=False),
+        sa.Column("access_count", sa.Integer(), server_default="0", nullable=False),
+        sa.Column("last_accessed_ns", sa.Integer(), nullable=True),
+    ]
+
+
+def upgrade() -> None:
+    op.create_table(
+        "working_items",
+        *_item_columns(),
+        sa.Column("pinned", sa.Boolean(), server_default="0", nullable=False),
+        sa.Column("expires_at_ns", sa.Integer(), nullable=True),
+        sa.PrimaryKeyConstraint("item_id"),
+    )
+    op.create_index("ix_working_items_expires_at_ns", "working_items", ["expires_at_ns"])
+
+    op.create_table(
+        "episodic_items",
+        *_item_columns(),
+        sa.Column("episode_id", sa.Text(), nullable=True),
+        sa.Column("occurred_at_ns", sa.Integer(), nullable=True),
+        sa.PrimaryKeyConstraint("item_id"),
+    )
+    op.create_index(
+        "ix_episodic_items_episode_occurred", "episodic_items", ["episode_id", "occurred_at_ns"]
+    )
+    op.create_index(
+        "ix_episodic_items_occurred_episode", "episodic_items", ["occurred_at_ns", "episode_id"]
+    )
+
+    op.create_table(
+        "semantic_items",
+        *_item_columns(),
+        sa.Column("kind", sa.Text(), nullable=True),
+        sa.Column("source_id", sa.Text(), nullable=True),
+        sa.Column("target_id", sa.Text(), nullable=True),
+        sa.Column("relation", sa.Text(), nullable=True),
+        sa.PrimaryKeyConstraint("item_id"),
+    )
+    op.create_index("ix_semantic_items_source_id", "semantic_items", ["source_id"])
+    op.create_index("ix_semantic_items_target_id", "semantic_items", ["target_id"])
+
+    for table in TIER_TABLES:
+        op.create_index(f"ix_{table}_modified_at", table, ["modified_at"], unique=True)
+
+    op.create_table(
+        "node",
+        sa.Column("id", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("node_id", sa.Text(), nullable=False),
+        sa.Column("clock_last_ns", sa.Integer(), nullable=False),
+        sa.Column("created_at_ns", sa.Integer(), nullable=False),
+        sa.Column("created_by_version", sa.Text(), nullable=False),
+        sa.CheckConstraint("id = 1", name="ck_node_single_row"),
+        sa.PrimaryKeyConstraint("id"),
+    )
+
+    op.create_table(
+        "conflicts",
+        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
+        sa.Column("tier", sa.Integer(), nullable=False),
+        sa.Column("item_id", sa.Text(), nullable=False),
+        sa.Column("winner_ts", sa.Integer(), nullable=False),
+        sa.Column("winner_origin", sa.Text(), nullable=False),
+        sa.Column("winner_content", sa.Text(), nullable=False),
+        sa.Column("winner_deleted", sa.Boolean(), nullable=False),
+        sa.Column("winner_context", sa.Text(), nullable=False),
+        sa.Column("loser_ts", sa.Integer(), nullable=False),
+        sa.Column("loser_origin", sa.Text(), nullable=False),
+        sa.Column("loser_content", sa.Text(), nullable=False),
+        sa.Column("loser_deleted", sa.Boolean(), nullable=False),
+        sa.Column("loser_context", sa.Text(), nullable=False),
+        sa.Column("resolved_content", sa.Text(), nullable=False),
+        sa.Column("rule", sa.Text(), nullable=False),
+        sa.Column("peer_id", sa.Text(), nullable=False),
+        sa.Column("batch_id", sa.Text(), nullable=True),
+        sa.Column("detected_at_ns", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+        sa.UniqueConstraint(
+            "tier",
+            "item_id",
+            "winner_ts",
+            "winner_origin",
+            "loser_ts",
+            "loser_origin",
+            name="uq_conflicts_pair",
+        ),
+        sqlite_autoincrement=True,
+    )
+    op.create_index("ix_conflicts_tier_item", "conflicts", ["tier", "item_id"])
+    op.create_index("ix_conflicts_loser_origin", "conflicts", ["loser_origin"])
+    op.create_index("ix_conflicts_detected_at_ns", "conflicts", ["detected_at_ns"])
+
+    op.create_table(
+        "sync_vectors",
+        sa.Column("tier", sa.Integer(), nullable=False),
+        sa.Column("peer_id", sa.Text(), nullable=False),
+        sa.Column("acked_cursor", sa.Integer(), nullable=False),
+        sa.Column("updated_at_ns", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("tier", "peer_id"),
+    )
+
+    op.create_table(
+        "inbound_cursors",
+        sa.Column("tier", sa.Integer(), nullable=False),
+        sa.Column("peer_id", sa.Text(), nullable=False),
+        sa.Column("applied_cursor", sa.Integer(), nullable=False),
+        sa.Column("updated_at_ns", sa.Integer(), nullable=False),
+        sa.PrimaryKeyConstraint("tier", "peer_id"),
+    )
+
+
+def downgrade() -> None:
+    for table in ("inbound_cursors", "sync_vectors", "conflicts", "node", *TIER_TABLES):
+        op.drop_table(table)
