@@ -1,1 +1,82 @@
-"""memrepl: durable, replicated three-tier memory for AI agents."""
+"""memrepl: durable, replicated three-tier memory for AI agents.
+
+Three memory tiers in SQLite -- working (L1), episodic (L2), semantic (L3, a knowledge graph) --
+replicated between nodes with the MEMSHADOW v2 sync protocol: delta batches, Last-Write-Wins with
+a node-id tie-break, a conflict log you can query with SQL, and sync vectors that survive
+restarts. ``memrepl.open(path, node_id=...)`` opens a durable store; ``MemorySyncManager``
+replicates it over a mesh (``memrepl.mesh.LocalMesh`` in one process, ``TcpMesh`` between them).
+"""
+
+from __future__ import annotations
+
+from memrepl.errors import (
+    ClockSkewError,
+    InvalidContentError,
+    InvalidItemIdError,
+    ItemExistsError,
+    ItemNotFoundError,
+    ItemTooLargeError,
+    MemreplError,
+    NodeIdMismatchError,
+    ProtocolError,
+    SchemaTooNewError,
+    UnknownTierError,
+)
+from memrepl.protocol import (
+    HeaderFlags,
+    ItemVersionInfo,
+    MemorySyncBatch,
+    MemorySyncItem,
+    MemoryTier,
+    MessageTypes,
+    Priority,
+    SyncFlags,
+    SyncOperation,
+    SyncPriority,
+)
+from memrepl.storage import (
+    EpisodicMemory,
+    LocalWrite,
+    SemanticMemory,
+    Store,
+    WorkingMemory,
+    open,
+)
+from memrepl.sync.manager import MemorySyncManager
+from memrepl.sync.results import SyncResult, SyncStatus
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "ClockSkewError",
+    "EpisodicMemory",
+    "HeaderFlags",
+    "InvalidContentError",
+    "InvalidItemIdError",
+    "ItemExistsError",
+    "ItemNotFoundError",
+    "ItemTooLargeError",
+    "ItemVersionInfo",
+    "LocalWrite",
+    "MemorySyncBatch",
+    "MemorySyncItem",
+    "MemorySyncManager",
+    "MemoryTier",
+    "MemreplError",
+    "MessageTypes",
+    "NodeIdMismatchError",
+    "Priority",
+    "ProtocolError",
+    "SchemaTooNewError",
+    "SemanticMemory",
+    "Store",
+    "SyncFlags",
+    "SyncOperation",
+    "SyncPriority",
+    "SyncResult",
+    "SyncStatus",
+    "UnknownTierError",
+    "WorkingMemory",
+    "__version__",
+    "open",
+]

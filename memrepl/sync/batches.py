@@ -1,0 +1,140 @@
+"""Building outgoing batches and applying incoming ones, as functions over a Connection.
+
+Outgoing (:func:`read_delta`): the changes after a cursor, in ``modified_at`` order, cut at
+``max_items``, leaving out rows whose state came as is from the target (no echo). The batch's
+cursor is the highest local ``modified_at`` it covers, including skipped echo rows, so an
+acknowledged prefix is always a valid place to resume (ARCHITECTURE.md, "Deltas, cursors and
+sync vectors").
+
+Incoming (:func:`apply_batch`): the whole batch in the caller's ONE write transaction: every
+item merged by the merge core, the concurrent pairs logged, the clock moved past the incoming
+stamps, and the sender's cursor stored. Validation happens first (:func:`decode_batch`), so a
+refused batch writes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy.engine import Connection
+
+from memrepl.clock import HybridLogicalClock
+from memrepl.errors import ProtocolError
+from memrepl.merge import ItemState, Outcome
+from memrepl.protocol.batch import MemorySyncBatch
+from memrepl.protocol.enums import MemoryTier, SyncOperation
+from memrepl.protocol.item import MemorySyncItem
+from memrepl.storage.items import RemoteItem, apply_remote_states, max_modified_at, modified_since
+from memrepl.storage.records import StoredItem, encode_content
+from memrepl.storage.schema import TierSpec
+from memrepl.sync.conflicts import DetectedConflict, record_conflicts
+from memrepl.sync.vectors import advance_applied_cursor, applied_cursor
+from memrepl.sync.wire import item_from_state, state_from_item
+
+
+@dataclass(frozen=True, slots=True)
+class Delta:
+    """A slice of a tier's change stream: the items to send and the cursor they reach."""
+
+    items: list[MemorySyncItem]
+    cursor: int
+
+
+def read_delta(
+    conn: Connection,
+    spec: TierSpec,
+    since: int,
+    *,
+    max_items: int,
+    exclude_peer: str | None,
+) -> Delta:
+    """The next ``max_items`` changes after ``since`` (run in one read transaction)."""
+    rows = modified_since(
+        conn, spec, since, limit=max_items + 1, exclude_received_from=exclude_peer
+    )
+    if len(rows) > max_items:
+        rows = rows[:max_items]
+        cursor = rows[-1].modified_at
+    else:
+        # Everything up to the tier's latest change is covered, echo rows included.
+        cursor = max(since, max_modified_at(conn, spec))
+    return Delta([to_wire(spec.tier, row) for row in rows], cursor)
+
+
+def to_wire(tier: MemoryTier, row: StoredItem) -> MemorySyncItem:
+    payload = None if row.deleted else encode_content(row.content).encode()
+    return item_from_state(row.item_id, row.state, tier, row.priority, payload=payload)
+
+
+def is_replicate_request(batch: MemorySyncBatch) -> bool:
+    """A batch asking for the tier's full state: one item whose operation is REPLICATE."""
+    return any(item.operation == SyncOperation.REPLICATE for item in batch.items)
+
+
+def decode_batch(batch: MemorySyncBatch, clock: HybridLogicalClock) -> list[RemoteItem]:
+    """The batch's items as states to merge; refuses the whole batch on the first fault.
+
+    Raises :class:`ProtocolError` (an item of another tier, a malformed state) or
+    :class:`~memrepl.errors.ClockSkewError` (any stamp too far in the future).
+    """
+    remote: list[RemoteItem] = []
+    for item in batch.items:
+        if item.tier != batch.tier:
+            raise ProtocolError(
+                f"item {item.item_id!r} of tier {item.tier.name} in a {batch.tier.name} batch",
+                code="tier-mismatch",
+            )
+        state = state_from_item(item, source_node=batch.source_node)
+        clock.check_skew(_latest_stamp(state))
+        remote.append(RemoteItem(item.item_id, state, item.priority))
+    return remote
+
+
+def _latest_stamp(state: ItemState) -> int:
+    return max([state.version.timestamp_ns, *state.context.values()])
+
+
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What applying one batch did."""
+
+    applied: int
+    conflicts: int
+    cursor: int
+    changed_ids: list[str]
+
+
+def apply_batch(
+    conn: Connection,
+    spec: TierSpec,
+    clock: HybridLogicalClock,
+    batch: MemorySyncBatch,
+    remote: Sequence[RemoteItem],
+) -> Applied:
+    """Apply decoded items with their bookkeeping, inside the caller's write transaction."""
+    verdicts = apply_remote_states(conn, spec, clock, remote, from_peer=batch.source_node)
+    concurrent = [
+        DetectedConflict(item.item_id, verdict)
+        for item, verdict in zip(remote, verdicts, strict=True)
+        if verdict.outcome == Outcome.CONCURRENT
+    ]
+    if concurrent:
+        record_conflicts(
+            conn,
+            spec.tier,
+            concurrent,
+            peer_id=batch.source_node,
+            batch_id=batch.batch_id,
+            detected_at_ns=clock.tick(),
+        )
+    if batch.cursor is not None:
+        cursor = advance_applied_cursor(
+            conn, spec.tier, batch.source_node, batch.cursor, clock.last_ns
+        )
+    else:
+        cursor = applied_cursor(conn, spec.tier, batch.source_node)
+    changed = [
+        item.item_id for item, verdict in zip(remote, verdicts, strict=True) if verdict.changed
+    ]
+    return Applied(len(changed), len(concurrent), cursor, changed)

@@ -1,0 +1,487 @@
+"""``MemorySyncManager``: the seed's sync manager, over durable tiers and any ``Mesh``.
+
+It owns no state of its own: sync vectors, inbound cursors, the conflict log and the clock live
+in the database of the tiers registered with it, so a restarted manager carries on where the last
+one stopped. Each incoming batch is applied in ONE write transaction with its bookkeeping; each
+outgoing batch is marked synced only when its ACK arrives.
+
+The exchange, for one tier (ARCHITECTURE.md, "Deltas, cursors and sync vectors"):
+
+1. the sender opens with an empty VECTOR_SYNC batch; the ACK reports the receiver's durable
+   inbound cursor, which is where the sender resumes (even if it lost its own bookkeeping);
+2. if tombstones above that cursor were already collected, the sender sends a snapshot
+   (REPLICATE semantics) instead of a delta, so no delete is lost;
+3. it sends batches of at most ``max_batch_items`` in ``modified_at`` order, each acknowledged
+   before the next, advancing the sync vector on every ACK, until nothing is left.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import uuid
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+from memrepl.errors import (
+    BatchTooLargeError,
+    MemreplError,
+    MisaddressedBatchError,
+    NodeIdMismatchError,
+    PeerUnavailableError,
+    ProtocolError,
+    UnknownTierError,
+)
+from memrepl.protocol.batch import MemorySyncBatch
+from memrepl.protocol.enums import MemoryTier, MessageTypes, SyncFlags, SyncOperation
+from memrepl.protocol.item import MemorySyncItem
+from memrepl.protocol.limits import MAX_BATCH_ITEMS
+from memrepl.storage.store import Store
+from memrepl.storage.tiers import Tier
+from memrepl.sync import tombstones, vectors
+from memrepl.sync.batches import apply_batch, decode_batch, is_replicate_request, read_delta
+from memrepl.sync.messages import Ack, Nack
+from memrepl.sync.results import SyncResult, SyncStatus
+from memrepl.sync.transport import Mesh
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_BATCH_ITEMS = 100
+DEFAULT_ACK_TIMEOUT_S = 30.0
+#: How long a tombstone outlives the last acknowledgement before it may be collected.
+DEFAULT_TOMBSTONE_GRACE_S = 24 * 3600.0
+
+#: The item id of a REPLICATE request (the request names a tier, not an item).
+REPLICATE_ITEM_ID = "*"
+
+
+@dataclass(frozen=True, slots=True)
+class _Registered:
+    tier: MemoryTier
+    memory: Tier
+
+    @property
+    def store(self) -> Store:
+        return self.memory.store
+
+
+class MemorySyncManager:
+    """Coordinates synchronization of the registered tiers with peers (the seed's API).
+
+    ``mesh`` may be None for batch-level use (``create_delta_batch``/``apply_sync_batch``);
+    ``sync_with_peer`` needs one. With a mesh, the manager answers VECTOR_SYNC batches on its
+    own: it applies them and replies ACK or NACK.
+    """
+
+    def __init__(
+        self,
+        node_id: str,
+        mesh: Mesh | None = None,
+        *,
+        max_batch_items: int = DEFAULT_MAX_BATCH_ITEMS,
+        ack_timeout_s: float = DEFAULT_ACK_TIMEOUT_S,
+        tombstone_grace_s: float = DEFAULT_TOMBSTONE_GRACE_S,
+        compress_threshold: int = 1024,
+    ) -> None:
+        if not 1 <= max_batch_items <= MAX_BATCH_ITEMS:
+            raise BatchTooLargeError(
+                f"max_batch_items must be 1..{MAX_BATCH_ITEMS}, not {max_batch_items}",
+                limit=MAX_BATCH_ITEMS,
+            )
+        self.node_id = node_id
+        self.mesh = mesh
+        self.max_batch_items = max_batch_items
+        self.ack_timeout_s = ack_timeout_s
+        self.tombstone_grace_ns = int(tombstone_grace_s * 1e9)
+        self.compress_threshold = compress_threshold
+        self._tiers: dict[MemoryTier, _Registered] = {}
+        self._waiting: dict[str, asyncio.Future[Ack | Nack]] = {}
+        self._locks: dict[tuple[str, MemoryTier], asyncio.Lock] = {}
+        self._background: set[asyncio.Task[SyncResult]] = set()
+        if mesh is not None:
+            if mesh.node_id != node_id:
+                raise NodeIdMismatchError(
+                    f"mesh endpoint is {mesh.node_id!r}, manager is {node_id!r}",
+                    stored=mesh.node_id,
+                    requested=node_id,
+                )
+            mesh.register_handler(MessageTypes.VECTOR_SYNC, self.handle_sync)
+            mesh.register_handler(MessageTypes.ACK, self._on_ack)
+            mesh.register_handler(MessageTypes.NACK, self._on_nack)
+
+    # -- registration ---------------------------------------------------------------------
+
+    def register_memory_tier(self, tier: MemoryTier | int, memory: Tier) -> None:
+        """Register a tier object; its store must belong to this manager's node id."""
+        tier = _tier(tier)
+        if memory.tier != tier:
+            raise UnknownTierError(
+                f"register_memory_tier({tier.name}): got a {memory.tier.name} tier", tier=tier
+            )
+        if memory.node_id != self.node_id:
+            raise NodeIdMismatchError(
+                f"register_memory_tier({tier.name}): the tier's store belongs to node "
+                f"{memory.node_id!r}, not {self.node_id!r}",
+                stored=memory.node_id,
+                requested=self.node_id,
+            )
+        self._tiers[tier] = _Registered(tier, memory)
+
+    def _registered(self, tier: MemoryTier | int) -> _Registered:
+        tier = _tier(tier)
+        try:
+            return self._tiers[tier]
+        except KeyError:
+            raise UnknownTierError(
+                f"tier {tier.name} is not registered with manager {self.node_id!r}", tier=tier
+            ) from None
+
+    @property
+    def tiers(self) -> list[MemoryTier]:
+        """The registered tiers."""
+        return sorted(self._tiers)
+
+    # -- sync vectors -----------------------------------------------------------------------
+
+    def get_sync_vector(self, tier: MemoryTier | int) -> dict[str, int]:
+        """``{peer: highest local modified_at the peer acknowledged}`` for ``tier``."""
+        reg = self._registered(tier)
+        with reg.store.read() as conn:
+            return vectors.acked_cursors(conn, reg.tier)
+
+    def update_sync_vector(self, tier: MemoryTier | int, node_id: str, timestamp: int) -> None:
+        """Set ``node_id``'s acknowledged cursor for ``tier`` (a lower value means: resend)."""
+        reg = self._registered(tier)
+        with reg.store.write() as conn:
+            vectors.set_acked_cursor(conn, reg.tier, node_id, timestamp, time.time_ns())
+
+    def forget_peer(self, tier: MemoryTier | int, node_id: str) -> None:
+        """Stop tracking a peer for ``tier``: it no longer holds back tombstone collection."""
+        reg = self._registered(tier)
+        with reg.store.write() as conn:
+            vectors.forget_peer(conn, reg.tier, node_id)
+
+    # -- outgoing ---------------------------------------------------------------------------
+
+    def create_delta_batch(
+        self,
+        tier: MemoryTier | int,
+        target_node: str,
+        since_timestamp: int | None = None,
+        *,
+        snapshot: bool = False,
+    ) -> MemorySyncBatch:
+        """The next batch of changes for ``target_node`` after ``since_timestamp``.
+
+        ``since_timestamp`` defaults to the target's sync vector entry. At most
+        ``max_batch_items`` items, in ``modified_at`` order; the batch's ``cursor`` is the
+        highest local change it covers. ``snapshot=True`` reads the tier's whole state
+        (REPLICATE) from ``since_timestamp`` (default 0), echoes included.
+        """
+        reg = self._registered(tier)
+        with reg.store.read() as conn:
+            vector = vectors.acked_cursors(conn, reg.tier)
+            if since_timestamp is None:
+                since_timestamp = 0 if snapshot else vector.get(target_node, 0)
+            delta = read_delta(
+                conn,
+                reg.memory.spec,
+                since_timestamp,
+                max_items=self.max_batch_items,
+                exclude_peer=None if snapshot else target_node,
+            )
+        flags = (
+            SyncFlags.REQUIRES_ACK if snapshot else SyncFlags.DELTA_ONLY | SyncFlags.REQUIRES_ACK
+        )
+        return MemorySyncBatch(
+            batch_id=uuid.uuid4().hex[:16],
+            source_node=self.node_id,
+            target_node=target_node,
+            tier=reg.tier,
+            items=delta.items,
+            flags=flags,
+            sync_vector=vector,
+            cursor=delta.cursor,
+        )
+
+    def _probe_batch(self, tier: MemoryTier, target: str, *, replicate: bool) -> MemorySyncBatch:
+        items = []
+        if replicate:
+            items.append(
+                MemorySyncItem(
+                    item_id=REPLICATE_ITEM_ID,
+                    timestamp_ns=time.time_ns(),
+                    tier=tier,
+                    operation=SyncOperation.REPLICATE,
+                )
+            )
+        return MemorySyncBatch(
+            batch_id=uuid.uuid4().hex[:16],
+            source_node=self.node_id,
+            target_node=target,
+            tier=tier,
+            items=items,
+            flags=SyncFlags.REQUIRES_ACK,
+        )
+
+    # -- incoming ---------------------------------------------------------------------------
+
+    def apply_sync_batch(self, batch: MemorySyncBatch) -> tuple[int, int]:
+        """Apply a peer's batch in one write transaction: ``(applied, conflicts)``.
+
+        ``applied`` counts items that changed local state, ``conflicts`` concurrent versions
+        detected (and logged). Refused whole, with nothing written, for a batch addressed to
+        another node (:class:`MisaddressedBatchError`), an unregistered tier
+        (:class:`UnknownTierError`), a stamp too far ahead (:class:`ClockSkewError`) or a
+        malformed item (:class:`ProtocolError`).
+        """
+        result = self._apply(batch)
+        return result[0], result[1]
+
+    def _apply(self, batch: MemorySyncBatch) -> tuple[int, int, int]:
+        if batch.target_node != self.node_id:
+            raise MisaddressedBatchError(
+                f"batch {batch.batch_id!r} is addressed to {batch.target_node!r}, "
+                f"this is {self.node_id!r}",
+                target_node=batch.target_node,
+                node_id=self.node_id,
+            )
+        reg = self._registered(batch.tier)
+        if is_replicate_request(batch):
+            raise ProtocolError(
+                f"batch {batch.batch_id!r} is a REPLICATE request, not data",
+                code="unexpected-replicate",
+            )
+        store = reg.store
+        with store.write() as conn, store.stamping(conn) as clock:
+            remote = decode_batch(batch, clock)
+            applied = apply_batch(conn, reg.memory.spec, clock, batch, remote)
+        return applied.applied, applied.conflicts, applied.cursor
+
+    def handle_sync(self, data: bytes, peer_id: str) -> None:
+        """The seed's ``handle_sync``: unpack, apply, answer ACK or NACK through the mesh."""
+        batch_id = ""
+        try:
+            batch = MemorySyncBatch.unpack(data)
+            batch_id = batch.batch_id
+            if batch.source_node != peer_id:
+                raise ProtocolError(
+                    f"batch from connection {peer_id!r} claims source {batch.source_node!r}",
+                    code="wrong-source",
+                )
+            if is_replicate_request(batch):
+                self._registered(batch.tier)
+                self._reply(peer_id, MessageTypes.ACK, Ack(batch_id, batch.tier, 0, 0, 0).encode())
+                self._start_background(self.sync_with_peer(peer_id, batch.tier, snapshot=True))
+                return
+            applied, conflicts, cursor = self._apply(batch)
+        except MemreplError as exc:
+            log.warning("refused batch %r from %s: %s", batch_id, peer_id, exc)
+            self._reply(
+                peer_id, MessageTypes.NACK, Nack(batch_id, error_code(exc), str(exc)).encode()
+            )
+            return
+        ack = Ack(batch_id, int(batch.tier), cursor, applied, conflicts)
+        self._reply(peer_id, MessageTypes.ACK, ack.encode())
+
+    def _reply(self, peer_id: str, msg_type: MessageTypes, data: bytes) -> None:
+        if self.mesh is None:
+            return
+        try:
+            self.mesh.send(peer_id, msg_type, data)
+        except PeerUnavailableError as exc:
+            log.warning("could not answer %s: %s", peer_id, exc)
+
+    def _on_ack(self, data: bytes, peer_id: str) -> None:
+        try:
+            ack = Ack.decode(data)
+        except ProtocolError as exc:
+            log.warning("bad ACK from %s: %s", peer_id, exc)
+            return
+        self._resolve(ack.batch_id, ack)
+
+    def _on_nack(self, data: bytes, peer_id: str) -> None:
+        try:
+            nack = Nack.decode(data)
+        except ProtocolError as exc:
+            log.warning("bad NACK from %s: %s", peer_id, exc)
+            return
+        self._resolve(nack.batch_id, nack)
+
+    def _resolve(self, batch_id: str, answer: Ack | Nack) -> None:
+        future = self._waiting.pop(batch_id, None)
+        if future is not None and not future.done():
+            future.set_result(answer)
+
+    # -- a sync round -----------------------------------------------------------------------
+
+    async def sync_with_peer(
+        self, peer_id: str, tier: MemoryTier | int, *, snapshot: bool = False
+    ) -> SyncResult:
+        """Bring ``peer_id`` up to date for ``tier``; see the module docstring for the steps.
+
+        Returns a :class:`SyncResult`; a timeout, a NACK or an unreachable peer come back as its
+        status (nothing unacknowledged is ever marked synced). ``snapshot=True`` sends the whole
+        tier (REPLICATE) instead of a delta.
+        """
+        reg = self._registered(tier)
+        lock = self._locks.setdefault((peer_id, reg.tier), asyncio.Lock())
+        async with lock:
+            return await _SyncRound(self, reg, peer_id, snapshot).run()
+
+    async def request_replicate(self, peer_id: str, tier: MemoryTier | int) -> SyncResult:
+        """Ask ``peer_id`` to send this node its whole ``tier`` (bootstrap or repair).
+
+        Returns when the peer has acknowledged the request; the snapshot follows as ordinary
+        batches, applied as they come.
+        """
+        reg = self._registered(tier)
+        answer = await self._exchange(peer_id, self._probe_batch(reg.tier, peer_id, replicate=True))
+        return _status_result(peer_id, reg.tier, answer)
+
+    async def _exchange(self, peer_id: str, batch: MemorySyncBatch) -> Ack | Nack | SyncStatus:
+        """Send one batch and wait for its answer (or a status saying why there is none)."""
+        if self.mesh is None:
+            raise PeerUnavailableError("sync_with_peer needs a mesh", peer_id=peer_id)
+        future: asyncio.Future[Ack | Nack] = asyncio.get_running_loop().create_future()
+        self._waiting[batch.batch_id] = future
+        try:
+            self.mesh.send(
+                peer_id,
+                MessageTypes.VECTOR_SYNC,
+                batch.pack(compress_threshold=self.compress_threshold),
+            )
+            return await asyncio.wait_for(future, self.ack_timeout_s)
+        except PeerUnavailableError:
+            return SyncStatus.UNREACHABLE
+        except TimeoutError:
+            return SyncStatus.TIMEOUT
+        finally:
+            self._waiting.pop(batch.batch_id, None)
+
+    def _start_background(self, coroutine: Coroutine[Any, Any, SyncResult]) -> None:
+        try:
+            task = asyncio.get_running_loop().create_task(coroutine)
+        except RuntimeError:
+            coroutine.close()
+            log.warning("a REPLICATE request needs a running event loop to answer it")
+            return
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    # -- tombstones -------------------------------------------------------------------------
+
+    def purge_tombstones(self, tier: MemoryTier | int | None = None) -> int:
+        """Delete tombstones every known peer acknowledged longer than the grace period ago.
+
+        Returns how many were deleted. A peer whose cursor is below the new horizon is later
+        answered with a snapshot, never a delta that would miss these deletes.
+        """
+        chosen = [self._registered(tier)] if tier is not None else list(self._tiers.values())
+        purged = 0
+        for reg in chosen:
+            with reg.store.write() as conn:
+                purged += tombstones.purge(
+                    conn, reg.memory.spec, grace_ns=self.tombstone_grace_ns, now_ns=time.time_ns()
+                )
+        return purged
+
+
+class _SyncRound:
+    """One ``sync_with_peer`` call: the probe, then batches until the peer is caught up."""
+
+    def __init__(
+        self, manager: MemorySyncManager, reg: _Registered, peer_id: str, snapshot: bool
+    ) -> None:
+        self.manager = manager
+        self.reg = reg
+        self.peer_id = peer_id
+        self.snapshot = snapshot
+        self.batches = self.items = self.applied = self.conflicts = 0
+
+    def result(self, status: SyncStatus, cursor: int, error: str | None = None) -> SyncResult:
+        return SyncResult(
+            peer_id=self.peer_id,
+            tier=self.reg.tier,
+            status=status,
+            batches=self.batches,
+            items=self.items,
+            applied=self.applied,
+            conflicts=self.conflicts,
+            cursor=cursor,
+            snapshot=self.snapshot,
+            error=error,
+        )
+
+    async def run(self) -> SyncResult:
+        manager, tier = self.manager, self.reg.tier
+        answer = await manager._exchange(
+            self.peer_id, manager._probe_batch(tier, self.peer_id, replicate=False)
+        )
+        if not isinstance(answer, Ack):
+            return _status_result(self.peer_id, tier, answer)
+        # The receiver's durable inbound cursor is the truth about what it holds: resume there,
+        # even below our own record (it may have lost data) -- never skip past it.
+        cursor = answer.cursor
+        with self.reg.store.write() as conn:
+            vectors.set_acked_cursor(conn, tier, self.peer_id, cursor, time.time_ns())
+        if not self.snapshot and cursor < self._horizon():
+            self.snapshot = True
+        since = 0 if self.snapshot else cursor
+        while True:
+            batch = manager.create_delta_batch(
+                tier, self.peer_id, since_timestamp=since, snapshot=self.snapshot
+            )
+            assert batch.cursor is not None
+            if not batch.items and batch.cursor <= since:
+                status = SyncStatus.SYNCED if self.batches else SyncStatus.UP_TO_DATE
+                return self.result(status, cursor)
+            answer = await manager._exchange(self.peer_id, batch)
+            if isinstance(answer, Nack):
+                return self.result(SyncStatus.REJECTED, cursor, f"{answer.code}: {answer.reason}")
+            if not isinstance(answer, Ack):
+                return self.result(answer, cursor, f"no answer for batch {batch.batch_id}")
+            self.batches += 1
+            self.items += len(batch.items)
+            self.applied += answer.applied
+            self.conflicts += answer.conflicts
+            # The batch is acknowledged: its cursor is now safe to record.
+            since = batch.cursor
+            cursor = max(cursor, batch.cursor)
+            self._record_ack(cursor)
+
+    def _record_ack(self, cursor: int) -> None:
+        with self.reg.store.write() as conn:
+            vectors.advance_acked_cursor(conn, self.reg.tier, self.peer_id, cursor, time.time_ns())
+
+    def _horizon(self) -> int:
+        with self.reg.store.read() as conn:
+            return tombstones.purged_through(conn, self.reg.tier)
+
+
+def _status_result(peer_id: str, tier: MemoryTier, answer: Ack | Nack | SyncStatus) -> SyncResult:
+    if isinstance(answer, Ack):
+        return SyncResult(peer_id, tier, SyncStatus.SYNCED, cursor=answer.cursor)
+    if isinstance(answer, Nack):
+        return SyncResult(
+            peer_id, tier, SyncStatus.REJECTED, error=f"{answer.code}: {answer.reason}"
+        )
+    return SyncResult(peer_id, tier, answer, error=f"peer {peer_id!r}: {answer.value}")
+
+
+def _tier(tier: MemoryTier | int) -> MemoryTier:
+    try:
+        return MemoryTier(tier)
+    except ValueError:
+        raise UnknownTierError(f"unknown tier {tier!r}", tier=tier) from None
+
+
+def error_code(exc: MemreplError) -> str:
+    """The stable code a NACK carries for an error."""
+    code = getattr(exc, "code", None)
+    if isinstance(code, str):
+        return code
+    name = type(exc).__name__.removesuffix("Error")
+    return "".join("-" + c.lower() if c.isupper() else c for c in name).lstrip("-")

@@ -1,0 +1,66 @@
+"""Tombstone collection: deletes are kept until every known peer has them, then forgotten.
+
+A tombstone may be purged only when its ``modified_at`` is at or below every known peer's
+acknowledged cursor for the tier (the minimum of the tier's sync vector) AND older than the grace
+period (ARCHITECTURE.md, "Deltas, cursors and sync vectors"). The highest purged ``modified_at`` is
+kept per tier in ``tombstone_horizons``: a peer whose cursor is below it may have missed a delete
+that no delta can carry any more, so it is answered with a snapshot instead.
+
+With no known peer, nothing holds tombstones back but the grace period; a peer that appears later
+starts below the horizon and gets a snapshot.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.sqlite import insert
+from sqlalchemy.engine import Connection
+
+from memrepl.protocol.enums import MemoryTier
+from memrepl.storage.schema import TierSpec, tombstone_horizons
+from memrepl.sync.vectors import acked_cursors
+
+
+def purge(conn: Connection, spec: TierSpec, *, grace_ns: int, now_ns: int) -> int:
+    """Delete the tombstones below the tier's safe horizon; return how many (write txn)."""
+    acked = acked_cursors(conn, spec.tier)
+    cutoff = now_ns - grace_ns
+    if acked:
+        cutoff = min(cutoff, *acked.values())
+    table = spec.table
+    doomed = (table.c.deleted.is_(True)) & (table.c.modified_at <= cutoff)
+    highest = conn.execute(select(func.max(table.c.modified_at)).where(doomed)).scalar_one()
+    if highest is None:
+        return 0
+    deleted = conn.execute(table.delete().where(doomed)).rowcount
+    statement = insert(tombstone_horizons).values(
+        tier=int(spec.tier), purged_through=highest, updated_at_ns=now_ns
+    )
+    conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=["tier"],
+            set_={
+                "purged_through": func.max(tombstone_horizons.c.purged_through, highest),
+                "updated_at_ns": now_ns,
+            },
+        )
+    )
+    return int(deleted)
+
+
+def purged_through(conn: Connection, tier: MemoryTier) -> int:
+    """The highest ``modified_at`` of a tombstone collected in ``tier`` (0 if none)."""
+    value = conn.execute(
+        select(tombstone_horizons.c.purged_through).where(tombstone_horizons.c.tier == int(tier))
+    ).scalar_one_or_none()
+    return int(value) if value is not None else 0
+
+
+def pending_tombstones(conn: Connection, spec: TierSpec) -> int:
+    """How many tombstones the tier still keeps."""
+    table = spec.table
+    return int(
+        conn.execute(
+            select(func.count()).select_from(table).where(table.c.deleted.is_(True))
+        ).scalar_one()
+    )

@@ -1,0 +1,111 @@
+"""Sync vectors and inbound cursors: the durable positions of replication, per tier and peer.
+
+- ``sync_vectors``: the highest local ``modified_at`` a peer has acknowledged. Deltas to that peer
+  start after it; the minimum over a tier's peers bounds tombstone collection.
+- ``inbound_cursors``: the highest sender cursor applied here, written in the same transaction as
+  the batch it comes with, and reported back in every ACK. A sender that crashed before saving an
+  ACK learns from it where to resume, so nothing is skipped or applied twice.
+
+Both only move forward (a stale or reordered acknowledgement never moves a position back), except
+through :func:`set_acked_cursor`, the seed's explicit ``update_sync_vector``.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import func, select
+from sqlalchemy.dialects.sqlite import insert
+from sqlalchemy.engine import Connection
+
+from memrepl.protocol.enums import MemoryTier
+from memrepl.storage.schema import inbound_cursors, sync_vectors
+
+
+def acked_cursors(conn: Connection, tier: MemoryTier) -> dict[str, int]:
+    """``{peer: acked cursor}`` for one tier: the seed's ``get_sync_vector``."""
+    rows = conn.execute(
+        select(sync_vectors.c.peer_id, sync_vectors.c.acked_cursor).where(
+            sync_vectors.c.tier == int(tier)
+        )
+    )
+    return {peer: cursor for peer, cursor in rows}
+
+
+def advance_acked_cursor(
+    conn: Connection, tier: MemoryTier, peer_id: str, cursor: int, now_ns: int
+) -> None:
+    """Record that ``peer_id`` acknowledged everything up to ``cursor`` (never moves back)."""
+    statement = insert(sync_vectors).values(
+        tier=int(tier), peer_id=peer_id, acked_cursor=cursor, updated_at_ns=now_ns
+    )
+    conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=["tier", "peer_id"],
+            set_={
+                "acked_cursor": func.max(sync_vectors.c.acked_cursor, cursor),
+                "updated_at_ns": now_ns,
+            },
+        )
+    )
+
+
+def set_acked_cursor(
+    conn: Connection, tier: MemoryTier, peer_id: str, cursor: int, now_ns: int
+) -> None:
+    """Set a peer's acknowledged cursor to exactly ``cursor`` (may move it back: resend)."""
+    statement = insert(sync_vectors).values(
+        tier=int(tier), peer_id=peer_id, acked_cursor=cursor, updated_at_ns=now_ns
+    )
+    conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=["tier", "peer_id"],
+            set_={"acked_cursor": cursor, "updated_at_ns": now_ns},
+        )
+    )
+
+
+def forget_peer(conn: Connection, tier: MemoryTier, peer_id: str) -> None:
+    """Drop a peer from a tier's sync vector (it no longer holds back tombstone collection)."""
+    conn.execute(
+        sync_vectors.delete().where(
+            (sync_vectors.c.tier == int(tier)) & (sync_vectors.c.peer_id == peer_id)
+        )
+    )
+
+
+def applied_cursor(conn: Connection, tier: MemoryTier, peer_id: str) -> int:
+    """The highest cursor of ``peer_id``'s batches applied here (0 if none)."""
+    value = conn.execute(
+        select(inbound_cursors.c.applied_cursor).where(
+            (inbound_cursors.c.tier == int(tier)) & (inbound_cursors.c.peer_id == peer_id)
+        )
+    ).scalar_one_or_none()
+    return int(value) if value is not None else 0
+
+
+def applied_cursors(conn: Connection, tier: MemoryTier) -> dict[str, int]:
+    """``{peer: applied cursor}`` for one tier."""
+    rows = conn.execute(
+        select(inbound_cursors.c.peer_id, inbound_cursors.c.applied_cursor).where(
+            inbound_cursors.c.tier == int(tier)
+        )
+    )
+    return {peer: cursor for peer, cursor in rows}
+
+
+def advance_applied_cursor(
+    conn: Connection, tier: MemoryTier, peer_id: str, cursor: int, now_ns: int
+) -> int:
+    """Record a sender cursor applied here (never moves back); return the stored value."""
+    statement = insert(inbound_cursors).values(
+        tier=int(tier), peer_id=peer_id, applied_cursor=cursor, updated_at_ns=now_ns
+    )
+    conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=["tier", "peer_id"],
+            set_={
+                "applied_cursor": func.max(inbound_cursors.c.applied_cursor, cursor),
+                "updated_at_ns": now_ns,
+            },
+        )
+    )
+    return applied_cursor(conn, tier, peer_id)

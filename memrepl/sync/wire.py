@@ -1,0 +1,127 @@
+"""Between an item's replicated state and its MEMSHADOW v2 form on the wire.
+
+Outgoing, a state becomes a :class:`MemorySyncItem` whose payload is the content as plain JSON
+(so a v2 node sees ordinary items) and whose :class:`ItemVersionInfo` carries what the merge needs
+(origin, causal context, whole-write version, field clocks) in the batch metadata.
+
+Incoming, the reverse, strictly: a state that contradicts itself (a version that is not the
+latest write it holds, field clocks for absent fields or older than the whole write, a causal
+context that misses its own writes, a tombstone with content) is refused with a
+:class:`ProtocolError`, because one malformed state merged in would break convergence for every
+node it reaches. An item from a plain v2 node (no version info) is read as a single write by the
+batch's source node: INSERT/UPDATE replace, DELETE tombstones, MERGE sets the payload's fields.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from memrepl.errors import ProtocolError
+from memrepl.merge import BOTTOM, ItemState, Version, apply_local_write
+from memrepl.protocol.enums import MemoryTier, SyncOperation, SyncPriority
+from memrepl.protocol.item import ItemVersionInfo, MemorySyncItem
+
+
+def encode_content(content: Any) -> bytes:
+    """The wire payload of a content object: Python's default ``json.dumps`` (PROTOCOL.md §2)."""
+    return json.dumps(content).encode()
+
+
+def item_from_state(
+    item_id: str,
+    state: ItemState,
+    tier: MemoryTier,
+    priority: SyncPriority,
+    *,
+    payload: bytes | None = None,
+) -> MemorySyncItem:
+    """The wire item for ``state``. ``payload`` may pass the already-encoded content."""
+    version = state.version
+    if state.deleted:
+        payload = b""
+    elif payload is None:
+        payload = encode_content(dict(state.content))
+    info = ItemVersionInfo(
+        origin_node=version.origin,
+        causal_context=state.context,
+        whole_timestamp_ns=state.whole.timestamp_ns,
+        whole_origin=state.whole.origin,
+        whole_deleted=state.whole_deleted and state.whole != BOTTOM,
+        field_clocks={k: (v.timestamp_ns, v.origin) for k, v in state.field_clocks.items()},
+    )
+    return MemorySyncItem(
+        item_id=item_id,
+        timestamp_ns=version.timestamp_ns,
+        tier=tier,
+        operation=state.operation,
+        priority=priority,
+        payload=payload,
+        version=info,
+    )
+
+
+def state_from_item(item: MemorySyncItem, *, source_node: str) -> ItemState:
+    """The state an incoming item carries; raises :class:`ProtocolError` if it is malformed."""
+    content = _decode_payload(item)
+    if item.version is None:
+        return _state_from_v2_item(item, content, source_node)
+    info = item.version
+    whole = Version(info.whole_timestamp_ns, info.whole_origin)
+    if whole.timestamp_ns == 0:
+        whole = BOTTOM
+    state = ItemState(
+        content=content,
+        whole=whole,
+        whole_deleted=info.whole_deleted or whole == BOTTOM,
+        field_clocks={name: Version(*clock) for name, clock in info.field_clocks.items()},
+        context=dict(info.causal_context),
+    )
+    _check_consistent(item, state, Version(item.timestamp_ns, info.origin_node))
+    return state
+
+
+def _decode_payload(item: MemorySyncItem) -> dict[str, Any]:
+    if not item.payload:
+        return {}
+    try:
+        content = json.loads(item.payload.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        raise _bad(item, f"payload is not UTF-8 JSON ({exc})") from exc
+    if not isinstance(content, dict):
+        raise _bad(item, "payload is not a JSON object")
+    return content
+
+
+def _state_from_v2_item(
+    item: MemorySyncItem, content: dict[str, Any], source_node: str
+) -> ItemState:
+    if item.operation == SyncOperation.REPLICATE:
+        raise _bad(item, "REPLICATE is a request, not an item state")
+    version = Version(item.timestamp_ns, source_node)
+    return apply_local_write(None, item.operation, content, version)
+
+
+def _check_consistent(item: MemorySyncItem, state: ItemState, claimed: Version) -> None:
+    if state.version != claimed:
+        raise _bad(item, f"timestamp/origin {claimed} is not the latest write it holds")
+    for name, clock in state.field_clocks.items():
+        if name not in state.content:
+            raise _bad(item, f"field clock for absent field {name!r}")
+        if clock <= state.whole:
+            raise _bad(item, f"field {name!r} is older than the whole write")
+    writes = [state.whole, *state.field_clocks.values()]
+    for write in writes:
+        if write != BOTTOM and state.context.get(write.origin, 0) < write.timestamp_ns:
+            raise _bad(item, "causal context misses the item's own writes")
+    if state.deleted and state.content:
+        raise _bad(item, "a tombstone carries content")
+    expected = state.operation
+    if item.operation != expected and not (
+        expected == SyncOperation.UPDATE and item.operation == SyncOperation.INSERT
+    ):
+        raise _bad(item, f"operation {item.operation.name} does not match its state")
+
+
+def _bad(item: MemorySyncItem, message: str) -> ProtocolError:
+    return ProtocolError(f"item {item.item_id!r}: {message}", code="bad-item-state")
