@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 #: The revision the schema of this memrepl is at (the single head of ``migrations/``).
-HEAD_REVISION = "0001"
+HEAD_REVISION = "0002"
 
 #: The package the migrations ship as inside the wheel.
 MIGRATIONS_PACKAGE = "memrepl._migrations"

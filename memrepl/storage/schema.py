@@ -277,3 +277,13 @@ SEMANTIC = TierSpec(MemoryTier.SEMANTIC, semantic_items, semantic_columns)
 TIER_SPECS: Mapping[MemoryTier, TierSpec] = {
     spec.tier: spec for spec in (WORKING, EPISODIC, SEMANTIC)
 }
+
+#: Per tier, the highest ``modified_at`` of a collected tombstone (migration 0002): a peer whose
+#: cursor is below it gets a snapshot, because a delta can no longer carry every delete.
+tombstone_horizons = Table(
+    "tombstone_horizons",
+    metadata,
+    Column("tier", Integer, primary_key=True, autoincrement=False),
+    Column("purged_through", Integer, nullable=False),
+    Column("updated_at_ns", Integer, nullable=False),
+)
