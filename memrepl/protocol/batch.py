@@ -59,6 +59,7 @@ _META_START = HEADER_SIZE + _META_LEN.size
 _TIERS: dict[int, MemoryTier] = {t.value: t for t in MemoryTier}
 # The v2 keys whose values are strings, in v2's order (PROTOCOL.md §3).
 _STRING_KEYS = ("batch_id", "source_node", "target_node")
+_COMPRESSED = int(SyncFlags.COMPRESSED)
 
 _new = object.__new__
 _set = object.__setattr__
@@ -158,11 +159,13 @@ class MemorySyncBatch:
         """
         items = self.items
         items_data = pack_items(items)
-        flags = self.flags & ~SyncFlags.COMPRESSED
+        # Plain int arithmetic: IntFlag's ``~`` only covers the defined bits and would drop
+        # unknown ones (0x40, 0x80), which must survive a round trip.
+        flags = int(self.flags) & ~_COMPRESSED
         compressed = len(items_data) > compress_threshold
         if compressed:
             items_data = compress_items(items_data)
-            flags |= SyncFlags.COMPRESSED
+            flags |= _COMPRESSED
         # Key order and json's default separators are v2's: TV5/TV6 depend on both.
         metadata: dict[str, Any] = {
             "batch_id": self.batch_id,
@@ -170,7 +173,7 @@ class MemorySyncBatch:
             "target_node": self.target_node,
             "tier": int(self.tier),
             "item_count": len(items),
-            "flags": int(flags),
+            "flags": flags,
             "sync_vector": self.sync_vector,
         }
         if self.cursor is not None or any(item.version is not None for item in items):

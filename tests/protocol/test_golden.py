@@ -349,3 +349,13 @@ def test_batch_priority_is_the_most_urgent_items() -> None:
     empty = MemorySyncBatch("b", "a", "z", MemoryTier.WORKING, [], created_ns=T0)
     assert empty.priority is SyncPriority.NORMAL
     assert MemorySyncBatch.unpack(empty.pack()) == empty
+
+
+def test_undefined_batch_flag_bits_survive() -> None:
+    # Only COMPRESSED is recomputed; bits v2 does not name (0x40, 0x80) travel unchanged.
+    batch = MemorySyncBatch(
+        "b", "a", "z", MemoryTier.WORKING, [tv3_item()], flags=SyncFlags(0xC1), created_ns=T0
+    )
+    assert _metadata(batch.pack())["flags"] == 0xC0
+    assert _metadata(batch.pack(compress_threshold=0))["flags"] == 0xC1
+    assert MemorySyncBatch.unpack(batch.pack()).flags == 0xC0
