@@ -1,0 +1,145 @@
+"""``memrepl init``, ``db upgrade`` and ``db current``."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+from memrepl.storage.migrate import HEAD_REVISION
+
+from .conftest import Cli, file_state, rows
+
+
+def test_init_creates_a_store_and_says_so(tmp_path: Path, cli: Cli) -> None:
+    result = cli("init", "--node-id", "node-a")
+    assert result.code == 0, result.err
+    assert (
+        result.out
+        == f"created store memrepl.db for node 'node-a' (schema revision {HEAD_REVISION})\n"
+    )
+    assert result.err == ""
+    path = tmp_path / "memrepl.db"
+    assert rows(path, "SELECT node_id FROM node") == [("node-a",)]
+    assert rows(path, "SELECT version_num FROM alembic_version") == [(HEAD_REVISION,)]
+
+
+def test_init_again_does_nothing_and_another_node_is_refused(db: Path, cli: Cli) -> None:
+    before = file_state(db)
+    again = cli("init", "--node-id", "node-a", "--db", db)
+    assert again.code == 0
+    assert "nothing to do" in again.out
+    other = cli("init", "--node-id", "node-b", "--db", db)
+    assert other.code == 1
+    assert other.out == ""
+    assert other.error_lines == [
+        "memrepl: error: opening a store as node 'node-b': the database belongs to node "
+        "'node-a' (leave --node-id out to use the store's own)"
+    ]
+    assert file_state(db) == before
+
+
+def test_init_needs_a_node_id(tmp_path: Path, cli: Cli) -> None:
+    result = cli("init")
+    assert result.code == 2
+    assert result.error_lines[0].startswith("memrepl: error: init needs --node-id ID")
+    assert not (tmp_path / "memrepl.db").exists()
+
+
+def test_init_refuses_a_file_that_is_not_sqlite(tmp_path: Path, cli: Cli) -> None:
+    path = tmp_path / "notes.txt"
+    path.write_text("not a database, just notes" * 100)
+    result = cli("init", "--node-id", "node-a", "--db", path)
+    assert result.code == 1
+    assert len(result.error_lines) == 1
+    assert "not a database" in result.err
+    assert path.read_text() == "not a database, just notes" * 100
+
+
+def test_db_current_on_a_store_at_head(db: Path, cli: Cli) -> None:
+    text = cli("db", "current", "--db", db)
+    assert text.code == 0
+    assert text.out == f"{db}: schema revision {HEAD_REVISION} (head {HEAD_REVISION}): up to date\n"
+    data = cli("db", "current", "--db", db, "--json").json()
+    assert data == {
+        "path": str(db),
+        "node_id": "node-a",
+        "revision": HEAD_REVISION,
+        "head": HEAD_REVISION,
+        "up_to_date": True,
+    }
+
+
+def _set_revision(path: Path, revision: str) -> None:
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("UPDATE alembic_version SET version_num = ?", (revision,))
+    conn.close()
+
+
+def test_db_current_says_what_to_do(tmp_path: Path, db: Path, cli: Cli) -> None:
+    _set_revision(db, "9999")
+    newer = cli("db", "current", "--db", db)
+    assert newer.code == 0
+    assert "written by a newer memrepl" in newer.out
+    assert cli("db", "current", "--db", db, "--json").json()["up_to_date"] is False
+
+    empty = tmp_path / "empty.db"
+    sqlite3.connect(empty).close()
+    assert "not a memrepl store yet" in cli("db", "current", "--db", empty).out
+    assert empty.stat().st_size == 0
+
+
+def test_db_current_never_writes(db: Path, cli: Cli) -> None:
+    before = file_state(db)
+    assert cli("db", "current", "--db", db).code == 0
+    assert file_state(db) == before
+
+
+def test_db_upgrade_from_an_older_revision(db: Path, cli: Cli) -> None:
+    # Revision 0002 added tombstone_horizons: take the store back to 0001 by hand.
+    conn = sqlite3.connect(db)
+    with conn:
+        conn.execute("DROP TABLE tombstone_horizons")
+        conn.execute("UPDATE alembic_version SET version_num = '0001'")
+    conn.close()
+    assert "behind the head" in cli("db", "current", "--db", db).out
+
+    result = cli("db", "upgrade", "--db", db)
+    assert result.code == 0, result.err
+    assert result.out == f"upgraded store {db} from revision 0001 to {HEAD_REVISION}\n"
+    assert rows(db, "SELECT version_num FROM alembic_version") == [(HEAD_REVISION,)]
+    assert rows(db, "SELECT count(*) FROM tombstone_horizons") == [(0,)]
+
+    again = cli("db", "upgrade", "--db", db)
+    assert (
+        again.out == f"store {db} is already at the head revision {HEAD_REVISION}: nothing to do\n"
+    )
+
+
+def test_db_upgrade_refuses_a_newer_schema(db: Path, cli: Cli) -> None:
+    _set_revision(db, "9999")
+    before = file_state(db)
+    result = cli("db", "upgrade", "--db", db)
+    assert result.code == 1
+    assert len(result.error_lines) == 1
+    assert "'9999'" in result.err and "newer memrepl" in result.err
+    assert file_state(db) == before
+
+
+def test_commands_refuse_a_missing_store_and_create_nothing(tmp_path: Path, cli: Cli) -> None:
+    for command in (
+        ["db", "upgrade"],
+        ["db", "current"],
+        ["get", "working", "x"],
+        ["put", "working", "x", "{}"],
+        ["status"],
+        ["sql", "SELECT 1"],
+    ):
+        result = cli(*command, "--db", tmp_path / "nothere.db")
+        assert result.code == 1, command
+        assert result.error_lines == [
+            f"memrepl: error: no memrepl store at '{tmp_path / 'nothere.db'}': create one with "
+            f"'memrepl init --node-id ID --db {tmp_path / 'nothere.db'}', or pass --db or set "
+            "$MEMREPL_DB"
+        ]
+    assert list(tmp_path.iterdir()) == []
