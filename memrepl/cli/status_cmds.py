@@ -1,0 +1,206 @@
+"""``memrepl status``: per tier, what the store holds; per tier and peer, where replication is.
+
+Everything is read in ONE read transaction (a consistent snapshot) from the tables
+ARCHITECTURE.md calls plain and queryable: the tier tables, ``sync_vectors``,
+``inbound_cursors``, ``tombstone_horizons`` and ``conflicts``. What each column means is
+:data:`DEFINITIONS` (also the text of ``memrepl status --help``): in particular "behind (s)" is
+``(latest change - acked cursor) / 1e9``, in seconds of this node's clock.
+
+There is no "last error" column: no table records sync errors (the node daemon logs them).
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import asdict, dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import Connection
+
+from memrepl.cli.context import Subparsers, add_command, add_json_flag, db_path, open_store
+from memrepl.cli.output import emit, emit_json, emit_table, format_ns
+from memrepl.protocol.enums import MemoryTier
+from memrepl.storage import migrate
+from memrepl.storage.items import max_modified_at
+from memrepl.storage.schema import TIER_SPECS, TierSpec, conflicts
+from memrepl.sync import tombstones, vectors
+
+ORDER = 30
+
+NS_PER_S = 1_000_000_000
+
+#: The meaning of every column (shown by ``memrepl status --help``).
+DEFINITIONS = """\
+Per tier:
+  items            live items
+  tombstones       deleted items still kept (pending collection)
+  conflicts        rows of the conflict log for the tier
+  latest change    the tier's highest modified_at: this node's clock when it last changed
+                   a row of the tier (local write or applied batch)
+  purged through   the highest modified_at of a collected tombstone (a peer acked below it
+                   is brought back with a snapshot)
+
+Per tier and peer (every peer in sync_vectors or inbound_cursors):
+  acked            the peer's sync vector entry: the highest local modified_at it
+                   acknowledged (empty: it never acknowledged anything)
+  behind (items)   rows changed here after "acked" that a delta would send the peer (rows
+                   whose state came as is from that peer are never sent back)
+  behind (s)       (latest change - acked) / 1e9 when behind by at least one item, else 0:
+                   how much of this node's change history, in seconds of its clock, the peer
+                   has not acknowledged (empty / null: it never acknowledged anything)
+  inbound          the highest cursor of the peer's own batches applied here, a stamp of the
+                   peer's clock (empty: nothing came from it)
+
+There is no "last error" column: no table records sync errors.
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class PeerStatus:
+    """Replication towards and from one peer, for one tier (see the module docstring)."""
+
+    tier: str
+    peer_id: str
+    acked_cursor: int | None
+    items_behind: int
+    seconds_behind: float | None
+    inbound_cursor: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class TierStatus:
+    """What one tier holds (see the module docstring)."""
+
+    tier: str
+    items: int
+    tombstones: int
+    conflicts: int
+    latest_modified_at: int
+    purged_through: int
+
+
+def _count(conn: Connection, query: Any) -> int:
+    return int(conn.execute(query).scalar_one())
+
+
+def tier_status(conn: Connection, spec: TierSpec) -> TierStatus:
+    """The :class:`TierStatus` of one tier."""
+    table = spec.table
+    live = select(func.count()).select_from(table).where(table.c.deleted.is_(False))
+    logged = select(func.count()).select_from(conflicts).where(conflicts.c.tier == int(spec.tier))
+    return TierStatus(
+        tier=spec.tier.name.lower(),
+        items=_count(conn, live),
+        tombstones=tombstones.pending_tombstones(conn, spec),
+        conflicts=_count(conn, logged),
+        latest_modified_at=max_modified_at(conn, spec),
+        purged_through=tombstones.purged_through(conn, spec.tier),
+    )
+
+
+def peer_statuses(conn: Connection, spec: TierSpec, latest: int) -> list[PeerStatus]:
+    """The :class:`PeerStatus` of every peer known for one tier, by peer id."""
+    acked = vectors.acked_cursors(conn, spec.tier)
+    inbound = vectors.applied_cursors(conn, spec.tier)
+    table = spec.table
+    found = []
+    for peer in sorted(set(acked) | set(inbound)):
+        cursor = acked.get(peer)
+        behind = _count(
+            conn,
+            select(func.count())
+            .select_from(table)
+            .where(
+                table.c.modified_at > (cursor or 0),
+                table.c.received_from.is_distinct_from(peer),
+            ),
+        )
+        seconds: float | None
+        if behind == 0:
+            seconds = 0.0
+        elif cursor:
+            seconds = round((latest - cursor) / NS_PER_S, 3)
+        else:
+            seconds = None
+        found.append(
+            PeerStatus(spec.tier.name.lower(), peer, cursor, behind, seconds, inbound.get(peer))
+        )
+    return found
+
+
+def run_status(args: argparse.Namespace) -> int:
+    """Print the status of every tier and peer."""
+    path = db_path(args)
+    with open_store(args) as store, store.read() as conn:
+        node_id = store.node_id
+        revision = migrate.current_revision(conn)
+        tiers = [tier_status(conn, TIER_SPECS[tier]) for tier in MemoryTier]
+        peers = [
+            peer
+            for tier, status in zip(MemoryTier, tiers, strict=True)
+            for peer in peer_statuses(conn, TIER_SPECS[tier], status.latest_modified_at)
+        ]
+    if args.json:
+        emit_json(
+            {
+                "node_id": node_id,
+                "path": str(path),
+                "revision": revision,
+                "tiers": [asdict(status) for status in tiers],
+                "peers": [asdict(peer) for peer in peers],
+            }
+        )
+        return 0
+    emit(f"node {node_id}  store {path}  schema {revision}")
+    emit()
+    emit_table(
+        ["tier", "items", "tombstones", "conflicts", "latest change", "purged through"],
+        [
+            [
+                s.tier,
+                s.items,
+                s.tombstones,
+                s.conflicts,
+                format_ns(s.latest_modified_at),
+                format_ns(s.purged_through),
+            ]
+            for s in tiers
+        ],
+        right=(1, 2, 3),
+    )
+    emit()
+    if not peers:
+        emit("no peers yet: nothing was synced with this store")
+        return 0
+    emit_table(
+        ["tier", "peer", "acked", "behind (items)", "behind (s)", "inbound"],
+        [
+            [
+                p.tier,
+                p.peer_id,
+                format_ns(p.acked_cursor),
+                p.items_behind,
+                "" if p.seconds_behind is None else f"{p.seconds_behind:.3f}",
+                format_ns(p.inbound_cursor),
+            ]
+            for p in peers
+        ],
+        right=(3, 4),
+    )
+    return 0
+
+
+def add_parsers(subparsers: Subparsers) -> None:
+    """``status``."""
+    status = add_command(
+        subparsers,
+        "status",
+        help="items, tombstones and replication state per tier and peer",
+        description=(
+            "Print, per tier, what the store holds and, per tier and peer, where "
+            "replication stands.\n\n" + DEFINITIONS
+        ),
+        run=run_status,
+    )
+    add_json_flag(status, "print the status as one JSON document")
