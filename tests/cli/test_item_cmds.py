@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import re
 from pathlib import Path
 
 import pytest
@@ -236,7 +237,7 @@ def test_help_and_version(cli: Cli) -> None:
     helped = cli("--help")
     assert helped.code == 0
     commands = ["init", "db", "put", "merge", "delete", "get", "list", "status", "conflicts", "sql"]
-    listed = [line.split()[0] for line in helped.out.splitlines() if line.startswith("    ")]
+    listed = re.findall(r"^    ([a-z]+)  ", helped.out, flags=re.MULTILINE)
     assert listed[: len(commands)] == commands
     version = cli("--version")
     assert version.code == 0
