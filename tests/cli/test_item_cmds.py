@@ -236,7 +236,19 @@ def test_the_store_from_the_environment_and_the_stored_node_id(
 def test_help_and_version(cli: Cli) -> None:
     helped = cli("--help")
     assert helped.code == 0
-    commands = ["init", "db", "put", "merge", "delete", "get", "list", "status", "conflicts", "sql"]
+    commands = [
+        "init",
+        "db",
+        "put",
+        "merge",
+        "delete",
+        "get",
+        "list",
+        "status",
+        "conflicts",
+        "sql",
+        "graph",
+    ]
     listed = re.findall(r"^    ([a-z]+)  ", helped.out, flags=re.MULTILINE)
     assert listed[: len(commands)] == commands
     version = cli("--version")
