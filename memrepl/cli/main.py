@@ -127,7 +127,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return exc.code if isinstance(exc.code, int) else EXIT_OK
         wants_traceback = bool(args.traceback)
         run: Runner = args.run
-        return run(args)
+        code = run(args)
+        # Flush here, not at interpreter exit, so a closed pipe is handled below.
+        sys.stdout.flush()
+        return code
     except UsageError as exc:
         _report(_message(exc), show_traceback=wants_traceback)
         return EXIT_USAGE
