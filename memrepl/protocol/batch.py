@@ -38,7 +38,7 @@ from memrepl.protocol.enums import (
     SyncFlags,
     SyncPriority,
 )
-from memrepl.protocol.header import MessageHeader, as_bytes
+from memrepl.protocol.header import MessageHeader, as_bytes, pack_header
 from memrepl.protocol.item import ItemVersionInfo, MemorySyncItem, pack_items, unpack_items
 from memrepl.protocol.limits import (
     DEFAULT_COMPRESS_THRESHOLD_BYTES,
@@ -60,6 +60,10 @@ _TIERS: dict[int, MemoryTier] = {t.value: t for t in MemoryTier}
 # The v2 keys whose values are strings, in v2's order (PROTOCOL.md §3).
 _STRING_KEYS = ("batch_id", "source_node", "target_node")
 _COMPRESSED = int(SyncFlags.COMPRESSED)
+# Every flags byte as a SyncFlags, so that unpack never calls IntFlag's slow constructor.
+_SYNC_FLAGS: tuple[SyncFlags, ...] = tuple(SyncFlags(value) for value in range(0x100))
+_BATCHED = HeaderFlags.BATCHED
+_BATCHED_COMPRESSED = HeaderFlags.BATCHED | HeaderFlags.COMPRESSED
 
 _new = object.__new__
 _set = object.__setattr__
@@ -141,7 +145,8 @@ class MemorySyncBatch:
     @property
     def priority(self) -> SyncPriority:
         """The most urgent item's priority (NORMAL for an empty batch)."""
-        return max((item.priority for item in self.items), default=SyncPriority.NORMAL)
+        # The set holds at most five values: cheaper than comparing every item.
+        return max({item.priority for item in self.items}, default=SyncPriority.NORMAL)
 
     def pack(
         self,
@@ -176,13 +181,12 @@ class MemorySyncBatch:
             "flags": flags,
             "sync_vector": self.sync_vector,
         }
-        if self.cursor is not None or any(item.version is not None for item in items):
+        versions = [item.version for item in items]
+        if self.cursor is not None or versions.count(None) != len(versions):
             metadata[EXTENSION_KEY] = {
                 "v": EXTENSION_VERSION,
                 "cursor": self.cursor,
-                "items": [
-                    None if item.version is None else item.version.to_json() for item in items
-                ],
+                "items": [None if version is None else version.to_json() for version in versions],
             }
         metadata_bytes = json.dumps(metadata).encode("utf-8")
         if len(metadata_bytes) > MAX_METADATA_BYTES:
@@ -194,20 +198,16 @@ class MemorySyncBatch:
             priority, header_flags = Priority.NORMAL, HeaderFlags.NONE
         else:
             priority = HEADER_PRIORITY_FOR[self.priority]
-            header_flags = HeaderFlags.BATCHED
-            if compressed:
-                header_flags |= HeaderFlags.COMPRESSED
-        header = MessageHeader(
-            msg_type=MessageTypes.MEMORY_SYNC,
-            payload_len=_META_LEN.size + len(metadata_bytes) + len(items_data),
-            timestamp_ns=cast(int, self.created_ns),  # never None after __post_init__
+            header_flags = _BATCHED_COMPRESSED if compressed else _BATCHED
+        header = pack_header(
+            MessageTypes.MEMORY_SYNC,
+            _META_LEN.size + len(metadata_bytes) + len(items_data),
+            cast(int, self.created_ns),  # never None after __post_init__
             priority=priority,
             flags=header_flags,
             batch_count=len(items),
         )
-        return b"".join(
-            (header.pack(), _META_LEN.pack(len(metadata_bytes)), metadata_bytes, items_data)
-        )
+        return b"".join((header, _META_LEN.pack(len(metadata_bytes)), metadata_bytes, items_data))
 
     @classmethod
     def unpack(cls, data: bytes) -> MemorySyncBatch:
@@ -256,13 +256,14 @@ class MemorySyncBatch:
         cursor: int | None = None
         if EXTENSION_KEY in metadata:
             versions, cursor = _check_extension(metadata[EXTENSION_KEY], item_count)
-        items_data = data[metadata_end:]
-        if flags & SyncFlags.COMPRESSED:
+        if flags & _COMPRESSED:
             # The tightest bound the announced count allows (PROTOCOL.md §6).
             items_data = decompress_items(
-                items_data, limit=item_count * (ITEM_HEADER_SIZE + MAX_ITEM_PAYLOAD_BYTES)
+                data[metadata_end:], limit=item_count * (ITEM_HEADER_SIZE + MAX_ITEM_PAYLOAD_BYTES)
             )
-        items = unpack_items(items_data, item_count, versions)
+            items = unpack_items(items_data, item_count, versions)
+        else:  # parse in place: no copy of the items data
+            items = unpack_items(data, item_count, versions, start=metadata_end)
         # Every field was checked above: skip __post_init__ (and its clock read).
         batch = _new(cls)
         _set(batch, "batch_id", batch_id)
@@ -270,7 +271,7 @@ class MemorySyncBatch:
         _set(batch, "target_node", target_node)
         _set(batch, "tier", tier)
         _set(batch, "items", items)
-        _set(batch, "flags", SyncFlags(flags))
+        _set(batch, "flags", _SYNC_FLAGS[flags])
         _set(batch, "sync_vector", sync_vector)
         _set(batch, "created_ns", header.timestamp_ns)
         _set(batch, "cursor", cursor)

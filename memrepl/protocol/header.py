@@ -23,7 +23,7 @@ from memrepl.protocol.limits import (
     U64_MAX,
 )
 
-__all__ = ["MessageHeader", "as_bytes", "decode_frame", "encode_frame"]
+__all__ = ["MessageHeader", "as_bytes", "decode_frame", "encode_frame", "pack_header"]
 
 # magic u64, version u16, priority u16, msg_type u16, flags_batch u16, payload_len u64,
 # timestamp_ns u64: all big-endian (PROTOCOL.md §1).
@@ -32,6 +32,8 @@ _HEADER = struct.Struct(">QHHHHQQ")
 # Dict lookups instead of ``Enum(value)``: several times faster, and a miss is a plain None.
 _MSG_TYPES: dict[int, MessageTypes] = {m.value: m for m in MessageTypes}
 _PRIORITIES: dict[int, Priority] = {p.value: p for p in Priority}
+# Every flags byte as a HeaderFlags, so that no hot path calls IntFlag's slow constructor.
+_FLAGS: tuple[HeaderFlags, ...] = tuple(HeaderFlags(value) for value in range(0x100))
 
 
 def as_bytes(data: object) -> bytes:
@@ -107,18 +109,17 @@ class MessageHeader:
             )
         object.__setattr__(self, "msg_type", msg_type)
         object.__setattr__(self, "priority", priority)
-        object.__setattr__(self, "flags", HeaderFlags(self.flags))
+        object.__setattr__(self, "flags", _FLAGS[self.flags])
 
     def pack(self) -> bytes:
         """Return the header's 32 bytes."""
-        return _HEADER.pack(
-            MAGIC,
-            self.version,
-            self.priority,
+        return pack_header(
             self.msg_type,
-            (self.batch_count << 8) | self.flags,
             self.payload_len,
             self.timestamp_ns,
+            priority=self.priority,
+            flags=self.flags,
+            batch_count=self.batch_count,
         )
 
     @classmethod
@@ -159,10 +160,41 @@ class MessageHeader:
         object.__setattr__(header, "payload_len", payload_len)
         object.__setattr__(header, "timestamp_ns", timestamp_ns)
         object.__setattr__(header, "priority", priority_enum)
-        object.__setattr__(header, "flags", HeaderFlags(flags_batch & 0xFF))
+        object.__setattr__(header, "flags", _FLAGS[flags_batch & 0xFF])
         object.__setattr__(header, "batch_count", flags_batch >> 8)
         object.__setattr__(header, "version", version)
         return header
+
+
+def pack_header(
+    msg_type: MessageTypes,
+    payload_len: int,
+    timestamp_ns: int,
+    *,
+    priority: Priority,
+    flags: HeaderFlags,
+    batch_count: int,
+) -> bytes:
+    """Return a header's 32 bytes from fields of the right types, without building the object.
+
+    For callers whose values are valid by construction (``MemorySyncBatch.pack``, once per
+    batch). Still never masks: flags and batch_count must each fit their byte, and ``struct``
+    refuses any other integer out of range.
+    """
+    if not (0 <= flags <= 0xFF and 0 <= batch_count <= MAX_BATCH_ITEMS):
+        raise ProtocolError(
+            f"header: flags {flags!r} or batch_count {batch_count!r} do not fit one byte",
+            code="bad-header",
+        )
+    return _HEADER.pack(
+        MAGIC,
+        PROTOCOL_VERSION,
+        priority,
+        msg_type,
+        (batch_count << 8) | flags,
+        payload_len,
+        timestamp_ns,
+    )
 
 
 def encode_frame(

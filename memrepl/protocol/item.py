@@ -17,6 +17,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 
 from memrepl.errors import (
@@ -204,7 +205,7 @@ class MemorySyncItem:
         if not isinstance(item_id, str):
             raise InvalidItemIdError(f"item id {item_id!r} is not a string")
         try:
-            size = len(item_id.encode("utf-8"))
+            size = len(item_id.encode())
         except UnicodeEncodeError as exc:
             raise InvalidItemIdError(
                 f"item id {item_id!r} is not encodable as UTF-8", item_id=item_id
@@ -261,7 +262,7 @@ class MemorySyncItem:
         payload = self.payload
         return (
             _ITEM.pack(
-                self.item_id.encode("utf-8"),
+                self.item_id.encode(),
                 self.timestamp_ns,
                 self.tier,
                 self.operation,
@@ -282,67 +283,8 @@ class MemorySyncItem:
         data = as_bytes(data)
         if type(offset) is not int or offset < 0:
             raise ProtocolError(f"item: bad offset {offset!r}", code="bad-offset")
-        item, end = _read_item(data, offset, len(data), None)
-        return item, end - offset
-
-
-def _read_item(
-    data: bytes, offset: int, end: int, version: ItemVersionInfo | None
-) -> tuple[MemorySyncItem, int]:
-    """Parse the item at ``offset``, which must end by ``end``; return it and where it ends.
-
-    The one parser of item bytes: :meth:`MemorySyncItem.unpack` and :func:`unpack_items` both
-    call it.
-    """
-    payload_start = offset + ITEM_HEADER_SIZE
-    if payload_start > end:
-        raise ProtocolError(
-            f"item at byte {offset}: {end - offset} bytes left, its header needs "
-            f"{ITEM_HEADER_SIZE}",
-            code="truncated",
-        )
-    raw_id, timestamp_ns, tier, operation, priority, payload_len = _ITEM.unpack_from(data, offset)
-    payload_end = payload_start + payload_len
-    if payload_end > end:
-        raise ProtocolError(
-            f"item at byte {offset}: payload of {payload_len} bytes runs past the end",
-            code="truncated",
-        )
-    # Trailing NULs are the slot's padding; a valid id has no NUL, so stripping is lossless.
-    id_bytes = raw_id.rstrip(b"\0")
-    try:
-        item_id = id_bytes.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise ProtocolError(
-            f"item at byte {offset}: id {id_bytes!r} is not UTF-8", code="bad-item-id"
-        ) from exc
-    if not id_bytes or b"\0" in id_bytes:
-        raise ProtocolError(
-            f"item at byte {offset}: id {raw_id!r} is empty or has a NUL inside",
-            code="bad-item-id",
-        )
-    tier_enum = _TIERS.get(tier)
-    if tier_enum is None:
-        raise ProtocolError(f"item {item_id!r}: unknown tier {tier}", code="unknown-tier")
-    operation_enum = _OPERATIONS.get(operation)
-    if operation_enum is None:
-        raise ProtocolError(
-            f"item {item_id!r}: unknown operation {operation}", code="unknown-operation"
-        )
-    priority_enum = _PRIORITIES.get(priority)
-    if priority_enum is None:
-        raise ProtocolError(
-            f"item {item_id!r}: unknown priority {priority}", code="unknown-priority"
-        )
-    item = _new(MemorySyncItem)
-    _set(item, "item_id", item_id)
-    _set(item, "timestamp_ns", timestamp_ns)
-    _set(item, "tier", tier_enum)
-    _set(item, "operation", operation_enum)
-    _set(item, "priority", priority_enum)
-    _set(item, "payload", data[payload_start:payload_end])
-    _set(item, "version", version)
-    return item, payload_end
+        items, end = _read_items(data, offset, 1, None, "truncated")
+        return items[0], end - offset
 
 
 def pack_items(items: Sequence[MemorySyncItem]) -> bytes:
@@ -354,7 +296,7 @@ def pack_items(items: Sequence[MemorySyncItem]) -> bytes:
         payload = item.payload
         append(
             pack(
-                item.item_id.encode("utf-8"),
+                item.item_id.encode(),
                 item.timestamp_ns,
                 item.tier,
                 item.operation,
@@ -367,29 +309,145 @@ def pack_items(items: Sequence[MemorySyncItem]) -> bytes:
 
 
 def unpack_items(
-    data: bytes, count: int, versions: Sequence[ItemVersionInfo | None] | None = None
+    data: bytes,
+    count: int,
+    versions: Sequence[ItemVersionInfo | None] | None = None,
+    *,
+    start: int = 0,
 ) -> tuple[MemorySyncItem, ...]:
-    """Parse items data that must hold exactly ``count`` items and nothing else.
+    """Parse items data (``data`` from ``start`` on) that must hold exactly ``count`` items.
 
     ``versions``, if given, has one entry per item and is attached to the items in order.
     Raises :class:`ProtocolError`: any item fault, ``"count-mismatch"`` (the data ends on an item
     boundary before ``count`` items), ``"trailing-bytes"`` (bytes left after ``count`` items).
     """
-    end = len(data)
-    offset = 0
-    items: list[MemorySyncItem] = []
-    append = items.append
-    for index in range(count):
-        if offset == end:
-            raise ProtocolError(
-                f"items data: metadata announces {count} items, the data holds {index}",
-                code="count-mismatch",
-            )
-        item, offset = _read_item(data, offset, end, None if versions is None else versions[index])
-        append(item)
-    if offset != end:
+    if versions is not None and len(versions) != count:
         raise ProtocolError(
-            f"items data: {end - offset} bytes after the {count} announced items",
+            f"items data: {len(versions)} versions for {count} items", code="count-mismatch"
+        )
+    if start < 0:  # unpack_from would count a negative offset from the end
+        raise ProtocolError(f"items data: bad start {start}", code="bad-offset")
+    items, offset = _read_items(data, start, count, versions, "count-mismatch")
+    if offset != len(data):
+        raise ProtocolError(
+            f"items data: {len(data) - offset} bytes after the {count} announced items",
             code="trailing-bytes",
         )
     return tuple(items)
+
+
+# The parser reads bytes 40-43 (tier u8, operation u8, priority u16) as one u32 key, so that
+# one dict lookup checks all three codes of a valid item; only a miss is decoded field by field,
+# to name the fault.
+_ITEM_KEYED = struct.Struct("!32sQIH2x")
+_KINDS: dict[int, tuple[MemoryTier, SyncOperation, SyncPriority]] = {
+    tier << 24 | operation << 16 | priority: (tier, operation, priority)
+    for tier in MemoryTier
+    for operation in SyncOperation
+    for priority in SyncPriority
+}
+
+
+class _ParsedItem:
+    """A mutable twin of :class:`MemorySyncItem` with the very same slots, used only by the parser.
+
+    A parsed item is valid by construction, so the parser fills a bare twin with plain attribute
+    stores and then turns it into a ``MemorySyncItem`` by assigning ``__class__`` (allowed because
+    the two slot layouts are identical). That takes well under half the time of the frozen
+    dataclass's own path (seven ``object.__setattr__`` calls) and is what keeps unpacking near
+    bare ``struct`` speed (bench/protocol_bench.py). The result is an ordinary, frozen
+    ``MemorySyncItem``, equal to one built by the constructor.
+    """
+
+    __slots__ = MemorySyncItem.__slots__
+    item_id: str
+    timestamp_ns: int
+    tier: MemoryTier
+    operation: SyncOperation
+    priority: SyncPriority
+    payload: bytes
+    version: ItemVersionInfo | None
+
+
+def _read_items(
+    data: bytes,
+    offset: int,
+    count: int,
+    versions: Sequence[ItemVersionInfo | None] | None,
+    ended_code: str,
+) -> tuple[list[MemorySyncItem], int]:
+    """Parse ``count`` items from ``offset``; return them and the offset after the last one.
+
+    The one parser of item bytes, for :meth:`MemorySyncItem.unpack` (count 1) and
+    :func:`unpack_items`. ``versions`` (exactly ``count``, or None) are attached in order. Data
+    that ends exactly where an item should start is refused with ``ended_code``.
+    """
+    end = len(data)
+    unpack_from = _ITEM_KEYED.unpack_from
+    kinds = _KINDS.get
+    new = _new
+    items: list[MemorySyncItem] = []
+    append = items.append
+    for version in repeat(None, count) if versions is None else versions:
+        try:
+            raw_id, timestamp_ns, kind, payload_len = unpack_from(data, offset)
+        except struct.error:  # fewer than 48 bytes left
+            raise _short_fault(offset, end, len(items), count, ended_code) from None
+        payload_start = offset + ITEM_HEADER_SIZE
+        payload_end = payload_start + payload_len
+        if payload_end > end:
+            raise ProtocolError(
+                f"item at byte {offset}: payload of {payload_len} bytes runs past the end",
+                code="truncated",
+            )
+        # Trailing NULs are the slot's padding; a valid id has no NUL, so stripping is lossless.
+        # (UTF-8 is str's default codec; ``0 in`` is a memchr, ``b"\0" in`` a far slower search.)
+        id_bytes = raw_id.rstrip(b"\0")
+        try:
+            item_id = id_bytes.decode()
+        except UnicodeDecodeError as exc:
+            raise _id_fault(offset, raw_id) from exc
+        if not id_bytes or 0 in id_bytes:
+            raise _id_fault(offset, raw_id)
+        codes = kinds(kind)
+        if codes is None:
+            raise _kind_fault(item_id, kind)
+        item = new(_ParsedItem)
+        item.item_id = item_id
+        item.timestamp_ns = timestamp_ns
+        item.tier, item.operation, item.priority = codes
+        item.payload = data[payload_start:payload_end]
+        item.version = version
+        item.__class__ = MemorySyncItem  # type: ignore[assignment]
+        append(item)  # type: ignore[arg-type]
+        offset = payload_end
+    return items, offset
+
+
+def _short_fault(offset: int, end: int, index: int, count: int, ended_code: str) -> ProtocolError:
+    if offset == end:
+        return ProtocolError(
+            f"items data: {count} items announced, the data ends after {index}", code=ended_code
+        )
+    return ProtocolError(
+        f"item at byte {offset}: {end - offset} bytes left, its header needs {ITEM_HEADER_SIZE}",
+        code="truncated",
+    )
+
+
+def _id_fault(offset: int, raw_id: bytes) -> ProtocolError:
+    return ProtocolError(
+        f"item at byte {offset}: id {raw_id!r} is not 1-32 bytes of UTF-8 without NUL",
+        code="bad-item-id",
+    )
+
+
+def _kind_fault(item_id: str, kind: int) -> ProtocolError:
+    tier, operation, priority = kind >> 24, (kind >> 16) & 0xFF, kind & 0xFFFF
+    if tier not in _TIERS:
+        return ProtocolError(f"item {item_id!r}: unknown tier {tier}", code="unknown-tier")
+    if operation not in _OPERATIONS:
+        return ProtocolError(
+            f"item {item_id!r}: unknown operation {operation}", code="unknown-operation"
+        )
+    return ProtocolError(f"item {item_id!r}: unknown priority {priority}", code="unknown-priority")
