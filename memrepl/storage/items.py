@@ -173,12 +173,13 @@ def check_content(content: object, item_id: str) -> dict[str, Any]:
             item_id=item_id,
         )
     try:
-        _check_keys(content, item_id)
+        # Encoding first also refuses circular references, which the key walk would loop on.
         text = encode_content(content)
     except (TypeError, ValueError, RecursionError) as exc:
         raise InvalidContentError(
             f"item {item_id!r}: content is not JSON: {exc}", item_id=item_id
         ) from exc
+    _check_keys(content, item_id)
     check_size(text, item_id)
     loaded: dict[str, Any] = json.loads(text)
     return loaded
