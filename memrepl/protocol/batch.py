@@ -136,7 +136,7 @@ class MemorySyncBatch:
             raise BatchError(f"batch {self.batch_id!r}: cursor {self.cursor!r} is not a u64")
         _set(self, "tier", tier)
         _set(self, "items", items)
-        _set(self, "flags", SyncFlags(flags))
+        _set(self, "flags", _SYNC_FLAGS[flags])
         _set(self, "sync_vector", vector)
         _set(self, "created_ns", int(created_ns))
         if self.cursor is not None:

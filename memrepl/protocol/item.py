@@ -18,7 +18,7 @@ import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import repeat
-from typing import Any
+from typing import Any, TypeVar
 
 from memrepl.errors import (
     InvalidItemIdError,
@@ -47,10 +47,18 @@ _PRIORITIES: dict[int, SyncPriority] = {p.value: p for p in SyncPriority}
 
 _new = object.__new__
 _set = object.__setattr__
+_Code = TypeVar("_Code", MemoryTier, SyncOperation, SyncPriority)
 
 
 def _is_u64(value: object) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= U64_MAX
+
+
+def _member(table: dict[int, _Code], value: object) -> _Code | None:
+    """The enum member for an int (or member) ``value``; None for anything else, bool included."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return table.get(value)
+    return None
 
 
 def _bad_metadata(message: str) -> ProtocolError:
@@ -82,34 +90,32 @@ class ItemVersionInfo:
     field_clocks: Mapping[str, tuple[int, str]] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.origin_node, str):
-            raise ItemError(f"version info: origin_node {self.origin_node!r} is not a string")
-        if not isinstance(self.causal_context, Mapping):
-            raise ItemError("version info: causal_context is not a mapping")
-        context = dict(self.causal_context)
-        for node, stamp in context.items():
+        if not (
+            isinstance(self.origin_node, str)
+            and _is_u64(self.whole_timestamp_ns)
+            and isinstance(self.whole_origin, str)
+            and isinstance(self.whole_deleted, bool)
+            and isinstance(self.causal_context, Mapping)
+            and isinstance(self.field_clocks, Mapping)
+        ):
+            raise ItemError(f"version info: a field has the wrong type or range: {self!r}")
+        context: dict[str, int] = {}
+        for node, stamp in self.causal_context.items():
             if not isinstance(node, str) or not _is_u64(stamp):
                 raise ItemError(f"version info: causal_context entry {node!r}: {stamp!r}")
-        if not _is_u64(self.whole_timestamp_ns):
-            raise ItemError(f"version info: whole_timestamp_ns {self.whole_timestamp_ns!r}")
-        if not isinstance(self.whole_origin, str):
-            raise ItemError(f"version info: whole_origin {self.whole_origin!r} is not a string")
-        if not isinstance(self.whole_deleted, bool):
-            raise ItemError(f"version info: whole_deleted {self.whole_deleted!r} is not a bool")
-        if not isinstance(self.field_clocks, Mapping):
-            raise ItemError("version info: field_clocks is not a mapping")
+            context[node] = int(stamp)
         clocks: dict[str, tuple[int, str]] = {}
         for name, clock in self.field_clocks.items():
-            if (
-                not isinstance(name, str)
-                or not isinstance(clock, tuple | list)
-                or len(clock) != 2
-                or not _is_u64(clock[0])
-                or not isinstance(clock[1], str)
+            if not (
+                isinstance(name, str)
+                and isinstance(clock, tuple | list)
+                and len(clock) == 2
+                and _is_u64(clock[0])
+                and isinstance(clock[1], str)
             ):
                 raise ItemError(f"version info: field clock {name!r}: {clock!r}")
             clocks[name] = (int(clock[0]), clock[1])
-        _set(self, "causal_context", {node: int(stamp) for node, stamp in context.items()})
+        _set(self, "causal_context", context)
         _set(self, "field_clocks", clocks)
 
     def to_json(self) -> dict[str, Any]:
@@ -224,18 +230,16 @@ class MemorySyncItem:
                 f"item {item_id!r}: timestamp_ns {self.timestamp_ns!r} is not a u64",
                 item_id=item_id,
             )
-        tier = _TIERS.get(self.tier) if isinstance(self.tier, int) else None
-        if tier is None or isinstance(self.tier, bool):
+        tier = _member(_TIERS, self.tier)
+        if tier is None:
             raise UnknownTierError(f"item {item_id!r}: unknown tier {self.tier!r}", tier=self.tier)
-        operation = _OPERATIONS.get(self.operation) if isinstance(self.operation, int) else None
-        if operation is None or isinstance(self.operation, bool):
+        operation = _member(_OPERATIONS, self.operation)
+        priority = _member(_PRIORITIES, self.priority)
+        if operation is None or priority is None:
             raise ItemError(
-                f"item {item_id!r}: unknown operation {self.operation!r}", item_id=item_id
-            )
-        priority = _PRIORITIES.get(self.priority) if isinstance(self.priority, int) else None
-        if priority is None or isinstance(self.priority, bool):
-            raise ItemError(
-                f"item {item_id!r}: unknown priority {self.priority!r}", item_id=item_id
+                f"item {item_id!r}: unknown operation {self.operation!r} or priority "
+                f"{self.priority!r}",
+                item_id=item_id,
             )
         payload = self.payload
         if type(payload) is not bytes:
@@ -259,18 +263,7 @@ class MemorySyncItem:
 
     def pack(self) -> bytes:
         """Return the item's 48-byte header followed by its payload."""
-        payload = self.payload
-        return (
-            _ITEM.pack(
-                self.item_id.encode(),
-                self.timestamp_ns,
-                self.tier,
-                self.operation,
-                self.priority,
-                len(payload),
-            )
-            + payload
-        )
+        return pack_items((self,))
 
     @classmethod
     def unpack(cls, data: bytes, offset: int = 0) -> tuple[MemorySyncItem, int]:
@@ -349,14 +342,12 @@ _KINDS: dict[int, tuple[MemoryTier, SyncOperation, SyncPriority]] = {
 
 
 class _ParsedItem:
-    """A mutable twin of :class:`MemorySyncItem` with the very same slots, used only by the parser.
+    """A mutable twin of :class:`MemorySyncItem` (same slots), used only by the parser.
 
-    A parsed item is valid by construction, so the parser fills a bare twin with plain attribute
-    stores and then turns it into a ``MemorySyncItem`` by assigning ``__class__`` (allowed because
-    the two slot layouts are identical). That takes well under half the time of the frozen
-    dataclass's own path (seven ``object.__setattr__`` calls) and is what keeps unpacking near
-    bare ``struct`` speed (bench/protocol_bench.py). The result is an ordinary, frozen
-    ``MemorySyncItem``, equal to one built by the constructor.
+    A parsed item is valid by construction: the parser fills a bare twin with plain attribute
+    stores, then assigns ``__class__`` (allowed: identical slot layouts). That is well under half
+    the cost of seven ``object.__setattr__`` calls, and keeps unpacking near bare ``struct``
+    speed (bench/protocol_bench.py). The result is an ordinary, frozen ``MemorySyncItem``.
     """
 
     __slots__ = MemorySyncItem.__slots__
