@@ -1,0 +1,164 @@
+"""Alembic owns the schema: upgrade on open, no-op reopen, one head, metadata == migrations,
+the alembic CLI from the repository root, and a database from a newer memrepl refused."""
+
+from __future__ import annotations
+
+import subprocess
+import textwrap
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+
+from memrepl.errors import SchemaTooNewError
+from memrepl.storage import Store
+from memrepl.storage import open as open_store
+from memrepl.storage.engine import create_engine
+from memrepl.storage.migrate import (
+    HEAD_REVISION,
+    alembic_config,
+    current_revision,
+    known_revisions,
+    migrations_location,
+)
+from memrepl.storage.schema import metadata
+
+from .conftest import PYTHON, REPO, dump, query, subprocess_env
+
+TABLES = {*metadata.tables, "alembic_version"}
+
+
+def tables(path: Path) -> set[str]:
+    rows = query(path, "SELECT name FROM sqlite_master WHERE type = 'table'")
+    return {name for (name,) in rows} - {"sqlite_sequence"}
+
+
+def test_open_upgrades_an_empty_file(db_path: Path, opener: Callable[..., Store]) -> None:
+    db_path.touch()
+    store = opener(node_id="node-a")
+    assert tables(db_path) == TABLES
+    assert query(db_path, "SELECT version_num FROM alembic_version") == [(HEAD_REVISION,)]
+    ((node_id, clock, created, version),) = query(
+        db_path, "SELECT node_id, clock_last_ns, created_at_ns, created_by_version FROM node"
+    )
+    assert (node_id, clock) == ("node-a", 0)
+    assert created > 0
+    assert version
+    with store.read() as conn:
+        assert current_revision(conn) == HEAD_REVISION
+
+
+def test_reopen_is_a_no_op_that_never_loads_alembic(
+    db_path: Path, opener: Callable[..., Store]
+) -> None:
+    opener().close()
+    before = dump(db_path)
+    script = """
+        import sys
+        import memrepl.storage
+        with memrepl.storage.open(sys.argv[1], node_id="node-a") as store:
+            pass
+        loaded = sorted(name for name in sys.modules if name.split(".")[0] == "alembic")
+        assert not loaded, loaded
+    """
+    done = subprocess.run(
+        [PYTHON, "-c", textwrap.dedent(script), str(db_path)],
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert dump(db_path) == before
+
+
+def test_exactly_one_head_and_it_is_head_revision() -> None:
+    script = ScriptDirectory.from_config(alembic_config())
+    assert script.get_heads() == [HEAD_REVISION]
+    assert HEAD_REVISION in known_revisions()
+    assert migrations_location().joinpath("env.py").is_file()
+
+
+def test_metadata_equals_the_migrated_database(store: Store) -> None:
+    with store.read() as conn:
+        context = MigrationContext.configure(
+            conn, opts={"compare_type": True, "compare_server_default": True}
+        )
+        assert compare_metadata(context, metadata) == []
+
+
+def test_unknown_revision_is_refused(db_path: Path, opener: Callable[..., Store]) -> None:
+    with opener() as store:
+        store.working.add("x", {"v": 1})
+    import sqlite3
+
+    conn = sqlite3.connect(db_path)
+    conn.execute("UPDATE alembic_version SET version_num = '0042_from_the_future'")
+    conn.commit()
+    conn.close()
+    before = dump(db_path)
+    with pytest.raises(SchemaTooNewError) as caught:
+        open_store(db_path, node_id="node-a")
+    assert caught.value.revision == "0042_from_the_future"
+    message = str(caught.value)
+    assert "0042_from_the_future" in message
+    assert "newer memrepl" in message
+    assert "upgrade memrepl" in message
+    assert dump(db_path) == before
+
+
+def alembic_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """``alembic ARGS`` run from the repository root, as a developer would."""
+    return subprocess.run(
+        [PYTHON, "-m", "alembic", *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=120,
+        check=False,
+    )
+
+
+def test_alembic_cli_from_the_repository_root(tmp_path: Path) -> None:
+    path = tmp_path / "cli.db"
+    done = alembic_cli("-x", f"db={path}", "upgrade", "head")
+    assert done.returncode == 0, done.stderr
+    assert tables(path) == TABLES
+    assert query(path, "PRAGMA journal_mode") == [("wal",)]
+    current = alembic_cli("-x", f"db={path}", "current")
+    assert current.returncode == 0, current.stderr
+    assert HEAD_REVISION in current.stdout
+    # A file the CLI migrated opens as is, and matches the metadata.
+    with open_store(path, node_id="node-cli") as store:
+        store.semantic.add("c", {"kind": "concept"})
+        with store.read() as conn:
+            assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+
+
+def test_alembic_cli_prints_the_ddl(tmp_path: Path) -> None:
+    done = alembic_cli("-x", f"db={tmp_path / 'unused.db'}", "upgrade", "head", "--sql")
+    assert done.returncode == 0, done.stderr
+    assert "CREATE TABLE working_items" in done.stdout
+    assert "CREATE UNIQUE INDEX ix_working_items_modified_at" in done.stdout
+    assert not (tmp_path / "unused.db").exists()
+
+
+def test_migration_runs_in_the_callers_transaction(tmp_path: Path) -> None:
+    from memrepl.storage.migrate import upgrade
+
+    path = tmp_path / "rollback.db"
+    engine = create_engine(path)
+    try:
+        with pytest.raises(RuntimeError), engine.begin() as conn:
+            upgrade(conn)
+            raise RuntimeError("crash after migrating, before commit")
+        with engine.connect() as conn:
+            assert current_revision(conn) is None
+    finally:
+        engine.dispose()
+    assert tables(path) == set()

@@ -1,0 +1,79 @@
+"""get_modified_since is an index range scan on modified_at: EXPLAIN QUERY PLAN of the very
+statements the code runs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+
+from memrepl.protocol.enums import MemoryTier
+from memrepl.storage import LocalWrite, Store
+from memrepl.storage.items import modified_since
+
+
+def captured(store: Store, action: Callable[[], object]) -> list[tuple[str, Any]]:
+    """The (statement, parameters) pairs ``action`` sends to SQLite."""
+    seen: list[tuple[str, Any]] = []
+
+    def record(conn: object, cursor: object, statement: str, parameters: Any, *args: Any) -> None:
+        seen.append((statement, parameters))
+
+    event.listen(store.engine, "before_cursor_execute", record)
+    try:
+        action()
+    finally:
+        event.remove(store.engine, "before_cursor_execute", record)
+    return seen
+
+
+def plan(store: Store, statement: str, parameters: Any) -> list[str]:
+    with store.read() as conn:
+        rows = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters).all()
+    return [row[3] for row in rows]
+
+
+def assert_range_scan(store: Store, table: str, action: Callable[[], object]) -> None:
+    (select_statement,) = [
+        (sql, params) for sql, params in captured(store, action) if sql.startswith("SELECT")
+    ]
+    steps = plan(store, *select_statement)
+    assert steps == [f"SEARCH {table} USING INDEX ix_{table}_modified_at (modified_at>?)"], steps
+
+
+@pytest.fixture
+def filled(store: Store, tier: MemoryTier) -> Store:
+    memory = store.tier(tier)
+    for chunk in range(4):
+        memory.write_many(
+            [LocalWrite.add(f"i{chunk}-{n}", {"n": n, "episode_id": "e"}) for n in range(500)]
+        )
+    return store
+
+
+def test_get_modified_since_uses_the_modified_at_index(filled: Store, tier: MemoryTier) -> None:
+    memory = filled.tier(tier)
+    assert_range_scan(filled, memory.spec.table.name, lambda: memory.get_modified_since(0))
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"limit": 100},
+        {"exclude_received_from": "node-b"},
+        {"limit": 5, "exclude_received_from": "x"},
+    ],
+    ids=repr,
+)
+def test_delta_queries_use_the_modified_at_index(
+    filled: Store, tier: MemoryTier, options: dict[str, Any]
+) -> None:
+    spec = filled.tier(tier).spec
+
+    def run() -> None:
+        with filled.read() as conn:
+            modified_since(conn, spec, 12345, **options)
+
+    assert_range_scan(filled, spec.table.name, run)
