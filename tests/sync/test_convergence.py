@@ -11,6 +11,7 @@ every node must hold identical tiers.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import itertools
 import json
@@ -42,23 +43,18 @@ IDS = ["alpha", "beta", "gamma", "delta"]
 TIERS = [MemoryTier.WORKING, MemoryTier.SEMANTIC]
 Writes = frozenset[tuple[str, int]]
 
-_TEMPLATE: Path | None = None
 
-
+@functools.cache
 def template_database() -> Path:
     """A migrated database without a node row: copying it skips running Alembic per node."""
-    global _TEMPLATE
-    if _TEMPLATE is None:
-        directory = Path(tempfile.mkdtemp(prefix="memrepl-template-"))
-        path = directory / "template.db"
-        memrepl.open(path, node_id="template").close()
-        conn = sqlite3.connect(path)
-        with conn:
-            conn.execute("DELETE FROM node")
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        conn.close()
-        _TEMPLATE = path
-    return _TEMPLATE
+    path = Path(tempfile.mkdtemp(prefix="memrepl-template-")) / "template.db"
+    memrepl.open(path, node_id="template").close()
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("DELETE FROM node")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+    return path
 
 
 def digest(store: Store, tier: MemoryTier) -> str:
