@@ -13,7 +13,7 @@ refuse values the wire cannot carry intact instead of truncating them.
 from __future__ import annotations
 
 from memrepl.errors import CompressionError, ProtocolError
-from memrepl.protocol.batch import MemorySyncBatch
+from memrepl.protocol.batch import MemorySyncBatch, SnapshotMark
 from memrepl.protocol.compression import compress_items, decompress_items
 from memrepl.protocol.enums import (
     HEADER_PRIORITY_FOR,
@@ -64,6 +64,7 @@ __all__ = [
     "MessageTypes",
     "Priority",
     "ProtocolError",
+    "SnapshotMark",
     "SyncFlags",
     "SyncOperation",
     "SyncPriority",

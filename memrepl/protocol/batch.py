@@ -52,7 +52,7 @@ from memrepl.protocol.limits import (
     U64_MAX,
 )
 
-__all__ = ["MemorySyncBatch"]
+__all__ = ["MemorySyncBatch", "SnapshotMark"]
 
 _META_LEN = struct.Struct(">I")
 _META_START = HEADER_SIZE + _META_LEN.size
@@ -78,12 +78,43 @@ def _bad_metadata(message: str) -> ProtocolError:
 
 
 @dataclass(frozen=True, slots=True)
+class SnapshotMark:
+    """Marks a batch as part of a snapshot (REPLICATE): the sender's whole tier, in batches.
+
+    Every batch of one snapshot carries the same ``snapshot_id``; the last one has ``final``
+    set, which tells the receiver that everything the sender holds has arrived (memrepl's
+    extension, carried under the metadata's extension key as ``"snapshot"``).
+    """
+
+    snapshot_id: str
+    final: bool = False
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.snapshot_id, str) or not isinstance(self.final, bool):
+            raise BatchError(f"snapshot mark {self.snapshot_id!r}/{self.final!r} is malformed")
+
+    def to_json(self) -> dict[str, Any]:
+        return {"id": self.snapshot_id, "final": self.final}
+
+    @classmethod
+    def from_json(cls, obj: object) -> SnapshotMark:
+        if (
+            type(obj) is not dict
+            or type(obj.get("id")) is not str
+            or type(obj.get("final")) is not bool
+        ):
+            raise _bad_metadata('snapshot mark is not {"id": string, "final": bool}')
+        return cls(obj["id"], obj["final"])
+
+
+@dataclass(frozen=True, slots=True)
 class MemorySyncBatch:
     """A batch of items for one tier, from one node to another, as the seed writes it.
 
     ``created_ns`` defaults to the wall clock at construction. ``sync_vector`` is copied into a
     plain dict (treat it as read-only). ``cursor`` is the sender's highest local change stamp that
-    the batch covers (memrepl's extension; ``None`` for a v2 batch).
+    the batch covers (memrepl's extension; ``None`` for a v2 batch). ``snapshot`` marks the
+    batches of a snapshot (:class:`SnapshotMark`; ``None`` for a delta).
 
     Construction raises :class:`BatchTooLargeError` (over 255 items), :class:`UnknownTierError`,
     or :class:`BatchError` (a field of the wrong type, flags outside one byte, a stamp outside
@@ -99,6 +130,7 @@ class MemorySyncBatch:
     sync_vector: Mapping[str, int] = field(default_factory=dict, hash=False)
     created_ns: int | None = None
     cursor: int | None = None
+    snapshot: SnapshotMark | None = None
 
     def __post_init__(self) -> None:
         for name in _STRING_KEYS:
@@ -134,6 +166,8 @@ class MemorySyncBatch:
             raise BatchError(f"batch {self.batch_id!r}: created_ns {created_ns!r} is not a u64")
         if self.cursor is not None and not _is_u64(self.cursor):
             raise BatchError(f"batch {self.batch_id!r}: cursor {self.cursor!r} is not a u64")
+        if self.snapshot is not None and not isinstance(self.snapshot, SnapshotMark):
+            raise BatchError(f"batch {self.batch_id!r}: snapshot is not a SnapshotMark")
         _set(self, "tier", tier)
         _set(self, "items", items)
         _set(self, "flags", _SYNC_FLAGS[flags])
@@ -182,12 +216,19 @@ class MemorySyncBatch:
             "sync_vector": self.sync_vector,
         }
         versions = [item.version for item in items]
-        if self.cursor is not None or versions.count(None) != len(versions):
-            metadata[EXTENSION_KEY] = {
+        if (
+            self.cursor is not None
+            or self.snapshot is not None
+            or versions.count(None) != len(versions)
+        ):
+            extension: dict[str, Any] = {
                 "v": EXTENSION_VERSION,
                 "cursor": self.cursor,
                 "items": [None if version is None else version.to_json() for version in versions],
             }
+            if self.snapshot is not None:
+                extension["snapshot"] = self.snapshot.to_json()
+            metadata[EXTENSION_KEY] = extension
         metadata_bytes = json.dumps(metadata).encode("utf-8")
         if len(metadata_bytes) > MAX_METADATA_BYTES:
             raise BatchError(
@@ -254,8 +295,9 @@ class MemorySyncBatch:
             )
         versions: list[ItemVersionInfo | None] | None = None
         cursor: int | None = None
+        snapshot: SnapshotMark | None = None
         if EXTENSION_KEY in metadata:
-            versions, cursor = _check_extension(metadata[EXTENSION_KEY], item_count)
+            versions, cursor, snapshot = _check_extension(metadata[EXTENSION_KEY], item_count)
         if flags & _COMPRESSED:
             # The tightest bound the announced count allows (PROTOCOL.md §6).
             items_data = decompress_items(
@@ -275,6 +317,7 @@ class MemorySyncBatch:
         _set(batch, "sync_vector", sync_vector)
         _set(batch, "created_ns", header.timestamp_ns)
         _set(batch, "cursor", cursor)
+        _set(batch, "snapshot", snapshot)
         return batch
 
 
@@ -326,8 +369,8 @@ def _check_v2_metadata(
 
 def _check_extension(
     extension: object, item_count: int
-) -> tuple[list[ItemVersionInfo | None], int | None]:
-    """Check memrepl's extension; return the per-item versions and the cursor."""
+) -> tuple[list[ItemVersionInfo | None], int | None, SnapshotMark | None]:
+    """Check memrepl's extension; return the per-item versions, the cursor and the snapshot."""
     if type(extension) is not dict:
         raise _bad_metadata(f"{EXTENSION_KEY!r} is not an object")
     version = extension.get("v")
@@ -345,4 +388,6 @@ def _check_extension(
         raise _bad_metadata(f"{EXTENSION_KEY!r} items is not a list of {item_count} entries")
     from_json = ItemVersionInfo.from_json
     versions = [None if entry is None else from_json(entry) for entry in raw_items]
-    return versions, cursor
+    raw_snapshot = extension.get("snapshot")
+    snapshot = None if raw_snapshot is None else SnapshotMark.from_json(raw_snapshot)
+    return versions, cursor, snapshot

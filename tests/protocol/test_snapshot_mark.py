@@ -1,0 +1,43 @@
+"""The snapshot mark of memrepl's extension: round trip, v2 invisibility, strict decoding."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from memrepl.errors import ProtocolError
+from memrepl.protocol import MemorySyncBatch, MemoryTier, SnapshotMark
+
+
+def batch(mark: SnapshotMark | None) -> MemorySyncBatch:
+    return MemorySyncBatch(
+        batch_id="b",
+        source_node="a",
+        target_node="c",
+        tier=MemoryTier.WORKING,
+        items=[],
+        created_ns=1,
+        snapshot=mark,
+    )
+
+
+@pytest.mark.parametrize("final", [False, True])
+def test_a_snapshot_mark_survives_pack_and_unpack(final: bool) -> None:
+    mark = SnapshotMark("snap-1", final=final)
+    assert MemorySyncBatch.unpack(batch(mark).pack()).snapshot == mark
+
+
+def test_a_batch_without_a_mark_has_no_extension() -> None:
+    packed = batch(None).pack()
+    assert b"memrepl" not in packed
+    assert MemorySyncBatch.unpack(packed).snapshot is None
+
+
+def test_a_malformed_mark_is_a_protocol_error() -> None:
+    packed = batch(SnapshotMark("s")).pack()
+    tampered = packed.replace(b'"final": false', b'"final": 0    ')
+    with pytest.raises(ProtocolError) as caught:
+        MemorySyncBatch.unpack(tampered)
+    assert caught.value.code == "bad-metadata"
+    assert json.loads(packed[36:].decode())["memrepl"]["snapshot"] == {"id": "s", "final": False}
