@@ -36,15 +36,19 @@ Local write semantics (the seed's ``add``/``update``/``delete``/``merge``):
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cache
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.dialects.sqlite import pysqlite
 from sqlalchemy.engine import Connection
-from sqlalchemy.sql.dml import Insert
+from sqlalchemy.sql import Select
+from sqlalchemy.sql.dml import Update
+from sqlalchemy.sql.elements import BindParameter
 
 from memrepl.clock import HybridLogicalClock
 from memrepl.errors import (
@@ -55,7 +59,14 @@ from memrepl.errors import (
     ItemNotFoundError,
     ItemTooLargeError,
 )
-from memrepl.merge import ItemState, MergeVerdict, Version, apply_local_write, merge_remote
+from memrepl.merge import (
+    EMPTY_STATE,
+    ItemState,
+    MergeVerdict,
+    Version,
+    apply_local_write,
+    merge_remote,
+)
 from memrepl.protocol.enums import MemoryTier, SyncOperation, SyncPriority
 from memrepl.storage.records import StoredItem, encode_content, item_from_row, row_values
 from memrepl.storage.schema import TierSpec
@@ -145,23 +156,25 @@ def check_item_id(item_id: object) -> str:
 
 def _check_keys(value: object, item_id: str) -> None:
     # json.dumps would turn int/float/bool/None keys into strings: the content would not round
-    # trip, so such keys are refused rather than silently changed.
+    # trip, so such keys are refused rather than silently changed. Only dict, list and tuple
+    # hold other values in something json.dumps accepted.
     stack = [value]
     while stack:
         current = stack.pop()
-        if isinstance(current, Mapping):
+        if isinstance(current, dict):
             for key, inner in current.items():
                 if not isinstance(key, str):
                     raise InvalidContentError(
                         f"item {item_id!r}: content keys must be str, not {key!r}", item_id=item_id
                     )
-                stack.append(inner)
+                if isinstance(inner, dict | list | tuple):
+                    stack.append(inner)
         elif isinstance(current, list | tuple):
-            stack.extend(current)
+            stack.extend(inner for inner in current if isinstance(inner, dict | list | tuple))
 
 
-def check_content(content: object, item_id: str) -> dict[str, Any]:
-    """Validate content and return it as stored (a fresh dict, as read back from its JSON).
+def check_content(content: object, item_id: str) -> tuple[dict[str, Any], str]:
+    """Validate content; return it as stored (a fresh dict, as read back) and its JSON text.
 
     Raises :class:`~memrepl.errors.InvalidContentError` for anything but a JSON object and
     :class:`~memrepl.errors.ItemTooLargeError` past :data:`MAX_ITEM_PAYLOAD_BYTES`.
@@ -172,6 +185,8 @@ def check_content(content: object, item_id: str) -> dict[str, Any]:
             f"not {type(content).__name__}",
             item_id=item_id,
         )
+    if not isinstance(content, dict):
+        content = dict(content)
     try:
         # Encoding first also refuses circular references, which the key walk would loop on.
         text = encode_content(content)
@@ -179,10 +194,13 @@ def check_content(content: object, item_id: str) -> dict[str, Any]:
         raise InvalidContentError(
             f"item {item_id!r}: content is not JSON: {exc}", item_id=item_id
         ) from exc
-    _check_keys(content, item_id)
     check_size(text, item_id)
     loaded: dict[str, Any] = json.loads(text)
-    return loaded
+    # Equal after the round trip: every key was a str. Unequal: tuples (which become lists,
+    # and are fine) or keys json.dumps turned into strings (which are not): walk to tell.
+    if loaded != content:
+        _check_keys(content, item_id)
+    return loaded, text
 
 
 def check_size(text: str, item_id: str) -> None:
@@ -201,37 +219,79 @@ def check_size(text: str, item_id: str) -> None:
         )
 
 
-def load_items(conn: Connection, spec: TierSpec, ids: Iterable[str]) -> dict[str, StoredItem]:
-    """The stored rows (tombstones included) of ``ids`` that exist, by id: one query per 500."""
-    unique = list(dict.fromkeys(ids))
-    table = spec.table
-    query = select(table).where(table.c.item_id.in_(bindparam("ids", expanding=True)))
-    found: dict[str, StoredItem] = {}
-    for start in range(0, len(unique), LOAD_CHUNK_ITEMS):
-        chunk = unique[start : start + LOAD_CHUNK_ITEMS]
-        for row in conn.execute(query, {"ids": chunk}).mappings():
-            found[row["item_id"]] = item_from_row(spec, row)
-    return found
+@dataclass(frozen=True, slots=True)
+class _Statements:
+    """One tier table's statements, built once: building costs more than running them."""
+
+    load_one: Select[Any]
+    load_many: Select[Any]
+    #: The upsert as SQL for the driver's executemany, and the row keys in its parameter order.
+    upsert_sql: str
+    upsert_order: Callable[[Mapping[str, Any]], tuple[Any, ...]]
+    since: Select[Any]
+    since_limit: Select[Any]
+    since_excluding: Select[Any]
+    since_excluding_limit: Select[Any]
+    count_access: Update
 
 
 @cache
-def _upsert(table: Table) -> Insert:
-    stmt = sqlite_insert(table)
-    return stmt.on_conflict_do_update(
+def _statements(table: Table) -> _Statements:
+    upsert = sqlite_insert(table)
+    upsert = upsert.on_conflict_do_update(
         index_elements=[table.c.item_id],
         set_={
-            column.name: stmt.excluded[column.name]
+            column.name: upsert.excluded[column.name]
             for column in table.columns
             if column.name not in _KEPT_ON_UPSERT
         },
     )
+    # Compiled once for the driver: executemany through exec_driver_sql skips SQLAlchemy's
+    # per-row parameter processing, the largest cost of a batch write (bench/storage_bench.py).
+    # Every value is already a plain str/int/None/bool, which sqlite3 binds as is.
+    compiled = upsert.compile(dialect=pysqlite.dialect())
+    keys = tuple(compiled.positiontup or ())
+    assert keys and set(keys) == {column.name for column in table.columns}
+    since = select(table).where(table.c.modified_at > bindparam("since"))
+    excluding = since.where(table.c.received_from.is_distinct_from(bindparam("peer")))
+    limit: BindParameter[int] = bindparam("limit")
+    return _Statements(
+        load_one=select(table).where(table.c.item_id == bindparam("item_id")),
+        load_many=select(table).where(table.c.item_id.in_(bindparam("ids", expanding=True))),
+        upsert_sql=compiled.string,
+        upsert_order=itemgetter(*keys),
+        since=since.order_by(table.c.modified_at),
+        since_limit=since.order_by(table.c.modified_at).limit(limit),
+        since_excluding=excluding.order_by(table.c.modified_at),
+        since_excluding_limit=excluding.order_by(table.c.modified_at).limit(limit),
+        count_access=update(table)
+        .where(table.c.item_id == bindparam("access_item_id"))
+        .values(access_count=table.c.access_count + 1, last_accessed_ns=bindparam("now_ns")),
+    )
+
+
+def load_items(conn: Connection, spec: TierSpec, ids: Iterable[str]) -> dict[str, StoredItem]:
+    """The stored rows (tombstones included) of ``ids`` that exist, by id: one query per 500."""
+    unique = list(dict.fromkeys(ids))
+    statements = _statements(spec.table)
+    if len(unique) == 1:
+        rows = conn.execute(statements.load_one, {"item_id": unique[0]}).mappings()
+        return {row["item_id"]: item_from_row(spec, row) for row in rows}
+    found: dict[str, StoredItem] = {}
+    for start in range(0, len(unique), LOAD_CHUNK_ITEMS):
+        chunk = unique[start : start + LOAD_CHUNK_ITEMS]
+        for row in conn.execute(statements.load_many, {"ids": chunk}).mappings():
+            found[row["item_id"]] = item_from_row(spec, row)
+    return found
 
 
 def _store(conn: Connection, spec: TierSpec, changed: Sequence[StoredItem]) -> None:
     """Upsert ``changed`` (executemany), run the tier hook, note them for after-commit hooks."""
     if not changed:
         return
-    conn.execute(_upsert(spec.table), [row_values(spec, item) for item in changed])
+    statements = _statements(spec.table)
+    order = statements.upsert_order
+    conn.exec_driver_sql(statements.upsert_sql, [order(row_values(spec, item)) for item in changed])
     if spec.on_change is not None:
         spec.on_change(conn, changed)
     pending = conn.info.get(CHANGES_KEY)
@@ -251,19 +311,20 @@ def _local_extras(
     return extras
 
 
-def _check_write(spec: TierSpec, write: LocalWrite) -> Mapping[str, Any] | None:
+def _check_write(spec: TierSpec, write: LocalWrite) -> tuple[dict[str, Any], str] | None:
     item_id = check_item_id(write.item_id)
     if write.operation not in _WRITE_OPERATIONS:
         raise ItemError(
             f"item {item_id!r}: {write.operation!r} is not a local write", item_id=item_id
         )
-    try:
-        SyncPriority(write.priority)
-    except ValueError as exc:
-        raise ItemError(
-            f"item {item_id!r}: unknown priority {write.priority!r}", item_id=item_id
-        ) from exc
-    unknown = set(write.local) - set(spec.local_defaults)
+    if type(write.priority) is not SyncPriority:
+        try:
+            SyncPriority(write.priority)
+        except ValueError as exc:
+            raise ItemError(
+                f"item {item_id!r}: unknown priority {write.priority!r}", item_id=item_id
+            ) from exc
+    unknown = write.local and set(write.local) - set(spec.local_defaults)
     if unknown:
         raise ItemError(
             f"item {item_id!r}: {spec.tier.name.lower()} memory has no local column "
@@ -272,12 +333,12 @@ def _check_write(spec: TierSpec, write: LocalWrite) -> Mapping[str, Any] | None:
         )
     if write.operation == SyncOperation.DELETE:
         return None
-    content = check_content(write.content, item_id)
-    if write.operation == SyncOperation.MERGE and not content:
+    checked = check_content(write.content, item_id)
+    if write.operation == SyncOperation.MERGE and not checked[0]:
         raise InvalidContentError(
             f"merge of item {item_id!r}: give at least one field to merge", item_id=item_id
         )
-    return content
+    return checked
 
 
 def _check_semantics(write: LocalWrite, current: StoredItem | None) -> None:
@@ -310,10 +371,11 @@ def write_local(
     latest = load_items(conn, spec, (write.item_id for write in writes))
     results: list[StoredItem] = []
     changed: dict[str, StoredItem] = {}
-    for write, content in zip(writes, contents, strict=True):
+    for write, checked in zip(writes, contents, strict=True):
         current = latest.get(write.item_id)
         _check_semantics(write, current)
         stamp = clock.tick()
+        content, text = checked if checked is not None else (None, "{}")
         state = apply_local_write(
             current.state if current else None,
             write.operation,
@@ -321,7 +383,8 @@ def write_local(
             Version(stamp, node_id),
         )
         if write.operation == SyncOperation.MERGE:
-            check_size(encode_content(state.content), write.item_id)
+            text = encode_content(state.content)
+            check_size(text, write.item_id)
         item = StoredItem(
             item_id=write.item_id,
             state=state,
@@ -332,6 +395,7 @@ def write_local(
             access_count=current.access_count if current else 0,
             last_accessed_ns=current.last_accessed_ns if current else None,
             extras=_local_extras(spec, state.content, current, write.local),
+            content_json=text,
         )
         latest[write.item_id] = changed[write.item_id] = item
         results.append(item)
@@ -403,13 +467,19 @@ def modified_since(
     peer (no echo), filtered on the same scan; a caller advancing a cursor past such rows can use
     :func:`max_modified_at`.
     """
-    table = spec.table
-    query = select(table).where(table.c.modified_at > since_ns).order_by(table.c.modified_at)
+    statements = _statements(spec.table)
+    parameters: dict[str, Any] = {"since": since_ns}
     if exclude_received_from is not None:
-        query = query.where(table.c.received_from.is_distinct_from(exclude_received_from))
+        parameters["peer"] = exclude_received_from
     if limit is not None:
-        query = query.limit(limit)
-    return [item_from_row(spec, row) for row in conn.execute(query).mappings()]
+        parameters["limit"] = limit
+    query = {
+        (False, False): statements.since,
+        (False, True): statements.since_limit,
+        (True, False): statements.since_excluding,
+        (True, True): statements.since_excluding_limit,
+    }[exclude_received_from is not None, limit is not None]
+    return [item_from_row(spec, row) for row in conn.execute(query, parameters).mappings()]
 
 
 def max_modified_at(conn: Connection, spec: TierSpec) -> int:
@@ -420,11 +490,8 @@ def max_modified_at(conn: Connection, spec: TierSpec) -> int:
 
 def record_access(conn: Connection, spec: TierSpec, item_id: str, now_ns: int) -> None:
     """Count a local read: ``access_count + 1`` and ``last_accessed_ns``; never ``modified_at``."""
-    table = spec.table
     conn.execute(
-        update(table)
-        .where(table.c.item_id == item_id)
-        .values(access_count=table.c.access_count + 1, last_accessed_ns=now_ns)
+        _statements(spec.table).count_access, {"access_item_id": item_id, "now_ns": now_ns}
     )
 
 
@@ -450,3 +517,24 @@ def collect_changes(info: MutableMapping[Any, Any]) -> list[tuple[MemoryTier, li
 def stop_collecting(info: MutableMapping[Any, Any]) -> None:
     """Stop collecting changes (before the connection goes back to the pool)."""
     info.pop(CHANGES_KEY, None)
+
+
+def forget_items(conn: Connection, spec: TierSpec, ids: Iterable[str]) -> list[StoredItem]:
+    """Delete rows outright, leaving no tombstone: local forgetting, which never replicates.
+
+    Used where a node drops what it holds without deleting it for everyone (working-memory
+    eviction and TTL, a snapshot's cleanup). After-commit hooks see each forgotten item with an
+    empty, deleted state. Returns the rows as they were.
+    """
+    found = load_items(conn, spec, ids)
+    if not found:
+        return []
+    table = spec.table
+    unique = list(found)
+    for start in range(0, len(unique), LOAD_CHUNK_ITEMS):
+        chunk = unique[start : start + LOAD_CHUNK_ITEMS]
+        conn.execute(table.delete().where(table.c.item_id.in_(chunk)))
+    pending = conn.info.get(CHANGES_KEY)
+    if pending is not None:
+        pending.append((spec.tier, [replace(item, state=EMPTY_STATE) for item in found.values()]))
+    return list(found.values())

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from json.encoder import encode_basestring_ascii
 from typing import Any
 
 from sqlalchemy import RowMapping
@@ -51,6 +52,14 @@ class StoredItem:
     last_accessed_ns: int | None = None
     #: The tier's own columns: derived from content (episode_id, kind...) and local (pinned...).
     extras: Mapping[str, Any] = field(default_factory=dict)
+    #: ``encode_content(state.content)`` when already known (saves encoding it again).
+    content_json: str | None = field(default=None, compare=False, repr=False)
+
+    def encoded_content(self) -> str:
+        """The content as stored and sent: ``json.dumps`` with default separators."""
+        if self.content_json is not None:
+            return self.content_json
+        return encode_content(self.state.content)
 
     @property
     def content(self) -> Mapping[str, Any]:
@@ -67,8 +76,11 @@ class StoredItem:
         """The latest write: (timestamp_ns, origin node)."""
         return self.state.version
 
-    def to_record(self) -> Record:
+    def to_record(self, *, copy: bool = True) -> Record:
         """The item as the tier API returns it: a fresh dict the caller may change.
+
+        ``copy=False`` shares the content object instead of copying it: only for an item that
+        nothing else will see (one just read from its row).
 
         Keys: ``item_id``, ``content`` (a copy), ``deleted``, ``timestamp_ns`` and
         ``origin_node`` (the latest write's version), ``priority``, ``modified_at``,
@@ -77,7 +89,7 @@ class StoredItem:
         version = self.state.version
         record: Record = {
             "item_id": self.item_id,
-            "content": json.loads(encode_content(self.state.content)),
+            "content": json.loads(self.encoded_content()) if copy else self.state.content,
             "deleted": self.state.deleted,
             "timestamp_ns": version.timestamp_ns,
             "origin_node": version.origin,
@@ -97,6 +109,8 @@ def encode_content(content: Mapping[str, Any]) -> str:
 
 
 def _encode_field_clocks(clocks: Mapping[str, Version]) -> str:
+    if not clocks:
+        return "{}"
     return json.dumps(
         {name: [version.timestamp_ns, version.origin] for name, version in clocks.items()},
         separators=_COMPACT,
@@ -107,13 +121,21 @@ def _decode_field_clocks(text: str) -> dict[str, Version]:
     return {name: Version(int(ts), str(origin)) for name, (ts, origin) in json.loads(text).items()}
 
 
+def _encode_context(context: Mapping[str, int]) -> str:
+    if len(context) == 1:
+        # The common case (one writer), without the general encoder's overhead.
+        ((node_id, stamp),) = context.items()
+        return f"{{{encode_basestring_ascii(node_id)}:{int(stamp)}}}"
+    return json.dumps(dict(context), separators=_COMPACT)
+
+
 def row_values(spec: TierSpec, item: StoredItem) -> dict[str, Any]:
     """Every column of ``spec``'s table for ``item`` (tier columns missing from extras: NULL)."""
     state = item.state
     version = state.version
     values: dict[str, Any] = {
         "item_id": item.item_id,
-        "content": encode_content(state.content),
+        "content": item.encoded_content(),
         "deleted": state.deleted,
         "version_ts": version.timestamp_ns,
         "version_origin": version.origin,
@@ -121,7 +143,7 @@ def row_values(spec: TierSpec, item: StoredItem) -> dict[str, Any]:
         "whole_origin": state.whole.origin,
         "whole_deleted": state.whole_deleted,
         "field_clocks": _encode_field_clocks(state.field_clocks),
-        "causal_context": json.dumps(dict(state.context), separators=_COMPACT),
+        "causal_context": _encode_context(state.context),
         "priority": int(item.priority),
         "modified_at": item.modified_at,
         "received_from": item.received_from,
@@ -154,4 +176,5 @@ def item_from_row(spec: TierSpec, row: RowMapping) -> StoredItem:
         access_count=row["access_count"],
         last_accessed_ns=row["last_accessed_ns"],
         extras=extras,
+        content_json=row["content"],
     )

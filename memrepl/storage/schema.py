@@ -219,11 +219,11 @@ class TierSpec:
     derive_columns: Callable[[Mapping[str, Any]], dict[str, Any]]
     local_defaults: Mapping[str, Any] = field(default_factory=dict)
     on_change: ChangeHook | None = None
+    #: The names of the derived columns (those :attr:`derive_columns` returns).
+    derived_names: tuple[str, ...] = field(init=False)
 
-    @property
-    def derived_names(self) -> tuple[str, ...]:
-        """The names of the derived columns (those :attr:`derive_columns` returns)."""
-        return tuple(self.derive_columns({}))
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "derived_names", tuple(self.derive_columns({})))
 
 
 def _no_derived_columns(content: Mapping[str, Any]) -> dict[str, Any]:

@@ -60,11 +60,12 @@ def _write_op(conn: Connection, ctx: TierContext, writes: Sequence[LocalWrite]) 
 
 def _get_op(conn: Connection, ctx: TierContext, item_id: str) -> Record | None:
     item = read_item(conn, ctx.spec, item_id, ctx.clock.wall())
-    return None if item is None else item.to_record()
+    return None if item is None else item.to_record(copy=False)
 
 
 def _modified_since_op(conn: Connection, ctx: TierContext, timestamp_ns: int) -> list[Record]:
-    return [item.to_record() for item in modified_since(conn, ctx.spec, timestamp_ns)]
+    # Items just read from their rows: nothing else holds their content, no copy needed.
+    return [item.to_record(copy=False) for item in modified_since(conn, ctx.spec, timestamp_ns)]
 
 
 class _TierBase:
