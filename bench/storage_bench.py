@@ -214,7 +214,8 @@ def main() -> int:
     directory = Path(tempfile.mkdtemp(prefix="memrepl-bench-"))
     try:
         print(
-            f"memrepl storage bench (python {sys.version.split()[0]}, SQLite {sqlite3.sqlite_version})"
+            f"memrepl storage bench (python {sys.version.split()[0]}, "
+            f"SQLite {sqlite3.sqlite_version})"
         )
         print("ratio = memrepl / raw sqlite3 in this run (throughput; goal >= 0.50)\n")
         for synchronous in ("FULL", "NORMAL"):
