@@ -5,7 +5,8 @@ Run: ``.venv/bin/python bench/storage_bench.py`` (a few minutes; ``--quick`` for
 this run, on the same table (a memrepl-created ``working_items``), with the same pragmas (WAL,
 ``synchronous`` FULL, then NORMAL):
 
-- single-item ``add``, one transaction each, vs raw ``BEGIN; INSERT; COMMIT`` -- goal >= 0.5;
+- single-item ``add``, one transaction each, vs raw ``BEGIN; INSERT; COMMIT`` -- goal >= 0.5
+  (and, for scale, vs raw sqlite3 running the same statements an add runs, clock row included);
 - ``write_many`` of 100 items per transaction vs raw ``executemany`` of 100 rows -- goal >= 0.5;
 - ``get_modified_since`` of the latest 100 changes in tiers of 10,000 and 1,000,000 items: the
   ratio between the two sizes, goal < 1.3 (an index range scan does not grow with the tier).
@@ -79,70 +80,96 @@ def fresh_db(directory: Path, name: str) -> Path:
     return path
 
 
-def rate(count: int, action: Callable[[], None]) -> float:
-    start = time.perf_counter()
-    action()
-    return count / (time.perf_counter() - start)
-
-
 def content(n: int) -> dict[str, object]:
     return {"n": n, "text": f"memory number {n}", "tags": ["bench", "storage"]}
 
 
-def bench_single(directory: Path, synchronous: str, count: int) -> tuple[float, float]:
-    raw_path = fresh_db(directory, f"single-raw-{synchronous}.db")
-    conn = raw_connection(raw_path, synchronous)
+def alternating(
+    rounds: int, per_round: int, ours: Callable[[int], None], raw: Callable[[int], None]
+) -> tuple[float, float]:
+    """Items per second of ``ours`` and ``raw``, run in alternating rounds (the disk's mood
+    varies over a run: fsync times drift, so both sides see the same conditions)."""
+    spent = {"ours": 0.0, "raw": 0.0}
+    for round_ in range(rounds):
+        for name, action in (("raw", raw), ("ours", ours)):
+            start = time.perf_counter()
+            action(round_)
+            spent[name] += time.perf_counter() - start
+    total = rounds * per_round
+    return total / spent["ours"], total / spent["raw"]
 
-    def raw() -> None:
-        for n in range(count):
+
+def bench_single(directory: Path, synchronous: str, count: int) -> tuple[float, float]:
+    """One item per transaction: ``Tier.add`` vs ``BEGIN; INSERT; COMMIT``."""
+    rounds, per_round = 5, count // 5
+    conn = raw_connection(fresh_db(directory, f"single-raw-{synchronous}.db"), synchronous)
+    store = open_store(
+        directory / f"single-memrepl-{synchronous}.db", node_id=NODE, synchronous=synchronous
+    )
+
+    def raw(round_: int) -> None:
+        for n in range(round_ * per_round, (round_ + 1) * per_round):
             conn.execute("BEGIN")
             conn.execute(INSERT, raw_row(f"item-{n}", content(n), time.time_ns()))
             conn.execute("COMMIT")
 
-    raw_rate = rate(count, raw)
+    def ours(round_: int) -> None:
+        for n in range(round_ * per_round, (round_ + 1) * per_round):
+            store.working.add(f"item-{n}", content(n))
+
+    try:
+        return alternating(rounds, per_round, ours, raw)
+    finally:
+        conn.close()
+        store.close()
+
+
+def bench_single_same_statements(directory: Path, synchronous: str, count: int) -> float:
+    """Raw sqlite3 running the statements an ``add`` transaction runs: BEGIN IMMEDIATE, read
+    the clock, read the row, insert, save the clock, COMMIT. Items per second."""
+    conn = raw_connection(fresh_db(directory, f"single-same-{synchronous}.db"), synchronous)
+    start = time.perf_counter()
+    for n in range(count):
+        conn.execute("BEGIN IMMEDIATE")
+        (last,) = conn.execute("SELECT clock_last_ns FROM node WHERE id = 1").fetchone()
+        conn.execute("SELECT * FROM working_items WHERE item_id = ?", (f"item-{n}",)).fetchall()
+        stamp = max(time.time_ns(), last + 1)
+        conn.execute(INSERT, raw_row(f"item-{n}", content(n), stamp))
+        conn.execute("UPDATE node SET clock_last_ns = ? WHERE id = 1", (stamp,))
+        conn.execute("COMMIT")
+    elapsed = time.perf_counter() - start
     conn.close()
-    with open_store(
-        directory / f"single-memrepl-{synchronous}.db", node_id=NODE, synchronous=synchronous
-    ) as store:
-        memory = store.working
-
-        def ours() -> None:
-            for n in range(count):
-                memory.add(f"item-{n}", content(n))
-
-        our_rate = rate(count, ours)
-    return our_rate, raw_rate
+    return count / elapsed
 
 
 def bench_batch(
     directory: Path, synchronous: str, batches: int, size: int = 100
 ) -> tuple[float, float]:
-    raw_path = fresh_db(directory, f"batch-raw-{synchronous}.db")
-    conn = raw_connection(raw_path, synchronous)
+    """``size`` items per transaction: ``Tier.write_many`` vs ``executemany``."""
+    rounds, per_round = 5, batches // 5
+    conn = raw_connection(fresh_db(directory, f"batch-raw-{synchronous}.db"), synchronous)
+    store = open_store(
+        directory / f"batch-memrepl-{synchronous}.db", node_id=NODE, synchronous=synchronous
+    )
 
-    def raw() -> None:
-        for b in range(batches):
+    def raw(round_: int) -> None:
+        for b in range(round_ * per_round, (round_ + 1) * per_round):
             conn.execute("BEGIN")
             stamp = time.time_ns()
             conn.executemany(
-                INSERT,
-                [raw_row(f"b{b}-{n}", content(n), stamp + n) for n in range(size)],
+                INSERT, [raw_row(f"b{b}-{n}", content(n), stamp + n) for n in range(size)]
             )
             conn.execute("COMMIT")
 
-    raw_rate = rate(batches * size, raw)
-    conn.close()
-    with open_store(
-        directory / f"batch-memrepl-{synchronous}.db", node_id=NODE, synchronous=synchronous
-    ) as store:
-        memory = store.working
+    def ours(round_: int) -> None:
+        for b in range(round_ * per_round, (round_ + 1) * per_round):
+            store.working.write_many([LocalWrite.add(f"b{b}-{n}", content(n)) for n in range(size)])
 
-        def ours() -> None:
-            for b in range(batches):
-                memory.write_many([LocalWrite.add(f"b{b}-{n}", content(n)) for n in range(size)])
-
-        our_rate = rate(batches * size, ours)
-    return our_rate, raw_rate
+    try:
+        return alternating(rounds, per_round * size, ours, raw)
+    finally:
+        conn.close()
+        store.close()
 
 
 def build_tier(directory: Path, items: int) -> Path:
@@ -223,6 +250,11 @@ def main() -> int:
             print(
                 f"single add, 1 tx each   synchronous={synchronous:<6} memrepl {ours:9.0f}/s  "
                 f"raw {raw:9.0f}/s  ratio {ours / raw:5.2f}"
+            )
+            same = bench_single_same_statements(directory, synchronous, single)
+            print(
+                f"  (raw running the same statements as add, clock included: {same:9.0f}/s, "
+                f"ratio {ours / same:5.2f})"
             )
             ours, raw = bench_batch(directory, synchronous, batches)
             print(
