@@ -1,0 +1,369 @@
+"""Connection-level authentication for the mesh: the handshake messages and the frame trailer.
+
+MEMSHADOW v2 has no integrity field (PROTOCOL.md §1, §5), so the mesh adds authentication around
+the frames without changing them. Everything here is a pure function over bytes: no sockets, no
+clock; the only randomness is :func:`new_nonce`.
+
+**Handshake.** Four HANDSHAKE frames, each a plain v2 frame (header + UTF-8 JSON payload, no
+trailer, payload at most :data:`MAX_HANDSHAKE_PAYLOAD_BYTES`), initiator = the dialler::
+
+    I -> R  {"type": "hello", "protocol": "memrepl-mesh/1", "node_id": I, "version": 2,
+             "schema": S, "nonce": hex(Ni)}
+    R -> I  {"type": "challenge", "protocol": ..., "node_id": R, "version": 2, "schema": S,
+             "nonce": hex(Nr), "proof": hex(HMAC(K, PROOF_R || T))}
+    I -> R  {"type": "auth", "proof": hex(HMAC(K, PROOF_I || T))}
+    R -> I  {"type": "welcome"}
+
+and, at any step instead, ``{"type": "refuse", "code": ..., "reason": ...}`` before closing.
+``K`` is the cluster's shared key, ``Ni``/``Nr`` are 32 fresh random bytes from each side, ``S``
+the schema revision (both sides must agree), and the transcript ``T`` binds every value both
+sides agreed on: each of ``"memrepl-mesh/1"``, I, R, Ni, Nr, S (UTF-8) and the version (u16 BE),
+in that order, each preceded by its length as a u16 BE. Proofs are compared with
+``hmac.compare_digest``. The two proofs use different labels, so neither can be reflected as
+the other; fresh nonces make every transcript, and so every session key, new.
+
+**Session.** ``session_key = HMAC-SHA256(K, SESSION_LABEL || T)``. After the handshake, every
+frame in both directions is followed by a 40-byte trailer::
+
+    offset  size  field
+         0     8  sequence number, u64 BE: 0 for the first frame in each direction, then +1
+         8    32  HMAC-SHA256(session_key, direction_label || sequence || header || payload)
+
+``direction_label`` is :data:`INITIATOR_TO_RESPONDER` or :data:`RESPONDER_TO_INITIATOR` (equal
+lengths; the header is 32 bytes, so the MAC input is unambiguous). The rule that keeps it right:
+a frame is accepted only if its MAC verifies under this connection's key for this direction AND
+its sequence number is exactly the next expected one; a refused frame does not advance the
+expected number, so replayed, reordered, altered and foreign-session frames are all refused and
+the honest stream carries on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import struct
+from dataclasses import dataclass
+from typing import Any
+
+from memrepl.mesh.framing import FaultCode, FrameFaultError, RawFrame
+from memrepl.protocol.limits import PROTOCOL_VERSION
+
+__all__ = [
+    "INITIATOR_TO_RESPONDER",
+    "MAC_BYTES",
+    "MAX_HANDSHAKE_PAYLOAD_BYTES",
+    "MIN_KEY_BYTES",
+    "NONCE_BYTES",
+    "PROTOCOL_NAME",
+    "RESPONDER_TO_INITIATOR",
+    "SEQ_BYTES",
+    "TRAILER_BYTES",
+    "Auth",
+    "Challenge",
+    "HandshakeMessage",
+    "Hello",
+    "Refuse",
+    "Session",
+    "Welcome",
+    "decode_handshake",
+    "frame_mac",
+    "new_nonce",
+    "proof",
+    "session_key",
+    "transcript",
+    "verify_proof",
+]
+
+#: The name of this authentication scheme, sent in the handshake and bound into the transcript.
+PROTOCOL_NAME = "memrepl-mesh/1"
+#: Random bytes each side contributes to a handshake.
+NONCE_BYTES = 32
+#: Bytes of the trailer's sequence number (u64 BE).
+SEQ_BYTES = 8
+#: Bytes of an HMAC-SHA256.
+MAC_BYTES = 32
+#: Bytes after each authenticated frame: sequence number, then HMAC.
+TRAILER_BYTES = SEQ_BYTES + MAC_BYTES
+#: A shared key shorter than this is refused at construction.
+MIN_KEY_BYTES = 16
+#: A HANDSHAKE payload over this is refused before it is read.
+MAX_HANDSHAKE_PAYLOAD_BYTES = 4096
+#: Node ids and schema revisions in a handshake are at most this many bytes of UTF-8.
+MAX_NAME_BYTES = 255
+
+PROOF_INITIATOR = b"memrepl-mesh/1 proof: initiator"
+PROOF_RESPONDER = b"memrepl-mesh/1 proof: responder"
+SESSION_LABEL = b"memrepl-mesh/1 session key"
+#: The label MACed into every frame from the dialler to the listener.
+INITIATOR_TO_RESPONDER = b"memrepl-mesh/1 frame i>r"
+#: The label MACed into every frame from the listener to the dialler.
+RESPONDER_TO_INITIATOR = b"memrepl-mesh/1 frame r>i"
+
+_SEQ = struct.Struct(">Q")
+_U16 = struct.Struct(">H")
+_SEQ_LIMIT = 2**64
+
+
+def new_nonce() -> bytes:
+    """Fresh random bytes for one side of one handshake."""
+    return secrets.token_bytes(NONCE_BYTES)
+
+
+def transcript(
+    initiator_id: str,
+    responder_id: str,
+    *,
+    initiator_nonce: bytes,
+    responder_nonce: bytes,
+    schema_revision: str,
+    version: int = PROTOCOL_VERSION,
+) -> bytes:
+    """The handshake transcript ``T`` (see the module docstring): length-prefixed fields."""
+    parts = (
+        PROTOCOL_NAME.encode(),
+        initiator_id.encode(),
+        responder_id.encode(),
+        initiator_nonce,
+        responder_nonce,
+        schema_revision.encode(),
+        _U16.pack(version),
+    )
+    return b"".join(_U16.pack(len(part)) + part for part in parts)
+
+
+def proof(key: bytes, *, initiator: bool, transcript_bytes: bytes) -> bytes:
+    """The proof that one side holds ``key``: HMAC-SHA256 over its role label and ``T``."""
+    label = PROOF_INITIATOR if initiator else PROOF_RESPONDER
+    return hmac.new(key, label + transcript_bytes, hashlib.sha256).digest()
+
+
+def verify_proof(key: bytes, *, initiator: bool, transcript_bytes: bytes, claimed: bytes) -> bool:
+    """Whether ``claimed`` is the proof of that role, compared in constant time."""
+    return hmac.compare_digest(
+        proof(key, initiator=initiator, transcript_bytes=transcript_bytes), claimed
+    )
+
+
+def session_key(key: bytes, transcript_bytes: bytes) -> bytes:
+    """The per-connection key every frame's HMAC uses."""
+    return hmac.new(key, SESSION_LABEL + transcript_bytes, hashlib.sha256).digest()
+
+
+def frame_mac(key: bytes, label: bytes, seq: int, header: bytes, payload: bytes) -> bytes:
+    """HMAC-SHA256(key, label || seq u64 BE || header || payload)."""
+    mac = hmac.new(key, label, hashlib.sha256)
+    mac.update(_SEQ.pack(seq))
+    mac.update(header)
+    mac.update(payload)
+    return mac.digest()
+
+
+@dataclass(slots=True)
+class Session:
+    """The authenticated state of one connection: its key and both sequence counters.
+
+    :meth:`seal` appends the trailer to an outgoing frame; :meth:`check` verifies an incoming one
+    and, only if it is accepted, advances the expected sequence number.
+    """
+
+    key: bytes
+    send_label: bytes
+    recv_label: bytes
+    send_seq: int = 0
+    recv_seq: int = 0
+
+    @classmethod
+    def for_role(cls, key: bytes, *, initiator: bool) -> Session:
+        """The session of the dialler (``initiator=True``) or of the listener."""
+        if initiator:
+            return cls(key, INITIATOR_TO_RESPONDER, RESPONDER_TO_INITIATOR)
+        return cls(key, RESPONDER_TO_INITIATOR, INITIATOR_TO_RESPONDER)
+
+    def seal(self, frame: bytes, header_size: int = 32) -> bytes:
+        """Return ``frame`` (a whole v2 frame) followed by its trailer; uses one sequence number."""
+        seq = self.send_seq
+        if seq >= _SEQ_LIMIT:  # pragma: no cover - 2**64 frames
+            raise OverflowError("session sequence numbers exhausted")
+        self.send_seq = seq + 1
+        mac = frame_mac(self.key, self.send_label, seq, frame[:header_size], frame[header_size:])
+        return frame + _SEQ.pack(seq) + mac
+
+    def check(self, frame: RawFrame) -> None:
+        """Accept ``frame``, or raise :class:`FrameFaultError` (in sync): ``bad-hmac`` or
+        ``bad-sequence``.
+
+        The MAC is checked first, so a sequence number is only believed once it is authentic.
+        """
+        trailer = frame.trailer
+        if len(trailer) != TRAILER_BYTES:
+            raise FrameFaultError(FaultCode.BAD_HMAC, "frame has no trailer", in_sync=True)
+        (seq,) = _SEQ.unpack_from(trailer)
+        expected = frame_mac(self.key, self.recv_label, seq, frame.header, frame.payload)
+        if not hmac.compare_digest(expected, trailer[SEQ_BYTES:]):
+            raise FrameFaultError(
+                FaultCode.BAD_HMAC, f"frame #{seq}: HMAC does not verify", in_sync=True
+            )
+        if seq != self.recv_seq:
+            what = "replayed" if seq < self.recv_seq else "out of order"
+            raise FrameFaultError(
+                FaultCode.BAD_SEQUENCE,
+                f"frame #{seq} {what}: expected #{self.recv_seq}",
+                in_sync=True,
+            )
+        self.recv_seq = seq + 1
+
+
+# -- handshake messages ---------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Hello:
+    """The dialler's opening: who it is, what it speaks, its nonce."""
+
+    node_id: str
+    schema: str
+    nonce: bytes
+    version: int = PROTOCOL_VERSION
+
+    def encode(self) -> bytes:
+        return _dump(
+            {
+                "type": "hello",
+                "protocol": PROTOCOL_NAME,
+                "node_id": self.node_id,
+                "version": self.version,
+                "schema": self.schema,
+                "nonce": self.nonce.hex(),
+            }
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Challenge:
+    """The listener's answer: who it is, its nonce, and its proof over the transcript."""
+
+    node_id: str
+    schema: str
+    nonce: bytes
+    proof: bytes
+    version: int = PROTOCOL_VERSION
+
+    def encode(self) -> bytes:
+        return _dump(
+            {
+                "type": "challenge",
+                "protocol": PROTOCOL_NAME,
+                "node_id": self.node_id,
+                "version": self.version,
+                "schema": self.schema,
+                "nonce": self.nonce.hex(),
+                "proof": self.proof.hex(),
+            }
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Auth:
+    """The dialler's proof over the transcript."""
+
+    proof: bytes
+
+    def encode(self) -> bytes:
+        return _dump({"type": "auth", "proof": self.proof.hex()})
+
+
+@dataclass(frozen=True, slots=True)
+class Welcome:
+    """The listener accepted the dialler; authenticated frames follow."""
+
+    def encode(self) -> bytes:
+        return _dump({"type": "welcome"})
+
+
+@dataclass(frozen=True, slots=True)
+class Refuse:
+    """Either side refuses the handshake, saying why, and closes."""
+
+    code: str
+    reason: str
+
+    def encode(self) -> bytes:
+        return _dump({"type": "refuse", "code": self.code, "reason": self.reason})
+
+
+HandshakeMessage = Hello | Challenge | Auth | Welcome | Refuse
+
+
+def _dump(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj).encode("utf-8")
+
+
+def _bad(reason: str) -> FrameFaultError:
+    return FrameFaultError(FaultCode.BAD_HANDSHAKE, f"handshake: {reason}", in_sync=True)
+
+
+def _name(obj: dict[str, Any], key: str) -> str:
+    value = obj.get(key)
+    if type(value) is not str or not 0 < len(value.encode("utf-8")) <= MAX_NAME_BYTES:
+        raise _bad(f"{key!r} must be a string of 1..{MAX_NAME_BYTES} bytes")
+    return value
+
+
+def _hex(obj: dict[str, Any], key: str, size: int) -> bytes:
+    value = obj.get(key)
+    if type(value) is not str or len(value) != 2 * size:
+        raise _bad(f"{key!r} must be {size} bytes of hex")
+    try:
+        return bytes.fromhex(value)
+    except ValueError:
+        raise _bad(f"{key!r} must be {size} bytes of hex") from None
+
+
+def _version(obj: dict[str, Any]) -> int:
+    value = obj.get("version")
+    if type(value) is not int:
+        raise _bad("'version' must be an integer")
+    if obj.get("protocol") != PROTOCOL_NAME:
+        raise _bad(f"'protocol' must be {PROTOCOL_NAME!r}")
+    return value
+
+
+def decode_handshake(payload: bytes) -> HandshakeMessage:
+    """Parse a HANDSHAKE payload; raise :class:`FrameFaultError` (``bad-handshake``) otherwise.
+
+    The version is returned as sent, not checked: the caller refuses a mismatch with its own code.
+    """
+    try:
+        obj = json.loads(payload.decode("utf-8"))
+    except (ValueError, RecursionError):
+        raise _bad("not UTF-8 JSON") from None
+    if type(obj) is not dict:
+        raise _bad("not a JSON object")
+    kind = obj.get("type")
+    if kind == "hello":
+        return Hello(
+            node_id=_name(obj, "node_id"),
+            schema=_name(obj, "schema"),
+            nonce=_hex(obj, "nonce", NONCE_BYTES),
+            version=_version(obj),
+        )
+    if kind == "challenge":
+        return Challenge(
+            node_id=_name(obj, "node_id"),
+            schema=_name(obj, "schema"),
+            nonce=_hex(obj, "nonce", NONCE_BYTES),
+            proof=_hex(obj, "proof", MAC_BYTES),
+            version=_version(obj),
+        )
+    if kind == "auth":
+        return Auth(proof=_hex(obj, "proof", MAC_BYTES))
+    if kind == "welcome":
+        return Welcome()
+    if kind == "refuse":
+        code, reason = obj.get("code"), obj.get("reason")
+        if type(code) is not str or type(reason) is not str:
+            raise _bad("'refuse' needs string 'code' and 'reason'")
+        return Refuse(code=code[:64], reason=reason[:512])
+    raise _bad(f"unknown message type {kind!r}")

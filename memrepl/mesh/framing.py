@@ -1,0 +1,243 @@
+"""Reading and writing mesh frames on asyncio streams, within limits.
+
+A mesh frame is a MEMSHADOW v2 frame (PROTOCOL.md §1, §5): the 32-byte header, then exactly
+``payload_len`` bytes of payload; on an authenticated connection a fixed-size trailer follows
+(see :mod:`memrepl.mesh.auth` for its layout). This module owns getting those bytes off and onto
+a stream, and the fault codes the mesh refuses frames with.
+
+The rule that keeps it right: the reader decides how many bytes to read from the header's magic,
+version and payload_len alone, and refuses to read a frame whose payload_len exceeds the limit,
+so a peer can never make it buffer more than ``max_payload + trailer`` bytes. A fault that leaves
+the stream at a frame boundary (``in_sync``) can be answered and skipped; a fault in the header's
+framing fields (bad magic, bad version, oversized) cannot, because nothing says where the next
+frame starts, so the connection must be closed. Every read step is bounded by an idle timeout:
+a peer that stops sending mid-frame is cut off, whatever the frame's size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from dataclasses import dataclass
+from enum import StrEnum
+
+from memrepl.errors import ProtocolError
+from memrepl.protocol.header import MessageHeader
+from memrepl.protocol.limits import HEADER_SIZE, MAGIC, PROTOCOL_VERSION
+
+__all__ = [
+    "READ_CHUNK_BYTES",
+    "FaultCode",
+    "FrameFaultError",
+    "RawFrame",
+    "check_framing",
+    "close_stream",
+    "parse_header",
+    "read_frame",
+    "write_frame",
+]
+
+#: Large payloads are read and drained in pieces of this size, each under the idle timeout.
+READ_CHUNK_BYTES = 1 << 20
+
+# magic u64 at offset 0, version u16 at 8; payload_len u64 at 16 (PROTOCOL.md §1).
+_MAGIC_VERSION = struct.Struct(">QH")
+_PAYLOAD_LEN = struct.Struct(">Q")
+_PAYLOAD_LEN_OFFSET = 16
+
+
+class FaultCode(StrEnum):
+    """Why the mesh refused a frame or a connection; the ``code`` of its NACK or DISCONNECT."""
+
+    #: The trailer's HMAC does not match the frame (altered in transit, or another session's).
+    BAD_HMAC = "bad-hmac"
+    #: The trailer's sequence number is not the next expected one (replayed or reordered).
+    BAD_SEQUENCE = "bad-sequence"
+    #: A frame other than HANDSHAKE before the handshake completed.
+    HANDSHAKE_REQUIRED = "handshake-required"
+    #: A HANDSHAKE frame after the handshake completed.
+    UNEXPECTED_HANDSHAKE = "unexpected-handshake"
+    #: A HANDSHAKE payload that is not a handshake message expected at this step.
+    BAD_HANDSHAKE = "bad-handshake"
+    #: The peer could not prove it holds the cluster key.
+    AUTH_FAILED = "auth-failed"
+    #: The peer's schema revision differs from ours.
+    SCHEMA_MISMATCH = "schema-mismatch"
+    #: The peer speaks another protocol version.
+    VERSION_MISMATCH = "version-mismatch"
+    #: The peer claims an id it may not use (our own, or not the peer we dialled).
+    WRONG_PEER = "wrong-peer"
+    #: The header's payload_len exceeds the limit (the stream is lost).
+    FRAME_TOO_LARGE = "frame-too-large"
+    #: The header's magic is wrong (the stream is lost).
+    BAD_MAGIC = "bad-magic"
+    #: The header's version is not 2 (the stream is lost).
+    BAD_VERSION = "bad-version"
+    #: A message type memrepl does not speak.
+    UNKNOWN_MSG_TYPE = "unknown-msg-type"
+    #: A header priority outside the v2 table.
+    UNKNOWN_PRIORITY = "unknown-priority"
+    #: Any other header fault.
+    MALFORMED_HEADER = "malformed-header"
+    #: The peer reached the fault limit of its connection.
+    TOO_MANY_FAULTS = "too-many-faults"
+    #: Nothing arrived within the idle timeout (or a write made no progress for as long).
+    IDLE_TIMEOUT = "idle-timeout"
+    #: Both nodes dialled each other; this connection lost (see ``memrepl.mesh.tcp``).
+    DUPLICATE = "duplicate"
+    #: The node is shutting down.
+    SHUTDOWN = "shutdown"
+
+
+class FrameFaultError(ProtocolError):
+    """A frame or connection the mesh refuses (internal to the mesh; never reaches the caller).
+
+    ``code`` is a :class:`FaultCode` value; ``in_sync`` says whether the stream is still at a
+    frame boundary, so that the fault can be answered with a NACK and the next frame read.
+    """
+
+    def __init__(self, code: FaultCode, reason: str, *, in_sync: bool) -> None:
+        super().__init__(reason, code=code.value)
+        self.fault = code
+        self.reason = reason
+        self.in_sync = in_sync
+
+
+@dataclass(frozen=True, slots=True)
+class RawFrame:
+    """One frame's bytes as read: the header, the payload and the trailer (empty if none)."""
+
+    header: bytes
+    payload: bytes
+    trailer: bytes
+
+    @property
+    def size(self) -> int:
+        """Bytes the frame took on the wire."""
+        return len(self.header) + len(self.payload) + len(self.trailer)
+
+
+def check_framing(header: bytes, *, max_payload: int) -> int:
+    """Check the fields that delimit a frame; return its payload_len.
+
+    Raises :class:`FrameFaultError` (never in sync): ``bad-magic``, ``bad-version``,
+    ``frame-too-large``. The other fields (type, priority) are checked by :func:`parse_header`
+    once the frame is read and authenticated.
+    """
+    magic, version = _MAGIC_VERSION.unpack_from(header)
+    if magic != MAGIC:
+        raise FrameFaultError(FaultCode.BAD_MAGIC, f"bad magic 0x{magic:016x}", in_sync=False)
+    if version != PROTOCOL_VERSION:
+        raise FrameFaultError(
+            FaultCode.BAD_VERSION,
+            f"protocol version {version}, memrepl speaks {PROTOCOL_VERSION}",
+            in_sync=False,
+        )
+    (payload_len,) = _PAYLOAD_LEN.unpack_from(header, _PAYLOAD_LEN_OFFSET)
+    if payload_len > max_payload:
+        raise FrameFaultError(
+            FaultCode.FRAME_TOO_LARGE,
+            f"payload of {payload_len} bytes exceeds the limit of {max_payload}",
+            in_sync=False,
+        )
+    return int(payload_len)
+
+
+def parse_header(header: bytes) -> MessageHeader:
+    """Decode a header whose framing fields passed :func:`check_framing`.
+
+    Raises :class:`FrameFaultError` (in sync, since the frame was read whole): ``unknown-msg-type``,
+    ``unknown-priority``, ``malformed-header``.
+    """
+    try:
+        return MessageHeader.unpack(header)
+    except ProtocolError as exc:
+        try:
+            code = FaultCode(exc.code)
+        except ValueError:
+            code = FaultCode.MALFORMED_HEADER
+        raise FrameFaultError(code, str(exc), in_sync=True) from exc
+
+
+async def _read_exactly(reader: asyncio.StreamReader, size: int, idle_timeout_s: float) -> bytes:
+    """Read ``size`` bytes, in chunks, each of which must arrive within the idle timeout."""
+    if size <= READ_CHUNK_BYTES:
+        try:
+            return await asyncio.wait_for(reader.readexactly(size), idle_timeout_s)
+        except TimeoutError:
+            raise FrameFaultError(
+                FaultCode.IDLE_TIMEOUT, f"no data for {idle_timeout_s} s", in_sync=False
+            ) from None
+    parts: list[bytes] = []
+    left = size
+    while left:
+        part = await _read_exactly(reader, min(left, READ_CHUNK_BYTES), idle_timeout_s)
+        parts.append(part)
+        left -= len(part)
+    return b"".join(parts)
+
+
+async def read_frame(
+    reader: asyncio.StreamReader,
+    *,
+    max_payload: int,
+    trailer_bytes: int,
+    idle_timeout_s: float,
+) -> RawFrame | None:
+    """Read one frame (and its trailer); None if the peer closed the stream between frames.
+
+    Raises :class:`FrameFaultError` for a framing fault or an idle timeout (never in sync), and
+    ``asyncio.IncompleteReadError`` (an ``EOFError``) or ``OSError`` if the stream ends or
+    breaks inside a frame.
+    """
+    try:
+        header = await _read_exactly(reader, HEADER_SIZE, idle_timeout_s)
+    except asyncio.IncompleteReadError as exc:
+        if not exc.partial:
+            return None
+        raise
+    payload_len = check_framing(header, max_payload=max_payload)
+    payload = await _read_exactly(reader, payload_len, idle_timeout_s) if payload_len else b""
+    trailer = await _read_exactly(reader, trailer_bytes, idle_timeout_s) if trailer_bytes else b""
+    return RawFrame(header, payload, trailer)
+
+
+async def write_frame(writer: asyncio.StreamWriter, data: bytes, *, idle_timeout_s: float) -> None:
+    """Write a whole frame and wait until the transport has taken it.
+
+    The frame goes into the transport in ONE ``write`` call, so a cancelled writer never leaves
+    half a frame behind. Draining may take as long as it keeps making progress; if the
+    transport's buffer does not shrink for ``idle_timeout_s``, raises :class:`FrameFaultError`
+    (``idle-timeout``): the peer is not reading.
+    """
+    writer.write(data)
+    transport = writer.transport
+    last = transport.get_write_buffer_size()
+    while True:
+        try:
+            await asyncio.wait_for(writer.drain(), idle_timeout_s)
+            return
+        except TimeoutError:
+            now = transport.get_write_buffer_size()
+            if now >= last:
+                raise FrameFaultError(
+                    FaultCode.IDLE_TIMEOUT,
+                    f"the peer read nothing for {idle_timeout_s} s",
+                    in_sync=False,
+                ) from None
+            last = now
+
+
+async def close_stream(writer: asyncio.StreamWriter, *, timeout_s: float = 1.0) -> None:
+    """Close a connection's stream, aborting it if it does not close within ``timeout_s``.
+
+    Never raises (except ``CancelledError``, after aborting): a socket is closed either way.
+    """
+    writer.close()
+    try:
+        await asyncio.wait_for(writer.wait_closed(), timeout_s)
+    except (TimeoutError, OSError, EOFError):
+        writer.transport.abort()
+    except BaseException:
+        writer.transport.abort()
+        raise

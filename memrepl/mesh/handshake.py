@@ -1,0 +1,255 @@
+"""Driving the handshake of :mod:`memrepl.mesh.auth` over an asyncio stream, for either side.
+
+:func:`initiate` runs the dialler's side, :func:`respond` the listener's; each returns an
+:class:`Established` (the peer's proven id and the connection's :class:`~memrepl.mesh.auth.Session`)
+or raises. The rule that keeps it right: nothing the peer sends is believed before its proof over
+the transcript verifies, and no frame other than HANDSHAKE is read before the handshake is done;
+every refusal tells the peer why (a ``refuse`` message, or a NACK for a non-HANDSHAKE frame)
+before the caller closes the connection. The caller bounds the whole exchange with its handshake
+timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from dataclasses import dataclass
+
+from memrepl.errors import AuthenticationError
+from memrepl.mesh.auth import (
+    MAX_HANDSHAKE_PAYLOAD_BYTES,
+    Auth,
+    Challenge,
+    HandshakeMessage,
+    Hello,
+    Refuse,
+    Session,
+    Welcome,
+    decode_handshake,
+    new_nonce,
+    proof,
+    session_key,
+    transcript,
+    verify_proof,
+)
+from memrepl.mesh.framing import FaultCode, FrameFaultError, parse_header, read_frame, write_frame
+from memrepl.mesh.stats import Counters
+from memrepl.protocol.enums import MessageTypes
+from memrepl.protocol.header import encode_frame
+from memrepl.protocol.limits import PROTOCOL_VERSION
+
+__all__ = ["Established", "HandshakeError", "initiate", "nack_payload", "respond"]
+
+
+class HandshakeError(AuthenticationError):
+    """A handshake that did not complete; ``code`` names why (a :class:`FaultCode` value, or the
+    code the peer refused us with)."""
+
+    def __init__(self, code: str, reason: str, *, peer_id: str | None = None) -> None:
+        super().__init__(reason, peer_id=peer_id)
+        self.code = code
+        self.reason = reason
+
+
+@dataclass(frozen=True, slots=True)
+class Established:
+    """A completed handshake: who the peer proved to be, and the session to seal frames with."""
+
+    peer_id: str
+    session: Session
+    initiator: bool
+
+
+def nack_payload(code: str, reason: str) -> bytes:
+    """The JSON of a mesh-level NACK: ``{"batch_id": "", "code", "reason"}``."""
+    return json.dumps({"batch_id": "", "code": code, "reason": reason}).encode("utf-8")
+
+
+class _Stream:
+    """One connection during its handshake: plain (unsealed) frames, counted in ``counters``."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        idle_timeout_s: float,
+        counters: Counters,
+    ) -> None:
+        self.reader = reader
+        self.writer = writer
+        self.idle_timeout_s = idle_timeout_s
+        self.counters = counters
+        self.peer_id: str | None = None
+
+    async def send(self, msg_type: MessageTypes, payload: bytes) -> None:
+        frame = encode_frame(msg_type, payload)
+        await write_frame(self.writer, frame, idle_timeout_s=self.idle_timeout_s)
+        self.counters.frames_out += 1
+        self.counters.bytes_out += len(frame)
+
+    async def receive(self) -> HandshakeMessage:
+        raw = await read_frame(
+            self.reader,
+            max_payload=MAX_HANDSHAKE_PAYLOAD_BYTES,
+            trailer_bytes=0,
+            idle_timeout_s=self.idle_timeout_s,
+        )
+        if raw is None:
+            raise ConnectionResetError("the peer closed the connection during the handshake")
+        self.counters.frames_in += 1
+        self.counters.bytes_in += raw.size
+        header = parse_header(raw.header)
+        if header.msg_type is not MessageTypes.HANDSHAKE:
+            raise FrameFaultError(
+                FaultCode.HANDSHAKE_REQUIRED,
+                f"{header.msg_type.name} frame before the handshake completed",
+                in_sync=True,
+            )
+        return decode_handshake(raw.payload)
+
+    async def refuse(self, code: FaultCode, reason: str) -> HandshakeError:
+        """Tell the peer why (best effort) and return the error to raise."""
+        with contextlib.suppress(OSError, FrameFaultError):
+            await self.send(MessageTypes.HANDSHAKE, Refuse(code.value, reason).encode())
+        return HandshakeError(code.value, reason, peer_id=self.peer_id)
+
+    async def answer_fault(self, fault: FrameFaultError) -> None:
+        """NACK a refused frame when the stream still allows it (best effort)."""
+        if not fault.in_sync:
+            return
+        with contextlib.suppress(OSError, FrameFaultError):
+            await self.send(MessageTypes.NACK, nack_payload(fault.code, fault.reason))
+
+
+def _refused_by_peer(message: Refuse, peer_id: str | None) -> HandshakeError:
+    return HandshakeError(message.code, f"refused by the peer: {message.reason}", peer_id=peer_id)
+
+
+async def _check_terms(stream: _Stream, version: int, schema: str, our_schema: str) -> None:
+    if version != PROTOCOL_VERSION:
+        raise await stream.refuse(
+            FaultCode.VERSION_MISMATCH,
+            f"protocol version {version}, this node speaks {PROTOCOL_VERSION}",
+        )
+    if schema != our_schema:
+        raise await stream.refuse(
+            FaultCode.SCHEMA_MISMATCH,
+            f"schema revision {schema!r} differs from this node's {our_schema!r}; "
+            "upgrade both nodes to the same memrepl",
+        )
+
+
+async def initiate(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    *,
+    node_id: str,
+    key: bytes,
+    schema: str,
+    expected_peer: str | None,
+    idle_timeout_s: float,
+    counters: Counters,
+) -> Established:
+    """Run the dialler's side.
+
+    Raises :class:`HandshakeError`, :class:`FrameFaultError`, ``OSError``.
+    """
+    stream = _Stream(reader, writer, idle_timeout_s, counters)
+    stream.peer_id = expected_peer
+    try:
+        nonce = new_nonce()
+        await stream.send(MessageTypes.HANDSHAKE, Hello(node_id, schema, nonce).encode())
+        message = await stream.receive()
+        if isinstance(message, Refuse):
+            raise _refused_by_peer(message, expected_peer)
+        if not isinstance(message, Challenge):
+            raise await stream.refuse(FaultCode.BAD_HANDSHAKE, "expected a challenge")
+        await _check_terms(stream, message.version, message.schema, schema)
+        if message.node_id == node_id or (
+            expected_peer is not None and message.node_id != expected_peer
+        ):
+            raise await stream.refuse(
+                FaultCode.WRONG_PEER,
+                f"dialled {expected_peer!r} (this is {node_id!r}), reached {message.node_id!r}",
+            )
+        stream.peer_id = message.node_id
+        terms = transcript(
+            node_id,
+            message.node_id,
+            initiator_nonce=nonce,
+            responder_nonce=message.nonce,
+            schema_revision=schema,
+        )
+        if not verify_proof(key, initiator=False, transcript_bytes=terms, claimed=message.proof):
+            raise await stream.refuse(
+                FaultCode.AUTH_FAILED, "the listener did not prove it holds the cluster key"
+            )
+        await stream.send(
+            MessageTypes.HANDSHAKE,
+            Auth(proof(key, initiator=True, transcript_bytes=terms)).encode(),
+        )
+        answer = await stream.receive()
+        if isinstance(answer, Refuse):
+            raise _refused_by_peer(answer, message.node_id)
+        if not isinstance(answer, Welcome):
+            raise await stream.refuse(FaultCode.BAD_HANDSHAKE, "expected a welcome")
+    except FrameFaultError as fault:
+        await stream.answer_fault(fault)
+        raise
+    return Established(
+        message.node_id, Session.for_role(session_key(key, terms), initiator=True), initiator=True
+    )
+
+
+async def respond(
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    *,
+    node_id: str,
+    key: bytes,
+    schema: str,
+    idle_timeout_s: float,
+    counters: Counters,
+) -> Established:
+    """Run the listener's side.
+
+    Raises :class:`HandshakeError`, :class:`FrameFaultError`, ``OSError``.
+    """
+    stream = _Stream(reader, writer, idle_timeout_s, counters)
+    try:
+        hello = await stream.receive()
+        if not isinstance(hello, Hello):
+            raise await stream.refuse(FaultCode.BAD_HANDSHAKE, "expected a hello")
+        stream.peer_id = hello.node_id
+        await _check_terms(stream, hello.version, hello.schema, schema)
+        if hello.node_id == node_id:
+            raise await stream.refuse(FaultCode.WRONG_PEER, f"{node_id!r} is this node's own id")
+        nonce = new_nonce()
+        terms = transcript(
+            hello.node_id,
+            node_id,
+            initiator_nonce=hello.nonce,
+            responder_nonce=nonce,
+            schema_revision=schema,
+        )
+        challenge = Challenge(
+            node_id, schema, nonce, proof(key, initiator=False, transcript_bytes=terms)
+        )
+        await stream.send(MessageTypes.HANDSHAKE, challenge.encode())
+        answer = await stream.receive()
+        if isinstance(answer, Refuse):
+            raise _refused_by_peer(answer, hello.node_id)
+        if not isinstance(answer, Auth):
+            raise await stream.refuse(FaultCode.BAD_HANDSHAKE, "expected an auth message")
+        if not verify_proof(key, initiator=True, transcript_bytes=terms, claimed=answer.proof):
+            raise await stream.refuse(
+                FaultCode.AUTH_FAILED, "the dialler did not prove it holds the cluster key"
+            )
+        await stream.send(MessageTypes.HANDSHAKE, Welcome().encode())
+    except FrameFaultError as fault:
+        await stream.answer_fault(fault)
+        raise
+    return Established(
+        hello.node_id, Session.for_role(session_key(key, terms), initiator=False), initiator=False
+    )

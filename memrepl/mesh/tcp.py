@@ -1,0 +1,548 @@
+"""``TcpMesh``: the :class:`~memrepl.sync.transport.Mesh` interface between processes, over TCP.
+
+Usage::
+
+    mesh = TcpMesh("node-a", key, schema_revision=HEAD_REVISION, port=7400,
+                   peers={"node-b": ("10.0.0.2", 7400)})
+    manager = MemorySyncManager(node_id="node-a", mesh=mesh)
+    async with mesh:
+        await mesh.wait_for_peer("node-b", timeout_s=10)
+        await manager.sync_with_peer("node-b", MemoryTier.WORKING)
+
+Every message is a MEMSHADOW v2 frame (PROTOCOL.md §5) followed by a 40-byte trailer (sequence
+number and HMAC, :mod:`memrepl.mesh.auth`), on a connection opened by the mutual HMAC handshake
+(:mod:`memrepl.mesh.handshake`); TLS may wrap it for encryption. Semantics, as in ``LocalMesh``:
+``send`` only queues and never blocks; handlers get ``(data, peer_id)``, plain functions inline,
+coroutines as tasks; a handler's exception is logged and the connection carries on.
+
+The rules this module owns:
+
+- **Peers.** ``peers()`` lists the peers with a live, authenticated connection. A peer is
+  *known* if it is in the dial list (``peers=``/:meth:`add_peer`) or has connected to us. ``send``
+  to an unknown peer raises :class:`~memrepl.errors.PeerUnavailableError`; to a known peer that is
+  not connected it queues (bounded by ``max_queued_frames``/``max_queued_bytes``) for up to
+  ``queue_while_down_s`` after the connection was lost (or after ``start()``), then raises
+  ``PeerUnavailableError`` and drops that peer's queue, so the sync manager reports
+  ``UNREACHABLE`` promptly instead of waiting out its ACK timeout. A full queue also raises it.
+- **One connection per pair.** If both nodes dial each other, both keep the connection dialled
+  by the node whose id is smaller (string order); between two connections dialled by the same
+  node, the newer one wins (the older is a leftover from before a restart). Both sides apply the
+  same rule, so they agree. The loser is retired gracefully: no new frame is written on it, it
+  says DISCONNECT ``duplicate``, and it is read until the peer's DISCONNECT, so a frame either
+  side wrote on it before learning of the winner is still delivered.
+- **Reconnect.** Each dialled peer has a task that redials whenever it is not connected, waiting
+  :func:`~memrepl.mesh.config.backoff_delay_s` between attempts (exponential with jitter; reset
+  after a successful handshake). A peer that only dials us is redialled by itself.
+- **Shutdown.** :meth:`close` stops listening, says DISCONNECT ``shutdown`` on every connection,
+  cancels every task it started (dialers, connections, handshakes in progress, coroutine handlers)
+  and awaits them, and closes every socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import inspect
+import logging
+import ssl
+import time
+from collections.abc import Coroutine, Mapping
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any
+
+from memrepl.errors import MeshError, PeerUnavailableError
+from memrepl.mesh.auth import MAX_NAME_BYTES, MIN_KEY_BYTES
+from memrepl.mesh.config import TcpMeshConfig, backoff_delay_s
+from memrepl.mesh.connection import GOODBYE_TIMEOUT_S, Connection
+from memrepl.mesh.framing import FaultCode, FrameFaultError, close_stream
+from memrepl.mesh.handshake import Established, HandshakeError, initiate, respond
+from memrepl.mesh.outbox import CONTROL_TYPES, Outbox
+from memrepl.mesh.stats import Counters, MeshStats, PeerStats
+from memrepl.protocol.enums import MessageTypes
+from memrepl.sync.transport import Handler
+
+__all__ = ["TcpMesh"]
+
+log = logging.getLogger(__name__)
+
+#: Message types only the mesh itself sends.
+_RESERVED = frozenset({MessageTypes.HANDSHAKE, MessageTypes.DISCONNECT})
+
+
+@dataclass(slots=True)
+class _Peer:
+    """What the mesh keeps about one known peer."""
+
+    peer_id: str
+    outbox: Outbox
+    address: tuple[str, int] | None = None
+    connection: Connection | None = None
+    down_since: float = field(default_factory=time.monotonic)
+    counters: Counters = field(default_factory=Counters)
+    dialer: asyncio.Task[None] | None = None
+    changed: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class TcpMesh:
+    """A node's endpoint on a TCP mesh; see the module docstring for its rules.
+
+    ``shared_key`` is the cluster's secret (at least 16 bytes; every node holds the same one).
+    ``schema_revision`` is the store's schema revision (``memrepl.storage.migrate.HEAD_REVISION``):
+    nodes that differ refuse each other. ``host``/``port`` is where to listen (port 0 picks a free
+    one; read :attr:`port` after :meth:`start`). ``peers`` maps peer ids to ``(host, port)`` to
+    dial. ``server_ssl``/``client_ssl`` add TLS for listening and dialling (``tls_server_hostname``
+    overrides the name checked in the listener's certificate; default: the dialled host).
+
+    Raises :class:`~memrepl.errors.MeshError` for a bad argument.
+    """
+
+    def __init__(
+        self,
+        node_id: str,
+        shared_key: bytes,
+        *,
+        schema_revision: str,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        peers: Mapping[str, tuple[str, int]] | None = None,
+        server_ssl: ssl.SSLContext | None = None,
+        client_ssl: ssl.SSLContext | None = None,
+        tls_server_hostname: str | None = None,
+        config: TcpMeshConfig | None = None,
+    ) -> None:
+        _check_name("node_id", node_id)
+        _check_name("schema_revision", schema_revision)
+        if not isinstance(shared_key, bytes) or len(shared_key) < MIN_KEY_BYTES:
+            raise MeshError(f"the shared key must be at least {MIN_KEY_BYTES} bytes")
+        self._node_id = node_id
+        self._key = shared_key
+        self._schema = schema_revision
+        self.host = host
+        self._port = port
+        self._server_ssl = server_ssl
+        self._client_ssl = client_ssl
+        self._tls_server_hostname = tls_server_hostname
+        self.config = config or TcpMeshConfig()
+        self._handlers: dict[MessageTypes, Handler] = {}
+        self._peers: dict[str, _Peer] = {}
+        self._totals = Counters()
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._handler_tasks: set[asyncio.Future[None]] = set()
+        self._running = False
+        self._closed = False
+        for peer_id, address in (peers or {}).items():
+            self.add_peer(peer_id, *address)
+
+    # -- the Mesh interface --------------------------------------------------------------------
+
+    @property
+    def node_id(self) -> str:
+        return self._node_id
+
+    def send(self, peer_id: str, msg_type: MessageTypes, data: bytes) -> None:
+        """Queue ``data`` for ``peer_id`` (never blocks; see the module docstring).
+
+        Raises :class:`PeerUnavailableError` (unknown peer, down past ``queue_while_down_s``,
+        queue full, mesh not running) or :class:`MeshError` (a type only the mesh may send, or a
+        frame over ``max_frame_bytes``). Nothing is queued when it raises.
+        """
+        msg_type = MessageTypes(msg_type)
+        if msg_type in _RESERVED:
+            raise MeshError(f"send: {msg_type.name} frames are the mesh's own", peer_id=peer_id)
+        data = bytes(data)
+        if len(data) > self.config.max_frame_bytes:
+            raise MeshError(
+                f"send to {peer_id!r}: {len(data)} bytes exceed max_frame_bytes "
+                f"{self.config.max_frame_bytes}",
+                peer_id=peer_id,
+            )
+        peer = self._peers.get(peer_id)
+        if peer is None or not self._running:
+            raise PeerUnavailableError(
+                f"send to {peer_id!r}: no such peer on this mesh"
+                if peer is None
+                else f"send to {peer_id!r}: the mesh is not running",
+                peer_id=peer_id,
+            )
+        if peer.connection is None:
+            down_s = time.monotonic() - peer.down_since
+            if down_s > self.config.queue_while_down_s:
+                dropped = peer.outbox.clear()
+                if dropped:
+                    log.warning(
+                        "dropped %d frames queued for unreachable peer %r", dropped, peer_id
+                    )
+                raise PeerUnavailableError(
+                    f"send to {peer_id!r}: not connected for {down_s:.1f} s", peer_id=peer_id
+                )
+        if not peer.outbox.push(msg_type, data):
+            raise PeerUnavailableError(
+                f"send to {peer_id!r}: its outbox is full ({len(peer.outbox)} frames, "
+                f"{peer.outbox.queued_bytes} bytes)",
+                peer_id=peer_id,
+            )
+
+    def register_handler(self, msg_type: MessageTypes, handler: Handler) -> None:
+        """Route every accepted frame of ``msg_type`` to ``handler(data, peer_id)``."""
+        self._handlers[MessageTypes(msg_type)] = handler
+
+    def peers(self) -> list[str]:
+        """The peers with a live, authenticated connection, sorted."""
+        return sorted(p.peer_id for p in self._peers.values() if p.connection is not None)
+
+    # -- configuration and life cycle ----------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        """The port listened on (the bound one after :meth:`start`, when given as 0)."""
+        return self._port
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """``(host, port)`` listened on."""
+        return self.host, self._port
+
+    def add_peer(self, peer_id: str, host: str, port: int) -> None:
+        """Dial ``peer_id`` at ``host:port`` (now if running, else from :meth:`start`).
+
+        Updates the address of a known peer (the next dial uses it).
+        """
+        _check_name("peer_id", peer_id)
+        if peer_id == self._node_id:
+            raise MeshError(f"add_peer: {peer_id!r} is this node's own id", peer_id=peer_id)
+        peer = self._peer(peer_id)
+        peer.address = (host, int(port))
+        if self._running:
+            self._start_dialer(peer)
+
+    async def start(self) -> None:
+        """Listen, and start dialling the known peers. Raises ``OSError`` if it cannot bind."""
+        if self._closed:
+            raise MeshError("a closed TcpMesh cannot be started again")
+        if self._running:
+            return
+        self._server = await asyncio.start_server(
+            self._on_accept,
+            self.host,
+            self._port,
+            ssl=self._server_ssl,
+            ssl_handshake_timeout=self.config.handshake_timeout_s if self._server_ssl else None,
+        )
+        sockets = self._server.sockets
+        if sockets:
+            self._port = int(sockets[0].getsockname()[1])
+        self._running = True
+        now = time.monotonic()
+        for peer in self._peers.values():
+            peer.down_since = now
+            self._start_dialer(peer)
+        log.info("mesh node %r listening on %s:%d", self._node_id, self.host, self._port)
+
+    async def close(self) -> None:
+        """Stop everything the mesh started and close every socket (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._running = False
+        if self._server is not None:
+            self._server.close()
+        connections = [p.connection for p in self._peers.values() if p.connection is not None]
+        for conn in connections:
+            conn.request_close(FaultCode.SHUTDOWN, "the node is shutting down")
+        # Connections say goodbye inside their own tasks (bounded by GOODBYE_TIMEOUT_S); wait for
+        # that, then cancel everything still running.
+        for conn in connections:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(conn.closed.wait(), 2 * GOODBYE_TIMEOUT_S)
+        for task in (*self._tasks, *self._handler_tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, *self._handler_tasks, return_exceptions=True)
+        if self._server is not None:
+            await self._server.wait_closed()
+        log.info("mesh node %r closed", self._node_id)
+
+    async def __aenter__(self) -> TcpMesh:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def is_connected(self, peer_id: str) -> bool:
+        """Whether ``peer_id`` has a live, authenticated connection."""
+        peer = self._peers.get(peer_id)
+        return peer is not None and peer.connection is not None
+
+    async def wait_for_peer(self, peer_id: str, timeout_s: float | None = None) -> None:
+        """Wait until ``peer_id`` is connected. Raises ``TimeoutError`` after ``timeout_s``.
+
+        A peer waited for becomes known (``send`` queues for it, see the module docstring).
+        """
+        peer = self._peer(peer_id)
+        async with asyncio.timeout(timeout_s):
+            while peer.connection is None:
+                peer.changed.clear()
+                await peer.changed.wait()
+
+    def stats(self) -> MeshStats:
+        """A snapshot of the counters, per peer and in total."""
+        return MeshStats(
+            node_id=self._node_id,
+            host=self.host,
+            port=self._port,
+            total=self._totals.snapshot(),
+            peers={
+                peer.peer_id: PeerStats(
+                    peer_id=peer.peer_id,
+                    connected=peer.connection is not None,
+                    address=None
+                    if peer.address is None
+                    else f"{peer.address[0]}:{peer.address[1]}",
+                    queued_frames=len(peer.outbox),
+                    queued_bytes=peer.outbox.queued_bytes,
+                    unacked=peer.outbox.unacked,
+                    traffic=peer.counters.snapshot(),
+                )
+                for peer in sorted(self._peers.values(), key=lambda p: p.peer_id)
+            },
+        )
+
+    # -- internals -----------------------------------------------------------------------------
+
+    def _peer(self, peer_id: str) -> _Peer:
+        peer = self._peers.get(peer_id)
+        if peer is None:
+            config = self.config
+            outbox = Outbox(
+                max_frames=config.max_queued_frames,
+                max_bytes=config.max_queued_bytes,
+                max_unacked=config.max_unacked_batches,
+                unacked_timeout_s=config.unacked_timeout_s,
+            )
+            peer = self._peers[peer_id] = _Peer(peer_id, outbox)
+        return peer
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        task = asyncio.create_task(coroutine, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _start_dialer(self, peer: _Peer) -> None:
+        if peer.dialer is None or peer.dialer.done():
+            peer.dialer = self._spawn(self._dial_loop(peer), f"mesh-dial-{peer.peer_id}")
+
+    def _deliver(
+        self, msg_type: MessageTypes, data: bytes, peer_id: str
+    ) -> asyncio.Future[None] | None:
+        handler = self._handlers.get(msg_type)
+        if handler is None:
+            if msg_type not in CONTROL_TYPES:
+                log.warning("%s has no handler for %s; dropped", self._node_id, msg_type.name)
+            return None
+        peer = self._peers.get(peer_id)
+        for counters in (self._totals, peer.counters if peer else None):
+            if counters is not None:
+                counters.delivered += 1
+        try:
+            result = handler(data, peer_id)
+        except Exception:
+            log.exception("handler for %s from %r failed", msg_type.name, peer_id)
+            return None
+        if not inspect.isawaitable(result):
+            return None
+        task = asyncio.ensure_future(result)
+        self._handler_tasks.add(task)
+        task.add_done_callback(self._handler_done)
+        return task
+
+    def _handler_done(self, task: asyncio.Future[None]) -> None:
+        self._handler_tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("handler task failed", exc_info=task.exception())
+
+    def _handshake_failed(self, exc: Exception, remote: str, peer_id: str | None) -> None:
+        code = getattr(exc, "code", None) or type(exc).__name__
+        text = f"{code}: {exc}"
+        self._totals.refused[str(code)] += 1
+        self._totals.handshake_failures += 1
+        self._totals.last_error = text
+        known = self._peers.get(peer_id) if peer_id is not None else None
+        if known is not None:
+            known.counters.handshake_failures += 1
+            known.counters.last_error = text
+        log.warning("handshake with %s (claims %r) failed: %s", remote, peer_id, text)
+
+    async def _on_accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        if task is not None:
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+        remote = _remote(writer)
+        try:
+            if not self._running:
+                return
+            try:
+                async with asyncio.timeout(self.config.handshake_timeout_s):
+                    done = await respond(
+                        reader,
+                        writer,
+                        node_id=self._node_id,
+                        key=self._key,
+                        schema=self._schema,
+                        idle_timeout_s=self.config.handshake_timeout_s,
+                        counters=self._totals,
+                    )
+            except (HandshakeError, FrameFaultError) as exc:
+                self._handshake_failed(
+                    exc, remote, exc.peer_id if isinstance(exc, HandshakeError) else None
+                )
+                return
+            except TimeoutError:
+                self._handshake_failed(MeshError("handshake timed out"), remote, None)
+                return
+            except (OSError, EOFError) as exc:
+                log.info("connection from %s lost during the handshake: %r", remote, exc)
+                return
+            await self._serve(done, reader, writer, dialled_by=done.peer_id)
+        finally:
+            await close_stream(writer)
+
+    async def _dial_loop(self, peer: _Peer) -> None:
+        attempt = 0
+        config = self.config
+        while self._running:
+            if peer.connection is not None:
+                peer.changed.clear()
+                await peer.changed.wait()
+                continue
+            if await self._dial_once(peer):
+                attempt = 0
+            else:
+                attempt += 1
+            if peer.connection is None:
+                await asyncio.sleep(
+                    backoff_delay_s(
+                        attempt, base_s=config.reconnect_base_s, cap_s=config.reconnect_cap_s
+                    )
+                )
+
+    async def _dial_once(self, peer: _Peer) -> bool:
+        """Dial ``peer`` and serve the connection until it ends; True if it authenticated."""
+        assert peer.address is not None
+        host, port = peer.address
+        remote = f"{host}:{port}"
+        config = self.config
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(
+                    host,
+                    port,
+                    ssl=self._client_ssl,
+                    server_hostname=(self._tls_server_hostname or host)
+                    if self._client_ssl
+                    else None,
+                    ssl_handshake_timeout=config.handshake_timeout_s if self._client_ssl else None,
+                ),
+                config.connect_timeout_s,
+            )
+        except (OSError, TimeoutError) as exc:
+            peer.counters.last_error = f"connect to {remote}: {exc!r}"
+            log.debug("cannot reach %r at %s: %r", peer.peer_id, remote, exc)
+            return False
+        try:
+            try:
+                async with asyncio.timeout(config.handshake_timeout_s):
+                    done = await initiate(
+                        reader,
+                        writer,
+                        node_id=self._node_id,
+                        key=self._key,
+                        schema=self._schema,
+                        expected_peer=peer.peer_id,
+                        idle_timeout_s=config.handshake_timeout_s,
+                        counters=self._totals,
+                    )
+            except (HandshakeError, FrameFaultError) as exc:
+                self._handshake_failed(exc, remote, peer.peer_id)
+                return False
+            except TimeoutError:
+                self._handshake_failed(MeshError("handshake timed out"), remote, peer.peer_id)
+                return False
+            except (OSError, EOFError) as exc:
+                peer.counters.last_error = f"handshake with {remote}: {exc!r}"
+                log.info("connection to %r lost during the handshake: %r", peer.peer_id, exc)
+                return False
+            await self._serve(done, reader, writer, dialled_by=self._node_id)
+            return True
+        finally:
+            await close_stream(writer)
+
+    async def _serve(
+        self,
+        done: Established,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        *,
+        dialled_by: str,
+    ) -> None:
+        """Adopt an authenticated connection (unless it loses to a duplicate) and run it."""
+        if not self._running:
+            return
+        peer = self._peer(done.peer_id)
+        conn = Connection(
+            reader=reader,
+            writer=writer,
+            session=done.session,
+            peer_id=done.peer_id,
+            dialled_by=dialled_by,
+            outbox=peer.outbox,
+            counters=peer.counters,
+            totals=self._totals,
+            config=self.config,
+            deliver=self._deliver,
+        )
+        existing = peer.connection
+        if existing is not None:
+            preferred = min(self._node_id, done.peer_id)
+            if existing.dialled_by == preferred and dialled_by != preferred:
+                log.info("keeping the connection %r over a duplicate", existing)
+                conn.retire(FaultCode.DUPLICATE, f"the connection dialled by {preferred!r} wins")
+                await conn.run()
+                return
+            existing.retire(FaultCode.DUPLICATE, "replaced by another connection")
+        peer.connection = conn
+        peer.outbox.reset_window()
+        for counters in (peer.counters, self._totals):
+            counters.connects += 1
+        peer.changed.set()
+        log.info("%s connected to %r (dialled by %r)", self._node_id, done.peer_id, dialled_by)
+        try:
+            await conn.run()
+        finally:
+            if peer.connection is conn:
+                peer.connection = None
+                peer.down_since = time.monotonic()
+                peer.changed.set()
+            for counters in (peer.counters, self._totals):
+                counters.disconnects += 1
+            log.info("%s lost %r: %s", self._node_id, done.peer_id, conn.end_reason)
+
+
+def _check_name(what: str, value: object) -> None:
+    if not isinstance(value, str) or not 0 < len(value.encode("utf-8")) <= MAX_NAME_BYTES:
+        raise MeshError(f"{what} must be a string of 1..{MAX_NAME_BYTES} bytes, not {value!r}")
+
+
+def _remote(writer: asyncio.StreamWriter) -> str:
+    with contextlib.suppress(OSError, TypeError, ValueError):
+        host, port = writer.get_extra_info("peername")[:2]
+        return f"{host}:{port}"
+    return "an unknown address"
