@@ -1,0 +1,338 @@
+"""Bad input to ``apply_sync_batch`` is refused whole and leaves the database untouched.
+
+ARCHITECTURE.md, "Errors": bad input from the network raises a clear, specific error and changes
+nothing on disk; the daemon answers a bad batch with a NACK naming the fault. Each case compares a
+full dump of the receiver's file (every table, the node row and its clock included) before and
+after. Over a LocalMesh the sender gets a REJECTED result carrying the NACK's code, and its sync
+vector does not move.
+
+Also here: a redelivered batch adds no conflict rows, and the conflict log answers "which of my
+writes lost, to whom, and what did they say?" with one SQL query.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+import memrepl
+from memrepl.errors import ClockSkewError, MisaddressedBatchError, ProtocolError, UnknownTierError
+from memrepl.protocol.batch import MemorySyncBatch
+from memrepl.protocol.enums import MemoryTier, SyncOperation
+from memrepl.protocol.item import ItemVersionInfo, MemorySyncItem
+from memrepl.storage.items import LocalWrite
+from memrepl.sync.manager import MemorySyncManager
+from memrepl.sync.results import SyncStatus
+
+if TYPE_CHECKING:
+    from conftest import Cluster
+
+WORKING = MemoryTier.WORKING
+SKEW_S = 120
+
+#: "Which of my writes lost, to whom, and what did they say?" -- one query on the conflict log
+#: (run it on your node's database with :me set to your node id; the README quotes it).
+WHICH_OF_MY_WRITES_LOST = """
+SELECT item_id, loser_content, winner_origin, winner_content
+FROM conflicts
+WHERE loser_origin = :me
+ORDER BY item_id
+"""
+
+
+def dump(path: Path | None) -> list[str]:
+    """Every table's schema and rows, as SQL text."""
+    assert path is not None
+    conn = sqlite3.connect(path)
+    try:
+        return list(conn.iterdump())
+    finally:
+        conn.close()
+
+
+def query(path: Path | None, sql: str, params: dict[str, Any] | None = None) -> list[Any]:
+    assert path is not None
+    conn = sqlite3.connect(path)
+    try:
+        return conn.execute(sql, params or {}).fetchall()
+    finally:
+        conn.close()
+
+
+def versioned(
+    item_id: str,
+    timestamp_ns: int,
+    *,
+    origin: str = "a",
+    content: dict[str, Any] | None = None,
+    context: dict[str, int] | None = None,
+    tier: MemoryTier = WORKING,
+    operation: SyncOperation = SyncOperation.UPDATE,
+    field_clocks: dict[str, tuple[int, str]] | None = None,
+) -> MemorySyncItem:
+    """An item carrying one whole write by ``origin`` at ``timestamp_ns`` (consistent unless the
+    keyword arguments make it otherwise)."""
+    content = {"v": item_id} if content is None else content
+    return MemorySyncItem(
+        item_id=item_id,
+        timestamp_ns=timestamp_ns,
+        tier=tier,
+        operation=operation,
+        payload=json.dumps(content).encode() if content else b"",
+        version=ItemVersionInfo(
+            origin_node=origin,
+            causal_context={origin: timestamp_ns} if context is None else context,
+            whole_timestamp_ns=timestamp_ns,
+            whole_origin=origin,
+            whole_deleted=operation == SyncOperation.DELETE,
+            field_clocks=field_clocks or {},
+        ),
+    )
+
+
+def batch_of(items: list[MemorySyncItem], *, tier: MemoryTier = WORKING) -> MemorySyncBatch:
+    """A batch from a to b; good items first, so a partial apply would show."""
+    now = time.time_ns()
+    good = [versioned(f"good{n}", now - 1000 + n) for n in range(3)]
+    return MemorySyncBatch(
+        batch_id="hand-made",
+        source_node="a",
+        target_node="b",
+        tier=tier,
+        items=[*good, *items],
+        cursor=now,
+    )
+
+
+@pytest.fixture
+def pair(cluster: Cluster) -> Cluster:
+    """a and b, with some history: synced items, a logged conflict, positions both ways."""
+    a, b = cluster.add("a"), cluster.add("b")
+    for node in ("a", "b"):
+        cluster.stores[node].working.add("both", {"by": node})
+        cluster.stores[node].working.add(f"own-{node}", {"by": node})
+    ab = a.create_delta_batch(WORKING, "b")
+    ba = b.create_delta_batch(WORKING, "a")
+    assert b.apply_sync_batch(ab)[1] == 1
+    assert a.apply_sync_batch(ba)[1] == 1
+    return cluster
+
+
+def check_refused(cluster: Cluster, batch: MemorySyncBatch, error: type[Exception]) -> Exception:
+    """Apply ``batch`` on b: it must raise ``error`` and leave b's file as it was."""
+    path = cluster.stores["b"].path
+    before = dump(path)
+    with pytest.raises(error) as caught:
+        cluster.managers["b"].apply_sync_batch(batch)
+    # And after a round trip through the wire, the same.
+    with pytest.raises(error):
+        cluster.managers["b"].apply_sync_batch(MemorySyncBatch.unpack(batch.pack()))
+    assert dump(path) == before
+    return caught.value
+
+
+def test_batch_addressed_to_another_node(pair: Cluster) -> None:
+    pair.stores["a"].working.add("new", {"v": 1})
+    batch = pair.managers["a"].create_delta_batch(WORKING, "c", since_timestamp=0)
+    assert batch.items
+    error = check_refused(pair, batch, MisaddressedBatchError)
+    assert (error.target_node, error.node_id) == ("c", "b")  # type: ignore[attr-defined]
+
+
+def test_unregistered_tier(pair: Cluster) -> None:
+    pair.stores["a"].episodic.add("event", {"v": 1})
+    batch = pair.managers["a"].create_delta_batch(MemoryTier.EPISODIC, "b")
+    # b's manager here serves the working tier only.
+    working_only = MemorySyncManager(node_id="b")
+    working_only.register_memory_tier(WORKING, pair.stores["b"].working)
+    path = pair.stores["b"].path
+    before = dump(path)
+    with pytest.raises(UnknownTierError) as caught:
+        working_only.apply_sync_batch(batch)
+    assert caught.value.tier == MemoryTier.EPISODIC
+    assert dump(path) == before
+
+
+def test_stamp_too_far_in_the_future(pair: Cluster) -> None:
+    ahead = time.time_ns() + SKEW_S * 10**9
+    error = check_refused(pair, batch_of([versioned("future", ahead)]), ClockSkewError)
+    assert error.timestamp_ns == ahead  # type: ignore[attr-defined]
+
+
+def test_causal_context_ahead_of_the_wall_clock(pair: Cluster) -> None:
+    now = time.time_ns()
+    item = versioned("future", now, context={"a": now, "z": now + SKEW_S * 10**9})
+    check_refused(pair, batch_of([item]), ClockSkewError)
+
+
+def test_receiver_with_a_wall_clock_in_the_past(pair: Cluster) -> None:
+    pair.stores["a"].working.add("fresh", {"v": 1})
+    batch = pair.managers["a"].create_delta_batch(WORKING, "b")
+    path = pair.stores["b"].path
+    pair.stores.pop("b").close()
+    with memrepl.open(path, node_id="b", wall=lambda: time.time_ns() - SKEW_S * 10**9) as late:
+        manager = MemorySyncManager(node_id="b")
+        manager.register_memory_tier(WORKING, late.working)
+        before = dump(path)
+        with pytest.raises(ClockSkewError):
+            manager.apply_sync_batch(batch)
+        assert dump(path) == before
+
+
+def malformed_items() -> dict[str, MemorySyncItem]:
+    now = time.time_ns()
+    return {
+        "context misses its own write": versioned("bad", now, context={"a": now - 1}),
+        "context without the origin": versioned("bad", now, context={"z": now}),
+        "stamp is not the latest write": MemorySyncItem(
+            item_id="bad",
+            timestamp_ns=now + 5,
+            tier=WORKING,
+            operation=SyncOperation.UPDATE,
+            payload=b'{"v": 1}',
+            version=ItemVersionInfo(
+                origin_node="a",
+                causal_context={"a": now + 5},
+                whole_timestamp_ns=now,
+                whole_origin="a",
+            ),
+        ),
+        "tombstone with content": versioned(
+            "bad", now, operation=SyncOperation.DELETE, content={"left": "over"}
+        ),
+        "field clock for an absent field": versioned("bad", now, field_clocks={"gone": (now, "a")}),
+        "operation does not match the state": versioned("bad", now, operation=SyncOperation.MERGE),
+        "payload is not a JSON object": MemorySyncItem(
+            item_id="bad",
+            timestamp_ns=now,
+            tier=WORKING,
+            operation=SyncOperation.UPDATE,
+            payload=b"[1, 2]",
+            version=ItemVersionInfo(
+                origin_node="a",
+                causal_context={"a": now},
+                whole_timestamp_ns=now,
+                whole_origin="a",
+            ),
+        ),
+    }
+
+
+@pytest.mark.parametrize("case", list(malformed_items()))
+def test_malformed_item_state(pair: Cluster, case: str) -> None:
+    item = malformed_items()[case]
+    error = check_refused(pair, batch_of([item]), ProtocolError)
+    assert error.code == "bad-item-state", error  # type: ignore[attr-defined]
+
+
+def test_item_of_another_tier_inside_a_batch(pair: Cluster) -> None:
+    stray = versioned("stray", time.time_ns(), tier=MemoryTier.EPISODIC)
+    error = check_refused(pair, batch_of([stray]), ProtocolError)
+    assert error.code == "tier-mismatch"  # type: ignore[attr-defined]
+
+
+async def rejected_over_the_mesh(cluster: Cluster, code: str) -> None:
+    """a syncs to b; b refuses the batch: REJECTED with the NACK's code, nothing moved."""
+    a = cluster.managers["a"]
+    vector = a.get_sync_vector(WORKING)
+    before = dump(cluster.stores["b"].path)
+    result = await a.sync_with_peer("b", WORKING)
+    assert result.status == SyncStatus.REJECTED, result
+    assert result.error is not None and result.error.startswith(f"{code}: "), result.error
+    assert (result.batches, result.applied) == (0, 0)
+    assert a.get_sync_vector(WORKING) == vector
+    assert dump(cluster.stores["b"].path) == before
+
+
+async def test_clock_skew_is_nacked_over_the_mesh(cluster: Cluster) -> None:
+    a = cluster.add("a")
+    cluster.add("b")
+    cluster.stores["a"].working.add("first", {"v": 1})
+    assert (await a.sync_with_peer("b", WORKING)).status == SyncStatus.SYNCED
+    # b comes back with a wall clock two minutes slow: a's new stamps are too far ahead.
+    path = cluster.stores["b"].path
+    cluster.stores.pop("b").close()
+    late = memrepl.open(path, node_id="b", wall=lambda: time.time_ns() - SKEW_S * 10**9)
+    cluster.stores["b"] = late
+    cluster.managers["b"] = MemorySyncManager(node_id="b", mesh=cluster.hub.endpoint("b"))
+    cluster.managers["b"].register_memory_tier(WORKING, late.working)
+    cluster.stores["a"].working.add("second", {"v": 2})
+    await rejected_over_the_mesh(cluster, "clock-skew")
+
+
+async def test_malformed_state_is_nacked_over_the_mesh(cluster: Cluster) -> None:
+    a = cluster.add("a")
+    cluster.add("b")
+    cluster.stores["a"].working.add("first", {"v": 1})
+    assert (await a.sync_with_peer("b", WORKING)).status == SyncStatus.SYNCED
+    # A row damaged on a (its causal context lost) must not spread.
+    cluster.stores["a"].working.add("damaged", {"v": 2})
+    path = cluster.stores["a"].path
+    assert path is not None
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute("UPDATE working_items SET causal_context = '{}' WHERE item_id = 'damaged'")
+    conn.close()
+    await rejected_over_the_mesh(cluster, "bad-item-state")
+
+
+def test_redelivered_batch_adds_no_conflict_rows(cluster: Cluster) -> None:
+    a, b = cluster.add("a"), cluster.add("b")
+    for node in ("b", "a"):
+        cluster.stores[node].working.write_many(
+            [LocalWrite.add(f"x{n}", {"by": node, "n": n}) for n in range(5)]
+        )
+    packed = a.create_delta_batch(WORKING, "b").pack()
+    assert b.apply_sync_batch(MemorySyncBatch.unpack(packed)) == (5, 5)
+    path = cluster.stores["b"].path
+    logged = query(path, "SELECT * FROM conflicts ORDER BY id")
+    assert len(logged) == 5
+    before = dump(path)
+
+    # The same bytes again, then the same items under a new batch id (a resend from 0).
+    assert b.apply_sync_batch(MemorySyncBatch.unpack(packed)) == (0, 0)
+    assert b.apply_sync_batch(a.create_delta_batch(WORKING, "b", since_timestamp=0)) == (0, 0)
+    assert query(path, "SELECT * FROM conflicts ORDER BY id") == logged
+    assert dump(path) == before
+
+
+async def test_which_of_my_writes_lost_is_one_query(cluster: Cluster) -> None:
+    a, b = cluster.add("a"), cluster.add("b")
+    working = {node: cluster.stores[node].working for node in ("a", "b")}
+    # Written in this order, each node before hearing of the other: the later stamp wins.
+    working["b"].add("y1", {"text": "b on y1"})
+    working["a"].add("x1", {"text": "a on x1"})
+    working["a"].add("x2", {"text": "a on x2"})
+    working["a"].add("y1", {"text": "a on y1"})
+    working["a"].add("only-a", {"text": "no conflict"})
+    working["b"].add("x1", {"text": "b on x1"})
+    working["b"].merge("x2", {"note": "b on x2"})
+    # The two deltas cross in flight: each node detects the concurrent pairs.
+    ab, ba = a.create_delta_batch(WORKING, "b"), b.create_delta_batch(WORKING, "a")
+    assert a.apply_sync_batch(ba)[1] == 3
+    assert b.apply_sync_batch(ab)[1] == 3
+    for _ in range(3):
+        await a.sync_with_peer("b", WORKING)
+        await b.sync_with_peer("a", WORKING)
+
+    expected = [
+        ("x1", {"text": "a on x1"}, "b", {"text": "b on x1"}),
+        ("x2", {"text": "a on x2"}, "b", {"note": "b on x2"}),
+    ]
+    for node in ("a", "b"):
+        found = query(cluster.stores[node].path, WHICH_OF_MY_WRITES_LOST, {"me": "a"})
+        answer = [(i, json.loads(lost), who, json.loads(said)) for i, lost, who, said in found]
+        assert answer == expected, node
+    # b's losing write is y1, lost to a.
+    found = query(cluster.stores["a"].path, WHICH_OF_MY_WRITES_LOST, {"me": "b"})
+    assert [(row[0], row[2]) for row in found] == [("y1", "a")]
+    # And the merge kept both fields of x2 (b's MERGE came after a's whole write).
+    assert working["a"].get_by_id("x2")["content"] == {  # type: ignore[index]
+        "text": "a on x2",
+        "note": "b on x2",
+    }
