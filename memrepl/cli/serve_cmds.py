@@ -1,0 +1,247 @@
+"""``memrepl serve``: run a node -- the store, its sync manager, the TCP mesh and the scheduler.
+
+Flags or a TOML file (``--config``, the same keys: :mod:`memrepl.node.config`) say where the
+store is, where to listen, which peers to dial, the cluster key and the timings; flags win over
+the file. Logs go to stderr (``logging.basicConfig`` happens here, never in the library). Once
+the node listens, ONE line goes to stderr -- ``memrepl: listening on HOST:PORT as NODE`` -- and,
+with ``--port-file``, the bound port is written to that file (atomically: a reader never sees a
+partial number), so scripts can start nodes on port 0.
+
+The rule that keeps it right: **SIGTERM and SIGINT stop the node cleanly** -- every round
+finishes the batch in hand, the mesh says goodbye to its peers, the store is closed -- and the
+command exits 0. A node never runs without the cluster key (``--key-file``).
+
+``serve`` creates the store when it does not exist and ``--node-id`` is given (a new node joins
+a cluster in one command); otherwise the store's own node id is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from memrepl.cli.context import (
+    DEFAULT_DB,
+    ENV_DB,
+    CommandError,
+    Subparsers,
+    UsageError,
+    add_command,
+    read_stored_node_id,
+)
+from memrepl.node import Node, NodeConfig, NodeConfigError
+from memrepl.node.config import load_toml, parse_address, parse_peer
+
+ORDER = 60
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def peer_arg(text: str) -> tuple[str, tuple[str, int]]:
+    """An argparse type for ``--peer ID=HOST:PORT``."""
+    try:
+        return parse_peer(text)
+    except NodeConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def address_arg(text: str) -> tuple[str, int]:
+    """An argparse type for ``--listen HOST:PORT``."""
+    try:
+        return parse_address(text, what="listen address")
+    except NodeConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def add_mesh_options(parser: argparse.ArgumentParser) -> None:
+    """The options ``serve`` and ``sync`` share: the key and TLS."""
+    group = parser.add_argument_group("security")
+    group.add_argument(
+        "--key-file",
+        type=Path,
+        metavar="PATH",
+        help="the cluster's shared key: a file of at least 16 secret bytes, the same on every "
+        "node (required; e.g. 'openssl rand -hex 32 > cluster.key')",
+    )
+    group.add_argument("--tls-cert", type=Path, metavar="PEM", help="TLS: this node's certificate")
+    group.add_argument("--tls-key", type=Path, metavar="PEM", help="TLS: its private key")
+    group.add_argument(
+        "--tls-ca",
+        type=Path,
+        metavar="PEM",
+        help="TLS: the CA that signs peers' certificates (also makes peers present one)",
+    )
+    group.add_argument(
+        "--tls-server-hostname",
+        metavar="NAME",
+        help="TLS: the name to expect in peers' certificates (default: the dialled host)",
+    )
+
+
+def add_parsers(subparsers: Subparsers) -> None:
+    parser = add_command(
+        subparsers,
+        "serve",
+        help="run a node: sync the store with its peers over TCP until SIGTERM",
+        description=(
+            "Run a node: sync the store with its peers over TCP (authenticated with the "
+            "cluster key,\noptionally TLS) until SIGTERM or SIGINT, which finish the batch in "
+            "hand and exit 0.\nSettings come from flags or --config FILE.toml (the same names, "
+            "'_' for '-'); flags win.\nOnce listening, prints 'memrepl: listening on HOST:PORT "
+            "as NODE' to stderr."
+        ),
+        run=run_serve,
+    )
+    parser.add_argument("--config", type=Path, metavar="FILE", help="a TOML file of settings")
+    parser.add_argument(
+        "--listen",
+        type=address_arg,
+        metavar="HOST:PORT",
+        help="where to accept peers (default 127.0.0.1:0, port 0: any free port)",
+    )
+    parser.add_argument(
+        "--peer",
+        type=peer_arg,
+        action="append",
+        metavar="ID=HOST:PORT",
+        help="a peer to dial (repeatable); peers that dial this node are synced with too",
+    )
+    parser.add_argument(
+        "--port-file", type=Path, metavar="PATH", help="write the bound port here once listening"
+    )
+    add_mesh_options(parser)
+    timing = parser.add_argument_group("replication (seconds)")
+    timing.add_argument("--sync-interval", type=float, metavar="S", help="background round (30)")
+    timing.add_argument("--high-delay", type=float, metavar="S", help="HIGH writes within (1)")
+    timing.add_argument(
+        "--poll-interval", type=float, metavar="S", help="look for other processes' writes (0.02)"
+    )
+    timing.add_argument("--purge-interval", type=float, metavar="S", help="purge tombstones (600)")
+    timing.add_argument(
+        "--tombstone-grace", type=float, metavar="S", help="keep acknowledged tombstones (86400)"
+    )
+    timing.add_argument(
+        "--forget-peer-after",
+        type=float,
+        metavar="S",
+        help="a peer silent this long stops holding back tombstone collection (default: never)",
+    )
+    timing.add_argument("--ack-timeout", type=float, metavar="S", help="wait for an ACK (30)")
+    timing.add_argument("--max-batch-items", type=int, metavar="N", help="items per batch (100)")
+    timing.add_argument(
+        "--no-bootstrap",
+        dest="bootstrap_replicate",
+        action="store_const",
+        const=False,
+        help="do not ask a peer for a snapshot of an empty tier",
+    )
+    parser.add_argument(
+        "--synchronous",
+        choices=["OFF", "NORMAL", "FULL", "EXTRA"],
+        help="SQLite's synchronous setting for the store (default FULL: durable commits)",
+    )
+    parser.add_argument(
+        "--log-level",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        help="logging on stderr (default INFO)",
+    )
+
+
+#: Flags that map one to one onto config keys.
+_FLAG_KEYS = (
+    "listen",
+    "key_file",
+    "port_file",
+    "tls_cert",
+    "tls_key",
+    "tls_ca",
+    "tls_server_hostname",
+    "sync_interval",
+    "high_delay",
+    "poll_interval",
+    "purge_interval",
+    "tombstone_grace",
+    "forget_peer_after",
+    "ack_timeout",
+    "max_batch_items",
+    "bootstrap_replicate",
+    "synchronous",
+    "log_level",
+)
+
+
+def build_config(args: argparse.Namespace) -> NodeConfig:
+    """The node's config: ``--config``'s file, overridden by the flags given."""
+    file_values: dict[str, Any] = {}
+    base = None
+    if args.config is not None:
+        file_values = load_toml(args.config)
+        base = args.config.resolve().parent
+    flags: dict[str, Any] = {key: getattr(args, key, None) for key in _FLAG_KEYS}
+    flags["db"] = args.db or os.environ.get(ENV_DB)
+    if flags["db"] is None and "db" not in file_values:
+        flags["db"] = DEFAULT_DB
+    flags["node_id"] = args.node_id
+    flags["peers"] = dict(args.peer or [])
+    config = NodeConfig.from_sources(file_values, flags, base=base)
+    if config.node_id is None:
+        stored = read_stored_node_id(config.db) if config.db.is_file() else None
+        if stored is None:
+            raise UsageError(
+                f"no node id for {str(config.db)!r}: pass --node-id ID to create the store"
+            )
+        config = NodeConfig.from_sources(file_values, {**flags, "node_id": stored}, base=base)
+    if config.key_file is None:
+        raise CommandError(
+            "memrepl serve needs the cluster key: --key-file PATH (at least 16 secret bytes, "
+            "the same file on every node)"
+        )
+    return config
+
+
+def write_port_file(path: Path, port: int) -> None:
+    """Write ``port`` to ``path`` atomically (a temporary file renamed over it)."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(f"{port}\n")
+    os.replace(temporary, path)
+
+
+def run_serve(args: argparse.Namespace) -> int:
+    config = build_config(args)
+    logging.basicConfig(level=config.log_level, stream=sys.stderr, format=LOG_FORMAT)
+    if config.log_level != "DEBUG":
+        # Alembic narrates every migration step at INFO; the node says what matters.
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+    node = Node.from_config(config)
+    return asyncio.run(serve(node, config))
+
+
+async def serve(node: Node, config: NodeConfig) -> int:
+    """Run ``node`` until SIGTERM or SIGINT; 0 once it stopped cleanly."""
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    for number in signals:
+        loop.add_signal_handler(number, stopping.set)
+    try:
+        await node.start()
+        try:
+            host, port = node.address
+            if config.port_file is not None:
+                write_port_file(config.port_file, port)
+            sys.stderr.write(f"memrepl: listening on {host}:{port} as {node.node_id}\n")
+            sys.stderr.flush()
+            await stopping.wait()
+            logging.getLogger(__name__).info("signal received: stopping")
+        finally:
+            await node.stop()
+    finally:
+        for number in signals:
+            loop.remove_signal_handler(number)
+    return 0

@@ -1,0 +1,341 @@
+"""A node's settings: the scheduler's timings (:class:`NodeSettings`) and, for ``memrepl serve``,
+everything else a daemon needs (:class:`NodeConfig`), read from a TOML file and/or flags.
+
+The rules that keep it right:
+
+- **Checked once, here.** Every value is validated when the settings are built; a bad one raises
+  :class:`NodeConfigError` naming the key (and the file), so the node's loops never meet a
+  nonsensical interval. Every duration carries its unit in its name (``_s``).
+- **One vocabulary.** A TOML file uses the flags' names with ``_`` for ``-``
+  (``sync_interval = 1.0`` is ``--sync-interval 1.0``); flags given on the command line override
+  the file's values. Paths in a file are relative to the file's directory. A ``[mesh]`` table
+  sets :class:`~memrepl.mesh.config.TcpMeshConfig` fields by their own names. Unknown keys are
+  refused (a typo must not silently leave a default in place).
+
+An example ``node.toml``::
+
+    db = "a.db"
+    node_id = "node-a"
+    listen = "127.0.0.1:7401"
+    key_file = "cluster.key"
+    sync_interval = 30.0
+    high_delay = 1.0
+
+    [peers]
+    node-b = "10.0.0.2:7401"
+
+    [mesh]
+    heartbeat_interval_s = 5.0
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from memrepl.errors import MemreplError
+from memrepl.mesh.auth import MIN_KEY_BYTES
+from memrepl.mesh.config import TcpMeshConfig
+
+__all__ = [
+    "DEFAULT_ACK_TIMEOUT_S",
+    "DEFAULT_HIGH_DELAY_S",
+    "DEFAULT_POLL_INTERVAL_S",
+    "DEFAULT_PURGE_INTERVAL_S",
+    "DEFAULT_SYNC_INTERVAL_S",
+    "DEFAULT_TOMBSTONE_GRACE_S",
+    "NodeConfig",
+    "NodeConfigError",
+    "NodeSettings",
+    "parse_address",
+    "parse_peer",
+    "read_key_file",
+]
+
+#: The background round (ARCHITECTURE.md, "Priority-based replication": "every 30 s").
+DEFAULT_SYNC_INTERVAL_S = 30.0
+#: HIGH writes go out "within about a second".
+DEFAULT_HIGH_DELAY_S = 1.0
+#: How often the database is checked for commits made by other processes.
+DEFAULT_POLL_INTERVAL_S = 0.02
+#: How often collectable tombstones are purged.
+DEFAULT_PURGE_INTERVAL_S = 600.0
+#: How long a tombstone outlives the last acknowledgement (the sync manager's default).
+DEFAULT_TOMBSTONE_GRACE_S = 24 * 3600.0
+DEFAULT_ACK_TIMEOUT_S = 30.0
+
+
+class NodeConfigError(MemreplError):
+    """A node setting, flag or config file value that cannot be used (``.key`` names it)."""
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+@dataclass(frozen=True, slots=True)
+class NodeSettings:
+    """The timings of a :class:`~memrepl.node.Node`'s scheduler and sync manager."""
+
+    #: Every tier is synced with every connected peer this often (the background round).
+    sync_interval_s: float = DEFAULT_SYNC_INTERVAL_S
+    #: A HIGH write goes out at most this long after it is seen (writes in between coalesce).
+    high_delay_s: float = DEFAULT_HIGH_DELAY_S
+    #: The database is checked for other processes' commits this often (this process's own
+    #: commits wake the scheduler at once).
+    poll_interval_s: float = DEFAULT_POLL_INTERVAL_S
+    #: Collectable tombstones are purged this often.
+    purge_interval_s: float = DEFAULT_PURGE_INTERVAL_S
+    #: How long a tombstone outlives the last acknowledgement of every known peer.
+    tombstone_grace_s: float = DEFAULT_TOMBSTONE_GRACE_S
+    #: A peer that acknowledged nothing for this long stops holding back tombstone collection
+    #: (it is dropped from the sync vectors; back, it is brought up to date with a snapshot).
+    #: None: never (a known peer holds tombstones until it comes back).
+    forget_peer_after_s: float | None = None
+    #: After a peer connects, its catch-up round waits this long, so that a REPLICATE request
+    #: from it (an empty tier bootstrapping) is not followed by a redundant delta of everything.
+    catch_up_delay_s: float = 0.2
+    #: An empty local tier asks the first peer that connects for a snapshot (REPLICATE).
+    bootstrap_replicate: bool = True
+    #: Items per batch (1..255).
+    max_batch_items: int = 100
+    #: How long a sent batch waits for its ACK.
+    ack_timeout_s: float = DEFAULT_ACK_TIMEOUT_S
+    #: ``stop()`` waits this long for the batches in hand before cancelling the rounds.
+    stop_timeout_s: float = 10.0
+    #: False: no scheduler at all (rounds run only when asked, e.g. by ``memrepl sync``).
+    scheduler: bool = True
+
+    def __post_init__(self) -> None:
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            if item.name in ("bootstrap_replicate", "scheduler"):
+                if not isinstance(value, bool):
+                    raise NodeConfigError(f"{item.name} must be true or false", key=item.name)
+                continue
+            if value is None and item.name == "forget_peer_after_s":
+                continue
+            positive_only = item.name in (
+                "sync_interval_s",
+                "poll_interval_s",
+                "purge_interval_s",
+                "ack_timeout_s",
+                "max_batch_items",
+            )
+            if (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or value < 0
+                or (positive_only and value == 0)
+            ):
+                kind = "positive" if positive_only else "non-negative"
+                raise NodeConfigError(
+                    f"{item.name} must be a {kind} number, not {value!r}", key=item.name
+                )
+        if not isinstance(self.max_batch_items, int) or self.max_batch_items > 255:
+            raise NodeConfigError(
+                f"max_batch_items must be an integer 1..255, not {self.max_batch_items!r}",
+                key="max_batch_items",
+            )
+
+
+def parse_address(text: str, *, what: str = "address") -> tuple[str, int]:
+    """``HOST:PORT`` (``[v6]:PORT`` for IPv6) as ``(host, port)``; port 0..65535."""
+    host, sep, port_text = text.strip().rpartition(":")
+    host = host.strip("[]")
+    try:
+        port = int(port_text)
+    except ValueError:
+        port = -1
+    if not sep or not host or not 0 <= port <= 65535:
+        raise NodeConfigError(f"{what} {text!r} is not HOST:PORT", key=what)
+    return host, port
+
+
+def parse_peer(text: str) -> tuple[str, tuple[str, int]]:
+    """``ID=HOST:PORT`` as ``(id, (host, port))``."""
+    peer_id, sep, address = text.partition("=")
+    if not sep or not peer_id.strip():
+        raise NodeConfigError(f"peer {text!r} is not ID=HOST:PORT", key="peer")
+    host, port = parse_address(address, what="peer address")
+    if port == 0:
+        raise NodeConfigError(f"peer {text!r}: port 0 cannot be dialled", key="peer")
+    return peer_id.strip(), (host, port)
+
+
+def read_key_file(path: Path) -> bytes:
+    """The cluster's shared key from ``path``: its bytes, surrounding whitespace stripped.
+
+    Any secret of at least 16 bytes works (``openssl rand -hex 32 > cluster.key``). Raises
+    NodeConfigError for a missing, unreadable or short key.
+    """
+    try:
+        key = path.read_bytes().strip()
+    except OSError as exc:
+        raise NodeConfigError(
+            f"cannot read the key file {str(path)!r}: {exc}", key="key_file"
+        ) from exc
+    if len(key) < MIN_KEY_BYTES:
+        raise NodeConfigError(
+            f"the key file {str(path)!r} holds {len(key)} bytes; the cluster key needs at "
+            f"least {MIN_KEY_BYTES}",
+            key="key_file",
+        )
+    return key
+
+
+#: Settings keys of a config file / flags, and the NodeSettings field each one sets.
+SETTINGS_KEYS: dict[str, str] = {
+    "sync_interval": "sync_interval_s",
+    "high_delay": "high_delay_s",
+    "poll_interval": "poll_interval_s",
+    "purge_interval": "purge_interval_s",
+    "tombstone_grace": "tombstone_grace_s",
+    "forget_peer_after": "forget_peer_after_s",
+    "catch_up_delay": "catch_up_delay_s",
+    "bootstrap_replicate": "bootstrap_replicate",
+    "max_batch_items": "max_batch_items",
+    "ack_timeout": "ack_timeout_s",
+    "stop_timeout": "stop_timeout_s",
+}
+_PATH_KEYS = ("db", "key_file", "port_file", "tls_cert", "tls_key", "tls_ca")
+_TEXT_KEYS = ("node_id", "tls_server_hostname", "log_level")
+_OTHER_KEYS = ("listen", "peers", "mesh", "synchronous")
+KNOWN_KEYS = frozenset((*SETTINGS_KEYS, *_PATH_KEYS, *_TEXT_KEYS, *_OTHER_KEYS))
+
+
+@dataclass(frozen=True, slots=True)
+class NodeConfig:
+    """Everything ``memrepl serve`` needs; build it with :meth:`from_sources`."""
+
+    db: Path
+    node_id: str | None = None
+    listen: tuple[str, int] = ("127.0.0.1", 0)
+    peers: Mapping[str, tuple[str, int]] = field(default_factory=dict)
+    key_file: Path | None = None
+    port_file: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_ca: Path | None = None
+    tls_server_hostname: str | None = None
+    synchronous: str | None = None
+    log_level: str = "INFO"
+    settings: NodeSettings = field(default_factory=NodeSettings)
+    mesh: TcpMeshConfig = field(default_factory=TcpMeshConfig)
+
+    @classmethod
+    def from_sources(
+        cls, file_values: Mapping[str, Any], flags: Mapping[str, Any], *, base: Path | None = None
+    ) -> NodeConfig:
+        """Merge a config file's values (``load_toml``) with flags (which win; None = unset).
+
+        ``base`` is the directory relative file paths are resolved against. Raises
+        NodeConfigError for an unknown key, a wrong type or a missing ``db``/``key_file``.
+        """
+        values: dict[str, Any] = {}
+        for key, value in file_values.items():
+            if key not in KNOWN_KEYS:
+                raise NodeConfigError(f"unknown config key {key!r}", key=key)
+            values[key] = _path(value, key, base) if key in _PATH_KEYS else value
+        peers = dict(_peers(values.pop("peers", {})))
+        for key, value in flags.items():
+            if key == "peers":
+                peers.update(value or {})
+            elif value is not None:
+                values[key] = value
+        settings_values = {
+            field_name: values.pop(key)
+            for key, field_name in SETTINGS_KEYS.items()
+            if key in values
+        }
+        mesh_values = values.pop("mesh", {}) or {}
+        if not isinstance(mesh_values, Mapping):
+            raise NodeConfigError("[mesh] must be a table", key="mesh")
+        try:
+            mesh = TcpMeshConfig(**mesh_values)
+        except TypeError as exc:
+            raise NodeConfigError(f"[mesh]: {exc}", key="mesh") from exc
+        except MemreplError as exc:
+            raise NodeConfigError(f"[mesh]: {exc}", key="mesh") from exc
+        try:
+            settings = NodeSettings(**settings_values)
+        except TypeError as exc:
+            raise NodeConfigError(str(exc)) from exc
+        listen = values.pop("listen", None)
+        if isinstance(listen, str):
+            listen = parse_address(listen, what="listen")
+        elif listen is None:
+            listen = ("127.0.0.1", 0)
+        for key in _TEXT_KEYS:
+            if values.get(key) is not None and not isinstance(values[key], str):
+                raise NodeConfigError(f"{key} must be a string", key=key)
+
+        def path(key: str) -> Path | None:
+            value = values.get(key)
+            return None if value is None else Path(value)
+
+        db = path("db")
+        if db is None:
+            raise NodeConfigError("no database: pass --db or set db in the config", key="db")
+        return cls(
+            db=db,
+            node_id=values.get("node_id"),
+            listen=(str(listen[0]), int(listen[1])),
+            peers=peers,
+            key_file=path("key_file"),
+            port_file=path("port_file"),
+            tls_cert=path("tls_cert"),
+            tls_key=path("tls_key"),
+            tls_ca=path("tls_ca"),
+            tls_server_hostname=values.get("tls_server_hostname"),
+            synchronous=values.get("synchronous"),
+            log_level=values.get("log_level") or "INFO",
+            settings=settings,
+            mesh=mesh,
+        )
+
+    def shared_key(self) -> bytes:
+        """The cluster key from :attr:`key_file` (required: nodes never run unauthenticated)."""
+        if self.key_file is None:
+            raise NodeConfigError(
+                "no cluster key: pass --key-file PATH (a file of at least 16 secret bytes, "
+                "the same on every node)",
+                key="key_file",
+            )
+        return read_key_file(self.key_file)
+
+
+def load_toml(path: Path) -> dict[str, Any]:
+    """A config file's values; NodeConfigError for a file that cannot be read or parsed."""
+    try:
+        with path.open("rb") as handle:
+            return tomllib.load(handle)
+    except OSError as exc:
+        raise NodeConfigError(f"cannot read config {str(path)!r}: {exc}", key="config") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise NodeConfigError(f"config {str(path)!r}: {exc}", key="config") from exc
+
+
+def _path(value: object, key: str, base: Path | None) -> Path:
+    if not isinstance(value, str):
+        raise NodeConfigError(f"{key} must be a path string, not {value!r}", key=key)
+    path = Path(os.path.expanduser(value))
+    return path if path.is_absolute() or base is None else base / path
+
+
+def _peers(value: object) -> dict[str, tuple[str, int]]:
+    """``[peers]`` as a table ``{id = "host:port"}`` or a list ``["id=host:port", ...]``."""
+    if isinstance(value, Mapping):
+        entries = [f"{peer_id}={address}" for peer_id, address in value.items()]
+    elif isinstance(value, list):
+        entries = [str(entry) for entry in value]
+    else:
+        raise NodeConfigError("peers must be a table or a list of ID=HOST:PORT", key="peers")
+    return dict(parse_peer(entry) for entry in entries)

@@ -1,0 +1,431 @@
+"""``Node``: a running memrepl node -- a store, its sync manager, a mesh and the scheduler.
+
+Embedded in an asyncio application::
+
+    async with Node("a.db", node_id="node-a", key=key, listen=("0.0.0.0", 7401),
+                    peers={"node-b": ("10.0.0.2", 7401)}) as node:
+        node.store.working.add("task-1", {"goal": "ship"}, priority=SyncPriority.URGENT)
+        ...  # it replicates: URGENT at once, HIGH within a second, the rest every 30 s
+
+``memrepl serve`` is this class plus flags, signals and logging. The node owns what it opens: the
+store (opened in :meth:`Node.start`, closed in :meth:`Node.stop`) and the mesh (a
+:class:`~memrepl.mesh.tcp.TcpMesh`, unless another :class:`~memrepl.sync.transport.Mesh` such as
+a ``LocalMesh`` endpoint is passed in).
+
+The rules that keep it right:
+
+- **The manager talks through a :class:`NodeLink`**, the node's view of the mesh. When the node
+  stops, the link refuses new sync batches: every round finishes the batch in hand (its ACK is
+  still received and recorded) and then ends, instead of being cut off mid-batch or starting the
+  next one. Answers (ACK/NACK) still go out until the mesh closes.
+- **Stopping leaves nothing behind**: rounds and the manager's snapshot answers are awaited (for
+  at most ``stop_timeout_s``, then cancelled -- always safe, see :mod:`memrepl.node.scheduler`),
+  then the mesh is closed (its tasks and sockets), then the store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import ssl
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Protocol, runtime_checkable
+
+import memrepl
+from memrepl.errors import MemreplError, PeerUnavailableError, ProtocolError
+from memrepl.mesh.config import TcpMeshConfig
+from memrepl.mesh.tcp import TcpMesh
+from memrepl.node.config import NodeConfig, NodeConfigError, NodeSettings
+from memrepl.node.scheduler import PeerTierStatus, Scheduler
+from memrepl.protocol.batch import MemorySyncBatch
+from memrepl.protocol.enums import MemoryTier, MessageTypes
+from memrepl.protocol.limits import HEADER_SIZE
+from memrepl.storage import migrate
+from memrepl.storage.store import Store
+from memrepl.sync.batches import is_replicate_request
+from memrepl.sync.manager import MemorySyncManager
+from memrepl.sync.results import SyncResult
+from memrepl.sync.transport import Handler, Mesh
+
+__all__ = ["Node", "NodeLink", "tls_contexts"]
+
+log = logging.getLogger(__name__)
+
+#: Byte 14 of a packed batch's header is its item count (PROTOCOL.md §1, ``flags_batch``).
+_ITEM_COUNT_OFFSET = 14
+#: A REPLICATE request is a one-item batch of a few hundred bytes; only such frames are peeked.
+_MAX_REQUEST_BYTES = 2048
+
+
+@runtime_checkable
+class ServingMesh(Mesh, Protocol):
+    """A mesh with a life cycle (``TcpMesh``): the node starts and closes it."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+class NodeLink:
+    """The :class:`Mesh` a node's sync manager talks through: the real mesh plus three things.
+
+    It counts the sync traffic per peer (for progress displays), tells the node when a peer asks
+    for a snapshot (REPLICATE), and, once :attr:`draining`, refuses new sync batches with
+    :class:`PeerUnavailableError` so that rounds end after the batch in hand.
+    """
+
+    def __init__(
+        self, mesh: Mesh, on_replicate: Callable[[str, MemoryTier], None] | None = None
+    ) -> None:
+        self.mesh = mesh
+        self.on_replicate = on_replicate
+        self.draining = False
+        #: Per peer: sync batches sent, items in them, and answers (ACK/NACK) received.
+        self.batches_sent: Counter[str] = Counter()
+        self.items_sent: Counter[str] = Counter()
+        self.answers: Counter[str] = Counter()
+
+    @property
+    def node_id(self) -> str:
+        return self.mesh.node_id
+
+    def send(self, peer_id: str, msg_type: MessageTypes, data: bytes) -> None:
+        if msg_type == MessageTypes.VECTOR_SYNC:
+            if self.draining:
+                raise PeerUnavailableError(
+                    f"send to {peer_id!r}: node {self.node_id!r} is stopping", peer_id=peer_id
+                )
+            self.mesh.send(peer_id, msg_type, data)
+            self.batches_sent[peer_id] += 1
+            if len(data) >= HEADER_SIZE:
+                self.items_sent[peer_id] += data[_ITEM_COUNT_OFFSET]
+            return
+        self.mesh.send(peer_id, msg_type, data)
+
+    def register_handler(self, msg_type: MessageTypes, handler: Handler) -> None:
+        if msg_type == MessageTypes.VECTOR_SYNC:
+            handler = self._peeking(handler)
+        elif msg_type in (MessageTypes.ACK, MessageTypes.NACK):
+            handler = self._counting(handler)
+        self.mesh.register_handler(msg_type, handler)
+
+    def peers(self) -> list[str]:
+        return self.mesh.peers()
+
+    def _peeking(self, handler: Handler) -> Handler:
+        def peek(data: bytes, peer_id: str) -> Any:
+            if (
+                self.on_replicate is not None
+                and len(data) <= _MAX_REQUEST_BYTES
+                and len(data) > _ITEM_COUNT_OFFSET
+                and data[_ITEM_COUNT_OFFSET] == 1
+            ):
+                try:
+                    batch = MemorySyncBatch.unpack(data)
+                except ProtocolError:
+                    pass  # the manager refuses it with a NACK
+                else:
+                    if is_replicate_request(batch):
+                        self.on_replicate(peer_id, batch.tier)
+            return handler(data, peer_id)
+
+        return peek
+
+    def _counting(self, handler: Handler) -> Handler:
+        def count(data: bytes, peer_id: str) -> Any:
+            self.answers[peer_id] += 1
+            return handler(data, peer_id)
+
+        return count
+
+
+def tls_contexts(cert: Path, key: Path, ca: Path | None) -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """``(server, client)`` TLS contexts from a certificate, its key and an optional CA bundle.
+
+    With ``ca``, each side also requires and verifies the other's certificate (mutual TLS).
+    Raises NodeConfigError for files that cannot be loaded.
+    """
+    try:
+        server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        server.load_cert_chain(cert, key)
+        client = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca)
+        client.load_cert_chain(cert, key)
+        if ca is not None:
+            server.load_verify_locations(ca)
+            server.verify_mode = ssl.CERT_REQUIRED
+    except (OSError, ssl.SSLError) as exc:
+        raise NodeConfigError(f"loading TLS files: {exc}", key="tls_cert") from exc
+    return server, client
+
+
+class Node:
+    """A store replicating with its peers; see the module docstring.
+
+    ``db`` is the store's file (created if missing); ``key`` the cluster's shared key (at least
+    16 bytes, the same on every node). ``listen`` is where to accept peers (port 0: any free
+    port, see :attr:`address`); ``peers`` maps the ids of peers to dial to ``(host, port)``
+    (peers that dial this node are synced with as well). ``mesh`` replaces the TCP mesh with any
+    other :class:`Mesh` (then ``key``, ``listen``, ``peers`` and the TLS options are unused).
+    """
+
+    def __init__(
+        self,
+        db: str | os.PathLike[str],
+        *,
+        node_id: str,
+        key: bytes | None = None,
+        listen: tuple[str, int] = ("127.0.0.1", 0),
+        peers: Mapping[str, tuple[str, int]] | None = None,
+        settings: NodeSettings | None = None,
+        mesh_config: TcpMeshConfig | None = None,
+        server_ssl: ssl.SSLContext | None = None,
+        client_ssl: ssl.SSLContext | None = None,
+        tls_server_hostname: str | None = None,
+        synchronous: str | None = None,
+        mesh: Mesh | None = None,
+    ) -> None:
+        if mesh is None and key is None:
+            raise NodeConfigError("a node on a TCP mesh needs the cluster key", key="key_file")
+        self.db = db
+        self.node_id = node_id
+        self.settings = settings or NodeSettings()
+        self._key = key
+        self._listen = listen
+        self._peers = dict(peers or {})
+        self._mesh_config = mesh_config
+        self._server_ssl = server_ssl
+        self._client_ssl = client_ssl
+        self._tls_server_hostname = tls_server_hostname
+        self._synchronous = synchronous
+        self._given_mesh = mesh
+        self._store: Store | None = None
+        self._mesh: Mesh | None = None
+        self._link: NodeLink | None = None
+        self._manager: MemorySyncManager | None = None
+        self._scheduler: Scheduler | None = None
+        self._hooked: list[Any] = []
+        self._state = "new"
+
+    @classmethod
+    def from_config(cls, config: NodeConfig) -> Node:
+        """The node ``memrepl serve`` runs for ``config`` (reads the key and TLS files)."""
+        if config.node_id is None:
+            raise NodeConfigError("no node id: pass --node-id or set node_id", key="node_id")
+        server_ssl = client_ssl = None
+        if config.tls_cert is not None or config.tls_key is not None:
+            if config.tls_cert is None or config.tls_key is None:
+                raise NodeConfigError("TLS needs both --tls-cert and --tls-key", key="tls_cert")
+            server_ssl, client_ssl = tls_contexts(config.tls_cert, config.tls_key, config.tls_ca)
+        return cls(
+            config.db,
+            node_id=config.node_id,
+            key=config.shared_key(),
+            listen=config.listen,
+            peers=config.peers,
+            settings=config.settings,
+            mesh_config=config.mesh,
+            server_ssl=server_ssl,
+            client_ssl=client_ssl,
+            tls_server_hostname=config.tls_server_hostname,
+            synchronous=config.synchronous,
+        )
+
+    # -- what a running node exposes -----------------------------------------------------------
+
+    @property
+    def store(self) -> Store:
+        """The node's store (write through its tiers: the node sees every commit)."""
+        if self._store is None:
+            raise MemreplError(f"node {self.node_id!r} is not started")
+        return self._store
+
+    @property
+    def manager(self) -> MemorySyncManager:
+        """The node's sync manager."""
+        if self._manager is None:
+            raise MemreplError(f"node {self.node_id!r} is not started")
+        return self._manager
+
+    @property
+    def mesh(self) -> Mesh:
+        """The mesh (a TcpMesh unless another was given)."""
+        if self._mesh is None:
+            raise MemreplError(f"node {self.node_id!r} is not started")
+        return self._mesh
+
+    @property
+    def link(self) -> NodeLink:
+        """The manager's view of the mesh, with the traffic counters."""
+        if self._link is None:
+            raise MemreplError(f"node {self.node_id!r} is not started")
+        return self._link
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """``(host, port)`` the TCP mesh listens on (the bound port once started)."""
+        mesh = self._mesh
+        if isinstance(mesh, TcpMesh):
+            return mesh.address
+        return self._listen
+
+    def peers(self) -> list[str]:
+        """The peers connected now."""
+        return self.mesh.peers()
+
+    def status(self) -> list[PeerTierStatus]:
+        """Per peer and tier: connected, last attempt, last success, last error, last result."""
+        return self._require_scheduler().status()
+
+    async def sync_now(
+        self, peers: Iterable[str] | None = None, tiers: Iterable[MemoryTier] | None = None
+    ) -> list[SyncResult]:
+        """One round now with each peer (default: the connected ones) for each tier."""
+        return await self._require_scheduler().sync_now(peers, tiers)
+
+    async def wait_for_peer(self, peer_id: str, timeout_s: float | None = None) -> None:
+        """Wait until ``peer_id`` is connected; ``TimeoutError`` after ``timeout_s``."""
+        mesh = self.mesh
+        if isinstance(mesh, TcpMesh):
+            await mesh.wait_for_peer(peer_id, timeout_s)
+            return
+        async with asyncio.timeout(timeout_s):
+            while peer_id not in mesh.peers():
+                await asyncio.sleep(0.01)
+
+    def _require_scheduler(self) -> Scheduler:
+        if self._scheduler is None:
+            raise MemreplError(f"node {self.node_id!r} is not started")
+        return self._scheduler
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Open the store, start the mesh and the scheduler.
+
+        Raises what :func:`memrepl.open` raises (StoreError...), MeshError, or OSError when the
+        address cannot be bound; on error everything opened so far is closed again.
+        """
+        if self._state != "new":
+            raise MemreplError(f"node {self.node_id!r} was already started")
+        self._state = "starting"
+        if self._synchronous is None:
+            self._store = memrepl.open(self.db, node_id=self.node_id)
+        else:
+            self._store = memrepl.open(self.db, node_id=self.node_id, synchronous=self._synchronous)
+        try:
+            await self._start_parts(self._store)
+        except BaseException:
+            await self._close_parts()
+            self._state = "stopped"
+            raise
+        self._state = "running"
+        log.info("node %s started", self.node_id)
+
+    async def _start_parts(self, store: Store) -> None:
+        settings = self.settings
+        if self._given_mesh is not None:
+            self._mesh = self._given_mesh
+        else:
+            assert self._key is not None
+            host, port = self._listen
+            self._mesh = TcpMesh(
+                self.node_id,
+                self._key,
+                schema_revision=migrate.HEAD_REVISION,
+                host=host,
+                port=port,
+                peers=self._peers,
+                server_ssl=self._server_ssl,
+                client_ssl=self._client_ssl,
+                tls_server_hostname=self._tls_server_hostname,
+                config=self._mesh_config,
+            )
+        self._link = NodeLink(self._mesh)
+        self._manager = MemorySyncManager(
+            self.node_id,
+            self._link,
+            max_batch_items=settings.max_batch_items,
+            ack_timeout_s=settings.ack_timeout_s,
+            tombstone_grace_s=settings.tombstone_grace_s,
+        )
+        for tier in MemoryTier:
+            self._manager.register_memory_tier(tier, store.tier(tier))
+        scheduler = self._scheduler = Scheduler(store, self._manager, self._link.peers, settings)
+        self._link.on_replicate = scheduler.replicate_requested
+        self._hook_commits(store, scheduler.wake)
+        if isinstance(self._mesh, ServingMesh):
+            await self._mesh.start()
+        scheduler.start()
+
+    def _hook_commits(self, store: Store, wake: Callable[[], None]) -> None:
+        """Chain ``wake`` after each tier's after-commit hook: this process's commits."""
+        for tier in MemoryTier:
+            memory = store.tier(tier)
+            original = memory._after_commit
+
+            def hooked(changed: Any, original: Callable[[Any], None] = original) -> None:
+                original(changed)
+                wake()
+
+            # An instance attribute shadows the class's method; stop() removes it again.
+            setattr(memory, "_after_commit", hooked)  # noqa: B010
+            self._hooked.append(memory)
+
+    async def stop(self) -> None:
+        """Finish the batches in hand, stop the loops, close the mesh and the store (idempotent)."""
+        if self._state in ("new", "stopped"):
+            self._state = "stopped"
+            return
+        self._state = "stopped"
+        log.info("node %s stopping", self.node_id)
+        await self._close_parts()
+        log.info("node %s stopped", self.node_id)
+
+    async def _close_parts(self) -> None:
+        if self._link is not None:
+            self._link.draining = True
+        if self._scheduler is not None:
+            await self._scheduler.stop()
+        if self._manager is not None:
+            await _finish_manager_tasks(self._manager, self.settings.stop_timeout_s)
+        if isinstance(self._mesh, ServingMesh):
+            await self._mesh.close()
+        for memory in self._hooked:
+            vars(memory).pop("_after_commit", None)
+        self._hooked.clear()
+        if self._store is not None:
+            self._store.close()
+
+    async def __aenter__(self) -> Node:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    def __repr__(self) -> str:
+        return f"<Node {self.node_id!r} db={os.fspath(self.db)!r} {self._state}>"
+
+
+async def _finish_manager_tasks(manager: MemorySyncManager, timeout_s: float) -> None:
+    """Await the manager's own background rounds (snapshots it answers REPLICATE with).
+
+    The manager offers no public way to wait for them yet, so this reads its task set; with the
+    link draining, each ends after the batch in hand.
+    """
+    tasks: set[asyncio.Task[SyncResult]] = set(getattr(manager, "_background", set()))
+    if not tasks:
+        return
+    _, late = await asyncio.wait(tasks, timeout=timeout_s)
+    for task in late:
+        task.cancel()
+    await asyncio.gather(*late, return_exceptions=True)

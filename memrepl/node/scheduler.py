@@ -1,0 +1,451 @@
+"""The scheduler of ARCHITECTURE.md "Priority-based replication": what to send, to whom, when.
+
+Per tier: URGENT writes are pushed to every connected peer at once; HIGH writes within
+``high_delay_s``; everything else in the background round (every ``sync_interval_s``, every tier
+with every connected peer). A peer that connects gets a catch-up round (or, when it asked for one
+because its tier is empty, the snapshot it asked for); an empty local tier asks the first peer it
+meets for a snapshot (REPLICATE). Tombstones are purged every ``purge_interval_s``.
+
+**Seeing writes.** A commit of this process wakes the scheduler at once (the store's after-commit
+hook); commits of other processes on the same file are seen by a poll every ``poll_interval_s``.
+Either way the scheduler then runs, per tier, ONE query::
+
+    SELECT max(modified_at), max(priority) FROM <tier>_items WHERE modified_at > :last_seen
+
+``modified_at`` is indexed and strictly increasing in commit order across processes (the clock is
+stored in every write transaction), so this is an index range scan over the rows committed since
+the last look -- usually none -- and no commit is ever missed. Rows applied from peers are seen the
+same way, so an URGENT item also hurries on to the next hop.
+
+**The rules that keep it right.**
+
+- Only the sync manager moves cursors. The URGENT fast path sends the URGENT rows as a batch
+  WITHOUT a cursor: the peer applies them (idempotently) but nobody's cursor moves, and the next
+  ordinary round sends them again as part of the delta (a duplicate: no change, no conflict). So
+  the fast path can never skip anything, and it never waits behind a long background transfer.
+- At most one round per (peer, tier) runs at a time; a trigger during a round reruns it after.
+- Cancelling a round is always safe (a batch is applied in one transaction on the receiver, and
+  acknowledged cursors are only saved after the ACK), so a round for a peer that disconnected is
+  cancelled and started afresh when the peer is back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Coroutine, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, select
+
+from memrepl.errors import MemreplError
+from memrepl.node.config import NodeSettings
+from memrepl.protocol.batch import MemorySyncBatch
+from memrepl.protocol.enums import MemoryTier, SyncFlags, SyncPriority
+from memrepl.storage.records import StoredItem, item_from_row
+from memrepl.storage.schema import TierSpec, sync_vectors
+from memrepl.storage.store import Store
+from memrepl.sync.batches import to_wire
+from memrepl.sync.manager import MemorySyncManager, status_result
+from memrepl.sync.messages import Ack
+from memrepl.sync.results import SyncResult, SyncStatus
+from memrepl.sync.vectors import applied_cursor
+
+__all__ = ["PeerTierStatus", "Scheduler", "poll_tier"]
+
+log = logging.getLogger(__name__)
+
+Key = tuple[str, MemoryTier]
+
+
+def poll_tier(conn: Any, spec: TierSpec, last_seen: int) -> tuple[int, SyncPriority] | None:
+    """``(max modified_at, max priority)`` of the rows committed after ``last_seen``, or None."""
+    table = spec.table
+    row = conn.execute(
+        select(func.max(table.c.modified_at), func.max(table.c.priority)).where(
+            table.c.modified_at > last_seen
+        )
+    ).one()
+    if row[0] is None:
+        return None
+    return int(row[0]), SyncPriority(int(row[1]))
+
+
+def urgent_rows(conn: Any, spec: TierSpec, since: int, upto: int) -> list[StoredItem]:
+    """The URGENT rows committed in ``(since, upto]``, in ``modified_at`` order."""
+    table = spec.table
+    rows = conn.execute(
+        select(table)
+        .where(
+            (table.c.modified_at > since)
+            & (table.c.modified_at <= upto)
+            & (table.c.priority >= int(SyncPriority.URGENT))
+        )
+        .order_by(table.c.modified_at)
+    ).mappings()
+    return [item_from_row(spec, row) for row in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class PeerTierStatus:
+    """Where replication to one peer stands for one tier (what ``Node.status()`` returns)."""
+
+    peer_id: str
+    tier: MemoryTier
+    connected: bool
+    #: Wall-clock nanoseconds of the last round started / the last one that caught the peer up.
+    last_attempt_ns: int | None
+    last_success_ns: int | None
+    #: The last failure (a status such as ``timeout`` and its reason) and when it happened.
+    last_error: str | None
+    last_error_ns: int | None
+    #: The last round's result.
+    last_result: SyncResult | None
+
+
+@dataclass(slots=True)
+class _Track:
+    last_attempt_ns: int | None = None
+    last_success_ns: int | None = None
+    last_error: str | None = None
+    last_error_ns: int | None = None
+    last_result: SyncResult | None = None
+
+
+class Scheduler:
+    """Runs the rounds of one node; :class:`~memrepl.node.Node` starts and stops it.
+
+    ``peers`` returns the peers currently connected (the mesh's ``peers()``).
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        manager: MemorySyncManager,
+        peers: Callable[[], list[str]],
+        settings: NodeSettings,
+    ) -> None:
+        self.store = store
+        self.manager = manager
+        self.settings = settings
+        self._peers = peers
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread_id = 0
+        self._main: asyncio.Task[None] | None = None
+        self._last_seen: dict[MemoryTier, int] = {}
+        self._high_due: dict[MemoryTier, float] = {}
+        self._connected: set[str] = set()
+        self._catch_up_due: dict[str, float] = {}
+        self._asked_replicate: dict[str, set[MemoryTier]] = {}
+        self._bootstrapped: set[MemoryTier] = set()
+        self._rounds: dict[Key, asyncio.Task[SyncResult]] = {}
+        self._again: set[Key] = set()
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._track: dict[Key, _Track] = {}
+        self._next_round = self._next_purge = 0.0
+        self._stopping = False
+
+    # -- life cycle ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the loop (in the running event loop); writes already in the store count as seen."""
+        self._loop = asyncio.get_running_loop()
+        self._thread_id = threading.get_ident()
+        with self.store.read() as conn:
+            for tier in self.manager.tiers:
+                seen = poll_tier(conn, self.store.tier(tier).spec, 0)
+                self._last_seen[tier] = seen[0] if seen else 0
+        now = time.monotonic()
+        self._next_round = now + self.settings.sync_interval_s
+        self._next_purge = now + self.settings.purge_interval_s
+        if self.settings.scheduler:
+            self._main = asyncio.create_task(self._run(), name="memrepl-scheduler")
+
+    async def stop(self) -> None:
+        """Stop scheduling; wait up to ``stop_timeout_s`` for the rounds in hand, then cancel."""
+        self._stopping = True
+        if self._main is not None:
+            self._main.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._main
+            self._main = None
+        pending: list[asyncio.Task[Any]] = [*self._rounds.values(), *self._tasks]
+        if pending:
+            _, late = await asyncio.wait(pending, timeout=self.settings.stop_timeout_s)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        self._again.clear()
+
+    def wake(self) -> None:
+        """Look at the database now (safe to call from any thread)."""
+        loop = self._loop
+        if loop is None or loop.is_closed():
+            return
+        if threading.get_ident() == self._thread_id:
+            self._wake.set()
+        else:
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(self._wake.set)
+
+    def replicate_requested(self, peer_id: str, tier: MemoryTier) -> None:
+        """``peer_id`` asked for a snapshot of ``tier``: that replaces its catch-up round."""
+        self._asked_replicate.setdefault(peer_id, set()).add(tier)
+
+    # -- asking for rounds ---------------------------------------------------------------------
+
+    async def sync_now(
+        self, peers: Iterable[str] | None = None, tiers: Iterable[MemoryTier] | None = None
+    ) -> list[SyncResult]:
+        """Run a round with each peer (default: the connected ones) for each tier; the results."""
+        chosen = [
+            (peer, tier)
+            for peer in (self._peers() if peers is None else list(peers))
+            for tier in (self.manager.tiers if tiers is None else list(tiers))
+        ]
+        return list(await asyncio.gather(*(self._sync(peer, tier) for peer, tier in chosen)))
+
+    def trigger(self, peer_id: str, tier: MemoryTier) -> None:
+        """Start a round with ``peer_id`` for ``tier`` (or rerun it after the one running)."""
+        if self._stopping:
+            return
+        key = (peer_id, tier)
+        running = self._rounds.get(key)
+        if running is not None and not running.done():
+            self._again.add(key)
+            return
+        task = asyncio.create_task(self._sync(peer_id, tier), name=f"memrepl-sync-{peer_id}")
+        self._rounds[key] = task
+        task.add_done_callback(functools.partial(self._round_done, key))
+
+    def _round_done(self, key: Key, task: asyncio.Task[SyncResult]) -> None:
+        if self._rounds.get(key) is task:
+            del self._rounds[key]
+        if key in self._again and not self._stopping and key[0] in self._connected:
+            self._again.discard(key)
+            self.trigger(*key)
+
+    async def _sync(self, peer_id: str, tier: MemoryTier) -> SyncResult:
+        track = self._track.setdefault((peer_id, tier), _Track())
+        track.last_attempt_ns = time.time_ns()
+        try:
+            result = await self.manager.sync_with_peer(peer_id, tier)
+        except MemreplError as exc:
+            result = SyncResult(peer_id, tier, SyncStatus.REJECTED, error=str(exc))
+        self._record(track, result)
+        return result
+
+    def _record(self, track: _Track, result: SyncResult) -> None:
+        track.last_result = result
+        now = time.time_ns()
+        if result.ok:
+            track.last_success_ns = now
+            if result.applied or result.conflicts or result.snapshot:
+                log.info(
+                    "%s tier: %d items to %s in %d batches (%d applied, %d conflicts)%s",
+                    result.tier.name.lower(),
+                    result.items,
+                    result.peer_id,
+                    result.batches,
+                    result.applied,
+                    result.conflicts,
+                    " as a snapshot" if result.snapshot else "",
+                )
+        else:
+            track.last_error = f"{result.status.value}: {result.error}"
+            track.last_error_ns = now
+            log.warning(
+                "sync of the %s tier with %s: %s",
+                result.tier.name.lower(),
+                result.peer_id,
+                track.last_error,
+            )
+
+    def status(self) -> list[PeerTierStatus]:
+        """Per peer (connected, or ever synced in this run) and tier, the last outcome."""
+        peers = sorted({*self._connected, *(peer for peer, _ in self._track)})
+        return [
+            PeerTierStatus(
+                peer_id=peer,
+                tier=tier,
+                connected=peer in self._connected,
+                last_attempt_ns=track.last_attempt_ns,
+                last_success_ns=track.last_success_ns,
+                last_error=track.last_error,
+                last_error_ns=track.last_error_ns,
+                last_result=track.last_result,
+            )
+            for peer in peers
+            for tier in self.manager.tiers
+            for track in [self._track.get((peer, tier), _Track())]
+        ]
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                async with asyncio.timeout(self._next_timeout()):
+                    await self._wake.wait()
+            except TimeoutError:
+                pass
+            self._wake.clear()
+            try:
+                self._tick(time.monotonic())
+            except MemreplError as exc:
+                log.warning("scheduler: %s", exc)
+
+    def _next_timeout(self) -> float:
+        deadlines = [
+            *self._high_due.values(),
+            *self._catch_up_due.values(),
+            self._next_round,
+            self._next_purge,
+        ]
+        until = min(deadlines) - time.monotonic()
+        return max(0.0, min(self.settings.poll_interval_s, until))
+
+    def _tick(self, now: float) -> None:
+        self._check_peers(now)
+        for peer, due in list(self._catch_up_due.items()):
+            if now >= due:
+                del self._catch_up_due[peer]
+                asked = self._asked_replicate.get(peer, set())
+                for tier in self.manager.tiers:
+                    if tier not in asked:
+                        self.trigger(peer, tier)
+        self._check_writes(now)
+        for tier, due in list(self._high_due.items()):
+            if now >= due:
+                del self._high_due[tier]
+                for peer in self._connected:
+                    self.trigger(peer, tier)
+        if now >= self._next_round:
+            self._next_round = now + self.settings.sync_interval_s
+            for peer in self._connected:
+                for tier in self.manager.tiers:
+                    self.trigger(peer, tier)
+        if now >= self._next_purge:
+            self._next_purge = now + self.settings.purge_interval_s
+            self._purge()
+
+    def _check_peers(self, now: float) -> None:
+        connected = set(self._peers())
+        for peer in self._connected - connected:
+            log.info("peer %s disconnected: its rounds start again when it is back", peer)
+            for (round_peer, _), task in list(self._rounds.items()):
+                if round_peer == peer:
+                    task.cancel()
+            self._catch_up_due.pop(peer, None)
+        for peer in sorted(connected - self._connected):
+            self._asked_replicate[peer] = set()
+            self._catch_up_due[peer] = now + self.settings.catch_up_delay_s
+            if self.settings.bootstrap_replicate:
+                self._bootstrap(peer)
+        self._connected = connected
+
+    def _bootstrap(self, peer_id: str) -> None:
+        """Ask ``peer_id`` for a snapshot of each tier that is empty here and never heard of it."""
+        with self.store.read() as conn:
+            empty = [
+                tier
+                for tier in self.manager.tiers
+                if tier not in self._bootstrapped
+                and self._last_seen.get(tier, 0) == 0
+                and applied_cursor(conn, tier, peer_id) == 0
+            ]
+        for tier in empty:
+            self._bootstrapped.add(tier)
+            log.info("the %s tier is empty: asking %s for a snapshot", tier.name.lower(), peer_id)
+            self._spawn(self._request_replicate(peer_id, tier))
+
+    async def _request_replicate(self, peer_id: str, tier: MemoryTier) -> None:
+        result = await self.manager.request_replicate(peer_id, tier)
+        if not result.ok:
+            # Let the next peer that connects (or this one, back) try again.
+            self._bootstrapped.discard(tier)
+            self._record(self._track.setdefault((peer_id, tier), _Track()), result)
+
+    def _check_writes(self, now: float) -> None:
+        with self.store.read() as conn:
+            news = {
+                tier: found
+                for tier in self.manager.tiers
+                if (found := poll_tier(conn, self.store.tier(tier).spec, self._last_seen[tier]))
+            }
+        for tier, (latest, priority) in news.items():
+            since = self._last_seen[tier]
+            self._last_seen[tier] = latest
+            if priority >= SyncPriority.URGENT and self._connected:
+                self._spawn(self._push_urgent(tier, since, latest))
+            elif priority >= SyncPriority.HIGH:
+                self._high_due.setdefault(tier, now + self.settings.high_delay_s)
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _push_urgent(self, tier: MemoryTier, since: int, upto: int) -> None:
+        """Send the URGENT rows of ``(since, upto]`` to every connected peer, without a cursor."""
+        spec = self.store.tier(tier).spec
+        with self.store.read() as conn:
+            rows = urgent_rows(conn, spec, since, upto)
+        await asyncio.gather(*(self._push_to(peer, tier, rows) for peer in self._connected))
+
+    async def _push_to(self, peer_id: str, tier: MemoryTier, rows: list[StoredItem]) -> None:
+        items = [to_wire(tier, row) for row in rows if row.received_from != peer_id]
+        size = self.manager.max_batch_items
+        for start in range(0, len(items), size):
+            batch = MemorySyncBatch(
+                batch_id=uuid.uuid4().hex[:16],
+                source_node=self.manager.node_id,
+                target_node=peer_id,
+                tier=tier,
+                items=items[start : start + size],
+                flags=SyncFlags.DELTA_ONLY | SyncFlags.REQUIRES_ACK,
+            )
+            answer = await self.manager.exchange(peer_id, batch)
+            if not isinstance(answer, Ack):
+                result = status_result(peer_id, tier, answer)
+                log.warning(
+                    "urgent push of the %s tier to %s: %s", tier.name.lower(), peer_id, result.error
+                )
+                # The ordinary round will carry these items.
+                self.trigger(peer_id, tier)
+                return
+
+    def _purge(self) -> None:
+        forget_after = self.settings.forget_peer_after_s
+        if forget_after is not None:
+            self._forget_silent_peers(forget_after)
+        purged = self.manager.purge_tombstones()
+        if purged:
+            log.info("purged %d tombstones", purged)
+
+    def _forget_silent_peers(self, after_s: float) -> None:
+        """Drop peers that acknowledged nothing for ``after_s`` from the sync vectors."""
+        cutoff = time.time_ns() - int(after_s * 1e9)
+        with self.store.read() as conn:
+            silent = conn.execute(
+                select(sync_vectors.c.tier, sync_vectors.c.peer_id).where(
+                    sync_vectors.c.updated_at_ns < cutoff
+                )
+            ).all()
+        for tier, peer in silent:
+            if peer not in self._connected and MemoryTier(tier) in self.manager.tiers:
+                log.warning(
+                    "forgetting peer %s for the %s tier: silent for over %.0f s (it gets a "
+                    "snapshot when it is back)",
+                    peer,
+                    MemoryTier(tier).name.lower(),
+                    after_s,
+                )
+                self.manager.forget_peer(tier, peer)
