@@ -299,8 +299,10 @@ class Scheduler:
             self._wake.clear()
             try:
                 self._tick(time.monotonic())
-            except MemreplError as exc:
-                log.warning("scheduler: %s", exc)
+            except Exception:
+                # A database that is busy or unreadable for a moment must not end replication.
+                log.exception("scheduler: a pass failed; trying again")
+                await asyncio.sleep(self.settings.poll_interval_s)
 
     def _next_timeout(self) -> float:
         deadlines = [
