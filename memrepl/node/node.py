@@ -48,15 +48,18 @@ from memrepl.storage import migrate
 from memrepl.storage.store import Store
 from memrepl.sync.batches import is_replicate_request
 from memrepl.sync.manager import MemorySyncManager
-from memrepl.sync.results import SyncResult
+from memrepl.sync.messages import Ack, Nack
+from memrepl.sync.results import SyncResult, SyncStatus
 from memrepl.sync.transport import Handler, Mesh
 
-__all__ = ["Node", "NodeLink", "tls_contexts"]
+__all__ = ["Node", "NodeLink", "NodeSyncManager", "tls_contexts"]
 
 log = logging.getLogger(__name__)
 
 #: Byte 14 of a packed batch's header is its item count (PROTOCOL.md §1, ``flags_batch``).
 _ITEM_COUNT_OFFSET = 14
+#: How often an exchange waiting for an ACK checks that its peer is still connected.
+LOST_PEER_CHECK_S = 0.1
 #: A REPLICATE request is a one-item batch of a few hundred bytes; only such frames are peeked.
 _MAX_REQUEST_BYTES = 2048
 
@@ -68,6 +71,34 @@ class ServingMesh(Mesh, Protocol):
     async def start(self) -> None: ...
 
     async def close(self) -> None: ...
+
+
+class NodeSyncManager(MemorySyncManager):
+    """The sync manager of a node: an exchange ends as soon as its peer is gone.
+
+    :meth:`MemorySyncManager.exchange` waits for the ACK up to ``ack_timeout_s``; on a node, a
+    peer that disconnects (killed, stopped, network cut) cannot answer any more, so the wait is
+    cut short (within :data:`LOST_PEER_CHECK_S`) with ``UNREACHABLE`` -- nothing is marked as
+    acknowledged, and the round starts afresh when the peer is back. Rounds, snapshot answers and
+    URGENT pushes all go through here, so none of them holds a stopping node for long.
+    """
+
+    async def exchange(self, peer_id: str, batch: MemorySyncBatch) -> Ack | Nack | SyncStatus:
+        waiting = asyncio.ensure_future(super().exchange(peer_id, batch))
+        try:
+            while True:
+                done, _ = await asyncio.wait({waiting}, timeout=LOST_PEER_CHECK_S)
+                if done:
+                    return waiting.result()
+                if self.mesh is not None and peer_id not in self.mesh.peers():
+                    log.info(
+                        "batch %s: %s is gone, not waiting for its ACK", batch.batch_id, peer_id
+                    )
+                    return SyncStatus.UNREACHABLE
+        finally:
+            if not waiting.done():
+                waiting.cancel()
+                await asyncio.gather(waiting, return_exceptions=True)
 
 
 class NodeLink:
@@ -345,7 +376,7 @@ class Node:
                 config=self._mesh_config,
             )
         self._link = NodeLink(self._mesh)
-        self._manager = MemorySyncManager(
+        self._manager = NodeSyncManager(
             self.node_id,
             self._link,
             max_batch_items=settings.max_batch_items,
@@ -399,6 +430,7 @@ class Node:
         self._hooked.clear()
         if self._store is not None:
             self._store.close()
+        self._store = self._manager = self._scheduler = None
 
     async def __aenter__(self) -> Node:
         await self.start()

@@ -1,0 +1,136 @@
+"""The scheduler, with two :class:`Node` objects embedded in one asyncio test (real TCP sockets).
+
+URGENT writes go out at once, HIGH ones within ``high_delay_s``, NORMAL ones wait for the
+background round; a stopped node leaves no task behind.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import pytest
+
+from memrepl.mesh import LocalMesh
+from memrepl.node import Node, NodeSettings
+from memrepl.protocol.enums import MemoryTier, SyncPriority
+from memrepl.storage.tiers import Tier
+
+KEY = b"a-cluster-key-for-the-scheduler-tests"
+
+
+def has(tier: Tier, item_id: str) -> bool:
+    """Whether ``tier`` holds a live ``item_id`` (without counting an access)."""
+    return any(r["item_id"] == item_id and not r["deleted"] for r in tier.get_modified_since(0))
+
+
+async def arrival(check: Callable[[], bool], timeout_s: float) -> float:
+    """Seconds until ``check()`` holds; fails after ``timeout_s``."""
+    started = time.monotonic()
+    while not check():
+        if time.monotonic() - started > timeout_s:
+            raise AssertionError(f"not within {timeout_s} s")
+        await asyncio.sleep(0.005)
+    return time.monotonic() - started
+
+
+@asynccontextmanager
+async def pair(tmp_path: Path, settings: NodeSettings) -> AsyncIterator[tuple[Node, Node]]:
+    a = Node(tmp_path / "a.db", node_id="a", key=KEY, settings=settings)
+    async with a:
+        b = Node(tmp_path / "b.db", node_id="b", key=KEY, peers={"a": a.address}, settings=settings)
+        async with b:
+            await b.wait_for_peer("a", 5)
+            await a.wait_for_peer("b", 5)
+            await asyncio.sleep(0.3)  # the snapshots both empty nodes ask each other for
+            yield a, b
+
+
+@pytest.fixture
+async def quiet_pair(tmp_path: Path) -> AsyncIterator[tuple[Node, Node]]:
+    """Two connected nodes whose background round is far away (30 s)."""
+    settings = NodeSettings(sync_interval_s=30.0, high_delay_s=0.3)
+    async with pair(tmp_path, settings) as nodes:
+        yield nodes
+
+
+async def test_an_urgent_write_arrives_at_once(quiet_pair: tuple[Node, Node]) -> None:
+    a, b = quiet_pair
+    a.store.working.add("alarm", {"level": "red"}, priority=SyncPriority.URGENT)
+    took = await arrival(lambda: has(b.store.working, "alarm"), 2.0)
+    assert took < 0.5
+    # Also from b's side, and for a write of another process -- the poll sees it.
+    b.store.semantic.add("fact", {"kind": "concept"}, priority=SyncPriority.URGENT)
+    assert await arrival(lambda: has(a.store.semantic, "fact"), 2.0) < 0.5
+
+
+async def test_a_high_write_arrives_within_the_high_delay(quiet_pair: tuple[Node, Node]) -> None:
+    a, b = quiet_pair
+    await asyncio.sleep(0.5)  # past the catch-up rounds of the connection
+    a.store.episodic.add("soon", {"x": 1}, priority=SyncPriority.HIGH)
+    took = await arrival(lambda: has(b.store.episodic, "soon"), 3.0)
+    assert 0.25 <= took < 1.5
+
+
+async def test_a_normal_write_waits_for_the_background_round(tmp_path: Path) -> None:
+    interval = 2.0
+    settings = NodeSettings(sync_interval_s=interval, high_delay_s=0.1)
+    async with pair(tmp_path, settings) as (a, b):
+        started = time.time_ns()
+
+        def background_round_ran() -> bool:
+            # The catch-up rounds of the connection run at once; the first background round
+            # only after ``interval``. A write during a round may still make it into that round:
+            # wait until the round has ended.
+            return all(
+                s.last_success_ns is not None
+                and s.last_success_ns > started + int(0.75 * interval * 1e9)
+                for s in a.status()
+                if s.peer_id == "b"
+            )
+
+        await arrival(background_round_ran, 2 * interval)
+        a.store.episodic.add("later", {"x": 1})
+        await asyncio.sleep(interval / 2)
+        assert not has(b.store.episodic, "later")
+        took = await arrival(lambda: has(b.store.episodic, "later"), 2 * interval)
+        assert took < interval
+        (status,) = [s for s in a.status() if s.peer_id == "b" and s.tier == MemoryTier.EPISODIC]
+        assert status.connected and status.last_success_ns is not None
+        assert status.last_error is None
+
+
+async def test_sync_now_and_status(quiet_pair: tuple[Node, Node]) -> None:
+    a, b = quiet_pair
+    a.store.episodic.add("e", {"x": 1})
+    results = await a.sync_now()
+    assert {(r.peer_id, r.tier) for r in results} == {("b", t) for t in MemoryTier}
+    assert all(r.ok for r in results)
+    assert has(b.store.episodic, "e")
+    assert a.link.items_sent["b"] >= 1
+
+
+async def test_stop_leaves_no_task_behind(tmp_path: Path) -> None:
+    settings = NodeSettings(sync_interval_s=0.2, high_delay_s=0.05)
+    async with pair(tmp_path, settings) as (a, _):
+        for i in range(300):
+            a.store.working.add(f"w{i}", {"i": i}, priority=SyncPriority.URGENT)
+        await asyncio.sleep(0.05)
+    assert asyncio.all_tasks() == {asyncio.current_task()}
+    with pytest.raises(Exception, match="not started"):
+        _ = a.store
+
+
+async def test_a_node_on_a_local_mesh(tmp_path: Path) -> None:
+    """Any Mesh works: two nodes embedded in one process on a LocalMesh."""
+    hub = LocalMesh()
+    settings = NodeSettings(sync_interval_s=30.0)
+    async with (
+        Node(tmp_path / "a.db", node_id="a", mesh=hub.endpoint("a"), settings=settings) as a,
+        Node(tmp_path / "b.db", node_id="b", mesh=hub.endpoint("b"), settings=settings) as b,
+    ):
+        a.store.working.add("x", {"v": 1}, priority=SyncPriority.URGENT)
+        assert await arrival(lambda: has(b.store.working, "x"), 2.0) < 0.5
