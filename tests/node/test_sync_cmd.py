@@ -1,0 +1,62 @@
+"""``memrepl sync``: one round from a store file to a running ``memrepl serve`` node."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import memrepl
+from memrepl.protocol.enums import MemoryTier
+from memrepl.storage.items import LocalWrite
+
+from .helpers import Processes, count
+
+
+def sync(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "memrepl", "sync", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_sync_pushes_every_tier_to_a_serving_node(processes: Processes) -> None:
+    a = processes.node("a", "--sync-interval", "60").start()
+    c = processes.directory / "c.db"
+    with memrepl.open(c, node_id="c") as store:
+        store.episodic.write_many([LocalWrite.add(f"e{i}", {"i": i}) for i in range(500)])
+        store.working.add("w", {"x": 1})
+        store.semantic.add("s", {"kind": "concept"})
+    key = processes.directory / "cluster.key"
+    done = sync("--db", c, "--peer", a.address, "--key-file", key)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].split() == [
+        "tier", "status", "batches", "items", "applied", "conflicts", "snapshot", "error"
+    ]  # fmt: skip
+    # "up-to-date" when a's own snapshot request (its tiers were empty) got there first.
+    assert [line.split()[0] for line in lines[2:]] == ["working", "episodic", "semantic"]
+    assert all(line.split()[1] in ("synced", "up-to-date") for line in lines[2:])
+    assert count(a.db, MemoryTier.EPISODIC) == 500
+    again = sync("--db", c, "--peer", a.address, "--key-file", key, "--tier", "episodic", "--json")
+    assert again.returncode == 0, again.stderr
+    (result,) = [json.loads(line) for line in again.stdout.splitlines()]
+    assert (result["tier"], result["status"], result["ok"]) == ("episodic", "up-to-date", True)
+    assert a.stop() == 0
+
+
+def test_sync_with_a_wrong_key_fails_cleanly(processes: Processes) -> None:
+    a = processes.node("a").start()
+    c = processes.directory / "c.db"
+    memrepl.open(c, node_id="c").close()
+    wrong = processes.directory / "wrong.key"
+    wrong.write_text("not-the-cluster-key-at-all-0000\n")
+    done = sync("--db", c, "--peer", a.address, "--key-file", wrong, "--connect-timeout", "1.5")
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-1].startswith("memrepl: error: could not connect to 'a'")
+    assert "handshake" in a.log_text()
+    assert a.stop() == 0
