@@ -15,7 +15,9 @@ Either way the scheduler then runs, per tier, ONE query::
 ``modified_at`` is indexed and strictly increasing in commit order across processes (the clock is
 stored in every write transaction), so this is an index range scan over the rows committed since
 the last look -- usually none -- and no commit is ever missed. Rows applied from peers are seen the
-same way, so an URGENT item also hurries on to the next hop.
+same way, so an URGENT item also hurries on to the next hop. Most polls do not even run that:
+``PRAGMA data_version`` on a connection the scheduler keeps changes only when some other
+connection (any process, including this one) committed, so an idle node costs one pragma per poll.
 
 **The rules that keep it right.**
 
@@ -151,6 +153,8 @@ class Scheduler:
         self._track: dict[Key, _Track] = {}
         self._next_round = self._next_purge = 0.0
         self._stopping = False
+        self._probe: Any = None
+        self._data_version: int | None = None
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -158,6 +162,8 @@ class Scheduler:
         """Start the loop (in the running event loop); writes already in the store count as seen."""
         self._loop = asyncio.get_running_loop()
         self._thread_id = threading.get_ident()
+        # A connection of its own for PRAGMA data_version (returned to the pool in stop()).
+        self._probe = self.store.engine.raw_connection()
         with self.store.read() as conn:
             for tier in self.manager.tiers:
                 seen = poll_tier(conn, self.store.tier(tier).spec, 0)
@@ -183,6 +189,9 @@ class Scheduler:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
         self._again.clear()
+        if self._probe is not None:
+            self._probe.close()
+            self._probe = None
 
     def wake(self) -> None:
         """Look at the database now (safe to call from any thread)."""
@@ -375,7 +384,20 @@ class Scheduler:
             self._bootstrapped.discard(tier)
             self._record(self._track.setdefault((peer_id, tier), _Track()), result)
 
+    def _changed(self) -> bool:
+        """Whether any connection committed since the last look (``PRAGMA data_version``)."""
+        cursor = self._probe.cursor()
+        try:
+            version = int(cursor.execute("PRAGMA data_version").fetchone()[0])
+        finally:
+            cursor.close()
+        changed = version != self._data_version
+        self._data_version = version
+        return changed
+
     def _check_writes(self, now: float) -> None:
+        if not self._changed():
+            return
         with self.store.read() as conn:
             news = {
                 tier: found
