@@ -19,6 +19,9 @@ The rules that keep it right:
 - DISCONNECT is the last frame a side writes on a connection. A connection :meth:`retired
   <Connection.retire>` in favour of another one to the same peer stops writing, says DISCONNECT,
   and goes on reading until the peer's DISCONNECT, so nothing either side wrote is dropped.
+- Every timeout in the mesh is ``asyncio.timeout``, never ``asyncio.wait_for``: on Python 3.11,
+  ``wait_for`` can swallow a cancellation that races with its result, which once left a
+  "cancelled" writer sending heartbeats forever.
 """
 
 from __future__ import annotations
@@ -165,10 +168,8 @@ class Connection:
         payload = json.dumps({"code": code, "reason": reason}).encode("utf-8")
         frame = self.session.seal(encode_frame(MessageTypes.DISCONNECT, payload))
         try:
-            await asyncio.wait_for(
-                write_frame(self.writer, frame, idle_timeout_s=GOODBYE_TIMEOUT_S),
-                GOODBYE_TIMEOUT_S,
-            )
+            async with asyncio.timeout(GOODBYE_TIMEOUT_S):
+                await write_frame(self.writer, frame, idle_timeout_s=GOODBYE_TIMEOUT_S)
         except (OSError, FrameFaultError, TimeoutError):
             return
         self._count_out(len(frame))

@@ -163,7 +163,8 @@ async def _read_exactly(reader: asyncio.StreamReader, size: int, idle_timeout_s:
     """Read ``size`` bytes, in chunks, each of which must arrive within the idle timeout."""
     if size <= READ_CHUNK_BYTES:
         try:
-            return await asyncio.wait_for(reader.readexactly(size), idle_timeout_s)
+            async with asyncio.timeout(idle_timeout_s):
+                return await reader.readexactly(size)
         except TimeoutError:
             raise FrameFaultError(
                 FaultCode.IDLE_TIMEOUT, f"no data for {idle_timeout_s} s", in_sync=False
@@ -215,7 +216,8 @@ async def write_frame(writer: asyncio.StreamWriter, data: bytes, *, idle_timeout
     last = transport.get_write_buffer_size()
     while True:
         try:
-            await asyncio.wait_for(writer.drain(), idle_timeout_s)
+            async with asyncio.timeout(idle_timeout_s):
+                await writer.drain()
             return
         except TimeoutError:
             now = transport.get_write_buffer_size()
@@ -235,7 +237,8 @@ async def close_stream(writer: asyncio.StreamWriter, *, timeout_s: float = 1.0) 
     """
     writer.close()
     try:
-        await asyncio.wait_for(writer.wait_closed(), timeout_s)
+        async with asyncio.timeout(timeout_s):
+            await writer.wait_closed()
     except (TimeoutError, OSError, EOFError):
         writer.transport.abort()
     except BaseException:

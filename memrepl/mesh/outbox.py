@@ -170,7 +170,8 @@ class Outbox:
                 continue
             self._changed.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), wait)
+                async with asyncio.timeout(wait):
+                    await self._changed.wait()
 
     def sent(self, frame: OutboundFrame) -> None:
         """Record that ``frame`` was written (a VECTOR_SYNC frame takes a window slot)."""

@@ -255,7 +255,8 @@ class TcpMesh:
         # that, then cancel everything still running.
         for conn in connections:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(conn.closed.wait(), 2 * GOODBYE_TIMEOUT_S)
+                async with asyncio.timeout(2 * GOODBYE_TIMEOUT_S):
+                    await conn.closed.wait()
         for task in (*self._tasks, *self._handler_tasks):
             task.cancel()
         await asyncio.gather(*self._tasks, *self._handler_tasks, return_exceptions=True)
@@ -441,8 +442,8 @@ class TcpMesh:
         remote = f"{host}:{port}"
         config = self.config
         try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(
+            async with asyncio.timeout(config.connect_timeout_s):
+                reader, writer = await asyncio.open_connection(
                     host,
                     port,
                     ssl=self._client_ssl,
@@ -450,9 +451,7 @@ class TcpMesh:
                     if self._client_ssl
                     else None,
                     ssl_handshake_timeout=config.handshake_timeout_s if self._client_ssl else None,
-                ),
-                config.connect_timeout_s,
-            )
+                )
         except (OSError, TimeoutError) as exc:
             peer.counters.last_error = f"connect to {remote}: {exc!r}"
             log.debug("cannot reach %r at %s: %r", peer.peer_id, remote, exc)

@@ -1,0 +1,327 @@
+"""Attacks on a node's TcpMesh: each is refused, counted, logged, changes nothing in the store,
+and the node keeps serving its honest peer.
+
+The attacker is :class:`~tests.mesh.rawpeer.RawPeer`, a hand-driven client. Where an attack
+needs an authenticated session (a flipped byte, a replay, a gzip bomb), the raw peer holds the
+cluster key: it stands in for an honest sender whose frames are tampered with on the way, or for
+a compromised one, and shows that the receiver's checks hold frame by frame.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+
+import pytest
+
+from memrepl.mesh.auth import Hello, new_nonce
+from memrepl.mesh.config import TcpMeshConfig
+from memrepl.protocol.enums import MemoryTier, MessageTypes
+
+from .conftest import KEY, SCHEMA, Cluster, Node, eventually, raw_rows
+from .rawpeer import RawPeer, batch_bytes, gzip_bomb_batch, raw_header
+
+WRONG_KEY = b"not-the-cluster-key-but-32-bytes"
+LIMIT = 1 << 20
+GUARDED = TcpMeshConfig(
+    heartbeat_interval_s=0.5,
+    idle_timeout_s=5.0,
+    reconnect_base_s=0.05,
+    reconnect_cap_s=0.3,
+    max_frame_bytes=LIMIT,
+)
+
+
+@pytest.fixture
+async def pair(cluster: Cluster) -> AsyncIterator[tuple[Node, Node]]:
+    """``b`` is attacked; ``a`` is its honest peer, connected and synced once."""
+    b = await cluster.add("b", config=GUARDED)
+    a = await cluster.add("a", config=GUARDED)
+    cluster.dial(a, b)
+    await cluster.connected(a, b)
+    a.store.working.add("seed", {"v": 0})
+    assert (await a.manager.sync_with_peer("b", MemoryTier.WORKING)).ok
+    yield a, b
+
+
+async def serves_honest_peer(a: Node, b: Node) -> None:
+    """A write on the honest node still reaches the attacked one."""
+    assert "a" in b.mesh.peers()
+    item_id = f"honest-{uuid.uuid4().hex[:8]}"
+    a.store.working.add(item_id, {"ok": True})
+    result = await a.manager.sync_with_peer("b", MemoryTier.WORKING)
+    assert result.ok and result.items == 1, result
+    record = b.store.working.get_by_id(item_id)
+    assert record is not None and record["content"] == {"ok": True}
+
+
+async def authenticated(b: Node) -> RawPeer:
+    raw = await RawPeer.connect(b.mesh.port)
+    assert await raw.handshake(KEY, SCHEMA) is None
+    await eventually(lambda: "mallory" in b.mesh.peers())
+    return raw
+
+
+def refused(b: Node, code: str, peer: str | None = "mallory") -> int:
+    stats = b.mesh.stats()
+    counters = stats.total if peer is None else stats.peers[peer].traffic
+    return counters.refused.get(code, 0)
+
+
+async def test_peer_with_wrong_key_is_refused(
+    pair: tuple[Node, Node], caplog: pytest.LogCaptureFixture
+) -> None:
+    a, b = pair
+    before = raw_rows(b.store)
+    raw = await RawPeer.connect(b.mesh.port)
+    refusal = await raw.handshake(WRONG_KEY, SCHEMA)
+    assert refusal is not None and refusal.code == "auth-failed"
+    assert await raw.reader.read() == b""  # the node closed the connection
+    await raw.close()
+    assert refused(b, "auth-failed", peer=None) == 1
+    assert b.mesh.stats().total.handshake_failures == 1
+    assert "mallory" not in b.mesh.stats().peers
+    assert "auth-failed" in caplog.text
+    assert raw_rows(b.store) == before
+    await serves_honest_peer(a, b)
+
+
+async def test_node_with_wrong_key_never_connects(
+    pair: tuple[Node, Node], cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    a, b = pair
+    before = raw_rows(b.store)
+    eve = await cluster.add("eve", key=WRONG_KEY, config=GUARDED)
+    eve.store.working.add("forged", {"evil": True})
+    cluster.dial(eve, b)  # eve dials b: b refuses eve's proof (eve refuses b's first)
+    cluster.dial(b, eve)  # b dials eve: b refuses eve's proof
+    await eventually(lambda: b.mesh.stats().total.handshake_failures >= 2)
+    await eventually(lambda: b.mesh.stats().peers["eve"].traffic.handshake_failures >= 1)
+    assert eve.mesh.stats().total.refused.get("auth-failed", 0) >= 1
+    assert "eve" not in b.mesh.peers() and eve.mesh.peers() == []
+    assert b.mesh.stats().peers["eve"].traffic.delivered == 0
+    assert "did not prove it holds the cluster key" in caplog.text
+    assert raw_rows(b.store) == before
+    await serves_honest_peer(a, b)
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        pytest.param(32 + 40, id="payload"),
+        pytest.param(13, id="header-msg-type"),
+        pytest.param(-1, id="hmac"),
+        pytest.param(-33, id="sequence"),
+    ],
+)
+async def test_frame_with_flipped_byte_is_refused(
+    pair: tuple[Node, Node], caplog: pytest.LogCaptureFixture, where: int
+) -> None:
+    a, b = pair
+    raw = await authenticated(b)
+    before = raw_rows(b.store)
+    frame = raw.seal(MessageTypes.VECTOR_SYNC, batch_bytes("mallory", "b", "evil-1", {"x": 1}))
+    flipped = bytearray(frame)
+    flipped[where] ^= 0x01
+    await raw.write(bytes(flipped))
+    nack = await raw.expect(MessageTypes.NACK)
+    assert (nack["batch_id"], nack["code"]) == ("", "bad-hmac")
+    assert refused(b, "bad-hmac") == 1 and refused(b, "bad-hmac", peer=None) == 1
+    assert "bad-hmac" in caplog.text
+    assert raw_rows(b.store) == before
+    # Still in sync: the genuine frame, with the same sequence number, is accepted.
+    await raw.write(frame)
+    ack = await raw.expect(MessageTypes.ACK)
+    assert (ack["batch_id"], ack["applied"]) == ("raw-evil-1", 1)
+    await raw.close()
+    await serves_honest_peer(a, b)
+
+
+async def test_replayed_frame_is_refused(
+    pair: tuple[Node, Node], caplog: pytest.LogCaptureFixture
+) -> None:
+    a, b = pair
+    raw = await authenticated(b)
+    frame = raw.seal(MessageTypes.VECTOR_SYNC, batch_bytes("mallory", "b", "once", {"n": 1}))
+    await raw.write(frame)
+    assert (await raw.expect(MessageTypes.ACK))["applied"] == 1
+    before = raw_rows(b.store)
+    delivered = b.mesh.stats().peers["mallory"].traffic.delivered
+
+    await raw.write(frame)  # the same bytes again, in the same session
+    nack = await raw.expect(MessageTypes.NACK)
+    assert nack["code"] == "bad-sequence" and "replayed" in nack["reason"]
+    await raw.close()
+
+    raw = await authenticated(b)  # ... and in a later session
+    await raw.write(frame)
+    assert (await raw.expect(MessageTypes.NACK))["code"] == "bad-hmac"
+    await raw.close()
+
+    assert refused(b, "bad-sequence") == 1 and refused(b, "bad-hmac") == 1
+    assert b.mesh.stats().peers["mallory"].traffic.delivered == delivered
+    assert "replayed" in caplog.text
+    assert raw_rows(b.store) == before
+    await serves_honest_peer(a, b)
+
+
+async def test_reordered_frames_are_refused(pair: tuple[Node, Node]) -> None:
+    a, b = pair
+    raw = await authenticated(b)
+    first = raw.seal(MessageTypes.VECTOR_SYNC, batch_bytes("mallory", "b", "first", {"n": 1}))
+    second = raw.seal(MessageTypes.VECTOR_SYNC, batch_bytes("mallory", "b", "second", {"n": 2}))
+    before = raw_rows(b.store)
+    await raw.write(second)
+    nack = await raw.expect(MessageTypes.NACK)
+    assert nack["code"] == "bad-sequence" and "out of order" in nack["reason"]
+    assert raw_rows(b.store) == before
+    await raw.write(first)
+    await raw.write(second)
+    assert (await raw.expect(MessageTypes.ACK))["batch_id"] == "raw-first"
+    assert (await raw.expect(MessageTypes.ACK))["batch_id"] == "raw-second"
+    await raw.close()
+    await serves_honest_peer(a, b)
+
+
+async def test_frames_before_the_handshake_are_refused(
+    pair: tuple[Node, Node], caplog: pytest.LogCaptureFixture
+) -> None:
+    a, b = pair
+    before = raw_rows(b.store)
+    raw = await RawPeer.connect(b.mesh.port)
+    await raw.send_plain(MessageTypes.VECTOR_SYNC, batch_bytes("mallory", "b", "sneak", {}))
+    header, payload = await raw.read_plain()
+    assert header.msg_type is MessageTypes.NACK
+    assert b'"code": "handshake-required"' in payload
+    assert await raw.reader.read() == b""
+    await raw.close()
+
+    raw = await RawPeer.connect(b.mesh.port)  # not even a v2 header
+    await raw.write(b"GET / HTTP/1.1\r\nHost: b\r\n\r\n" + bytes(16))
+    assert await raw.reader.read() == b""
+    await raw.close()
+
+    assert refused(b, "handshake-required", peer=None) == 1
+    assert refused(b, "bad-magic", peer=None) == 1
+    assert "handshake-required" in caplog.text
+    assert raw_rows(b.store) == before
+    await serves_honest_peer(a, b)
+
+
+async def test_oversized_frames_are_refused(
+    pair: tuple[Node, Node], caplog: pytest.LogCaptureFixture
+) -> None:
+    a, b = pair
+    before = raw_rows(b.store)
+    # Before the handshake, a HANDSHAKE frame is at most 4 KiB.
+    raw = await RawPeer.connect(b.mesh.port)
+    await raw.write(raw_header(MessageTypes.HANDSHAKE, 10 << 20) + bytes(1024))
+    assert await raw.reader.read() == b""
+    await raw.close()
+    assert refused(b, "frame-too-large", peer=None) == 1
+
+    # After it, max_frame_bytes: refused from the header alone, before buffering the payload.
+    raw = await authenticated(b)
+    await raw.write(raw_header(MessageTypes.VECTOR_SYNC, LIMIT + 1) + bytes(4096))
+    goodbye = await raw.expect(MessageTypes.DISCONNECT)
+    assert goodbye["code"] == "frame-too-large"
+    await raw.expect_closed()
+    await raw.close()
+    assert refused(b, "frame-too-large") == 1
+    assert refused(b, "frame-too-large", peer=None) == 2
+    assert "frame-too-large" in caplog.text
+    assert raw_rows(b.store) == before
+    await serves_honest_peer(a, b)
+
+
+async def test_gzip_bomb_in_an_authentic_frame_is_refused(
+    pair: tuple[Node, Node], caplog: pytest.LogCaptureFixture
+) -> None:
+    a, b = pair
+    raw = await authenticated(b)
+    before = raw_rows(b.store)
+    bomb = gzip_bomb_batch("mallory", "b")
+    assert len(bomb) < 64 * 1024  # ~25 MB of zeros once inflated
+    await raw.write(raw.seal(MessageTypes.VECTOR_SYNC, bomb))
+    nack = await raw.expect(MessageTypes.NACK)
+    assert nack["code"] == "gzip-too-large"
+    await raw.close()
+    stats = b.mesh.stats()
+    assert stats.peers["mallory"].traffic.nacks_sent == {"gzip-too-large": 1}
+    assert stats.peers["mallory"].traffic.refused == {}  # the frame itself was authentic
+    assert "gzip" in caplog.text
+    assert raw_rows(b.store) == before
+    await serves_honest_peer(a, b)
+
+
+async def test_peer_that_keeps_faulting_is_disconnected(
+    pair: tuple[Node, Node], caplog: pytest.LogCaptureFixture
+) -> None:
+    a, b = pair
+    connects = b.mesh.stats().peers["a"].traffic.connects
+    raw = await authenticated(b)
+    before = raw_rows(b.store)
+    for i in range(3):
+        frame = bytearray(
+            raw.seal(MessageTypes.VECTOR_SYNC, batch_bytes("mallory", "b", f"g{i}", {}))
+        )
+        frame[-1] ^= 0xFF
+        await raw.write(bytes(frame))
+    codes = []
+    while True:
+        got = await raw.read_sealed()
+        assert got is not None
+        header, payload = got
+        codes.append((header.msg_type, payload))
+        if header.msg_type is MessageTypes.DISCONNECT:
+            break
+    assert b'"code": "too-many-faults"' in codes[-1][1]
+    assert all(t is MessageTypes.NACK for t, _ in codes[:-1])
+    await raw.expect_closed()
+    await raw.close()
+    assert refused(b, "bad-hmac") == 3
+    assert "mallory" not in b.mesh.peers()
+    assert "too-many-faults" in caplog.text or "refused frames" in caplog.text
+    assert raw_rows(b.store) == before
+    # The honest peer's connection was never touched.
+    assert b.mesh.stats().peers["a"].traffic.connects == connects
+    await serves_honest_peer(a, b)
+
+
+async def test_unknown_type_and_late_handshake_are_refused(pair: tuple[Node, Node]) -> None:
+    a, b = pair
+    raw = await authenticated(b)
+    before = raw_rows(b.store)
+    assert raw.session is not None
+    await raw.write(raw.session.seal(raw_header(0x0101, 2) + b"{}"))  # a v2 "psych" message
+    assert (await raw.expect(MessageTypes.NACK))["code"] == "unknown-msg-type"
+    hello = Hello("mallory", SCHEMA, new_nonce()).encode()
+    await raw.write(raw.seal(MessageTypes.HANDSHAKE, hello))
+    assert (await raw.expect(MessageTypes.NACK))["code"] == "unexpected-handshake"
+    await raw.close()
+    assert refused(b, "unknown-msg-type") == 1 and refused(b, "unexpected-handshake") == 1
+    assert raw_rows(b.store) == before
+    await serves_honest_peer(a, b)
+
+
+async def test_schema_mismatch_is_refused_with_a_reason(pair: tuple[Node, Node]) -> None:
+    a, b = pair
+    raw = await RawPeer.connect(b.mesh.port)
+    refusal = await raw.handshake(KEY, "0001")
+    assert refusal is not None and refusal.code == "schema-mismatch"
+    assert "'0001'" in refusal.reason and repr(SCHEMA) in refusal.reason
+    await raw.close()
+    assert refused(b, "schema-mismatch", peer=None) == 1
+    await serves_honest_peer(a, b)
+
+
+async def test_silent_peer_is_disconnected(cluster: Cluster) -> None:
+    config = TcpMeshConfig(heartbeat_interval_s=0.1, idle_timeout_s=0.5)
+    b = await cluster.add("b", config=config)
+    raw = await authenticated(b)
+    goodbye = await raw.expect(MessageTypes.DISCONNECT)  # heartbeats from b are skipped
+    assert goodbye["code"] == "idle-timeout"
+    await raw.expect_closed()
+    await raw.close()
+    assert refused(b, "idle-timeout") == 1
+    assert b.mesh.peers() == []
