@@ -152,20 +152,22 @@ class Outbox:
 
     async def next(self, timeout_s: float | None = None) -> OutboundFrame | None:
         """The next frame the window allows, waiting for one; None after ``timeout_s``."""
-        deadline = None if timeout_s is None else self._clock() + timeout_s
+        # The caller's timeout is in event-loop time; ``clock`` only dates window slots.
+        now = asyncio.get_running_loop().time
+        deadline = None if timeout_s is None else now() + timeout_s
         while True:
             frame = self._pop_ready()
             if frame is not None:
                 return frame
             waits = []
             if deadline is not None:
-                waits.append(deadline - self._clock())
+                waits.append(deadline - now())
             if self._data and self._unacked:
                 # Blocked by the window: wake when the oldest credit expires.
                 waits.append(self._unacked[0] + self.unacked_timeout_s - self._clock())
             wait = min(waits) if waits else None
             if wait is not None and wait <= 0:
-                if deadline is not None and self._clock() >= deadline:
+                if deadline is not None and now() >= deadline:
                     return None
                 continue
             self._changed.clear()

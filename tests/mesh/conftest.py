@@ -92,7 +92,7 @@ class Cluster:
         )
         manager = MemorySyncManager(node_id=node_id, mesh=mesh, ack_timeout_s=ack_timeout_s)
         for tier in MemoryTier:
-            manager.register_memory_tier(tier, store.tier(tier))  # type: ignore[arg-type]
+            manager.register_memory_tier(tier, store.tier(tier))
         await mesh.start()
         node = self.nodes[node_id] = Node(node_id, store, manager, mesh)
         return node
