@@ -29,6 +29,7 @@ import asyncio
 import logging
 import os
 import ssl
+import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
@@ -60,6 +61,10 @@ log = logging.getLogger(__name__)
 _ITEM_COUNT_OFFSET = 14
 #: How often an exchange waiting for an ACK checks that its peer is still connected.
 LOST_PEER_CHECK_S = 0.1
+#: A batch read ahead is used only this soon after it was read.
+READ_AHEAD_MAX_AGE_S = 5.0
+#: Event-loop turns an exchange lets pass (the send reaching the socket) before reading ahead.
+READ_AHEAD_YIELDS = 6
 #: A REPLICATE request is a one-item batch of a few hundred bytes; only such frames are peeked.
 _MAX_REQUEST_BYTES = 2048
 
@@ -74,18 +79,55 @@ class ServingMesh(Mesh, Protocol):
 
 
 class NodeSyncManager(MemorySyncManager):
-    """The sync manager of a node: an exchange ends as soon as its peer is gone.
+    """The sync manager of a node: what a long-running process adds to the exchange.
 
-    :meth:`MemorySyncManager.exchange` waits for the ACK up to ``ack_timeout_s``; on a node, a
-    peer that disconnects (killed, stopped, network cut) cannot answer any more, so the wait is
-    cut short (within :data:`LOST_PEER_CHECK_S`) with ``UNREACHABLE`` -- nothing is marked as
-    acknowledged, and the round starts afresh when the peer is back. Rounds, snapshot answers and
-    URGENT pushes all go through here, so none of them holds a stopping node for long.
+    - **An exchange ends as soon as its peer is gone.** :meth:`MemorySyncManager.exchange`
+      waits for the ACK up to ``ack_timeout_s``; a peer that disconnected (killed, stopped,
+      network cut) cannot answer any more, so the wait is cut short (within
+      :data:`LOST_PEER_CHECK_S`) with ``UNREACHABLE`` -- nothing is marked as acknowledged, and
+      the round starts afresh when the peer is back. Rounds, snapshot answers and URGENT pushes
+      all go through here, so none of them holds a stopping node for long.
+    - **Read-ahead.** A round sends a batch, waits for its ACK, then reads the next batch from
+      the batch's cursor. While the peer applies a batch, this node would sit idle; instead it
+      reads the next batch then (:meth:`create_delta_batch` hands it out if the round asks for
+      exactly that cursor). Sending a batch read a moment earlier is always correct: it holds
+      the state of every row changed in ``(since, cursor]`` at the time it was read, and any
+      later change of such a row has a ``modified_at`` above ``cursor``, so it comes in a later
+      batch. A read-ahead batch unused for :data:`READ_AHEAD_MAX_AGE_S` is dropped.
     """
+
+    def __init__(self, node_id: str, mesh: Mesh | None = None, **options: Any) -> None:
+        super().__init__(node_id, mesh, **options)
+        # (tier, peer) -> (since, snapshot, read at (monotonic), the batch)
+        self._ahead: dict[tuple[MemoryTier, str], tuple[int, bool, float, MemorySyncBatch]] = {}
+
+    def create_delta_batch(
+        self,
+        tier: MemoryTier | int,
+        target_node: str,
+        since_timestamp: int | None = None,
+        *,
+        snapshot: bool = False,
+    ) -> MemorySyncBatch:
+        if since_timestamp is not None:
+            found = self._ahead.pop((MemoryTier(tier), target_node), None)
+            if (
+                found is not None
+                and found[:2] == (since_timestamp, snapshot)
+                and time.monotonic() - found[2] < READ_AHEAD_MAX_AGE_S
+            ):
+                return found[3]
+        return super().create_delta_batch(tier, target_node, since_timestamp, snapshot=snapshot)
 
     async def exchange(self, peer_id: str, batch: MemorySyncBatch) -> Ack | Nack | SyncStatus:
         waiting = asyncio.ensure_future(super().exchange(peer_id, batch))
         try:
+            if batch.cursor is not None and batch.items:
+                # Let the batch reach the socket first, then read the next one meanwhile.
+                for _ in range(READ_AHEAD_YIELDS):
+                    await asyncio.sleep(0)
+                if not waiting.done():
+                    self._read_ahead(peer_id, batch)
             while True:
                 done, _ = await asyncio.wait({waiting}, timeout=LOST_PEER_CHECK_S)
                 if done:
@@ -99,6 +141,23 @@ class NodeSyncManager(MemorySyncManager):
             if not waiting.done():
                 waiting.cancel()
                 await asyncio.gather(waiting, return_exceptions=True)
+
+    def _read_ahead(self, peer_id: str, batch: MemorySyncBatch) -> None:
+        assert batch.cursor is not None
+        snapshot = batch.snapshot is not None
+        try:
+            following = super().create_delta_batch(
+                batch.tier, peer_id, batch.cursor, snapshot=snapshot
+            )
+        except MemreplError as exc:
+            log.debug("read-ahead for %s failed: %s", peer_id, exc)
+            return
+        self._ahead[(batch.tier, peer_id)] = (
+            batch.cursor,
+            snapshot,
+            time.monotonic(),
+            following,
+        )
 
 
 class NodeLink:

@@ -10,14 +10,17 @@ meets for a snapshot (REPLICATE). Tombstones are purged every ``purge_interval_s
 hook); commits of other processes on the same file are seen by a poll every ``poll_interval_s``.
 Either way the scheduler then runs, per tier, ONE query::
 
-    SELECT max(modified_at), max(priority) FROM <tier>_items WHERE modified_at > :last_seen
+    SELECT received_from, max(modified_at), max(priority) FROM <tier>_items
+    WHERE modified_at > :last_seen GROUP BY received_from
 
 ``modified_at`` is indexed and strictly increasing in commit order across processes (the clock is
 stored in every write transaction), so this is an index range scan over the rows committed since
 the last look -- usually none -- and no commit is ever missed. Rows applied from peers are seen the
-same way, so an URGENT item also hurries on to the next hop. Most polls do not even run that:
-``PRAGMA data_version`` on a connection the scheduler keeps changes only when some other
-connection (any process, including this one) committed, so an idle node costs one pragma per poll.
+same way, so an URGENT or HIGH item also hurries on to the next hop -- but never back to the peer
+it came from (``received_from``): that round would only carry echoes. Most polls do not even run
+that query: ``PRAGMA data_version`` on a connection the scheduler keeps changes only when some
+other connection (any process, including this one) committed, so an idle node costs one pragma
+per poll.
 
 **The rules that keep it right.**
 
@@ -50,6 +53,7 @@ from memrepl.errors import MemreplError
 from memrepl.node.config import NodeSettings
 from memrepl.protocol.batch import MemorySyncBatch
 from memrepl.protocol.enums import MemoryTier, SyncFlags, SyncPriority
+from memrepl.storage.items import max_modified_at
 from memrepl.storage.records import StoredItem, item_from_row
 from memrepl.storage.schema import TierSpec, sync_vectors
 from memrepl.storage.store import Store
@@ -66,17 +70,22 @@ log = logging.getLogger(__name__)
 Key = tuple[str, MemoryTier]
 
 
-def poll_tier(conn: Any, spec: TierSpec, last_seen: int) -> tuple[int, SyncPriority] | None:
-    """``(max modified_at, max priority)`` of the rows committed after ``last_seen``, or None."""
+def poll_tier(
+    conn: Any, spec: TierSpec, last_seen: int
+) -> tuple[int, dict[str | None, SyncPriority]] | None:
+    """The rows committed after ``last_seen``: their highest ``modified_at``, and the highest
+    priority among them per source (``received_from``; None: written on this node). None if
+    there are none."""
     table = spec.table
-    row = conn.execute(
-        select(func.max(table.c.modified_at), func.max(table.c.priority)).where(
-            table.c.modified_at > last_seen
-        )
-    ).one()
-    if row[0] is None:
+    rows = conn.execute(
+        select(table.c.received_from, func.max(table.c.modified_at), func.max(table.c.priority))
+        .where(table.c.modified_at > last_seen)
+        .group_by(table.c.received_from)
+    ).all()
+    if not rows:
         return None
-    return int(row[0]), SyncPriority(int(row[1]))
+    latest = max(int(row[1]) for row in rows)
+    return latest, {row[0]: SyncPriority(int(row[2])) for row in rows}
 
 
 def urgent_rows(conn: Any, spec: TierSpec, since: int, upto: int) -> list[StoredItem]:
@@ -142,7 +151,7 @@ class Scheduler:
         self._thread_id = 0
         self._main: asyncio.Task[None] | None = None
         self._last_seen: dict[MemoryTier, int] = {}
-        self._high_due: dict[MemoryTier, float] = {}
+        self._high_due: dict[Key, float] = {}
         self._connected: set[str] = set()
         self._catch_up_due: dict[str, float] = {}
         self._asked_replicate: dict[str, set[MemoryTier]] = {}
@@ -166,8 +175,7 @@ class Scheduler:
         self._probe = self.store.engine.raw_connection()
         with self.store.read() as conn:
             for tier in self.manager.tiers:
-                seen = poll_tier(conn, self.store.tier(tier).spec, 0)
-                self._last_seen[tier] = seen[0] if seen else 0
+                self._last_seen[tier] = max_modified_at(conn, self.store.tier(tier).spec)
         now = time.monotonic()
         self._next_round = now + self.settings.sync_interval_s
         self._next_purge = now + self.settings.purge_interval_s
@@ -199,7 +207,9 @@ class Scheduler:
         if loop is None or loop.is_closed():
             return
         if threading.get_ident() == self._thread_id:
-            self._wake.set()
+            # On the next loop turn: a commit of an applied batch comes with an ACK that is
+            # already queued; the ACK goes out before the scheduler looks at the database.
+            loop.call_soon(self._wake.set)
         else:
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(self._wake.set)
@@ -333,11 +343,11 @@ class Scheduler:
                     if tier not in asked:
                         self.trigger(peer, tier)
         self._check_writes(now)
-        for tier, due in list(self._high_due.items()):
+        for key, due in list(self._high_due.items()):
             if now >= due:
-                del self._high_due[tier]
-                for peer in self._connected:
-                    self.trigger(peer, tier)
+                del self._high_due[key]
+                if key[0] in self._connected:
+                    self.trigger(*key)
         if now >= self._next_round:
             self._next_round = now + self.settings.sync_interval_s
             for peer in self._connected:
@@ -404,13 +414,17 @@ class Scheduler:
                 for tier in self.manager.tiers
                 if (found := poll_tier(conn, self.store.tier(tier).spec, self._last_seen[tier]))
             }
-        for tier, (latest, priority) in news.items():
+        for tier, (latest, sources) in news.items():
             since = self._last_seen[tier]
             self._last_seen[tier] = latest
-            if priority >= SyncPriority.URGENT and self._connected:
+            top = max(sources.values())
+            if top >= SyncPriority.URGENT and self._connected:
+                # Each peer gets the URGENT rows that did not come from it.
                 self._spawn(self._push_urgent(tier, since, latest))
-            elif priority >= SyncPriority.HIGH:
-                self._high_due.setdefault(tier, now + self.settings.high_delay_s)
+            for source, priority in sources.items():
+                if SyncPriority.HIGH <= priority < SyncPriority.URGENT:
+                    for peer in self._connected - {source}:
+                        self._high_due.setdefault((peer, tier), now + self.settings.high_delay_s)
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
         task = asyncio.create_task(coroutine)

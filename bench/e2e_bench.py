@@ -1,0 +1,230 @@
+"""End to end: two ``memrepl serve`` processes over TCP with authentication.
+
+Run: ``.venv/bin/python bench/e2e_bench.py`` (``make bench`` runs every bench script).
+
+1. **Throughput.** Node A and node B run as child processes on 127.0.0.1 (HMAC handshake and
+   per-frame HMAC; no TLS). This process writes 100,000 episodic items (JSON content of about
+   150 bytes) into A's store file in ONE transaction, marked HIGH with ``--high-delay 0`` so A
+   starts its round at once, and times from that commit until B's durable inbound cursor for A
+   reaches A's last change: every item read from A's table, packed, sent, authenticated,
+   unpacked, applied in B's table and acknowledged. Reported as items/s.
+
+   The baseline, measured in the same run: the same items cut into the same batches
+   (``create_delta_batch`` on A's store, ``max_batch_items`` as the nodes use), applied
+   in-process with ``apply_sync_batch`` to a fresh store -- the database work alone, without
+   reading, packing, network or acknowledgements. Both stores use the same SQLite settings
+   (``synchronous = FULL``: a durable commit per batch). Goal: a ratio of at least 0.5.
+
+2. **URGENT latency.** 200 times, this process writes one URGENT item into A's store file and
+   polls B's store file until the item is there. A sees the commit of another process by its
+   poll (``--poll-interval``, 20 ms by default) and pushes it at once; the figure is the time from
+   the commit returning to the item being readable on B. Goal: a median under 50 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import shutil
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import memrepl
+from memrepl.protocol.batch import MemorySyncBatch
+from memrepl.protocol.enums import MemoryTier, SyncPriority
+from memrepl.storage.items import LocalWrite, max_modified_at
+from memrepl.sync.manager import MemorySyncManager
+
+WORDS = ("memory", "agent", "task", "user", "context", "recall", "plan", "goal", "note", "fact")
+KEY = "bench-cluster-key-0123456789abcdef"
+
+
+def serve(directory: Path, node_id: str, *extra: str) -> tuple[subprocess.Popen[bytes], int]:
+    port_file = directory / f"{node_id}.port"
+    log = (directory / f"{node_id}.log").open("wb")
+    process = subprocess.Popen(
+        [
+            sys.executable, "-m", "memrepl", "serve",
+            "--db", str(directory / f"{node_id}.db"), "--node-id", node_id,
+            "--key-file", str(directory / "cluster.key"),
+            "--listen", "127.0.0.1:0", "--port-file", str(port_file),
+            "--high-delay", "0", "--log-level", "WARNING",
+            *extra,
+        ],
+        stdout=log,
+        stderr=log,
+    )  # fmt: skip
+    log.close()
+    deadline = time.monotonic() + 20
+    while not port_file.exists():
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"{node_id} did not start: see {directory / node_id}.log")
+        time.sleep(0.02)
+    return process, int(port_file.read_text())
+
+
+def contents(count: int, rng: random.Random) -> list[dict[str, object]]:
+    return [
+        {
+            "content": " ".join(rng.choices(WORDS, k=rng.randint(6, 18))),
+            "importance": round(rng.random(), 3),
+            "tags": rng.sample(WORDS, 2),
+            "episode_id": f"episode-{n // 100}",
+            "occurred_at_ns": 1_700_000_000_000_000_000 + n,
+        }
+        for n in range(count)
+    ]
+
+
+def readonly(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10, isolation_level=None)
+
+
+def inbound_cursor(conn: sqlite3.Connection, tier: MemoryTier, peer: str) -> int:
+    row = conn.execute(
+        "SELECT applied_cursor FROM inbound_cursors WHERE tier = ? AND peer_id = ?",
+        (int(tier), peer),
+    ).fetchone()
+    return int(row[0]) if row else 0
+
+
+def throughput(directory: Path, count: int, rng: random.Random) -> tuple[float, int]:
+    """Seconds from A's commit until B holds every item; and A's last change stamp."""
+    tier = MemoryTier.EPISODIC
+    writes = [
+        LocalWrite.add(f"item-{n:07d}", content, SyncPriority.HIGH)
+        for n, content in enumerate(contents(count, rng))
+    ]
+    with memrepl.open(directory / "a.db", node_id="a") as store:
+        store.episodic.write_many(writes)
+        started = time.perf_counter()
+        with store.read() as conn:
+            last = max_modified_at(conn, store.episodic.spec)
+    b = readonly(directory / "b.db")
+    try:
+        while inbound_cursor(b, tier, "a") < last:
+            if time.perf_counter() - started > 600:
+                raise RuntimeError("B did not catch up within 600 s")
+            time.sleep(0.005)
+        took = time.perf_counter() - started
+        held = b.execute("SELECT count(*) FROM episodic_items").fetchone()[0]
+    finally:
+        b.close()
+    if held != count:
+        raise RuntimeError(f"B holds {held} items, not {count}")
+    return took, last
+
+
+def baseline(directory: Path, max_batch_items: int) -> tuple[float, int]:
+    """Seconds to apply A's episodic tier, in the nodes' batches, in-process; and item count."""
+    batches: list[MemorySyncBatch] = []
+    with memrepl.open(directory / "a.db", node_id="a") as source:
+        manager = MemorySyncManager("a", max_batch_items=max_batch_items)
+        manager.register_memory_tier(MemoryTier.EPISODIC, source.episodic)
+        since = 0
+        while True:
+            batch = manager.create_delta_batch(MemoryTier.EPISODIC, "z", since_timestamp=since)
+            if not batch.items:
+                break
+            batches.append(batch)
+            assert batch.cursor is not None
+            since = batch.cursor
+    with memrepl.open(directory / "z.db", node_id="z") as target:
+        manager = MemorySyncManager("z", max_batch_items=max_batch_items)
+        manager.register_memory_tier(MemoryTier.EPISODIC, target.episodic)
+        started = time.perf_counter()
+        for batch in batches:
+            manager.apply_sync_batch(batch)
+        took = time.perf_counter() - started
+    return took, sum(len(batch.items) for batch in batches)
+
+
+def urgent_latency(directory: Path, writes: int, rng: random.Random) -> list[float]:
+    """Seconds from an URGENT commit on A to the item being readable on B, per write."""
+    found: list[float] = []
+    b = readonly(directory / "b.db")
+    try:
+        with memrepl.open(directory / "a.db", node_id="a") as store:
+            for n in range(writes):
+                item_id = f"urgent-{n:04d}"
+                store.working.add(item_id, {"n": n}, priority=SyncPriority.URGENT)
+                started = time.perf_counter()
+                while not b.execute(
+                    "SELECT 1 FROM working_items WHERE item_id = ?", (item_id,)
+                ).fetchone():
+                    if time.perf_counter() - started > 10:
+                        raise RuntimeError(f"{item_id} did not reach B within 10 s")
+                    time.sleep(0.0002)
+                found.append(time.perf_counter() - started)
+                # Writes at random moments, not in step with A's poll.
+                time.sleep(rng.uniform(0.005, 0.03))
+    finally:
+        b.close()
+    return found
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=100_000)
+    parser.add_argument("--urgent-writes", type=int, default=200)
+    parser.add_argument("--max-batch-items", type=int, default=100)
+    parser.add_argument("--keep", action="store_true", help="keep the bench directory")
+    args = parser.parse_args()
+    rng = random.Random(7)
+    directory = Path(tempfile.mkdtemp(prefix="memrepl-e2e-"))
+    (directory / "cluster.key").write_text(KEY + "\n")
+    flags = ("--max-batch-items", str(args.max_batch_items))
+    children: list[subprocess.Popen[bytes]] = []
+    try:
+        a, port = serve(directory, "a", *flags)
+        children.append(a)
+        children.append(serve(directory, "b", *flags, "--peer", f"a=127.0.0.1:{port}")[0])
+        time.sleep(1.0)  # connected, and the empty tiers' snapshot requests answered
+
+        print(f"e2e: {args.items:,} items A -> B over TCP with HMAC authentication")
+        took, _ = throughput(directory, args.items, rng)
+        e2e_rate = args.items / took
+        base_took, base_items = baseline(directory, args.max_batch_items)
+        base_rate = base_items / base_took
+        ratio = e2e_rate / base_rate
+        print(f"  end to end          {e2e_rate:>10,.0f} items/s  ({took:.2f} s)")
+        print(f"  apply_sync_batch    {base_rate:>10,.0f} items/s  ({base_took:.2f} s, in-process)")
+        print(
+            f"  ratio               {ratio:>10.2f}          goal >= 0.5  "
+            + ("ok" if ratio >= 0.5 else "MISSED")
+        )
+
+        latencies = sorted(urgent_latency(directory, args.urgent_writes, rng))
+        median_ms = statistics.median(latencies) * 1000
+        p99_ms = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] * 1000
+        print(f"e2e: URGENT write on A -> readable on B, {len(latencies)} writes")
+        print(
+            f"  median {median_ms:6.1f} ms   goal < 50 ms  "
+            + ("ok" if median_ms < 50 else "MISSED")
+        )
+        print(f"  p99    {p99_ms:6.1f} ms   max {latencies[-1] * 1000:.1f} ms")
+        for child in children:
+            child.send_signal(signal.SIGTERM)
+        codes = [child.wait(30) for child in children]
+        if codes != [0, 0]:
+            raise RuntimeError(f"the nodes exited with {codes}")
+        return 0 if ratio >= 0.5 and median_ms < 50 else 1
+    finally:
+        for child in children:
+            if child.poll() is None:
+                child.kill()
+                child.wait(10)
+        if args.keep:
+            print(f"kept {directory}")
+        else:
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
