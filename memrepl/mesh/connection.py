@@ -100,6 +100,11 @@ class Connection:
         self.end_reason: str | None = None
         self.closed = asyncio.Event()
 
+    @property
+    def tls(self) -> bool:
+        """Whether the connection is encrypted with TLS."""
+        return self.writer.get_extra_info("ssl_object") is not None
+
     def __repr__(self) -> str:
         return f"<Connection to {self.peer_id!r} dialled by {self.dialled_by!r}>"
 

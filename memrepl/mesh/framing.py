@@ -57,6 +57,8 @@ class FaultCode(StrEnum):
     HANDSHAKE_REQUIRED = "handshake-required"
     #: A HANDSHAKE frame after the handshake completed.
     UNEXPECTED_HANDSHAKE = "unexpected-handshake"
+    #: The handshake did not complete within the handshake timeout.
+    HANDSHAKE_TIMEOUT = "handshake-timeout"
     #: A HANDSHAKE payload that is not a handshake message expected at this step.
     BAD_HANDSHAKE = "bad-handshake"
     #: The peer could not prove it holds the cluster key.

@@ -89,6 +89,10 @@ class PeerStats:
     connected: bool
     #: ``host:port`` dialled for this peer, None for a peer that only dials us.
     address: str | None
+    #: Which node dialled the current connection (None when not connected), and whether it is
+    #: encrypted with TLS.
+    dialled_by: str | None
+    tls: bool
     queued_frames: int
     queued_bytes: int
     #: VECTOR_SYNC frames sent and not yet answered by ACK or NACK.

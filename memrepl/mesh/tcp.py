@@ -25,11 +25,7 @@ The rules this module owns:
   ``PeerUnavailableError`` and drops that peer's queue, so the sync manager reports
   ``UNREACHABLE`` promptly instead of waiting out its ACK timeout. A full queue also raises it.
 - **One connection per pair.** If both nodes dial each other, both keep the connection dialled
-  by the node whose id is smaller (string order); between two connections dialled by the same
-  node, the newer one wins (the older is a leftover from before a restart). Both sides apply the
-  same rule, so they agree. The loser is retired gracefully: no new frame is written on it, it
-  says DISCONNECT ``duplicate``, and it is read until the peer's DISCONNECT, so a frame either
-  side wrote on it before learning of the winner is still delivered.
+  by the smaller node id and retire the other gracefully (:mod:`memrepl.mesh.peers`).
 - **Reconnect.** Each dialled peer has a task that redials whenever it is not connected, waiting
   :func:`~memrepl.mesh.config.backoff_delay_s` between attempts (exponential with jitter; reset
   after a successful handshake). A peer that only dials us is redialled by itself.
@@ -42,23 +38,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import ssl
 import time
 from collections.abc import Coroutine, Mapping
-from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any
 
 from memrepl.errors import MeshError, PeerUnavailableError
 from memrepl.mesh.auth import MAX_NAME_BYTES, MIN_KEY_BYTES
 from memrepl.mesh.config import TcpMeshConfig, backoff_delay_s
-from memrepl.mesh.connection import GOODBYE_TIMEOUT_S, Connection
+from memrepl.mesh.connection import GOODBYE_TIMEOUT_S
+from memrepl.mesh.dispatch import Handlers
 from memrepl.mesh.framing import FaultCode, FrameFaultError, close_stream
 from memrepl.mesh.handshake import Established, HandshakeError, initiate, respond
-from memrepl.mesh.outbox import CONTROL_TYPES, Outbox
-from memrepl.mesh.stats import Counters, MeshStats, PeerStats
+from memrepl.mesh.peers import PeerState, PeerTable
+from memrepl.mesh.stats import Counters, MeshStats
 from memrepl.protocol.enums import MessageTypes
 from memrepl.sync.transport import Handler
 
@@ -68,20 +63,6 @@ log = logging.getLogger(__name__)
 
 #: Message types only the mesh itself sends.
 _RESERVED = frozenset({MessageTypes.HANDSHAKE, MessageTypes.DISCONNECT})
-
-
-@dataclass(slots=True)
-class _Peer:
-    """What the mesh keeps about one known peer."""
-
-    peer_id: str
-    outbox: Outbox
-    address: tuple[str, int] | None = None
-    connection: Connection | None = None
-    down_since: float = field(default_factory=time.monotonic)
-    counters: Counters = field(default_factory=Counters)
-    dialer: asyncio.Task[None] | None = None
-    changed: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class TcpMesh:
@@ -124,12 +105,11 @@ class TcpMesh:
         self._client_ssl = client_ssl
         self._tls_server_hostname = tls_server_hostname
         self.config = config or TcpMeshConfig()
-        self._handlers: dict[MessageTypes, Handler] = {}
-        self._peers: dict[str, _Peer] = {}
+        self._handlers = Handlers(node_id)
         self._totals = Counters()
+        self._table = PeerTable(node_id, self.config, self._totals)
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self._handler_tasks: set[asyncio.Future[None]] = set()
         self._running = False
         self._closed = False
         for peer_id, address in (peers or {}).items():
@@ -158,7 +138,7 @@ class TcpMesh:
                 f"{self.config.max_frame_bytes}",
                 peer_id=peer_id,
             )
-        peer = self._peers.get(peer_id)
+        peer = self._table.get(peer_id)
         if peer is None or not self._running:
             raise PeerUnavailableError(
                 f"send to {peer_id!r}: no such peer on this mesh"
@@ -186,11 +166,11 @@ class TcpMesh:
 
     def register_handler(self, msg_type: MessageTypes, handler: Handler) -> None:
         """Route every accepted frame of ``msg_type`` to ``handler(data, peer_id)``."""
-        self._handlers[MessageTypes(msg_type)] = handler
+        self._handlers.register(msg_type, handler)
 
     def peers(self) -> list[str]:
         """The peers with a live, authenticated connection, sorted."""
-        return sorted(p.peer_id for p in self._peers.values() if p.connection is not None)
+        return self._table.connected()
 
     # -- configuration and life cycle ----------------------------------------------------------
 
@@ -212,7 +192,7 @@ class TcpMesh:
         _check_name("peer_id", peer_id)
         if peer_id == self._node_id:
             raise MeshError(f"add_peer: {peer_id!r} is this node's own id", peer_id=peer_id)
-        peer = self._peer(peer_id)
+        peer = self._table.ensure(peer_id)
         peer.address = (host, int(port))
         if self._running:
             self._start_dialer(peer)
@@ -235,7 +215,7 @@ class TcpMesh:
             self._port = int(sockets[0].getsockname()[1])
         self._running = True
         now = time.monotonic()
-        for peer in self._peers.values():
+        for peer in self._table.all():
             peer.down_since = now
             self._start_dialer(peer)
         log.info("mesh node %r listening on %s:%d", self._node_id, self.host, self._port)
@@ -248,7 +228,7 @@ class TcpMesh:
         self._running = False
         if self._server is not None:
             self._server.close()
-        connections = [p.connection for p in self._peers.values() if p.connection is not None]
+        connections = [p.connection for p in self._table.all() if p.connection is not None]
         for conn in connections:
             conn.request_close(FaultCode.SHUTDOWN, "the node is shutting down")
         # Connections say goodbye inside their own tasks (bounded by GOODBYE_TIMEOUT_S); wait for
@@ -257,9 +237,10 @@ class TcpMesh:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(2 * GOODBYE_TIMEOUT_S):
                     await conn.closed.wait()
-        for task in (*self._tasks, *self._handler_tasks):
+        for task in list(self._tasks):
             task.cancel()
-        await asyncio.gather(*self._tasks, *self._handler_tasks, return_exceptions=True)
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self._handlers.cancel_all()
         if self._server is not None:
             await self._server.wait_closed()
         log.info("mesh node %r closed", self._node_id)
@@ -278,7 +259,7 @@ class TcpMesh:
 
     def is_connected(self, peer_id: str) -> bool:
         """Whether ``peer_id`` has a live, authenticated connection."""
-        peer = self._peers.get(peer_id)
+        peer = self._table.get(peer_id)
         return peer is not None and peer.connection is not None
 
     async def wait_for_peer(self, peer_id: str, timeout_s: float | None = None) -> None:
@@ -286,7 +267,7 @@ class TcpMesh:
 
         A peer waited for becomes known (``send`` queues for it, see the module docstring).
         """
-        peer = self._peer(peer_id)
+        peer = self._table.ensure(peer_id)
         async with asyncio.timeout(timeout_s):
             while peer.connection is None:
                 peer.changed.clear()
@@ -299,36 +280,10 @@ class TcpMesh:
             host=self.host,
             port=self._port,
             total=self._totals.snapshot(),
-            peers={
-                peer.peer_id: PeerStats(
-                    peer_id=peer.peer_id,
-                    connected=peer.connection is not None,
-                    address=None
-                    if peer.address is None
-                    else f"{peer.address[0]}:{peer.address[1]}",
-                    queued_frames=len(peer.outbox),
-                    queued_bytes=peer.outbox.queued_bytes,
-                    unacked=peer.outbox.unacked,
-                    traffic=peer.counters.snapshot(),
-                )
-                for peer in sorted(self._peers.values(), key=lambda p: p.peer_id)
-            },
+            peers={peer.peer_id: peer.stats() for peer in self._table.all()},
         )
 
     # -- internals -----------------------------------------------------------------------------
-
-    def _peer(self, peer_id: str) -> _Peer:
-        peer = self._peers.get(peer_id)
-        if peer is None:
-            config = self.config
-            outbox = Outbox(
-                max_frames=config.max_queued_frames,
-                max_bytes=config.max_queued_bytes,
-                max_unacked=config.max_unacked_batches,
-                unacked_timeout_s=config.unacked_timeout_s,
-            )
-            peer = self._peers[peer_id] = _Peer(peer_id, outbox)
-        return peer
 
     def _spawn(self, coroutine: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         task = asyncio.create_task(coroutine, name=name)
@@ -336,87 +291,66 @@ class TcpMesh:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    def _start_dialer(self, peer: _Peer) -> None:
+    def _start_dialer(self, peer: PeerState) -> None:
         if peer.dialer is None or peer.dialer.done():
             peer.dialer = self._spawn(self._dial_loop(peer), f"mesh-dial-{peer.peer_id}")
 
     def _deliver(
         self, msg_type: MessageTypes, data: bytes, peer_id: str
     ) -> asyncio.Future[None] | None:
-        handler = self._handlers.get(msg_type)
-        if handler is None:
-            if msg_type not in CONTROL_TYPES:
-                log.warning("%s has no handler for %s; dropped", self._node_id, msg_type.name)
-            return None
-        peer = self._peers.get(peer_id)
-        for counters in (self._totals, peer.counters if peer else None):
-            if counters is not None:
-                counters.delivered += 1
-        try:
-            result = handler(data, peer_id)
-        except Exception:
-            log.exception("handler for %s from %r failed", msg_type.name, peer_id)
-            return None
-        if not inspect.isawaitable(result):
-            return None
-        task = asyncio.ensure_future(result)
-        self._handler_tasks.add(task)
-        task.add_done_callback(self._handler_done)
-        return task
-
-    def _handler_done(self, task: asyncio.Future[None]) -> None:
-        self._handler_tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error("handler task failed", exc_info=task.exception())
+        peer = self._table.get(peer_id)
+        counters = (self._totals,) if peer is None else (self._totals, peer.counters)
+        return self._handlers.deliver(msg_type, data, peer_id, counters)
 
     def _handshake_failed(self, exc: Exception, remote: str, peer_id: str | None) -> None:
-        code = getattr(exc, "code", None) or type(exc).__name__
+        code = str(getattr(exc, "code", None) or type(exc).__name__)
         text = f"{code}: {exc}"
-        self._totals.refused[str(code)] += 1
-        self._totals.handshake_failures += 1
-        self._totals.last_error = text
-        known = self._peers.get(peer_id) if peer_id is not None else None
-        if known is not None:
-            known.counters.handshake_failures += 1
-            known.counters.last_error = text
+        self._table.record_handshake_failure(peer_id, code, text)
         log.warning("handshake with %s (claims %r) failed: %s", remote, peer_id, text)
+
+    async def _handshake(
+        self, exchange: Coroutine[Any, Any, Established], remote: str, peer_id: str | None
+    ) -> Established | None:
+        """Run one side of the handshake under the handshake timeout; None (counted, logged) if
+        it fails."""
+        try:
+            async with asyncio.timeout(self.config.handshake_timeout_s):
+                return await exchange
+        except (HandshakeError, FrameFaultError) as exc:
+            claimed = exc.peer_id if isinstance(exc, HandshakeError) else None
+            self._handshake_failed(exc, remote, claimed or peer_id)
+        except TimeoutError:
+            self._handshake_failed(_timed_out(), remote, peer_id)
+        except (OSError, EOFError) as exc:
+            log.info("connection with %s lost during the handshake: %r", remote, exc)
+        return None
 
     async def _on_accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         if task is not None:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-        remote = _remote(writer)
         try:
             if not self._running:
                 return
-            try:
-                async with asyncio.timeout(self.config.handshake_timeout_s):
-                    done = await respond(
-                        reader,
-                        writer,
-                        node_id=self._node_id,
-                        key=self._key,
-                        schema=self._schema,
-                        idle_timeout_s=self.config.handshake_timeout_s,
-                        counters=self._totals,
-                    )
-            except (HandshakeError, FrameFaultError) as exc:
-                self._handshake_failed(
-                    exc, remote, exc.peer_id if isinstance(exc, HandshakeError) else None
+            exchange = respond(
+                reader,
+                writer,
+                node_id=self._node_id,
+                key=self._key,
+                schema=self._schema,
+                idle_timeout_s=self.config.handshake_timeout_s,
+                counters=self._totals,
+            )
+            done = await self._handshake(exchange, _remote(writer), None)
+            if done is not None and self._running:
+                await self._table.serve(
+                    done, reader, writer, dialled_by=done.peer_id, deliver=self._deliver
                 )
-                return
-            except TimeoutError:
-                self._handshake_failed(MeshError("handshake timed out"), remote, None)
-                return
-            except (OSError, EOFError) as exc:
-                log.info("connection from %s lost during the handshake: %r", remote, exc)
-                return
-            await self._serve(done, reader, writer, dialled_by=done.peer_id)
         finally:
             await close_stream(writer)
 
-    async def _dial_loop(self, peer: _Peer) -> None:
+    async def _dial_loop(self, peer: PeerState) -> None:
         attempt = 0
         config = self.config
         while self._running:
@@ -435,7 +369,7 @@ class TcpMesh:
                     )
                 )
 
-    async def _dial_once(self, peer: _Peer) -> bool:
+    async def _dial_once(self, peer: PeerState) -> bool:
         """Dial ``peer`` and serve the connection until it ends; True if it authenticated."""
         assert peer.address is not None
         host, port = peer.address
@@ -457,82 +391,32 @@ class TcpMesh:
             log.debug("cannot reach %r at %s: %r", peer.peer_id, remote, exc)
             return False
         try:
-            try:
-                async with asyncio.timeout(config.handshake_timeout_s):
-                    done = await initiate(
-                        reader,
-                        writer,
-                        node_id=self._node_id,
-                        key=self._key,
-                        schema=self._schema,
-                        expected_peer=peer.peer_id,
-                        idle_timeout_s=config.handshake_timeout_s,
-                        counters=self._totals,
-                    )
-            except (HandshakeError, FrameFaultError) as exc:
-                self._handshake_failed(exc, remote, peer.peer_id)
+            exchange = initiate(
+                reader,
+                writer,
+                node_id=self._node_id,
+                key=self._key,
+                schema=self._schema,
+                expected_peer=peer.peer_id,
+                idle_timeout_s=config.handshake_timeout_s,
+                counters=self._totals,
+            )
+            done = await self._handshake(exchange, remote, peer.peer_id)
+            if done is None:
                 return False
-            except TimeoutError:
-                self._handshake_failed(MeshError("handshake timed out"), remote, peer.peer_id)
-                return False
-            except (OSError, EOFError) as exc:
-                peer.counters.last_error = f"handshake with {remote}: {exc!r}"
-                log.info("connection to %r lost during the handshake: %r", peer.peer_id, exc)
-                return False
-            await self._serve(done, reader, writer, dialled_by=self._node_id)
+            if self._running:
+                await self._table.serve(
+                    done, reader, writer, dialled_by=self._node_id, deliver=self._deliver
+                )
             return True
         finally:
             await close_stream(writer)
 
-    async def _serve(
-        self,
-        done: Established,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        *,
-        dialled_by: str,
-    ) -> None:
-        """Adopt an authenticated connection (unless it loses to a duplicate) and run it."""
-        if not self._running:
-            return
-        peer = self._peer(done.peer_id)
-        conn = Connection(
-            reader=reader,
-            writer=writer,
-            session=done.session,
-            peer_id=done.peer_id,
-            dialled_by=dialled_by,
-            outbox=peer.outbox,
-            counters=peer.counters,
-            totals=self._totals,
-            config=self.config,
-            deliver=self._deliver,
-        )
-        existing = peer.connection
-        if existing is not None:
-            preferred = min(self._node_id, done.peer_id)
-            if existing.dialled_by == preferred and dialled_by != preferred:
-                log.info("keeping the connection %r over a duplicate", existing)
-                conn.retire(FaultCode.DUPLICATE, f"the connection dialled by {preferred!r} wins")
-                await conn.run()
-                return
-            existing.retire(FaultCode.DUPLICATE, "replaced by another connection")
-        peer.connection = conn
-        peer.outbox.reset_window()
-        for counters in (peer.counters, self._totals):
-            counters.connects += 1
-        peer.changed.set()
-        log.info("%s connected to %r (dialled by %r)", self._node_id, done.peer_id, dialled_by)
-        try:
-            await conn.run()
-        finally:
-            if peer.connection is conn:
-                peer.connection = None
-                peer.down_since = time.monotonic()
-                peer.changed.set()
-            for counters in (peer.counters, self._totals):
-                counters.disconnects += 1
-            log.info("%s lost %r: %s", self._node_id, done.peer_id, conn.end_reason)
+
+def _timed_out() -> FrameFaultError:
+    return FrameFaultError(
+        FaultCode.HANDSHAKE_TIMEOUT, "the handshake did not complete in time", in_sync=False
+    )
 
 
 def _check_name(what: str, value: object) -> None:

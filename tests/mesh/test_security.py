@@ -325,3 +325,13 @@ async def test_silent_peer_is_disconnected(cluster: Cluster) -> None:
     await raw.close()
     assert refused(b, "idle-timeout") == 1
     assert b.mesh.peers() == []
+
+
+async def test_stalled_handshake_is_cut_off(cluster: Cluster) -> None:
+    config = TcpMeshConfig(heartbeat_interval_s=0.1, idle_timeout_s=0.5, handshake_timeout_s=0.3)
+    b = await cluster.add("b", config=config)
+    raw = await RawPeer.connect(b.mesh.port)
+    await raw.write(raw_header(MessageTypes.HANDSHAKE, 100) + b"{")  # and then nothing
+    assert await raw.reader.read() == b""
+    await raw.close()
+    assert refused(b, "handshake-timeout", peer=None) == 1

@@ -76,8 +76,7 @@ async def test_both_dial_keeps_the_connection_of_the_smaller_id(cluster: Cluster
     await asyncio.sleep(0.5)  # both dials are done; nothing flaps
     for node, other in ((a, "b"), (b, "a")):
         assert node.mesh.peers() == [other]
-        connection = node.mesh._peers[other].connection
-        assert connection is not None and connection.dialled_by == "a"
+        assert node.mesh.stats().peers[other].dialled_by == "a"
     connects = a.mesh.stats().peers["b"].traffic.connects
     await asyncio.sleep(0.5)
     assert a.mesh.stats().peers["b"].traffic.connects == connects
@@ -221,3 +220,33 @@ async def test_mesh_can_be_used_as_async_context_manager() -> None:
         assert mesh.peers() == []
     with pytest.raises(PeerUnavailableError):
         mesh.send("solo-2", MessageTypes.ACK, b"{}")
+
+
+async def test_handlers_sync_async_and_failing(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    a = await cluster.add("a")
+    b = await cluster.add("b")
+    got: list[tuple[bytes, str]] = []
+    started = asyncio.Event()
+
+    def failing(data: bytes, peer_id: str) -> None:
+        raise RuntimeError("handler bug")
+
+    async def forever(data: bytes, peer_id: str) -> None:
+        got.append((data, peer_id))
+        started.set()
+        await asyncio.Event().wait()  # cancelled when b's mesh closes
+
+    b.mesh.register_handler(MessageTypes.MEMORY_QUERY, failing)
+    b.mesh.register_handler(MessageTypes.MEMORY_STORE, forever)
+    cluster.dial(a, b)
+    await cluster.connected(a, b)
+    a.mesh.send("b", MessageTypes.MEMORY_QUERY, b"boom")
+    a.mesh.send("b", MessageTypes.MEMORY_STORE, b"stay")
+    a.mesh.send("b", MessageTypes.MEMORY_RESPONSE, b"nobody listens")
+    await asyncio.wait_for(started.wait(), 5)
+    assert got == [(b"stay", "a")]
+    assert "handler bug" in caplog.text and "no handler for MEMORY_RESPONSE" in caplog.text
+    assert b.mesh.peers() == ["a"]  # the connection carried on
+    await b.mesh.close()  # cancels and awaits the pending coroutine handler

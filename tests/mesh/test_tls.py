@@ -48,8 +48,7 @@ async def test_nodes_sync_over_tls(cluster: Cluster, tmp_path: Path) -> None:
     a = await cluster.add("a", client_ssl=client)
     cluster.dial(a, b)
     await cluster.connected(a, b)
-    connection = b.mesh._peers["a"].connection
-    assert connection is not None and connection.writer.get_extra_info("ssl_object") is not None
+    assert b.mesh.stats().peers["a"].tls and a.mesh.stats().peers["b"].tls
     a.store.working.add("secret", {"over": "tls"})
     assert (await a.manager.sync_with_peer("b", MemoryTier.WORKING)).ok
     assert tier_state(b.store, MemoryTier.WORKING) == tier_state(a.store, MemoryTier.WORKING)
