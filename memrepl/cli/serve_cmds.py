@@ -38,7 +38,7 @@ from memrepl.cli.context import (
 from memrepl.node import Node, NodeConfig, NodeConfigError
 from memrepl.node.config import load_toml, parse_address, parse_peer
 
-ORDER = 60
+ORDER = 70
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -135,11 +135,12 @@ def add_parsers(subparsers: Subparsers) -> None:
     timing.add_argument("--ack-timeout", type=float, metavar="S", help="wait for an ACK (30)")
     timing.add_argument("--max-batch-items", type=int, metavar="N", help="items per batch (100)")
     timing.add_argument(
-        "--no-bootstrap",
+        "--bootstrap",
         dest="bootstrap_replicate",
         action="store_const",
-        const=False,
-        help="do not ask a peer for a snapshot of an empty tier",
+        const=True,
+        help="ask the first peer for a snapshot of each empty tier (REPLICATE; off by default: "
+        "peers push everything to a new node anyway)",
     )
     parser.add_argument(
         "--synchronous",

@@ -38,7 +38,7 @@ from memrepl.node import Node, NodeConfig, NodeLink, NodeSettings
 from memrepl.protocol.enums import MemoryTier
 from memrepl.sync.results import SyncResult
 
-ORDER = 61
+ORDER = 71
 
 #: Seconds before the progress line appears, and between its updates.
 PROGRESS_AFTER_S = 1.0

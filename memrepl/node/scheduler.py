@@ -3,8 +3,9 @@
 Per tier: URGENT writes are pushed to every connected peer at once; HIGH writes within
 ``high_delay_s``; everything else in the background round (every ``sync_interval_s``, every tier
 with every connected peer). A peer that connects gets a catch-up round (or, when it asked for one
-because its tier is empty, the snapshot it asked for); an empty local tier asks the first peer it
-meets for a snapshot (REPLICATE). Tombstones are purged every ``purge_interval_s``.
+because its tier is empty, the snapshot it asked for); with ``bootstrap_replicate``, an empty
+local tier asks the first peer it meets for a snapshot (REPLICATE). Tombstones are purged every
+``purge_interval_s``.
 
 **Seeing writes.** A commit of this process wakes the scheduler at once (the store's after-commit
 hook); commits of other processes on the same file are seen by a poll every ``poll_interval_s``.

@@ -45,7 +45,7 @@ async def pair(tmp_path: Path, settings: NodeSettings) -> AsyncIterator[tuple[No
         async with b:
             await b.wait_for_peer("a", 5)
             await a.wait_for_peer("b", 5)
-            await asyncio.sleep(0.3)  # the snapshots both empty nodes ask each other for
+            await asyncio.sleep(0.3)  # past the catch-up rounds of the new connection
             yield a, b
 
 
@@ -134,3 +134,16 @@ async def test_a_node_on_a_local_mesh(tmp_path: Path) -> None:
     ):
         a.store.working.add("x", {"v": 1}, priority=SyncPriority.URGENT)
         assert await arrival(lambda: has(b.store.working, "x"), 2.0) < 0.5
+
+
+async def test_an_empty_tier_asks_for_a_snapshot_with_bootstrap(tmp_path: Path) -> None:
+    # a's catch-up round would bring b everything too, but only after 10 s: what arrives
+    # before came with the snapshot b asked for.
+    quiet = NodeSettings(sync_interval_s=30.0, catch_up_delay_s=10.0)
+    async with Node(tmp_path / "a.db", node_id="a", key=KEY, settings=quiet) as a:
+        for i in range(250):
+            a.store.episodic.add(f"e{i}", {"i": i})
+        eager = NodeSettings(sync_interval_s=30.0, catch_up_delay_s=10.0, bootstrap_replicate=True)
+        b = Node(tmp_path / "b.db", node_id="b", key=KEY, peers={"a": a.address}, settings=eager)
+        async with b:
+            await arrival(lambda: len(b.store.episodic.get_modified_since(0)) == 250, 5.0)

@@ -38,7 +38,7 @@ def test_sync_pushes_every_tier_to_a_serving_node(processes: Processes) -> None:
     assert lines[0].split() == [
         "tier", "status", "batches", "items", "applied", "conflicts", "snapshot", "error"
     ]  # fmt: skip
-    # "up-to-date" when a's own snapshot request (its tiers were empty) got there first.
+    # "up-to-date" for a tier whose items reached a some other way first.
     assert [line.split()[0] for line in lines[2:]] == ["working", "episodic", "semantic"]
     assert all(line.split()[1] in ("synced", "up-to-date") for line in lines[2:])
     assert count(a.db, MemoryTier.EPISODIC) == 500
