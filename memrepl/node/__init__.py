@@ -1,6 +1,9 @@
 """A running memrepl node: a store, its sync manager, a mesh, and the replication scheduler.
 
-- :mod:`~memrepl.node.node`: :class:`Node` (start/stop, the store, status) and :class:`NodeLink`.
+- :mod:`~memrepl.node.node`: :class:`Node` (start/stop, the store, status).
+- :mod:`~memrepl.node.link`: how the node's sync manager reaches the mesh (:class:`NodeLink`,
+  :class:`NodeSyncManager`).
+- :mod:`~memrepl.node.watch`: seeing commits in the store (the poll and its queries).
 - :mod:`~memrepl.node.scheduler`: when to send what (ARCHITECTURE.md, "Priority-based
   replication").
 - :mod:`~memrepl.node.config`: :class:`NodeSettings` and ``memrepl serve``'s :class:`NodeConfig`
@@ -8,7 +11,16 @@
 """
 
 from memrepl.node.config import NodeConfig, NodeConfigError, NodeSettings
-from memrepl.node.node import Node, NodeLink
+from memrepl.node.link import NodeLink, NodeSyncManager
+from memrepl.node.node import Node
 from memrepl.node.scheduler import PeerTierStatus
 
-__all__ = ["Node", "NodeConfig", "NodeConfigError", "NodeLink", "NodeSettings", "PeerTierStatus"]
+__all__ = [
+    "Node",
+    "NodeConfig",
+    "NodeConfigError",
+    "NodeLink",
+    "NodeSettings",
+    "NodeSyncManager",
+    "PeerTierStatus",
+]

@@ -8,20 +8,10 @@ local tier asks the first peer it meets for a snapshot (REPLICATE). Tombstones a
 ``purge_interval_s``.
 
 **Seeing writes.** A commit of this process wakes the scheduler at once (the store's after-commit
-hook); commits of other processes on the same file are seen by a poll every ``poll_interval_s``.
-Either way the scheduler then runs, per tier, ONE query::
-
-    SELECT received_from, max(modified_at), max(priority) FROM <tier>_items
-    WHERE modified_at > :last_seen GROUP BY received_from
-
-``modified_at`` is indexed and strictly increasing in commit order across processes (the clock is
-stored in every write transaction), so this is an index range scan over the rows committed since
-the last look -- usually none -- and no commit is ever missed. Rows applied from peers are seen the
-same way, so an URGENT or HIGH item also hurries on to the next hop -- but never back to the peer
-it came from (``received_from``): that round would only carry echoes. Most polls do not even run
-that query: ``PRAGMA data_version`` on a connection the scheduler keeps changes only when some
-other connection (any process, including this one) committed, so an idle node costs one pragma
-per poll.
+hook); commits of other processes on the same file are seen by a poll every ``poll_interval_s``
+(:mod:`memrepl.node.watch`: one pragma when nothing changed, one index range scan per tier when
+something did). An URGENT or HIGH change also hurries on to the next hop -- but never back to the
+peer it came from: that round would carry only echoes.
 
 **The rules that keep it right.**
 
@@ -48,15 +38,13 @@ from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, select
-
 from memrepl.errors import MemreplError
 from memrepl.node.config import NodeSettings
+from memrepl.node.watch import CommitProbe, poll_tier, silent_peers, urgent_rows
 from memrepl.protocol.batch import MemorySyncBatch
 from memrepl.protocol.enums import MemoryTier, SyncFlags, SyncPriority
 from memrepl.storage.items import max_modified_at
-from memrepl.storage.records import StoredItem, item_from_row
-from memrepl.storage.schema import TierSpec, sync_vectors
+from memrepl.storage.records import StoredItem
 from memrepl.storage.store import Store
 from memrepl.sync.batches import to_wire
 from memrepl.sync.manager import MemorySyncManager, status_result
@@ -64,44 +52,11 @@ from memrepl.sync.messages import Ack
 from memrepl.sync.results import SyncResult, SyncStatus
 from memrepl.sync.vectors import applied_cursor
 
-__all__ = ["PeerTierStatus", "Scheduler", "poll_tier"]
+__all__ = ["PeerTierStatus", "Scheduler"]
 
 log = logging.getLogger(__name__)
 
 Key = tuple[str, MemoryTier]
-
-
-def poll_tier(
-    conn: Any, spec: TierSpec, last_seen: int
-) -> tuple[int, dict[str | None, SyncPriority]] | None:
-    """The rows committed after ``last_seen``: their highest ``modified_at``, and the highest
-    priority among them per source (``received_from``; None: written on this node). None if
-    there are none."""
-    table = spec.table
-    rows = conn.execute(
-        select(table.c.received_from, func.max(table.c.modified_at), func.max(table.c.priority))
-        .where(table.c.modified_at > last_seen)
-        .group_by(table.c.received_from)
-    ).all()
-    if not rows:
-        return None
-    latest = max(int(row[1]) for row in rows)
-    return latest, {row[0]: SyncPriority(int(row[2])) for row in rows}
-
-
-def urgent_rows(conn: Any, spec: TierSpec, since: int, upto: int) -> list[StoredItem]:
-    """The URGENT rows committed in ``(since, upto]``, in ``modified_at`` order."""
-    table = spec.table
-    rows = conn.execute(
-        select(table)
-        .where(
-            (table.c.modified_at > since)
-            & (table.c.modified_at <= upto)
-            & (table.c.priority >= int(SyncPriority.URGENT))
-        )
-        .order_by(table.c.modified_at)
-    ).mappings()
-    return [item_from_row(spec, row) for row in rows]
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,8 +118,7 @@ class Scheduler:
         self._track: dict[Key, _Track] = {}
         self._next_round = self._next_purge = 0.0
         self._stopping = False
-        self._probe: Any = None
-        self._data_version: int | None = None
+        self._probe: CommitProbe | None = None
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -172,8 +126,7 @@ class Scheduler:
         """Start the loop (in the running event loop); writes already in the store count as seen."""
         self._loop = asyncio.get_running_loop()
         self._thread_id = threading.get_ident()
-        # A connection of its own for PRAGMA data_version (returned to the pool in stop()).
-        self._probe = self.store.engine.raw_connection()
+        self._probe = CommitProbe(self.store)
         with self.store.read() as conn:
             for tier in self.manager.tiers:
                 self._last_seen[tier] = max_modified_at(conn, self.store.tier(tier).spec)
@@ -395,19 +348,8 @@ class Scheduler:
             self._bootstrapped.discard(tier)
             self._record(self._track.setdefault((peer_id, tier), _Track()), result)
 
-    def _changed(self) -> bool:
-        """Whether any connection committed since the last look (``PRAGMA data_version``)."""
-        cursor = self._probe.cursor()
-        try:
-            version = int(cursor.execute("PRAGMA data_version").fetchone()[0])
-        finally:
-            cursor.close()
-        changed = version != self._data_version
-        self._data_version = version
-        return changed
-
     def _check_writes(self, now: float) -> None:
-        if not self._changed():
+        if self._probe is not None and not self._probe.changed():
             return
         with self.store.read() as conn:
             news = {
@@ -473,18 +415,14 @@ class Scheduler:
         """Drop peers that acknowledged nothing for ``after_s`` from the sync vectors."""
         cutoff = time.time_ns() - int(after_s * 1e9)
         with self.store.read() as conn:
-            silent = conn.execute(
-                select(sync_vectors.c.tier, sync_vectors.c.peer_id).where(
-                    sync_vectors.c.updated_at_ns < cutoff
-                )
-            ).all()
+            silent = silent_peers(conn, cutoff)
         for tier, peer in silent:
-            if peer not in self._connected and MemoryTier(tier) in self.manager.tiers:
+            if peer not in self._connected and tier in self.manager.tiers:
                 log.warning(
                     "forgetting peer %s for the %s tier: silent for over %.0f s (it gets a "
                     "snapshot when it is back)",
                     peer,
-                    MemoryTier(tier).name.lower(),
+                    tier.name.lower(),
                     after_s,
                 )
                 self.manager.forget_peer(tier, peer)
