@@ -19,10 +19,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +43,8 @@ from memrepl.node.config import load_toml, parse_address, parse_peer
 ORDER = 70
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+#: How often ``--status-file`` is rewritten.
+STATUS_EVERY_S = 2.0
 
 
 def peer_arg(text: str) -> tuple[str, tuple[str, int]]:
@@ -115,6 +119,13 @@ def add_parsers(subparsers: Subparsers) -> None:
     parser.add_argument(
         "--port-file", type=Path, metavar="PATH", help="write the bound port here once listening"
     )
+    parser.add_argument(
+        "--status-file",
+        type=Path,
+        metavar="PATH",
+        help=f"keep per peer and tier the last success and last error here, as JSON (rewritten "
+        f"every {STATUS_EVERY_S:g} s and at exit)",
+    )
     add_mesh_options(parser)
     timing = parser.add_argument_group("replication (seconds)")
     timing.add_argument("--sync-interval", type=float, metavar="S", help="background round (30)")
@@ -159,6 +170,7 @@ _FLAG_KEYS = (
     "listen",
     "key_file",
     "port_file",
+    "status_file",
     "tls_cert",
     "tls_key",
     "tls_ca",
@@ -206,11 +218,39 @@ def build_config(args: argparse.Namespace) -> NodeConfig:
     return config
 
 
-def write_port_file(path: Path, port: int) -> None:
-    """Write ``port`` to ``path`` atomically (a temporary file renamed over it)."""
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (a temporary file renamed over it)."""
     temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(f"{port}\n")
+    temporary.write_text(text)
     os.replace(temporary, path)
+
+
+def status_document(node: Node) -> dict[str, Any]:
+    """What ``--status-file`` holds: per peer and tier, the last outcome (stamps in ns)."""
+    return {
+        "node_id": node.node_id,
+        "written_at_ns": time.time_ns(),
+        "peers": [
+            {
+                "peer_id": s.peer_id,
+                "tier": s.tier.name.lower(),
+                "connected": s.connected,
+                "last_attempt_ns": s.last_attempt_ns,
+                "last_success_ns": s.last_success_ns,
+                "last_error": s.last_error,
+                "last_error_ns": s.last_error_ns,
+                "last_status": None if s.last_result is None else s.last_result.status.value,
+            }
+            for s in node.status()
+        ],
+    }
+
+
+async def keep_status_file(node: Node, path: Path) -> None:
+    """Rewrite ``path`` every STATUS_EVERY_S until cancelled."""
+    while True:
+        write_atomically(path, json.dumps(status_document(node), indent=2) + "\n")
+        await asyncio.sleep(STATUS_EVERY_S)
 
 
 def run_serve(args: argparse.Namespace) -> int:
@@ -228,6 +268,7 @@ async def serve(node: Node, config: NodeConfig) -> int:
     loop = asyncio.get_running_loop()
     stopping = asyncio.Event()
     signals = (signal.SIGTERM, signal.SIGINT)
+    status_task: asyncio.Task[None] | None = None
     for number in signals:
         loop.add_signal_handler(number, stopping.set)
     try:
@@ -235,12 +276,21 @@ async def serve(node: Node, config: NodeConfig) -> int:
         try:
             host, port = node.address
             if config.port_file is not None:
-                write_port_file(config.port_file, port)
+                write_atomically(config.port_file, f"{port}\n")
+            if config.status_file is not None:
+                status_task = asyncio.create_task(keep_status_file(node, config.status_file))
             sys.stderr.write(f"memrepl: listening on {host}:{port} as {node.node_id}\n")
             sys.stderr.flush()
             await stopping.wait()
             logging.getLogger(__name__).info("signal received: stopping")
         finally:
+            if status_task is not None:
+                status_task.cancel()
+                await asyncio.gather(status_task, return_exceptions=True)
+                if config.status_file is not None and node.running:
+                    write_atomically(
+                        config.status_file, json.dumps(status_document(node), indent=2) + "\n"
+                    )
             await node.stop()
     finally:
         for number in signals:

@@ -210,7 +210,7 @@ SETTINGS_KEYS: dict[str, str] = {
     "ack_timeout": "ack_timeout_s",
     "stop_timeout": "stop_timeout_s",
 }
-_PATH_KEYS = ("db", "key_file", "port_file", "tls_cert", "tls_key", "tls_ca")
+_PATH_KEYS = ("db", "key_file", "port_file", "status_file", "tls_cert", "tls_key", "tls_ca")
 _TEXT_KEYS = ("node_id", "tls_server_hostname", "log_level")
 _OTHER_KEYS = ("listen", "peers", "mesh", "synchronous")
 KNOWN_KEYS = frozenset((*SETTINGS_KEYS, *_PATH_KEYS, *_TEXT_KEYS, *_OTHER_KEYS))
@@ -226,6 +226,7 @@ class NodeConfig:
     peers: Mapping[str, tuple[str, int]] = field(default_factory=dict)
     key_file: Path | None = None
     port_file: Path | None = None
+    status_file: Path | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
     tls_ca: Path | None = None
@@ -296,6 +297,7 @@ class NodeConfig:
             peers=peers,
             key_file=path("key_file"),
             port_file=path("port_file"),
+            status_file=path("status_file"),
             tls_cert=path("tls_cert"),
             tls_key=path("tls_key"),
             tls_ca=path("tls_ca"),

@@ -182,6 +182,11 @@ class Node:
             return mesh.address
         return self._listen
 
+    @property
+    def running(self) -> bool:
+        """Whether the node is started and not stopped."""
+        return self._state == "running"
+
     def peers(self) -> list[str]:
         """The peers connected now."""
         return self.mesh.peers()

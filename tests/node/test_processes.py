@@ -71,7 +71,8 @@ def conflict_rows(db: Path) -> list[tuple[int, str, int]]:
 
 
 def test_two_nodes_converge_on_every_tier(processes: Processes) -> None:
-    a = processes.node("a", *FAST)
+    status_file = processes.directory / "a-status.json"
+    a = processes.node("a", *FAST, "--status-file", str(status_file))
     b = processes.node("b", *FAST)
     for node in (a, b):
         write_shared(node.db, node.node_id)
@@ -93,8 +94,19 @@ def test_two_nodes_converge_on_every_tier(processes: Processes) -> None:
     for db in (a.db, b.db):
         found = rows(db, "SELECT content FROM episodic_items WHERE item_id = 'shared-1'")
         assert json.loads(found[0][0]) == {"field-a": "a", "field-b": "b"}
+
+    def status_shows_b() -> bool:
+        if not status_file.exists():
+            return False
+        peers = json.loads(status_file.read_text())["peers"]
+        return sorted(p["tier"] for p in peers if p["peer_id"] == "b" and p["last_success_ns"]) == [
+            "episodic", "semantic", "working"
+        ]  # fmt: skip
+
+    processes.wait(status_shows_b, 10, "a's status file shows its rounds with b")
     assert (a.stop(), b.stop()) == (0, 0)
     assert "listening on 127.0.0.1:" in a.log_text()
+    assert json.loads(status_file.read_text())["node_id"] == "a"
 
 
 def test_three_nodes_converge_on_every_tier(processes: Processes) -> None:
