@@ -9,8 +9,12 @@ version of every row) in every store.
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import time
 from pathlib import Path
+
+import pytest
 
 import memrepl
 from memrepl.protocol.enums import MemoryTier, SyncPriority
@@ -212,3 +216,30 @@ def test_a_node_below_the_purge_horizon_gets_a_snapshot(processes: Processes) ->
     # The round's result is logged once its last ACK is in, a moment after b holds it all.
     processes.wait(lambda: "as a snapshot" in a.log_text(), 5, "a logs the snapshot it sent")
     assert (a.stop(), b.stop()) == (0, 0)
+
+
+def test_two_nodes_over_mutual_tls(processes: Processes) -> None:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    cert, key = processes.directory / "cert.pem", processes.directory / "key.pem"
+    subprocess.run(
+        [
+            openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
+            "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )  # fmt: skip
+    tls = ("--tls-cert", str(cert), "--tls-key", str(key), "--tls-ca", str(cert))
+    a = processes.node("a", *FAST, *tls).start()
+    b = processes.node("b", *FAST, *tls).start("--peer", a.address)
+    write_mix(a.db, "a", "a")
+    processes.wait(converged([a.db, b.db]), 20, "a and b converge over TLS")
+    # Without TLS, b cannot even get through the handshake.
+    c = processes.node("c", *FAST).start("--peer", a.address)
+    time.sleep(1.0)
+    assert count(c.db, MemoryTier.EPISODIC) == 0
+    assert [node.stop() for node in (a, b, c)] == [0, 0, 0]
