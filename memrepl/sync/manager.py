@@ -22,7 +22,6 @@ import logging
 import time
 import uuid
 from collections.abc import Coroutine
-from dataclasses import dataclass
 from typing import Any
 
 from memrepl.errors import (
@@ -38,12 +37,13 @@ from memrepl.protocol.batch import MemorySyncBatch
 from memrepl.protocol.enums import MemoryTier, MessageTypes, SyncFlags, SyncOperation
 from memrepl.protocol.item import MemorySyncItem
 from memrepl.protocol.limits import MAX_BATCH_ITEMS
-from memrepl.storage.store import Store
 from memrepl.storage.tiers import Tier
 from memrepl.sync import tombstones, vectors
 from memrepl.sync.batches import apply_batch, decode_batch, is_replicate_request, read_delta
 from memrepl.sync.messages import Ack, Nack
 from memrepl.sync.results import SyncResult, SyncStatus
+from memrepl.sync.rounds import SyncRound
+from memrepl.sync.snapshots import forget_missing
 from memrepl.sync.transport import Mesh
 
 log = logging.getLogger(__name__)
@@ -55,16 +55,6 @@ DEFAULT_TOMBSTONE_GRACE_S = 24 * 3600.0
 
 #: The item id of a REPLICATE request (the request names a tier, not an item).
 REPLICATE_ITEM_ID = "*"
-
-
-@dataclass(frozen=True, slots=True)
-class _Registered:
-    tier: MemoryTier
-    memory: Tier
-
-    @property
-    def store(self) -> Store:
-        return self.memory.store
 
 
 class MemorySyncManager:
@@ -96,10 +86,12 @@ class MemorySyncManager:
         self.ack_timeout_s = ack_timeout_s
         self.tombstone_grace_ns = int(tombstone_grace_s * 1e9)
         self.compress_threshold = compress_threshold
-        self._tiers: dict[MemoryTier, _Registered] = {}
+        self._tiers: dict[MemoryTier, Tier] = {}
         self._waiting: dict[str, asyncio.Future[Ack | Nack]] = {}
         self._locks: dict[tuple[str, MemoryTier], asyncio.Lock] = {}
         self._background: set[asyncio.Task[SyncResult]] = set()
+        # Ids received so far in each snapshot in progress, by (tier, sender, snapshot id).
+        self._snapshot_ids: dict[tuple[MemoryTier, str, str], set[str]] = {}
         if mesh is not None:
             if mesh.node_id != node_id:
                 raise NodeIdMismatchError(
@@ -127,9 +119,9 @@ class MemorySyncManager:
                 stored=memory.node_id,
                 requested=self.node_id,
             )
-        self._tiers[tier] = _Registered(tier, memory)
+        self._tiers[tier] = memory
 
-    def _registered(self, tier: MemoryTier | int) -> _Registered:
+    def _registered(self, tier: MemoryTier | int) -> Tier:
         tier = _tier(tier)
         try:
             return self._tiers[tier]
@@ -187,7 +179,7 @@ class MemorySyncManager:
                 since_timestamp = 0 if snapshot else vector.get(target_node, 0)
             delta = read_delta(
                 conn,
-                reg.memory.spec,
+                reg.spec,
                 since_timestamp,
                 max_items=self.max_batch_items,
                 exclude_peer=None if snapshot else target_node,
@@ -206,7 +198,8 @@ class MemorySyncManager:
             cursor=delta.cursor,
         )
 
-    def _probe_batch(self, tier: MemoryTier, target: str, *, replicate: bool) -> MemorySyncBatch:
+    def probe_batch(self, tier: MemoryTier, target: str, *, replicate: bool) -> MemorySyncBatch:
+        """An empty batch whose ACK reports the peer's inbound cursor (or a REPLICATE request)."""
         items = []
         if replicate:
             items.append(
@@ -254,10 +247,29 @@ class MemorySyncManager:
                 f"batch {batch.batch_id!r} is a REPLICATE request, not data",
                 code="unexpected-replicate",
             )
+        mark = batch.snapshot
+        key = (reg.tier, batch.source_node, mark.snapshot_id if mark else "")
         store = reg.store
         with store.write() as conn, store.stamping(conn) as clock:
             remote = decode_batch(batch, clock)
-            applied = apply_batch(conn, reg.memory.spec, clock, batch, remote)
+            applied = apply_batch(conn, reg.spec, clock, batch, remote)
+            if mark is not None and mark.final:
+                present = self._snapshot_ids.get(key)
+                if present is None:
+                    log.warning(
+                        "snapshot %s from %s ended without its start here (restarted?): "
+                        "nothing forgotten",
+                        mark.snapshot_id,
+                        batch.source_node,
+                    )
+                else:
+                    present.update(item.item_id for item in batch.items)
+                    forget_missing(conn, reg.spec, batch.source_node, present)
+        # Only a committed batch counts towards its snapshot.
+        if mark is not None and mark.final:
+            self._snapshot_ids.pop(key, None)
+        elif mark is not None:
+            self._snapshot_ids.setdefault(key, set()).update(item.item_id for item in batch.items)
         return applied.applied, applied.conflicts, applied.cursor
 
     def handle_sync(self, data: bytes, peer_id: str) -> None:
@@ -329,7 +341,7 @@ class MemorySyncManager:
         reg = self._registered(tier)
         lock = self._locks.setdefault((peer_id, reg.tier), asyncio.Lock())
         async with lock:
-            return await _SyncRound(self, reg, peer_id, snapshot).run()
+            return await SyncRound(self, reg, peer_id, snapshot).run()
 
     async def request_replicate(self, peer_id: str, tier: MemoryTier | int) -> SyncResult:
         """Ask ``peer_id`` to send this node its whole ``tier`` (bootstrap or repair).
@@ -338,10 +350,10 @@ class MemorySyncManager:
         batches, applied as they come.
         """
         reg = self._registered(tier)
-        answer = await self._exchange(peer_id, self._probe_batch(reg.tier, peer_id, replicate=True))
-        return _status_result(peer_id, reg.tier, answer)
+        answer = await self.exchange(peer_id, self.probe_batch(reg.tier, peer_id, replicate=True))
+        return status_result(peer_id, reg.tier, answer)
 
-    async def _exchange(self, peer_id: str, batch: MemorySyncBatch) -> Ack | Nack | SyncStatus:
+    async def exchange(self, peer_id: str, batch: MemorySyncBatch) -> Ack | Nack | SyncStatus:
         """Send one batch and wait for its answer (or a status saying why there is none)."""
         if self.mesh is None:
             raise PeerUnavailableError("sync_with_peer needs a mesh", peer_id=peer_id)
@@ -384,84 +396,12 @@ class MemorySyncManager:
         for reg in chosen:
             with reg.store.write() as conn:
                 purged += tombstones.purge(
-                    conn, reg.memory.spec, grace_ns=self.tombstone_grace_ns, now_ns=time.time_ns()
+                    conn, reg.spec, grace_ns=self.tombstone_grace_ns, now_ns=time.time_ns()
                 )
         return purged
 
 
-class _SyncRound:
-    """One ``sync_with_peer`` call: the probe, then batches until the peer is caught up."""
-
-    def __init__(
-        self, manager: MemorySyncManager, reg: _Registered, peer_id: str, snapshot: bool
-    ) -> None:
-        self.manager = manager
-        self.reg = reg
-        self.peer_id = peer_id
-        self.snapshot = snapshot
-        self.batches = self.items = self.applied = self.conflicts = 0
-
-    def result(self, status: SyncStatus, cursor: int, error: str | None = None) -> SyncResult:
-        return SyncResult(
-            peer_id=self.peer_id,
-            tier=self.reg.tier,
-            status=status,
-            batches=self.batches,
-            items=self.items,
-            applied=self.applied,
-            conflicts=self.conflicts,
-            cursor=cursor,
-            snapshot=self.snapshot,
-            error=error,
-        )
-
-    async def run(self) -> SyncResult:
-        manager, tier = self.manager, self.reg.tier
-        answer = await manager._exchange(
-            self.peer_id, manager._probe_batch(tier, self.peer_id, replicate=False)
-        )
-        if not isinstance(answer, Ack):
-            return _status_result(self.peer_id, tier, answer)
-        # The receiver's durable inbound cursor is the truth about what it holds: resume there,
-        # even below our own record (it may have lost data) -- never skip past it.
-        cursor = answer.cursor
-        with self.reg.store.write() as conn:
-            vectors.set_acked_cursor(conn, tier, self.peer_id, cursor, time.time_ns())
-        if not self.snapshot and cursor < self._horizon():
-            self.snapshot = True
-        since = 0 if self.snapshot else cursor
-        while True:
-            batch = manager.create_delta_batch(
-                tier, self.peer_id, since_timestamp=since, snapshot=self.snapshot
-            )
-            assert batch.cursor is not None
-            if not batch.items and batch.cursor <= since:
-                status = SyncStatus.SYNCED if self.batches else SyncStatus.UP_TO_DATE
-                return self.result(status, cursor)
-            answer = await manager._exchange(self.peer_id, batch)
-            if isinstance(answer, Nack):
-                return self.result(SyncStatus.REJECTED, cursor, f"{answer.code}: {answer.reason}")
-            if not isinstance(answer, Ack):
-                return self.result(answer, cursor, f"no answer for batch {batch.batch_id}")
-            self.batches += 1
-            self.items += len(batch.items)
-            self.applied += answer.applied
-            self.conflicts += answer.conflicts
-            # The batch is acknowledged: its cursor is now safe to record.
-            since = batch.cursor
-            cursor = max(cursor, batch.cursor)
-            self._record_ack(cursor)
-
-    def _record_ack(self, cursor: int) -> None:
-        with self.reg.store.write() as conn:
-            vectors.advance_acked_cursor(conn, self.reg.tier, self.peer_id, cursor, time.time_ns())
-
-    def _horizon(self) -> int:
-        with self.reg.store.read() as conn:
-            return tombstones.purged_through(conn, self.reg.tier)
-
-
-def _status_result(peer_id: str, tier: MemoryTier, answer: Ack | Nack | SyncStatus) -> SyncResult:
+def status_result(peer_id: str, tier: MemoryTier, answer: Ack | Nack | SyncStatus) -> SyncResult:
     if isinstance(answer, Ack):
         return SyncResult(peer_id, tier, SyncStatus.SYNCED, cursor=answer.cursor)
     if isinstance(answer, Nack):
