@@ -118,6 +118,9 @@ def apply_local_write(
         return ItemState({}, version, True, {}, context)
     if operation == SyncOperation.MERGE:
         fields = dict(content or {})
+        if not fields:
+            # A write must leave a trace in the state's version, or LWW could not rank it.
+            raise ItemError("MERGE needs at least one field")
         merged_content = {**base.content, **fields}
         clocks = {**base.field_clocks, **dict.fromkeys(fields, version)}
         return ItemState(merged_content, base.whole, base.whole_deleted, clocks, context)

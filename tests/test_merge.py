@@ -69,7 +69,11 @@ def run_history(
             _, node, op, content, bump = step
             assert isinstance(node, int) and isinstance(bump, int)
             replica = replicas[node % nodes]
-            version = Version(replica.state.version.timestamp_ns + 1 + bump, f"n{node % nodes}")
+            if op == SyncOperation.MERGE and not content:
+                continue  # refused: a MERGE needs a field
+            # As the HLC does: above every stamp this replica has seen.
+            seen = max([replica.state.version.timestamp_ns, *replica.state.context.values()])
+            version = Version(seen + 1 + bump, f"n{node % nodes}")
             replica.state = apply_local_write(
                 replica.state,
                 op,  # type: ignore[arg-type]
@@ -117,6 +121,7 @@ def test_merge_is_commutative_associative_and_idempotent(
     history: tuple[int, list[tuple[object, ...]]], rnd: random.Random
 ) -> None:
     _, states = run_history(*history, check=False)
+    states.append(EMPTY_STATE)
     picks = [rnd.choice(states) for _ in range(3)]
     a, b, c = picks
     assert merge_states(a, b) == merge_states(b, a)
@@ -191,6 +196,8 @@ def test_an_old_copy_of_an_overwritten_item_is_superseded_not_a_conflict() -> No
     assert verdict.rule is None
 
 
-def test_replicate_is_not_a_write() -> None:
+def test_replicate_and_an_empty_merge_are_not_writes() -> None:
     with pytest.raises(ItemError):
         apply_local_write(None, SyncOperation.REPLICATE, {}, Version(1, "x"))
+    with pytest.raises(ItemError):
+        apply_local_write(None, SyncOperation.MERGE, {}, Version(1, "x"))
