@@ -29,6 +29,7 @@ from memrepl.storage.items import RemoteItem, apply_remote_states, max_modified_
 from memrepl.storage.records import StoredItem, encode_content
 from memrepl.storage.schema import TierSpec
 from memrepl.sync.conflicts import DetectedConflict, record_conflicts
+from memrepl.sync.tombstones import purged_through
 from memrepl.sync.vectors import advance_applied_cursor, applied_cursor
 from memrepl.sync.wire import item_from_state, state_from_item
 
@@ -57,8 +58,9 @@ def read_delta(
         rows = rows[:max_items]
         cursor = rows[-1].modified_at
     else:
-        # Everything up to the tier's latest change is covered, echo rows included.
-        cursor = max(since, max_modified_at(conn, spec))
+        # Everything up to the tier's latest change is covered, echo rows included -- and the
+        # collected tombstones too, which may have been the latest changes.
+        cursor = max(since, max_modified_at(conn, spec), purged_through(conn, spec.tier))
     return Delta([to_wire(spec.tier, row) for row in rows], cursor)
 
 

@@ -89,7 +89,7 @@ class MemorySyncManager:
         self._tiers: dict[MemoryTier, Tier] = {}
         self._waiting: dict[str, asyncio.Future[Ack | Nack]] = {}
         self._locks: dict[tuple[str, MemoryTier], asyncio.Lock] = {}
-        self._background: set[asyncio.Task[SyncResult]] = set()
+        self._background: set[asyncio.Task[None]] = set()
         # Ids received so far in each snapshot in progress, by (tier, sender, snapshot id).
         self._snapshot_ids: dict[tuple[MemoryTier, str, str], set[str]] = {}
         if mesh is not None:
@@ -164,13 +164,15 @@ class MemorySyncManager:
         since_timestamp: int | None = None,
         *,
         snapshot: bool = False,
+        include_echoes: bool = False,
     ) -> MemorySyncBatch:
         """The next batch of changes for ``target_node`` after ``since_timestamp``.
 
         ``since_timestamp`` defaults to the target's sync vector entry. At most
         ``max_batch_items`` items, in ``modified_at`` order; the batch's ``cursor`` is the
         highest local change it covers. ``snapshot=True`` reads the tier's whole state
-        (REPLICATE) from ``since_timestamp`` (default 0), echoes included.
+        (REPLICATE) from ``since_timestamp`` (default 0), echoes included;
+        ``include_echoes=True`` keeps the items that came from the target (a peer that lost data).
         """
         reg = self._registered(tier)
         with reg.store.read() as conn:
@@ -182,7 +184,7 @@ class MemorySyncManager:
                 reg.spec,
                 since_timestamp,
                 max_items=self.max_batch_items,
-                exclude_peer=None if snapshot else target_node,
+                exclude_peer=None if snapshot or include_echoes else target_node,
             )
         flags = (
             SyncFlags.REQUIRES_ACK if snapshot else SyncFlags.DELTA_ONLY | SyncFlags.REQUIRES_ACK
@@ -272,8 +274,12 @@ class MemorySyncManager:
             self._snapshot_ids.setdefault(key, set()).update(item.item_id for item in batch.items)
         return applied.applied, applied.conflicts, applied.cursor
 
-    def handle_sync(self, data: bytes, peer_id: str) -> None:
-        """The seed's ``handle_sync``: unpack, apply, answer ACK or NACK through the mesh."""
+    def handle_sync(self, data: bytes, peer_id: str) -> asyncio.Task[None] | None:
+        """The seed's ``handle_sync``: unpack, apply, answer ACK or NACK through the mesh.
+
+        For a REPLICATE request it returns the task that sends the snapshot, so a mesh (or a
+        test) can wait for it; otherwise None.
+        """
         batch_id = ""
         try:
             batch = MemorySyncBatch.unpack(data)
@@ -286,17 +292,28 @@ class MemorySyncManager:
             if is_replicate_request(batch):
                 self._registered(batch.tier)
                 self._reply(peer_id, MessageTypes.ACK, Ack(batch_id, batch.tier, 0, 0, 0).encode())
-                self._start_background(self.sync_with_peer(peer_id, batch.tier, snapshot=True))
-                return
+                return self._start_background(self._answer_replicate(peer_id, batch.tier))
             applied, conflicts, cursor = self._apply(batch)
         except MemreplError as exc:
             log.warning("refused batch %r from %s: %s", batch_id, peer_id, exc)
             self._reply(
                 peer_id, MessageTypes.NACK, Nack(batch_id, error_code(exc), str(exc)).encode()
             )
-            return
+            return None
         ack = Ack(batch_id, int(batch.tier), cursor, applied, conflicts)
         self._reply(peer_id, MessageTypes.ACK, ack.encode())
+        return None
+
+    async def _answer_replicate(self, peer_id: str, tier: MemoryTier) -> None:
+        result = await self.sync_with_peer(peer_id, tier, snapshot=True)
+        if not result.ok:
+            log.warning(
+                "snapshot of %s for %s ended %s: %s",
+                tier.name,
+                peer_id,
+                result.status,
+                result.error,
+            )
 
     def _reply(self, peer_id: str, msg_type: MessageTypes, data: bytes) -> None:
         if self.mesh is None:
@@ -373,15 +390,21 @@ class MemorySyncManager:
         finally:
             self._waiting.pop(batch.batch_id, None)
 
-    def _start_background(self, coroutine: Coroutine[Any, Any, SyncResult]) -> None:
+    def _start_background(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
         try:
             task = asyncio.get_running_loop().create_task(coroutine)
         except RuntimeError:
             coroutine.close()
             log.warning("a REPLICATE request needs a running event loop to answer it")
-            return
+            return None
         self._background.add(task)
         task.add_done_callback(self._background.discard)
+        return task
+
+    async def drain(self) -> None:
+        """Wait for the snapshots this manager is sending in answer to REPLICATE requests."""
+        while self._background:
+            await asyncio.gather(*list(self._background), return_exceptions=True)
 
     # -- tombstones -------------------------------------------------------------------------
 

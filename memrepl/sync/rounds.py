@@ -36,6 +36,7 @@ class SyncRound:
         self.tier = memory.tier
         self.peer_id = peer_id
         self.snapshot = snapshot
+        self.echoes = False
         self.batches = self.items = self.applied = self.conflicts = 0
 
     def result(self, status: SyncStatus, cursor: int, error: str | None = None) -> SyncResult:
@@ -65,9 +66,14 @@ class SyncRound:
         # even below our own record (it may have lost data) -- never skip past it.
         cursor = answer.cursor
         with self.memory.store.write() as conn:
+            acked_before = vectors.acked_cursors(conn, self.tier).get(self.peer_id, 0)
             vectors.set_acked_cursor(conn, self.tier, self.peer_id, cursor, time.time_ns())
+        # Below the purge horizon a delta can no longer carry every delete: send a snapshot.
         if not self.snapshot and cursor < self._horizon():
             self.snapshot = True
+        # Below what it acknowledged before, the peer may have lost data, including what it once
+        # sent us: resend from its cursor without holding back its own items (the echo filter).
+        self.echoes = cursor < acked_before
         mark = SnapshotMark(uuid.uuid4().hex[:16]) if self.snapshot else None
         since = 0 if self.snapshot else cursor
         if mark is not None:
@@ -79,7 +85,11 @@ class SyncRound:
                 return self.result(error[0], cursor, error[1])
         while True:
             batch = manager.create_delta_batch(
-                self.tier, self.peer_id, since_timestamp=since, snapshot=self.snapshot
+                self.tier,
+                self.peer_id,
+                since_timestamp=since,
+                snapshot=self.snapshot,
+                include_echoes=self.echoes,
             )
             assert batch.cursor is not None
             reached = batch.cursor

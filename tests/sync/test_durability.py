@@ -14,8 +14,6 @@ import sqlite3
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pytest
-
 from memrepl.protocol.enums import MemoryTier
 from memrepl.storage.items import LocalWrite
 from memrepl.storage.store import Store
@@ -180,12 +178,6 @@ async def test_receiver_that_lost_its_database_gets_the_senders_items_again(
     await resync_lost_receiver(cluster, cursors)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: after a receiver lost its database, the sender's delta still leaves out the "
-    "rows it received from that receiver (received_from = peer: the no-echo filter), so the "
-    "receiver never gets back its own writes, nor items whose latest state came from it",
-)
 async def test_receiver_that_lost_its_database_gets_everything_again(cluster: Cluster) -> None:
     a = cluster.add("a")
     cluster.add("b")

@@ -197,12 +197,6 @@ async def test_replicate_bootstraps_an_empty_node(cluster: Cluster) -> None:
     await after_replicate(cluster, tier)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: LocalMesh.settle() returns while the peer's background REPLICATE answer is "
-    "still running (it only tracks handler tasks, not the manager's background sync task, "
-    "and the queue is empty between an ACK and the next batch)",
-)
 async def test_replicate_then_settle_bootstraps_an_empty_node(cluster: Cluster) -> None:
     tier = MemoryTier.EPISODIC
     await replicate_setup(cluster, tier)
@@ -276,12 +270,6 @@ async def test_new_peer_below_the_purge_horizon_gets_a_snapshot(cluster: Cluster
     assert items(cluster.stores["d"], tier) == items(cluster.stores["a"], tier)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: a snapshot's cursor is the tier's max(modified_at), which is below the purge "
-    "horizon when the purged tombstones were the latest changes; the peer's cursor stays below "
-    "the horizon, so every later sync is a full snapshot again until a new local write",
-)
 async def test_snapshot_brings_the_peer_above_the_purge_horizon(cluster: Cluster) -> None:
     tier = MemoryTier.EPISODIC
     await purged_cluster(cluster, tier)
