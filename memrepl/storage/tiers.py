@@ -26,12 +26,13 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from sqlalchemy.engine import Connection
 
 from memrepl.protocol.enums import MemoryTier, SyncPriority
+from memrepl.storage import working
 from memrepl.storage.items import LocalWrite, modified_since, read_item, write_local
 from memrepl.storage.node import ClockSettings, stamping
 from memrepl.storage.records import Record, StoredItem
@@ -242,10 +243,98 @@ class AsyncTier(_TierBase):
             return await conn.run_sync(_write_op, self._ctx, list(writes))
 
 
+def _working_spec(store: StoreBase) -> TierSpec:
+    hook = working.eviction_hook(store.working_capacity, store.clock_settings.wall)
+    return replace(WORKING, on_change=hook)
+
+
+def _working_get_op(conn: Connection, ctx: TierContext, item_id: str) -> Record | None:
+    item = working.read_live(conn, ctx.spec, item_id, ctx.clock.wall())
+    return None if item is None else item.to_record(copy=False)
+
+
 class WorkingMemory(Tier):
-    """L1: small and hot (capacity, eviction and TTL: local, never replicated)."""
+    """L1: small and hot. Capacity (``Store.working_capacity``), eviction of the lowest-scored
+    unpinned items, pinning and TTL: all local, never replicated (:mod:`~.working`)."""
 
     default_spec = WORKING
+
+    @classmethod
+    def _spec_for(cls, store: StoreBase) -> TierSpec:
+        return _working_spec(store)
+
+    def _local(self, write: LocalWrite, pinned: bool | None, ttl_s: float | None) -> LocalWrite:
+        local: dict[str, Any] = {}
+        if pinned is not None:
+            local["pinned"] = bool(pinned)
+        if ttl_s is not None:
+            local["expires_at_ns"] = working.ttl_expiry(ttl_s, self._ctx.clock.wall())
+        return replace(write, local=local) if local else write
+
+    def get_by_id(self, item_id: str) -> Record | None:
+        """The live, unexpired item ``item_id`` (None otherwise); counts an access."""
+        with self._store.write() as conn:
+            return _working_get_op(conn, self._ctx, item_id)
+
+    def add(
+        self,
+        item_id: str,
+        content: Mapping[str, Any],
+        *,
+        priority: SyncPriority = _NORMAL,
+        pinned: bool | None = None,
+        ttl_s: float | None = None,
+    ) -> Record:
+        """:meth:`Tier.add`, optionally pinning the item or giving it a TTL in seconds (local)."""
+        write = self._local(LocalWrite.add(item_id, content, priority), pinned, ttl_s)
+        return self.write_many([write])[0]
+
+    def update(
+        self,
+        item_id: str,
+        content: Mapping[str, Any],
+        *,
+        priority: SyncPriority = _NORMAL,
+        pinned: bool | None = None,
+        ttl_s: float | None = None,
+    ) -> Record:
+        """:meth:`Tier.update`, optionally (un)pinning or setting a TTL (local)."""
+        write = self._local(LocalWrite.update(item_id, content, priority), pinned, ttl_s)
+        return self.write_many([write])[0]
+
+    def merge(
+        self,
+        item_id: str,
+        content: Mapping[str, Any],
+        *,
+        priority: SyncPriority = _NORMAL,
+        pinned: bool | None = None,
+        ttl_s: float | None = None,
+    ) -> Record:
+        """:meth:`Tier.merge`, optionally (un)pinning or setting a TTL (local)."""
+        write = self._local(LocalWrite.merge(item_id, content, priority), pinned, ttl_s)
+        return self.write_many([write])[0]
+
+    def pin(self, item_id: str) -> None:
+        """Never evict ``item_id`` (local; ItemNotFoundError if it is not live)."""
+        with self._store.write() as conn:
+            working.set_local(conn, self.spec, item_id, pinned=True)
+
+    def unpin(self, item_id: str) -> None:
+        """Make ``item_id`` evictable again (local; ItemNotFoundError if it is not live)."""
+        with self._store.write() as conn:
+            working.set_local(conn, self.spec, item_id, pinned=False)
+
+    def set_ttl(self, item_id: str, ttl_s: float | None) -> None:
+        """Expire ``item_id`` ``ttl_s`` seconds from now, or never (None). Local."""
+        expires = working.ttl_expiry(ttl_s, self._ctx.clock.wall())
+        with self._store.write() as conn:
+            working.set_local(conn, self.spec, item_id, expires_at_ns=expires)
+
+    def expire(self) -> list[str]:
+        """Forget the expired (and replicated) items now; their ids. Local, no tombstones."""
+        with self._store.write() as conn:
+            return working.expire(conn, self.spec, self._ctx.clock.wall())
 
 
 class EpisodicMemory(Tier):
@@ -261,9 +350,19 @@ class SemanticMemory(Tier):
 
 
 class AsyncWorkingMemory(AsyncTier):
-    """The asyncio twin of :class:`WorkingMemory`."""
+    """The asyncio twin of :class:`WorkingMemory` (capacity, eviction and expiry-aware reads;
+    ``pinned``/``ttl_s`` through ``write_many`` with ``LocalWrite.local``)."""
 
     default_spec = WORKING
+
+    @classmethod
+    def _spec_for(cls, store: StoreBase) -> TierSpec:
+        return _working_spec(store)
+
+    async def get_by_id(self, item_id: str) -> Record | None:
+        """See :meth:`WorkingMemory.get_by_id`."""
+        async with self._store.write() as conn:
+            return await conn.run_sync(_working_get_op, self._ctx, item_id)
 
 
 class AsyncEpisodicMemory(AsyncTier):

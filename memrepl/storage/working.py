@@ -1,0 +1,197 @@
+"""Working memory (L1): capacity, eviction, pinning and TTL -- all local, none of it replicated.
+
+What this module owns (ARCHITECTURE.md, "The tiers"): the working tier's in-transaction hook
+(:func:`eviction_hook`, bound by ``WorkingMemory._spec_for`` to ``Store.working_capacity``),
+the expiry-aware read (:func:`read_live`), and the local-column edits (:func:`set_local`).
+
+The rule that keeps it right: **eviction and expiry are local forgetting**
+(:func:`memrepl.storage.items.forget_items`): the row is removed without a tombstone, so nothing
+replicates and peers keep their copy. And **nothing is forgotten before it has replicated**: a row
+whose ``modified_at`` is above the lowest acknowledged cursor of the tier's known peers (rows of
+``sync_vectors`` for tier 1) is never evicted or expired, because the only copy of that change
+is here. With no known peer every row may be forgotten. So the capacity is *soft* while peers
+lag: a tier can hold more than ``capacity`` live rows until they acknowledge, and the next write
+after that evicts the excess.
+
+Eviction. When a write (local, or an applied batch) leaves more than ``capacity`` live rows, the
+hook forgets the excess, lowest score first, among live rows that are not pinned and are
+replicated. The score, in [0, 1]::
+
+    score = 0.4 * priority / 4                      # SyncPriority: 0 BACKGROUND .. 4 URGENT
+          + 0.3 * min(access_count, 10) / 10        # local reads (get_by_id)
+          + 0.3 * H / (H + age)                     # recency, 1 now, 0.5 after H
+    age = max(0, now - max(last_accessed_ns, modified_at))    H = RECENCY_HALF_LIFE_NS
+
+computed in SQL from the stored stamps (``modified_at`` is an HLC stamp, within the clock's skew
+of wall time); ties go to the older ``modified_at``. Pinned rows count towards the capacity but are
+never evicted.
+
+TTL. ``expires_at_ns`` (set from ``ttl_s`` on a write or by :func:`set_local`) is local: a read
+treats an expired item as absent, :func:`expire` forgets expired rows (the hook also runs it on
+every write), under the same replication rule; pinning does not protect from an explicit TTL.
+Forgetting is not deleting: a peer that later sends a newer state of a forgotten item brings it
+back, as a new row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+
+from sqlalchemy import and_, case, func, literal, select, update
+from sqlalchemy.engine import Connection
+
+from memrepl.errors import ItemError, ItemNotFoundError
+from memrepl.storage.items import check_item_id, forget_items, load_items, record_access
+from memrepl.storage.records import StoredItem
+from memrepl.storage.schema import WORKING, ChangeHook, TierSpec, sync_vectors, working_items
+
+#: Age at which an item's recency term halves (one hour).
+RECENCY_HALF_LIFE_NS = 3_600 * 1_000_000_000
+#: Weights of the eviction score's terms (see the module docstring).
+PRIORITY_WEIGHT = 0.4
+ACCESS_WEIGHT = 0.3
+RECENCY_WEIGHT = 0.3
+#: Reads beyond this many add nothing to the score.
+ACCESS_SATURATION = 10
+_MAX_PRIORITY = 4
+
+_NS_PER_S = 1_000_000_000
+
+
+def ttl_expiry(ttl_s: float | None, now_ns: int) -> int | None:
+    """``expires_at_ns`` for a TTL of ``ttl_s`` seconds from ``now_ns`` (None: no TTL).
+
+    Raises :class:`~memrepl.errors.ItemError` for a TTL that is not a positive number.
+    """
+    if ttl_s is None:
+        return None
+    if isinstance(ttl_s, bool) or not isinstance(ttl_s, int | float) or not ttl_s > 0:
+        raise ItemError(f"ttl_s must be a positive number of seconds, not {ttl_s!r}")
+    return now_ns + int(ttl_s * _NS_PER_S)
+
+
+def replicated_through(conn: Connection, spec: TierSpec) -> int | None:
+    """The lowest acknowledged cursor of the tier's known peers; None when no peer is known
+    (then every row counts as replicated)."""
+    value = conn.execute(
+        select(func.min(sync_vectors.c.acked_cursor)).where(sync_vectors.c.tier == int(spec.tier))
+    ).scalar_one()
+    return None if value is None else int(value)
+
+
+def _forgettable(spec: TierSpec, safe_through: int | None) -> list[object]:
+    table = spec.table
+    conditions: list[object] = [table.c.deleted.is_(False)]
+    if safe_through is not None:
+        conditions.append(table.c.modified_at <= safe_through)
+    return conditions
+
+
+def expire(conn: Connection, spec: TierSpec, now_ns: int) -> list[str]:
+    """Forget the live rows whose ``expires_at_ns`` is at or before ``now_ns`` (and that have
+    replicated); their ids. An index range scan on ``expires_at_ns``."""
+    table = spec.table
+    conditions = _forgettable(spec, replicated_through(conn, spec))
+    ids = list(
+        conn.execute(
+            select(table.c.item_id).where(table.c.expires_at_ns <= now_ns, *conditions)  # type: ignore[arg-type]
+        ).scalars()
+    )
+    forget_items(conn, spec, ids)
+    return ids
+
+
+def score_expression(now_ns: int) -> object:
+    """The eviction score of a ``working_items`` row, as SQL (see the module docstring)."""
+    table = working_items
+    last = func.max(func.coalesce(table.c.last_accessed_ns, 0), table.c.modified_at)
+    age = case((last >= now_ns, 0), else_=literal(now_ns) - last)
+    half_life = float(RECENCY_HALF_LIFE_NS)
+    accesses = func.min(table.c.access_count, ACCESS_SATURATION)
+    return (
+        PRIORITY_WEIGHT * table.c.priority / float(_MAX_PRIORITY)
+        + ACCESS_WEIGHT * accesses / float(ACCESS_SATURATION)
+        + RECENCY_WEIGHT * half_life / (half_life + age)
+    )
+
+
+def evict(conn: Connection, spec: TierSpec, capacity: int, now_ns: int) -> list[str]:
+    """Forget the lowest-scored, unpinned, replicated live rows beyond ``capacity``; their ids
+    (lowest score first). Fewer than the excess when the rest are pinned or unreplicated."""
+    table = spec.table
+    live = conn.execute(
+        select(func.count()).select_from(table).where(table.c.deleted.is_(False))
+    ).scalar_one()
+    excess = int(live) - capacity
+    if excess <= 0:
+        return []
+    conditions = _forgettable(spec, replicated_through(conn, spec))
+    score = score_expression(now_ns)
+    ids = list(
+        conn.execute(
+            select(table.c.item_id)
+            .where(and_(table.c.pinned.is_(False), *conditions))  # type: ignore[arg-type]
+            .order_by(score, table.c.modified_at, table.c.item_id)  # type: ignore[arg-type]
+            .limit(excess)
+        ).scalars()
+    )
+    forget_items(conn, spec, ids)
+    return ids
+
+
+def eviction_hook(capacity: int | None, wall: Callable[[], int]) -> ChangeHook:
+    """The working tier's ``on_change``: expire, then evict down to ``capacity`` (None: no
+    capacity, expiry only). Runs inside the write's transaction.
+
+    The common case costs one query: the row count (tombstones included, on the smallest index)
+    and the earliest expiry (an index lookup); expiry and eviction run only when they show work.
+    """
+    table = WORKING.table
+    probe = select(
+        select(func.count()).select_from(table).scalar_subquery(),
+        select(func.min(table.c.expires_at_ns)).scalar_subquery(),
+    )
+
+    def on_change(conn: Connection, changed: Sequence[StoredItem]) -> None:
+        now_ns = wall()
+        rows, earliest = conn.execute(probe).one()
+        # forget_items runs no hook, so forgetting never re-enters this one.
+        if earliest is not None and earliest <= now_ns:
+            expire(conn, WORKING, now_ns)
+        if capacity is not None and rows > capacity and any(not i.deleted for i in changed):
+            evict(conn, WORKING, capacity, now_ns)
+
+    return on_change
+
+
+def is_expired(item: StoredItem, now_ns: int) -> bool:
+    """Whether ``item`` has a TTL that has passed."""
+    expires = item.extras.get("expires_at_ns")
+    return expires is not None and expires <= now_ns
+
+
+def read_live(conn: Connection, spec: TierSpec, item_id: str, now_ns: int) -> StoredItem | None:
+    """The live, unexpired item ``item_id`` with the access recorded; None otherwise (an expired
+    read counts no access)."""
+    item = load_items(conn, spec, [check_item_id(item_id)]).get(item_id)
+    if item is None or item.deleted or is_expired(item, now_ns):
+        return None
+    record_access(conn, spec, item_id, now_ns)
+    return replace(item, access_count=item.access_count + 1, last_accessed_ns=now_ns)
+
+
+def set_local(conn: Connection, spec: TierSpec, item_id: str, **values: object) -> None:
+    """Set local columns (``pinned``, ``expires_at_ns``) of a live item: never ``modified_at``,
+    nothing replicates. :class:`~memrepl.errors.ItemNotFoundError` if it is missing or deleted."""
+    table = spec.table
+    result = conn.execute(
+        update(table)
+        .where(table.c.item_id == check_item_id(item_id), table.c.deleted.is_(False))
+        .values(**values)
+    )
+    if result.rowcount != 1:
+        raise ItemNotFoundError(
+            f"setting {sorted(values)} of working item {item_id!r}: it is missing or deleted",
+            item_id=item_id,
+        )

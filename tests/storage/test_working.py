@@ -1,0 +1,156 @@
+"""Working memory (L1): capacity eviction by score, pinning, the replication rule, TTL -- all
+local forgetting that leaves no tombstone and replicates nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+from memrepl.errors import ItemError, ItemNotFoundError
+from memrepl.protocol.enums import MemoryTier, SyncPriority
+from memrepl.storage import Store
+from memrepl.storage.working import RECENCY_HALF_LIFE_NS
+from memrepl.sync.vectors import advance_acked_cursor
+
+from .conftest import query
+
+S = 1_000_000_000
+
+
+class Wall:
+    """A wall clock the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1_700_000_000 * S
+
+    def __call__(self) -> int:
+        return self.now
+
+
+@pytest.fixture
+def wall() -> Wall:
+    return Wall()
+
+
+def ids(store: Store) -> set[str]:
+    return {r["item_id"] for r in store.working.get_modified_since(0) if not r["deleted"]}
+
+
+def test_evicts_lowest_priority_first(opener: Callable[..., Store], wall: Wall) -> None:
+    store = opener(wall=wall, working_capacity=3)
+    store.working.add("low", {"n": 1}, priority=SyncPriority.BACKGROUND)
+    store.working.add("urgent", {"n": 2}, priority=SyncPriority.URGENT)
+    store.working.add("normal", {"n": 3})
+    store.working.add("new", {"n": 4})
+    assert ids(store) == {"urgent", "normal", "new"}
+
+
+def test_accesses_and_recency_raise_the_score(opener: Callable[..., Store], wall: Wall) -> None:
+    store = opener(wall=wall, working_capacity=2)
+    store.working.add("read", {"n": 1})
+    wall.now += S
+    store.working.add("unread", {"n": 2})
+    for _ in range(5):
+        assert store.working.get_by_id("read") is not None
+    store.working.add("third", {"n": 3})
+    # "unread" is newer than "read" was written, but "read" has five accesses.
+    assert ids(store) == {"read", "third"}
+    wall.now += 10 * RECENCY_HALF_LIFE_NS
+    store.working.update("read", {"n": 1})  # fresh again: "third" is now the oldest
+    wall.now += S
+    store.working.add("fourth", {"n": 4})
+    assert ids(store) == {"read", "fourth"}
+
+
+def test_pinned_never_evicted(opener: Callable[..., Store], wall: Wall) -> None:
+    store = opener(wall=wall, working_capacity=2)
+    store.working.add("a", {"n": 1}, priority=SyncPriority.BACKGROUND, pinned=True)
+    store.working.add("b", {"n": 2}, priority=SyncPriority.BACKGROUND)
+    store.working.pin("b")
+    store.working.add("c", {"n": 3}, priority=SyncPriority.URGENT)
+    # Only c was evictable: the capacity holds by forgetting the newcomer.
+    assert ids(store) == {"a", "b"}
+    store.working.unpin("b")
+    store.working.add("d", {"n": 4}, priority=SyncPriority.URGENT)
+    assert ids(store) == {"a", "d"}
+    record = store.working.get_by_id("a")
+    assert record is not None and record["pinned"] is True
+    with pytest.raises(ItemNotFoundError):
+        store.working.pin("b")
+
+
+def test_unreplicated_never_evicted(opener: Callable[..., Store], wall: Wall) -> None:
+    store = opener(wall=wall, working_capacity=1)
+    first = store.working.add("a", {"n": 1})
+    with store.write() as conn:
+        advance_acked_cursor(conn, MemoryTier.WORKING, "peer", first["modified_at"], wall())
+    store.working.add("b", {"n": 2}, priority=SyncPriority.URGENT)
+    assert ids(store) == {"b"}  # a had replicated, so it could go
+    store.working.add("c", {"n": 3}, priority=SyncPriority.BACKGROUND)
+    # Neither b nor c has been acknowledged: the capacity is soft while the peer lags.
+    assert ids(store) == {"b", "c"}
+    with store.write() as conn:
+        advance_acked_cursor(conn, MemoryTier.WORKING, "peer", 2**62, wall())
+        # A second peer that acknowledged nothing blocks everything again.
+        advance_acked_cursor(conn, MemoryTier.WORKING, "slow", 0, wall())
+    store.working.add("d", {"n": 4})
+    assert ids(store) == {"b", "c", "d"}
+
+
+def test_eviction_leaves_no_tombstone_and_replicates_nothing(
+    opener: Callable[..., Store], db_path: Path, wall: Wall
+) -> None:
+    store = opener(wall=wall, working_capacity=2)
+    for n in range(5):
+        store.working.add(f"i{n}", {"n": n}, priority=SyncPriority(n))
+    changes = store.working.get_modified_since(0)
+    assert [r["item_id"] for r in changes] == ["i3", "i4"]
+    assert not any(r["deleted"] for r in changes)
+    assert query(db_path, "SELECT item_id, deleted FROM working_items ORDER BY item_id") == [
+        ("i3", 0),
+        ("i4", 0),
+    ]
+
+
+def test_ttl(opener: Callable[..., Store], db_path: Path, wall: Wall) -> None:
+    store = opener(wall=wall, working_capacity=None)
+    store.working.add("short", {"n": 1}, ttl_s=1)
+    store.working.add("long", {"n": 2}, ttl_s=100)
+    store.working.add("forever", {"n": 3})
+    wall.now += 2 * S
+    assert store.working.get_by_id("short") is None
+    assert store.working.get_by_id("long") is not None
+    assert store.working.expire() == ["short"]
+    assert "short" not in ids(store)
+    store.working.set_ttl("forever", 5)
+    wall.now += 200 * S
+    store.working.add("other", {"n": 4})  # expiry also runs on every write
+    assert ids(store) == {"other"}
+    assert query(db_path, "SELECT count(*) FROM working_items WHERE deleted") == [(0,)]
+    with pytest.raises(ItemError):
+        store.working.add("bad", {"n": 5}, ttl_s=0)
+    assert ids(store) == {"other"}
+
+
+def test_expired_but_unreplicated_is_kept_and_hidden(
+    opener: Callable[..., Store], wall: Wall
+) -> None:
+    store = opener(wall=wall)
+    with store.write() as conn:
+        advance_acked_cursor(conn, MemoryTier.WORKING, "peer", 0, wall())
+    store.working.add("a", {"n": 1}, ttl_s=1)
+    wall.now += 2 * S
+    assert store.working.expire() == []
+    assert store.working.get_by_id("a") is None
+    assert "a" in ids(store)
+
+
+def test_private_constructor_has_capacity_hook() -> None:
+    from memrepl.storage import WorkingMemory
+
+    memory = WorkingMemory()
+    memory.add("a", {"n": 1}, pinned=True)
+    assert memory.get_by_id("a") is not None
+    memory.store.close()
