@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 from sqlalchemy.engine import Connection
 
 from memrepl.protocol.enums import MemoryTier, SyncPriority
-from memrepl.storage import working
+from memrepl.storage import episodic, working
 from memrepl.storage.items import LocalWrite, modified_since, read_item, write_local
 from memrepl.storage.node import ClockSettings, stamping
 from memrepl.storage.records import Record, StoredItem
@@ -337,10 +337,25 @@ class WorkingMemory(Tier):
             return working.expire(conn, self.spec, self._ctx.clock.wall())
 
 
+def _events_op(conn: Connection, ctx: TierContext, episode_id: str) -> list[Record]:
+    items = episodic.events_of_episode(conn, episode_id, ctx.spec)
+    return [item.to_record(copy=False) for item in items]
+
+
 class EpisodicMemory(Tier):
-    """L2: events of episodes (``episode_id``, ``occurred_at_ns`` indexed)."""
+    """L2: events of episodes (``episode_id``, ``occurred_at_ns`` indexed; :mod:`~.episodic`)."""
 
     default_spec = EPISODIC
+
+    def events_of_episode(self, episode_id: str) -> list[Record]:
+        """The live events of ``episode_id`` in ``occurred_at_ns`` order (an index range)."""
+        with self._store.read() as conn:
+            return _events_op(conn, self._ctx, episode_id)
+
+    def episodes_between(self, start_ns: int, end_ns: int) -> list[str]:
+        """The ids of episodes with a live event in ``[start_ns, end_ns]`` (an index range)."""
+        with self._store.read() as conn:
+            return episodic.episodes_between(conn, start_ns, end_ns)
 
 
 class SemanticMemory(Tier):
@@ -369,6 +384,16 @@ class AsyncEpisodicMemory(AsyncTier):
     """The asyncio twin of :class:`EpisodicMemory`."""
 
     default_spec = EPISODIC
+
+    async def events_of_episode(self, episode_id: str) -> list[Record]:
+        """See :meth:`EpisodicMemory.events_of_episode`."""
+        async with self._store.read() as conn:
+            return await conn.run_sync(_events_op, self._ctx, episode_id)
+
+    async def episodes_between(self, start_ns: int, end_ns: int) -> list[str]:
+        """See :meth:`EpisodicMemory.episodes_between`."""
+        async with self._store.read() as conn:
+            return await conn.run_sync(episodic.episodes_between, start_ns, end_ns)
 
 
 class AsyncSemanticMemory(AsyncTier):

@@ -1,0 +1,109 @@
+"""Episodic memory (L2): events of an episode in time order and episodes of a time range, as index
+queries (EXPLAIN QUERY PLAN of the statements the code runs), tombstones excluded."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import event
+
+import memrepl.aio
+from memrepl.errors import MemreplError
+from memrepl.storage import Store
+
+
+def event_(episode: str, at: int, **more: Any) -> dict[str, Any]:
+    return {"episode_id": episode, "occurred_at_ns": at, **more}
+
+
+@pytest.fixture
+def filled(store: Store) -> Store:
+    memory = store.episodic
+    memory.add("e3", event_("ep-a", 30))
+    memory.add("e1", event_("ep-a", 10))
+    memory.add("e2", event_("ep-a", 20))
+    memory.add("f1", event_("ep-b", 15))
+    memory.add("g1", event_("ep-c", 100))
+    memory.add("no-time", {"episode_id": "ep-a"})
+    memory.add("no-episode", {"occurred_at_ns": 12})
+    memory.add("bad-time", {"episode_id": "ep-a", "occurred_at_ns": "soon"})
+    return store
+
+
+def test_events_of_episode_in_time_order(filled: Store) -> None:
+    events = filled.episodic.events_of_episode("ep-a")
+    assert [e["item_id"] for e in events] == ["e1", "e2", "e3"]
+    assert events[0]["content"] == event_("ep-a", 10)
+    assert filled.episodic.events_of_episode("nothing") == []
+
+
+def test_tombstones_and_moves(filled: Store) -> None:
+    filled.episodic.delete("e2")
+    filled.episodic.update("f1", event_("ep-a", 25))
+    assert [e["item_id"] for e in filled.episodic.events_of_episode("ep-a")] == ["e1", "f1", "e3"]
+    assert filled.episodic.events_of_episode("ep-b") == []
+    assert filled.episodic.episodes_between(0, 50) == ["ep-a"]
+
+
+def test_episodes_between(filled: Store) -> None:
+    assert filled.episodic.episodes_between(0, 1_000) == ["ep-a", "ep-b", "ep-c"]
+    assert filled.episodic.episodes_between(15, 15) == ["ep-b"]
+    assert filled.episodic.episodes_between(16, 99) == ["ep-a"]
+    assert filled.episodic.episodes_between(31, 99) == []
+    assert filled.episodic.episodes_between(100, 0) == []
+    with pytest.raises(MemreplError):
+        filled.episodic.episodes_between("0", 1)  # type: ignore[arg-type]
+    with pytest.raises(MemreplError):
+        filled.episodic.events_of_episode(7)  # type: ignore[arg-type]
+
+
+def plans(store: Store, db_path: Path, action: Callable[[], object]) -> list[str]:
+    """EXPLAIN QUERY PLAN details of every SELECT ``action`` sends, run on ``db_path``."""
+    seen: list[tuple[str, Any]] = []
+
+    def record(conn: object, cursor: object, statement: str, parameters: Any, *args: Any) -> None:
+        seen.append((statement, parameters))
+
+    event.listen(store.engine, "before_cursor_execute", record)
+    try:
+        action()
+    finally:
+        event.remove(store.engine, "before_cursor_execute", record)
+    selects = [(sql, params) for sql, params in seen if sql.lstrip().upper().startswith("SELECT")]
+    assert selects
+    conn = sqlite3.connect(db_path)
+    try:
+        return [
+            " | ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+            for sql, params in selects
+        ]
+    finally:
+        conn.close()
+
+
+def test_events_of_episode_uses_its_index(filled: Store, db_path: Path) -> None:
+    (plan,) = plans(filled, db_path, lambda: filled.episodic.events_of_episode("ep-a"))
+    assert "USING INDEX ix_episodic_items_episode_occurred (episode_id=?" in plan
+    assert "SCAN episodic_items" not in plan
+
+
+def test_episodes_between_uses_its_index(filled: Store, db_path: Path) -> None:
+    (plan,) = plans(filled, db_path, lambda: filled.episodic.episodes_between(10, 20))
+    assert "USING INDEX ix_episodic_items_occurred_episode (occurred_at_ns>? AND" in plan
+    assert "SCAN episodic_items" not in plan
+
+
+async def test_async_twin(db_path: Path) -> None:
+    store = await memrepl.aio.open(db_path, node_id="node-a")
+    try:
+        await store.episodic.add("e2", event_("ep", 2))
+        await store.episodic.add("e1", event_("ep", 1))
+        events = await store.episodic.events_of_episode("ep")
+        assert [e["item_id"] for e in events] == ["e1", "e2"]
+        assert await store.episodic.episodes_between(0, 5) == ["ep"]
+    finally:
+        await store.close()
