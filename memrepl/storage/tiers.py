@@ -25,14 +25,14 @@ form; ``WorkingMemory(store=store)`` returns that same object.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from sqlalchemy.engine import Connection
 
 from memrepl.protocol.enums import MemoryTier, SyncPriority
-from memrepl.storage import episodic, working
+from memrepl.storage import episodic, semantic, working
 from memrepl.storage.items import LocalWrite, modified_since, read_item, write_local
 from memrepl.storage.node import ClockSettings, stamping
 from memrepl.storage.records import Record, StoredItem
@@ -359,9 +359,76 @@ class EpisodicMemory(Tier):
 
 
 class SemanticMemory(Tier):
-    """L3: concepts and relations of a knowledge graph."""
+    """L3: concepts and relations of a knowledge graph, mirrored in a networkx ``MultiDiGraph``
+    kept equal to the table after every committed write and applied batch (:mod:`~.semantic`)."""
 
     default_spec = SEMANTIC
+    _graph_state: semantic.SemanticGraph
+
+    def _setup(self, store: StoreBase) -> None:
+        super()._setup(store)
+        self._graph_state = semantic.SemanticGraph()
+        self.reload_graph()
+
+    def _after_commit(self, changed: Sequence[StoredItem]) -> None:
+        self._graph_state.apply_all(changed)
+
+    @property
+    def graph(self) -> Any:
+        """The live ``networkx.MultiDiGraph`` (read it, copy it; never change it)."""
+        return self._graph_state.graph
+
+    def reload_graph(self) -> None:
+        """Rebuild the graph from the table (after another process wrote the file)."""
+        with self._store.read() as conn:
+            self._graph_state.load(conn, self.spec)
+
+    def add_concept(
+        self,
+        name: str,
+        concept_type: str = "concept",
+        *,
+        priority: SyncPriority = _NORMAL,
+        **attributes: Any,
+    ) -> Record:
+        """Add (or merge into) the concept ``name``; its id is ``concept_id(name, type)``."""
+        content = semantic.concept_content(name, concept_type, attributes)
+        return self.merge(semantic.concept_id(name, concept_type), content, priority=priority)
+
+    def add_relation(
+        self,
+        source_id: str,
+        relation: str,
+        target_id: str,
+        *,
+        priority: SyncPriority = _NORMAL,
+        **attributes: Any,
+    ) -> Record:
+        """Add (or merge into) a relation; its id is ``relation_id(source, relation, target)``.
+        Stored even if an endpoint is missing: its edge appears once the endpoint exists."""
+        content = semantic.relation_content(source_id, relation, target_id, attributes)
+        item_id = semantic.relation_id(source_id, relation, target_id)
+        return self.merge(item_id, content, priority=priority)
+
+    def concept(self, concept_id: str) -> dict[str, Any] | None:
+        """The content of the concept in the graph (a copy), or None."""
+        return self._graph_state.concept(concept_id)
+
+    def neighbors(self, concept_id: str, direction: str = "both") -> list[str]:
+        """See :meth:`~.semantic.SemanticGraph.neighbors`."""
+        return self._graph_state.neighbors(concept_id, direction)
+
+    def shortest_path(self, source: str, target: str, *, directed: bool = True) -> list[str] | None:
+        """See :meth:`~.semantic.SemanticGraph.shortest_path`."""
+        return self._graph_state.shortest_path(source, target, directed=directed)
+
+    def subgraph(self, concept_ids: Iterable[str]) -> semantic.GraphView:
+        """See :meth:`~.semantic.SemanticGraph.subgraph`."""
+        return self._graph_state.subgraph(concept_ids)
+
+    def pending_relations(self) -> list[str]:
+        """Live relations kept out of the graph (an endpoint missing or deleted)."""
+        return self._graph_state.pending_relations()
 
 
 class AsyncWorkingMemory(AsyncTier):
