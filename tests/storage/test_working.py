@@ -154,3 +154,41 @@ def test_private_constructor_has_capacity_hook() -> None:
     memory.add("a", {"n": 1}, pinned=True)
     assert memory.get_by_id("a") is not None
     memory.store.close()
+
+
+def test_applied_batch_is_evicted_too(opener: Callable[..., Store], tmp_path: Path) -> None:
+    from memrepl.merge import Version, apply_local_write
+    from memrepl.protocol.enums import SyncOperation
+    from memrepl.storage.items import RemoteItem, apply_remote_states
+
+    store = opener(working_capacity=2)
+    store.working.add("mine", {"n": 0}, priority=SyncPriority.URGENT)
+    remote = [
+        RemoteItem(
+            f"r{n}",
+            apply_local_write(None, SyncOperation.INSERT, {"n": n}, Version(n + 1, "node-b")),
+            SyncPriority(n),
+        )
+        for n in range(3)
+    ]
+    with store.write() as conn, store.stamping(conn) as clock:
+        apply_remote_states(conn, store.working.spec, clock, remote, from_peer="node-b")
+    assert ids(store) == {"mine", "r2"}
+
+
+async def test_async_working_memory(tmp_path: Path, wall: Wall) -> None:
+    import memrepl.aio
+    from memrepl.protocol.enums import SyncOperation
+    from memrepl.storage import LocalWrite
+
+    store = await memrepl.aio.open(
+        tmp_path / "a.db", node_id="node-a", wall=wall, working_capacity=1
+    )
+    try:
+        pinned = LocalWrite("a", SyncOperation.INSERT, {"n": 1}, local={"pinned": True})
+        await store.working.write_many([pinned])
+        await store.working.add("b", {"n": 2})
+        assert {r["item_id"] for r in await store.working.get_modified_since(0)} == {"a"}
+        assert (await store.working.get_by_id("a")) is not None
+    finally:
+        await store.close()
