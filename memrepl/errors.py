@@ -14,7 +14,7 @@ The tree::
     ├── BatchError               a batch the API refuses to build or apply
     │   ├── BatchTooLargeError   more than 255 items (.limit)
     │   └── MisaddressedBatchError  a batch addressed to another node
-    ├── ClockSkewError           a stamp too far ahead of the local wall clock (.timestamp_ns, .limit)
+    ├── ClockSkewError           a stamp too far ahead of the wall clock (.timestamp_ns, .limit)
     ├── UnknownTierError         a tier that does not exist or is not registered (.tier)
     ├── StoreError               opening or migrating a store
     │   ├── NodeIdMismatchError  reopening a store with another node id

@@ -82,8 +82,10 @@ class NodeSyncManager(MemorySyncManager):
         since_timestamp: int | None = None,
         *,
         snapshot: bool = False,
+        include_echoes: bool = False,
     ) -> MemorySyncBatch:
-        if since_timestamp is not None:
+        # Read-ahead batches are cut with the echo filter; a round without it reads afresh.
+        if since_timestamp is not None and not include_echoes:
             found = self._ahead.pop((MemoryTier(tier), target_node), None)
             if (
                 found is not None
@@ -91,7 +93,9 @@ class NodeSyncManager(MemorySyncManager):
                 and time.monotonic() - found[2] < READ_AHEAD_MAX_AGE_S
             ):
                 return found[3]
-        return super().create_delta_batch(tier, target_node, since_timestamp, snapshot=snapshot)
+        return super().create_delta_batch(
+            tier, target_node, since_timestamp, snapshot=snapshot, include_echoes=include_echoes
+        )
 
     async def exchange(self, peer_id: str, batch: MemorySyncBatch) -> Ack | Nack | SyncStatus:
         waiting = asyncio.ensure_future(super().exchange(peer_id, batch))

@@ -90,8 +90,9 @@ class MemorySyncManager:
         self._waiting: dict[str, asyncio.Future[Ack | Nack]] = {}
         self._locks: dict[tuple[str, MemoryTier], asyncio.Lock] = {}
         self._background: set[asyncio.Task[None]] = set()
-        # Ids received so far in each snapshot in progress, by (tier, sender, snapshot id).
-        self._snapshot_ids: dict[tuple[MemoryTier, str, str], set[str]] = {}
+        # Per snapshot in progress, by (tier, sender, snapshot id): the sender's acknowledged
+        # cursor when it began, and the ids received so far.
+        self._snapshot_ids: dict[tuple[MemoryTier, str, str], tuple[int, set[str]]] = {}
         if mesh is not None:
             if mesh.node_id != node_id:
                 raise NodeIdMismatchError(
@@ -255,9 +256,14 @@ class MemorySyncManager:
         with store.write() as conn, store.stamping(conn) as clock:
             remote = decode_batch(batch, clock)
             applied = apply_batch(conn, reg.spec, clock, batch, remote)
+            if mark is not None and key not in self._snapshot_ids and not mark.final:
+                # What the sender had acknowledged when the snapshot began: later local writes
+                # may reach it during the snapshot, yet are absent from batches already read.
+                acked = vectors.acked_cursors(conn, reg.tier).get(batch.source_node, 0)
+                self._snapshot_ids[key] = (acked, set())
             if mark is not None and mark.final:
-                present = self._snapshot_ids.get(key)
-                if present is None:
+                started = self._snapshot_ids.get(key)
+                if started is None:
                     log.warning(
                         "snapshot %s from %s ended without its start here (restarted?): "
                         "nothing forgotten",
@@ -265,13 +271,14 @@ class MemorySyncManager:
                         batch.source_node,
                     )
                 else:
+                    acked_at_start, present = started
                     present.update(item.item_id for item in batch.items)
-                    forget_missing(conn, reg.spec, batch.source_node, present)
+                    forget_missing(conn, reg.spec, batch.source_node, present, acked_at_start)
         # Only a committed batch counts towards its snapshot.
         if mark is not None and mark.final:
             self._snapshot_ids.pop(key, None)
         elif mark is not None:
-            self._snapshot_ids.setdefault(key, set()).update(item.item_id for item in batch.items)
+            self._snapshot_ids[key][1].update(item.item_id for item in batch.items)
         return applied.applied, applied.conflicts, applied.cursor
 
     def handle_sync(self, data: bytes, peer_id: str) -> asyncio.Task[None] | None:
