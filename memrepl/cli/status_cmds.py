@@ -12,13 +12,22 @@ There is no "last error" column: no table records sync errors (the node daemon l
 from __future__ import annotations
 
 import argparse
-from dataclasses import asdict, dataclass
+import json
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
-from memrepl.cli.context import Subparsers, add_command, add_json_flag, db_path, open_store
+from memrepl.cli.context import (
+    CommandError,
+    Subparsers,
+    add_command,
+    add_json_flag,
+    db_path,
+    open_store,
+)
 from memrepl.cli.output import emit, emit_json, emit_table, format_ns
 from memrepl.protocol.enums import MemoryTier
 from memrepl.storage import migrate
@@ -52,7 +61,9 @@ Per tier and peer (every peer in sync_vectors or inbound_cursors):
   inbound          the highest cursor of the peer's own batches applied here, a stamp of the
                    peer's clock (empty: nothing came from it)
 
-There is no "last error" column: no table records sync errors.
+  last error       the last sync error towards that peer, as the running node reported it in
+                   its --status-file (`memrepl serve --status-file F`, read with
+                   `memrepl status --node-status F`); empty without one
 """
 
 
@@ -66,6 +77,7 @@ class PeerStatus:
     items_behind: int
     seconds_behind: float | None
     inbound_cursor: int | None
+    last_error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,15 +141,27 @@ def peer_statuses(conn: Connection, spec: TierSpec, latest: int) -> list[PeerSta
     return found
 
 
+def node_errors(path: Path | None) -> dict[tuple[str, str], str | None]:
+    """``{(tier, peer): last error}`` from a ``memrepl serve --status-file`` document."""
+    if path is None:
+        return {}
+    try:
+        document = json.loads(path.read_text())
+        return {(p["tier"], p["peer_id"]): p.get("last_error") for p in document["peers"]}
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CommandError(f"reading the node status file {str(path)!r}: {exc}") from exc
+
+
 def run_status(args: argparse.Namespace) -> int:
     """Print the status of every tier and peer."""
     path = db_path(args)
+    errors = node_errors(args.node_status)
     with open_store(args) as store, store.read() as conn:
         node_id = store.node_id
         revision = migrate.current_revision(conn)
         tiers = [tier_status(conn, TIER_SPECS[tier]) for tier in MemoryTier]
         peers = [
-            peer
+            replace(peer, last_error=errors.get((peer.tier, peer.peer_id)))
             for tier, status in zip(MemoryTier, tiers, strict=True)
             for peer in peer_statuses(conn, TIER_SPECS[tier], status.latest_modified_at)
         ]
@@ -174,7 +198,7 @@ def run_status(args: argparse.Namespace) -> int:
         emit("no peers yet: nothing was synced with this store")
         return 0
     emit_table(
-        ["tier", "peer", "acked", "behind (items)", "behind (s)", "inbound"],
+        ["tier", "peer", "acked", "behind (items)", "behind (s)", "inbound", "last error"],
         [
             [
                 p.tier,
@@ -183,6 +207,7 @@ def run_status(args: argparse.Namespace) -> int:
                 p.items_behind,
                 "" if p.seconds_behind is None else f"{p.seconds_behind:.3f}",
                 format_ns(p.inbound_cursor),
+                p.last_error or "",
             ]
             for p in peers
         ],
@@ -204,3 +229,9 @@ def add_parsers(subparsers: Subparsers) -> None:
         run=run_status,
     )
     add_json_flag(status, "print the status as one JSON document")
+    status.add_argument(
+        "--node-status",
+        type=Path,
+        metavar="FILE",
+        help="the --status-file of the node serving this store, for the last error per peer",
+    )

@@ -73,6 +73,7 @@ def test_peers_behind_and_inbound(synced: Nodes, cli: Cli) -> None:
             "items_behind": 2,
             "seconds_behind": round((latest - acked) / 1e9, 3),
             "inbound_cursor": None,
+            "last_error": None,
         }
     ]
     # The receiver never sent anything to node-a (no acked cursor), and what it holds came from
@@ -86,6 +87,7 @@ def test_peers_behind_and_inbound(synced: Nodes, cli: Cli) -> None:
             "items_behind": 0,
             "seconds_behind": 0.0,
             "inbound_cursor": acked,
+            "last_error": None,
         }
     ]
     assert b.node_id == "node-b"
@@ -108,3 +110,23 @@ def test_a_peer_that_never_acknowledged_has_unknown_seconds(nodes: Nodes, cli: C
     assert [
         (p["peer_id"], p["acked_cursor"], p["items_behind"], p["seconds_behind"]) for p in peers
     ] == [("node-b", None, 1, None)]
+
+
+def test_the_last_error_comes_from_the_node_status_file(
+    synced: Nodes, cli: Cli, tmp_path: Path
+) -> None:
+    status_file = tmp_path / "node-a.status.json"
+    status_file.write_text(
+        '{"node_id": "node-a", "peers": [{"peer_id": "node-b", "tier": "working", '
+        '"last_error": "timeout: no answer for batch 42"}]}'
+    )
+    db = synced.path("node-a")
+    data = cli("status", "--json", "--db", db, "--node-status", status_file).json()
+    assert data["peers"][0]["last_error"] == "timeout: no answer for batch 42"
+    assert (
+        "timeout: no answer for batch 42"
+        in cli("status", "--db", db, "--node-status", status_file).out
+    )
+    status_file.write_text("not json")
+    refused = cli("status", "--db", db, "--node-status", status_file)
+    assert refused.code == 1 and "node status file" in refused.err
