@@ -16,6 +16,11 @@ Hooks for tier-specific behaviour:
   changed rows of this tier -- local writes and applied batches alike -- with the changed
   :class:`~memrepl.storage.records.StoredItem` objects in write order (semantic memory's graph).
 
+What is a tier's own lives in its module, over a ``Connection`` like everything else:
+:mod:`~memrepl.storage.working` (capacity, eviction, pinning, TTL), :mod:`~memrepl.storage.episodic`
+(the episode queries), :mod:`~memrepl.storage.semantic` (ids and the graph); the classes below
+only call it.
+
 The bare constructors (``WorkingMemory()``, ``EpisodicMemory()``, ``SemanticMemory()``) open a
 private in-memory store with a generated node id: handy for trying the API, NOT durable -- its
 contents go when the object does. ``memrepl.open(path, node_id=...).working`` is the durable

@@ -210,7 +210,7 @@ def test_graph_follows_an_applied_batch(tmp_path: Path) -> None:
         for node_id, store in stores.items():
             manager = MemorySyncManager(node_id=node_id, mesh=hub.endpoint(node_id))
             for tier in MemoryTier:
-                manager.register_memory_tier(tier, store.tier(tier))  # type: ignore[arg-type]
+                manager.register_memory_tier(tier, store.tier(tier))
             managers[node_id] = manager
         a, b = stores["node-a"].semantic, stores["node-b"].semantic
         x = a.add_concept("x")["item_id"]
