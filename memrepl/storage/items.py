@@ -292,11 +292,13 @@ def _store(conn: Connection, spec: TierSpec, changed: Sequence[StoredItem]) -> N
     statements = _statements(spec.table)
     order = statements.upsert_order
     conn.exec_driver_sql(statements.upsert_sql, [order(row_values(spec, item)) for item in changed])
-    if spec.on_change is not None:
-        spec.on_change(conn, changed)
+    # Noted before the tier hook runs: what the hook forgets (eviction) must come after, so that
+    # after-commit hooks end with an item's final state.
     pending = conn.info.get(CHANGES_KEY)
     if pending is not None:
         pending.append((spec.tier, list(changed)))
+    if spec.on_change is not None:
+        spec.on_change(conn, changed)
 
 
 def _local_extras(
