@@ -35,7 +35,6 @@ Local write semantics (the seed's ``add``/``update``/``delete``/``merge``):
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cache
@@ -53,11 +52,9 @@ from sqlalchemy.sql.elements import BindParameter
 from memrepl.clock import HybridLogicalClock
 from memrepl.errors import (
     InvalidContentError,
-    InvalidItemIdError,
     ItemError,
     ItemExistsError,
     ItemNotFoundError,
-    ItemTooLargeError,
 )
 from memrepl.merge import (
     EMPTY_STATE,
@@ -70,6 +67,7 @@ from memrepl.merge import (
 from memrepl.protocol.enums import MemoryTier, SyncOperation, SyncPriority
 from memrepl.storage.records import StoredItem, encode_content, item_from_row, row_values
 from memrepl.storage.schema import TierSpec
+from memrepl.storage.validation import check_content, check_item_id, check_size
 
 #: An item id is carried in 32 NUL-padded bytes (PROTOCOL.md section 2).
 MAX_ITEM_ID_BYTES = 32
@@ -135,88 +133,6 @@ class RemoteItem:
     item_id: str
     state: ItemState
     priority: SyncPriority = SyncPriority.NORMAL
-
-
-def check_item_id(item_id: object) -> str:
-    """``item_id`` if it can travel intact; else :class:`~memrepl.errors.InvalidItemIdError`."""
-    if not isinstance(item_id, str):
-        raise InvalidItemIdError(f"item id must be a str, not {type(item_id).__name__}")
-    try:
-        size = len(item_id.encode("utf-8"))
-    except UnicodeEncodeError as exc:
-        raise InvalidItemIdError(f"item id {item_id!r} is not valid UTF-8") from exc
-    if not 1 <= size <= MAX_ITEM_ID_BYTES or "\x00" in item_id:
-        raise InvalidItemIdError(
-            f"item id {item_id!r} cannot travel: it must be 1 to {MAX_ITEM_ID_BYTES} bytes of "
-            f"UTF-8 without NUL ({size} bytes)",
-            item_id=item_id,
-        )
-    return item_id
-
-
-def _check_keys(value: object, item_id: str) -> None:
-    # json.dumps would turn int/float/bool/None keys into strings: the content would not round
-    # trip, so such keys are refused rather than silently changed. Only dict, list and tuple
-    # hold other values in something json.dumps accepted.
-    stack = [value]
-    while stack:
-        current = stack.pop()
-        if isinstance(current, dict):
-            for key, inner in current.items():
-                if not isinstance(key, str):
-                    raise InvalidContentError(
-                        f"item {item_id!r}: content keys must be str, not {key!r}", item_id=item_id
-                    )
-                if isinstance(inner, dict | list | tuple):
-                    stack.append(inner)
-        elif isinstance(current, list | tuple):
-            stack.extend(inner for inner in current if isinstance(inner, dict | list | tuple))
-
-
-def check_content(content: object, item_id: str) -> tuple[dict[str, Any], str]:
-    """Validate content; return it as stored (a fresh dict, as read back) and its JSON text.
-
-    Raises :class:`~memrepl.errors.InvalidContentError` for anything but a JSON object and
-    :class:`~memrepl.errors.ItemTooLargeError` past :data:`MAX_ITEM_PAYLOAD_BYTES`.
-    """
-    if not isinstance(content, Mapping):
-        raise InvalidContentError(
-            f"item {item_id!r}: content must be a JSON object (a dict), "
-            f"not {type(content).__name__}",
-            item_id=item_id,
-        )
-    if not isinstance(content, dict):
-        content = dict(content)
-    try:
-        # Encoding first also refuses circular references, which the key walk would loop on.
-        text = encode_content(content)
-    except (TypeError, ValueError, RecursionError) as exc:
-        raise InvalidContentError(
-            f"item {item_id!r}: content is not JSON: {exc}", item_id=item_id
-        ) from exc
-    check_size(text, item_id)
-    loaded: dict[str, Any] = json.loads(text)
-    # Equal after the round trip: every key was a str. Unequal: tuples (which become lists,
-    # and are fine) or keys json.dumps turned into strings (which are not): walk to tell.
-    if loaded != content:
-        _check_keys(content, item_id)
-    return loaded, text
-
-
-def check_size(text: str, item_id: str) -> None:
-    """Refuse encoded content over one payload (:class:`~memrepl.errors.ItemTooLargeError`)."""
-    # Each char is 1-4 bytes of UTF-8; only a long text needs encoding to know.
-    if len(text) * 4 <= MAX_ITEM_PAYLOAD_BYTES:
-        return
-    size = len(text.encode("utf-8"))
-    if size > MAX_ITEM_PAYLOAD_BYTES:
-        raise ItemTooLargeError(
-            f"item {item_id!r}: content is {size} bytes as JSON, over the "
-            f"{MAX_ITEM_PAYLOAD_BYTES}-byte payload limit",
-            item_id=item_id,
-            limit=MAX_ITEM_PAYLOAD_BYTES,
-            size=size,
-        )
 
 
 @dataclass(frozen=True, slots=True)

@@ -42,9 +42,10 @@ from sqlalchemy import and_, case, func, literal, select, update
 from sqlalchemy.engine import Connection
 
 from memrepl.errors import ItemError, ItemNotFoundError
-from memrepl.storage.items import check_item_id, forget_items, load_items, record_access
+from memrepl.storage.items import forget_items, load_items, record_access
 from memrepl.storage.records import StoredItem
 from memrepl.storage.schema import WORKING, ChangeHook, TierSpec, sync_vectors, working_items
+from memrepl.storage.validation import check_item_id
 
 #: Age at which an item's recency term halves (one hour).
 RECENCY_HALF_LIFE_NS = 3_600 * 1_000_000_000
