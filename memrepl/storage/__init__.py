@@ -8,6 +8,10 @@ What lives where (each module's docstring gives its rule):
 - :mod:`~memrepl.storage.migrate`: the Alembic migrations run on open.
 - :mod:`~memrepl.storage.node`: the node row and the persisted hybrid logical clock.
 - :mod:`~memrepl.storage.items`: every operation on items, once, over a ``Connection``.
+- :mod:`~memrepl.storage.validation`: what a local write may store (ids, JSON content, size).
+- :mod:`~memrepl.storage.working`, :mod:`~memrepl.storage.episodic`,
+  :mod:`~memrepl.storage.semantic`: what each tier adds (eviction and TTL; episode queries;
+  deterministic ids and the networkx graph).
 - :mod:`~memrepl.storage.records`: :class:`StoredItem` and its row and record forms.
 - :mod:`~memrepl.storage.tiers`: the seed's tier interface, sync and asyncio.
 - :mod:`~memrepl.storage.store`: :func:`open`, :class:`Store` and :class:`AsyncStore`.
