@@ -1,0 +1,109 @@
+"""Fixtures for the policy tests: stores on real files under tmp_path, events and sync helpers."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import memrepl
+from memrepl import MemorySyncManager, MemoryTier
+from memrepl.storage import Store
+
+SECOND_NS = 1_000_000_000
+HOUR_NS = 3_600 * SECOND_NS
+
+
+@pytest.fixture
+def open_store(tmp_path: Path) -> Iterator[Callable[[str], Store]]:
+    opened: list[Store] = []
+
+    def make(node_id: str = "a") -> Store:
+        store = memrepl.open(tmp_path / f"{node_id}.db", node_id=node_id)
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        store.close()
+
+
+@pytest.fixture
+def store(open_store: Callable[[str], Store]) -> Store:
+    return open_store("a")
+
+
+def now() -> int:
+    return time.time_ns()
+
+
+def entity(name: str, kind: str = "person") -> dict[str, str]:
+    return {"name": name, "type": kind}
+
+
+def add_episode(
+    store: Store,
+    episode_id: str,
+    *,
+    events: int = 3,
+    importance: float = 0.8,
+    accesses: int = 2,
+    closed: bool = True,
+    occurred_ns: int | None = None,
+    entities: Sequence[dict[str, str]] = (),
+    relations: Sequence[dict[str, str]] = (),
+) -> list[str]:
+    """Add ``events`` events of ``episode_id`` (entities and relations on the first), read the
+    first one ``accesses`` times; their ids."""
+    start = now() if occurred_ns is None else occurred_ns
+    ids = []
+    for index in range(events):
+        content: dict[str, Any] = {
+            "episode_id": episode_id,
+            "occurred_at_ns": start + index,
+            "importance": importance,
+        }
+        if index == 0:
+            content["entities"] = list(entities)
+            content["relations"] = list(relations)
+        if closed and index == events - 1:
+            content["closed"] = True
+        item_id = f"{episode_id}-{index}"
+        store.episodic.add(item_id, content)
+        ids.append(item_id)
+    for _ in range(accesses):
+        store.episodic.get_by_id(ids[0])
+    return ids
+
+
+def exchange(a: Store, b: Store) -> None:
+    """Send every change of every tier from a to b and from b to a (batch by batch)."""
+    managers = {}
+    for store in (a, b):
+        manager = MemorySyncManager(node_id=store.node_id, mesh=None)
+        for tier in MemoryTier:
+            manager.register_memory_tier(tier, store.tier(tier))
+        managers[store.node_id] = manager
+    for source, target in ((a, b), (b, a)):
+        for tier in MemoryTier:
+            since = 0
+            while True:
+                batch = managers[source.node_id].create_delta_batch(
+                    tier, target.node_id, since_timestamp=since, include_echoes=True
+                )
+                if not batch.items:
+                    break
+                managers[target.node_id].apply_sync_batch(batch)
+                assert batch.cursor is not None
+                since = batch.cursor
+
+
+def tier_state(store: Store, tier: MemoryTier) -> dict[str, tuple[Any, ...]]:
+    """The replicated state of every item of ``tier`` (content, deleted, version)."""
+    return {
+        r["item_id"]: (r["content"], r["deleted"], r["timestamp_ns"], r["origin_node"])
+        for r in store.tier(tier).get_modified_since(0)
+    }
