@@ -16,6 +16,8 @@ The rules that keep it right:
 - **Never twice.** The working item gets the field ``promoted_to`` (the event id), written with
   MERGE so the mark replicates too: a node that receives it never promotes the item again.
   A marked item stays in L1; whether it leaves follows memory pressure (eviction), as any other.
+  An ``update`` replaces the whole content and so drops the mark: if the item qualifies again it
+  is promoted again into the same event id (its fields refreshed), never into a second event.
 
 The event's content is the working item's content plus ``promoted_from`` (the working id),
 ``episode_id`` (the item's own if it has a str one, else :data:`PROMOTED_EPISODE`) and

@@ -127,3 +127,14 @@ def test_expired_deleted_and_pinned_items(store: Store) -> None:
 def test_promoted_id_depends_on_the_working_id_only() -> None:
     assert promoted_id("w1") == promoted_id("w1") != promoted_id("w2")
     assert len(promoted_id("w1")) == 32
+
+
+def test_updated_item_is_promoted_into_the_same_event(store: Store) -> None:
+    store.working.add("w1", {"note": "old"})
+    read(store, "w1", 3)
+    consolidate(store)
+    store.working.update("w1", {"note": "new"})  # replaces the content, mark included
+    read(store, "w1", 3)
+    assert consolidate(store).promoted == ["w1"]
+    events = [r for r in store.episodic.get_modified_since(0) if not r["deleted"]]
+    assert [(r["item_id"], r["content"]["note"]) for r in events] == [(promoted_id("w1"), "new")]
