@@ -22,6 +22,7 @@ from memrepl.errors import (
     SchemaTooNewError,
     UnknownTierError,
 )
+from memrepl.policy import ConsolidationResult, PolicyConfig, consolidate
 from memrepl.protocol import (
     HeaderFlags,
     ItemVersionInfo,
@@ -49,6 +50,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "ClockSkewError",
+    "ConsolidationResult",
     "EpisodicMemory",
     "HeaderFlags",
     "InvalidContentError",
@@ -65,6 +67,7 @@ __all__ = [
     "MemreplError",
     "MessageTypes",
     "NodeIdMismatchError",
+    "PolicyConfig",
     "Priority",
     "ProtocolError",
     "SchemaTooNewError",
@@ -78,5 +81,6 @@ __all__ = [
     "UnknownTierError",
     "WorkingMemory",
     "__version__",
+    "consolidate",
     "open",
 ]

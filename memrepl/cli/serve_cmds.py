@@ -135,6 +135,12 @@ def add_parsers(subparsers: Subparsers) -> None:
     )
     timing.add_argument("--purge-interval", type=float, metavar="S", help="purge tombstones (600)")
     timing.add_argument(
+        "--consolidate-interval",
+        type=float,
+        metavar="S",
+        help="run the memory policies: promotion, consolidation, retention (300)",
+    )
+    timing.add_argument(
         "--tombstone-grace", type=float, metavar="S", help="keep acknowledged tombstones (86400)"
     )
     timing.add_argument(
@@ -179,6 +185,7 @@ _FLAG_KEYS = (
     "high_delay",
     "poll_interval",
     "purge_interval",
+    "consolidate_interval",
     "tombstone_grace",
     "forget_peer_after",
     "ack_timeout",

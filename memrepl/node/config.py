@@ -64,6 +64,8 @@ DEFAULT_SYNC_INTERVAL_S = 30.0
 DEFAULT_HIGH_DELAY_S = 1.0
 #: How often the database is checked for commits made by other processes.
 DEFAULT_POLL_INTERVAL_S = 0.02
+#: How often the memory policies run (memrepl.policy.consolidate).
+DEFAULT_CONSOLIDATE_INTERVAL_S = 300.0
 #: How often collectable tombstones are purged.
 DEFAULT_PURGE_INTERVAL_S = 600.0
 #: How long a tombstone outlives the last acknowledgement (the sync manager's default).
@@ -92,6 +94,9 @@ class NodeSettings:
     poll_interval_s: float = DEFAULT_POLL_INTERVAL_S
     #: Collectable tombstones are purged this often.
     purge_interval_s: float = DEFAULT_PURGE_INTERVAL_S
+    #: The memory policies (promotion, consolidation, retention: memrepl.policy, balanced
+    #: preset) run this often. None: never.
+    consolidate_interval_s: float | None = DEFAULT_CONSOLIDATE_INTERVAL_S
     #: How long a tombstone outlives the last acknowledgement of every known peer.
     tombstone_grace_s: float = DEFAULT_TOMBSTONE_GRACE_S
     #: A peer that acknowledged nothing for this long stops holding back tombstone collection
@@ -124,7 +129,7 @@ class NodeSettings:
                 if not isinstance(value, bool):
                     raise NodeConfigError(f"{item.name} must be true or false", key=item.name)
                 continue
-            if value is None and item.name == "forget_peer_after_s":
+            if value is None and item.name in ("forget_peer_after_s", "consolidate_interval_s"):
                 continue
             positive_only = item.name in (
                 "sync_interval_s",
@@ -202,6 +207,7 @@ SETTINGS_KEYS: dict[str, str] = {
     "high_delay": "high_delay_s",
     "poll_interval": "poll_interval_s",
     "purge_interval": "purge_interval_s",
+    "consolidate_interval": "consolidate_interval_s",
     "tombstone_grace": "tombstone_grace_s",
     "forget_peer_after": "forget_peer_after_s",
     "catch_up_delay": "catch_up_delay_s",

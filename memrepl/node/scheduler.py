@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import functools
 import logging
+import math
 import threading
 import time
 import uuid
@@ -41,6 +42,7 @@ from typing import Any
 from memrepl.errors import MemreplError
 from memrepl.node.config import NodeSettings
 from memrepl.node.watch import CommitProbe, poll_tier, silent_peers, urgent_rows
+from memrepl.policy import ConsolidationResult, consolidate
 from memrepl.protocol.batch import MemorySyncBatch
 from memrepl.protocol.enums import MemoryTier, SyncFlags, SyncPriority
 from memrepl.storage.items import max_modified_at
@@ -117,6 +119,8 @@ class Scheduler:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._track: dict[Key, _Track] = {}
         self._next_round = self._next_purge = 0.0
+        self._next_consolidate = math.inf
+        self._policy_cursor: int | None = None
         self._stopping = False
         self._probe: CommitProbe | None = None
 
@@ -133,6 +137,8 @@ class Scheduler:
         now = time.monotonic()
         self._next_round = now + self.settings.sync_interval_s
         self._next_purge = now + self.settings.purge_interval_s
+        if self.settings.consolidate_interval_s is not None:
+            self._next_consolidate = now + self.settings.consolidate_interval_s
         if self.settings.scheduler:
             self._main = asyncio.create_task(self._run(), name="memrepl-scheduler")
 
@@ -283,6 +289,7 @@ class Scheduler:
             *self._catch_up_due.values(),
             self._next_round,
             self._next_purge,
+            self._next_consolidate,
         ]
         until = min(deadlines) - time.monotonic()
         return max(0.0, min(self.settings.poll_interval_s, until))
@@ -310,6 +317,10 @@ class Scheduler:
         if now >= self._next_purge:
             self._next_purge = now + self.settings.purge_interval_s
             self._purge()
+        if now >= self._next_consolidate:
+            assert self.settings.consolidate_interval_s is not None
+            self._next_consolidate = now + self.settings.consolidate_interval_s
+            self.consolidate()
 
     def _check_peers(self, now: float) -> None:
         connected = set(self._peers())
@@ -402,6 +413,20 @@ class Scheduler:
                 # The ordinary round will carry these items.
                 self.trigger(peer_id, tier)
                 return
+
+    def consolidate(self) -> ConsolidationResult:
+        """Run the memory policies once (promotion, consolidation, retention); what they wrote
+        replicates like any other write."""
+        result = consolidate(self.store, since_ns=self._policy_cursor)
+        self._policy_cursor = result.cursor
+        if result.promoted or result.consolidated or result.forgotten:
+            log.info(
+                "policies: %d promoted, %d consolidated, %d forgotten",
+                len(result.promoted),
+                len(result.consolidated),
+                len(result.forgotten),
+            )
+        return result
 
     def _purge(self) -> None:
         forget_after = self.settings.forget_peer_after_s
