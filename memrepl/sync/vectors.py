@@ -12,7 +12,7 @@ through :func:`set_acked_cursor`, the seed's explicit ``update_sync_vector``.
 
 from __future__ import annotations
 
-from sqlalchemy import func, select
+from sqlalchemy import Column, Table, func, select
 from sqlalchemy.dialects.sqlite import insert
 from sqlalchemy.engine import Connection
 
@@ -20,47 +20,56 @@ from memrepl.protocol.enums import MemoryTier
 from memrepl.storage.schema import inbound_cursors, sync_vectors
 
 
-def acked_cursors(conn: Connection, tier: MemoryTier) -> dict[str, int]:
-    """``{peer: acked cursor}`` for one tier: the seed's ``get_sync_vector``."""
-    rows = conn.execute(
-        select(sync_vectors.c.peer_id, sync_vectors.c.acked_cursor).where(
-            sync_vectors.c.tier == int(tier)
+def _positions(
+    conn: Connection, table: Table, column: Column[int], tier: MemoryTier
+) -> dict[str, int]:
+    rows = conn.execute(select(table.c.peer_id, column).where(table.c.tier == int(tier)))
+    return {peer: cursor for peer, cursor in rows}
+
+
+def _store_position(
+    conn: Connection,
+    column: Column[int],
+    key: tuple[MemoryTier, str],
+    cursor: int,
+    now_ns: int,
+    *,
+    forward_only: bool,
+) -> None:
+    tier, peer_id = key
+    table = column.table
+    assert isinstance(table, Table)
+    statement = insert(table).values(
+        {"tier": int(tier), "peer_id": peer_id, column.name: cursor, "updated_at_ns": now_ns}
+    )
+    new_value = func.max(column, cursor) if forward_only else cursor
+    conn.execute(
+        statement.on_conflict_do_update(
+            index_elements=["tier", "peer_id"],
+            set_={column.name: new_value, "updated_at_ns": now_ns},
         )
     )
-    return {peer: cursor for peer, cursor in rows}
+
+
+def acked_cursors(conn: Connection, tier: MemoryTier) -> dict[str, int]:
+    """``{peer: acked cursor}`` for one tier: the seed's ``get_sync_vector``."""
+    return _positions(conn, sync_vectors, sync_vectors.c.acked_cursor, tier)
 
 
 def advance_acked_cursor(
     conn: Connection, tier: MemoryTier, peer_id: str, cursor: int, now_ns: int
 ) -> None:
     """Record that ``peer_id`` acknowledged everything up to ``cursor`` (never moves back)."""
-    statement = insert(sync_vectors).values(
-        tier=int(tier), peer_id=peer_id, acked_cursor=cursor, updated_at_ns=now_ns
-    )
-    conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=["tier", "peer_id"],
-            set_={
-                "acked_cursor": func.max(sync_vectors.c.acked_cursor, cursor),
-                "updated_at_ns": now_ns,
-            },
-        )
-    )
+    column = sync_vectors.c.acked_cursor
+    _store_position(conn, column, (tier, peer_id), cursor, now_ns, forward_only=True)
 
 
 def set_acked_cursor(
     conn: Connection, tier: MemoryTier, peer_id: str, cursor: int, now_ns: int
 ) -> None:
     """Set a peer's acknowledged cursor to exactly ``cursor`` (may move it back: resend)."""
-    statement = insert(sync_vectors).values(
-        tier=int(tier), peer_id=peer_id, acked_cursor=cursor, updated_at_ns=now_ns
-    )
-    conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=["tier", "peer_id"],
-            set_={"acked_cursor": cursor, "updated_at_ns": now_ns},
-        )
-    )
+    column = sync_vectors.c.acked_cursor
+    _store_position(conn, column, (tier, peer_id), cursor, now_ns, forward_only=False)
 
 
 def forget_peer(conn: Connection, tier: MemoryTier, peer_id: str) -> None:
@@ -70,6 +79,11 @@ def forget_peer(conn: Connection, tier: MemoryTier, peer_id: str) -> None:
             (sync_vectors.c.tier == int(tier)) & (sync_vectors.c.peer_id == peer_id)
         )
     )
+
+
+def applied_cursors(conn: Connection, tier: MemoryTier) -> dict[str, int]:
+    """``{peer: applied cursor}`` for one tier."""
+    return _positions(conn, inbound_cursors, inbound_cursors.c.applied_cursor, tier)
 
 
 def applied_cursor(conn: Connection, tier: MemoryTier, peer_id: str) -> int:
@@ -82,30 +96,10 @@ def applied_cursor(conn: Connection, tier: MemoryTier, peer_id: str) -> int:
     return int(value) if value is not None else 0
 
 
-def applied_cursors(conn: Connection, tier: MemoryTier) -> dict[str, int]:
-    """``{peer: applied cursor}`` for one tier."""
-    rows = conn.execute(
-        select(inbound_cursors.c.peer_id, inbound_cursors.c.applied_cursor).where(
-            inbound_cursors.c.tier == int(tier)
-        )
-    )
-    return {peer: cursor for peer, cursor in rows}
-
-
 def advance_applied_cursor(
     conn: Connection, tier: MemoryTier, peer_id: str, cursor: int, now_ns: int
 ) -> int:
     """Record a sender cursor applied here (never moves back); return the stored value."""
-    statement = insert(inbound_cursors).values(
-        tier=int(tier), peer_id=peer_id, applied_cursor=cursor, updated_at_ns=now_ns
-    )
-    conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=["tier", "peer_id"],
-            set_={
-                "applied_cursor": func.max(inbound_cursors.c.applied_cursor, cursor),
-                "updated_at_ns": now_ns,
-            },
-        )
-    )
+    column = inbound_cursors.c.applied_cursor
+    _store_position(conn, column, (tier, peer_id), cursor, now_ns, forward_only=True)
     return applied_cursor(conn, tier, peer_id)
