@@ -133,6 +133,9 @@ class RemoteItem:
     item_id: str
     state: ItemState
     priority: SyncPriority = SyncPriority.NORMAL
+    #: The content's JSON text as received (the wire payload), stored as is when the remote
+    #: state is kept whole: it saves encoding the content again.
+    content_json: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,6 +363,7 @@ def apply_remote_states(
             priority=priority,
             modified_at=clock.tick(),
             received_from=from_peer if as_received else None,
+            content_json=remote.content_json if as_received else None,
             created_at_ns=current.created_at_ns if current else clock.last_ns,
             access_count=current.access_count if current else 0,
             last_accessed_ns=current.last_accessed_ns if current else None,

@@ -26,7 +26,7 @@ from memrepl.protocol.batch import MemorySyncBatch
 from memrepl.protocol.enums import MemoryTier, SyncOperation
 from memrepl.protocol.item import MemorySyncItem
 from memrepl.storage.items import RemoteItem, apply_remote_states, max_modified_at, modified_since
-from memrepl.storage.records import StoredItem, encode_content
+from memrepl.storage.records import StoredItem
 from memrepl.storage.schema import TierSpec
 from memrepl.sync.conflicts import DetectedConflict, record_conflicts
 from memrepl.sync.tombstones import purged_through
@@ -65,7 +65,7 @@ def read_delta(
 
 
 def to_wire(tier: MemoryTier, row: StoredItem) -> MemorySyncItem:
-    payload = None if row.deleted else encode_content(row.content).encode()
+    payload = None if row.deleted else row.encoded_content().encode()
     return item_from_state(row.item_id, row.state, tier, row.priority, payload=payload)
 
 
@@ -89,7 +89,9 @@ def decode_batch(batch: MemorySyncBatch, clock: HybridLogicalClock) -> list[Remo
             )
         state = state_from_item(item, source_node=batch.source_node)
         clock.check_skew(_latest_stamp(state))
-        remote.append(RemoteItem(item.item_id, state, item.priority))
+        # The payload is the content's JSON text (checked by state_from_item): keep it.
+        text = item.payload.decode() if item.payload and not state.deleted else None
+        remote.append(RemoteItem(item.item_id, state, item.priority, text))
     return remote
 
 
