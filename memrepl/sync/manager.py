@@ -151,7 +151,8 @@ class MemorySyncManager:
             vectors.set_acked_cursor(conn, reg.tier, node_id, timestamp, time.time_ns())
 
     def forget_peer(self, tier: MemoryTier | int, node_id: str) -> None:
-        """Stop tracking a peer for ``tier``: it no longer holds back tombstone collection."""
+        """Stop tracking a peer for ``tier``; forgotten in every tier, it no longer holds back
+        tombstone collection (memrepl.sync.tombstones)."""
         reg = self._registered(tier)
         with reg.store.write() as conn:
             vectors.forget_peer(conn, reg.tier, node_id)

@@ -6,8 +6,11 @@ period (ARCHITECTURE.md, "Deltas, cursors and sync vectors"). The highest purged
 kept per tier in ``tombstone_horizons``: a peer whose cursor is below it may have missed a delete
 that no delta can carry any more, so it is answered with a snapshot instead.
 
-With no known peer, nothing holds tombstones back but the grace period; a peer that appears later
-starts below the horizon and gets a snapshot.
+A peer counts as known in every tier once it has a sync vector entry in any tier (a sync round
+records one as it starts); without an entry in a tier its cursor there is 0, so a peer that is
+syncing another tier first does not lose this tier's deletes. With no known peer, nothing holds
+tombstones back but the grace period; a peer that appears later starts below the horizon and
+gets a snapshot. ``forget_peer`` must drop a peer in every tier to stop it holding any back.
 """
 
 from __future__ import annotations
@@ -17,16 +20,25 @@ from sqlalchemy.dialects.sqlite import insert
 from sqlalchemy.engine import Connection
 
 from memrepl.protocol.enums import MemoryTier
-from memrepl.storage.schema import TierSpec, tombstone_horizons
+from memrepl.storage.schema import TierSpec, sync_vectors, tombstone_horizons
 from memrepl.sync.vectors import acked_cursors
 
 
+def known_peers(conn: Connection) -> set[str]:
+    """Every peer with a sync vector entry in any tier."""
+    return set(conn.execute(select(sync_vectors.c.peer_id).distinct()).scalars())
+
+
 def purge(conn: Connection, spec: TierSpec, *, grace_ns: int, now_ns: int) -> int:
-    """Delete the tombstones below the tier's safe horizon; return how many (write txn)."""
+    """Delete the tombstones below the tier's safe horizon; return how many (write txn).
+
+    A peer known from any tier but without an acknowledgement in this one holds back every
+    tombstone of it (its cursor is 0): it may be about to receive them.
+    """
     acked = acked_cursors(conn, spec.tier)
     cutoff = now_ns - grace_ns
-    if acked:
-        cutoff = min(cutoff, *acked.values())
+    for peer in known_peers(conn):
+        cutoff = min(cutoff, acked.get(peer, 0))
     table = spec.table
     doomed = (table.c.deleted.is_(True)) & (table.c.modified_at <= cutoff)
     highest = conn.execute(select(func.max(table.c.modified_at)).where(doomed)).scalar_one()
