@@ -49,9 +49,9 @@ from memrepl.storage.items import max_modified_at
 from memrepl.storage.records import StoredItem
 from memrepl.storage.store import Store
 from memrepl.sync.batches import to_wire
-from memrepl.sync.manager import MemorySyncManager, status_result
+from memrepl.sync.manager import MemorySyncManager
 from memrepl.sync.messages import Ack
-from memrepl.sync.results import SyncResult, SyncStatus
+from memrepl.sync.results import SyncResult, SyncStatus, status_result
 from memrepl.sync.vectors import applied_cursor
 
 __all__ = ["PeerTierStatus", "Scheduler"]

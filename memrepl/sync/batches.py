@@ -106,7 +106,6 @@ class Applied:
     applied: int
     conflicts: int
     cursor: int
-    changed_ids: list[str]
 
 
 def apply_batch(
@@ -138,7 +137,5 @@ def apply_batch(
         )
     else:
         cursor = applied_cursor(conn, spec.tier, batch.source_node)
-    changed = [
-        item.item_id for item, verdict in zip(remote, verdicts, strict=True) if verdict.changed
-    ]
-    return Applied(len(changed), len(concurrent), cursor, changed)
+    applied = sum(verdict.changed for verdict in verdicts)
+    return Applied(applied, len(concurrent), cursor)

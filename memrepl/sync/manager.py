@@ -37,11 +37,12 @@ from memrepl.protocol.batch import MemorySyncBatch
 from memrepl.protocol.enums import MemoryTier, MessageTypes, SyncFlags, SyncOperation
 from memrepl.protocol.item import MemorySyncItem
 from memrepl.protocol.limits import MAX_BATCH_ITEMS
+from memrepl.storage.store import resolve_tier
 from memrepl.storage.tiers import Tier
 from memrepl.sync import tombstones, vectors
 from memrepl.sync.batches import apply_batch, decode_batch, is_replicate_request, read_delta
 from memrepl.sync.messages import Ack, Nack
-from memrepl.sync.results import SyncResult, SyncStatus
+from memrepl.sync.results import SyncResult, SyncStatus, status_result
 from memrepl.sync.rounds import SyncRound
 from memrepl.sync.snapshots import forget_missing
 from memrepl.sync.transport import Mesh
@@ -108,7 +109,7 @@ class MemorySyncManager:
 
     def register_memory_tier(self, tier: MemoryTier | int, memory: Tier) -> None:
         """Register a tier object; its store must belong to this manager's node id."""
-        tier = _tier(tier)
+        tier = resolve_tier(tier)
         if memory.tier != tier:
             raise UnknownTierError(
                 f"register_memory_tier({tier.name}): got a {memory.tier.name} tier", tier=tier
@@ -123,7 +124,7 @@ class MemorySyncManager:
         self._tiers[tier] = memory
 
     def _registered(self, tier: MemoryTier | int) -> Tier:
-        tier = _tier(tier)
+        tier = resolve_tier(tier)
         try:
             return self._tiers[tier]
         except KeyError:
@@ -430,23 +431,6 @@ class MemorySyncManager:
                     conn, reg.spec, grace_ns=self.tombstone_grace_ns, now_ns=time.time_ns()
                 )
         return purged
-
-
-def status_result(peer_id: str, tier: MemoryTier, answer: Ack | Nack | SyncStatus) -> SyncResult:
-    if isinstance(answer, Ack):
-        return SyncResult(peer_id, tier, SyncStatus.SYNCED, cursor=answer.cursor)
-    if isinstance(answer, Nack):
-        return SyncResult(
-            peer_id, tier, SyncStatus.REJECTED, error=f"{answer.code}: {answer.reason}"
-        )
-    return SyncResult(peer_id, tier, answer, error=f"peer {peer_id!r}: {answer.value}")
-
-
-def _tier(tier: MemoryTier | int) -> MemoryTier:
-    try:
-        return MemoryTier(tier)
-    except ValueError:
-        raise UnknownTierError(f"unknown tier {tier!r}", tier=tier) from None
 
 
 def error_code(exc: MemreplError) -> str:

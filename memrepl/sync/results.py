@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from memrepl.protocol.enums import MemoryTier
+from memrepl.sync.messages import Ack, Nack
 
 
 class SyncStatus(StrEnum):
@@ -46,3 +47,14 @@ class SyncResult:
     def ok(self) -> bool:
         """Whether the peer is now caught up."""
         return self.status in (SyncStatus.SYNCED, SyncStatus.UP_TO_DATE)
+
+
+def status_result(peer_id: str, tier: MemoryTier, answer: Ack | Nack | SyncStatus) -> SyncResult:
+    """The result of a one-message exchange: its ACK, its NACK, or why there was no answer."""
+    if isinstance(answer, Ack):
+        return SyncResult(peer_id, tier, SyncStatus.SYNCED, cursor=answer.cursor)
+    if isinstance(answer, Nack):
+        return SyncResult(
+            peer_id, tier, SyncStatus.REJECTED, error=f"{answer.code}: {answer.reason}"
+        )
+    return SyncResult(peer_id, tier, answer, error=f"peer {peer_id!r}: {answer.value}")

@@ -19,7 +19,7 @@ from memrepl.protocol.batch import MemorySyncBatch, SnapshotMark
 from memrepl.storage.tiers import Tier
 from memrepl.sync import tombstones, vectors
 from memrepl.sync.messages import Ack, Nack
-from memrepl.sync.results import SyncResult, SyncStatus
+from memrepl.sync.results import SyncResult, SyncStatus, status_result
 
 if TYPE_CHECKING:
     from memrepl.sync.manager import MemorySyncManager
@@ -54,8 +54,6 @@ class SyncRound:
         )
 
     async def run(self) -> SyncResult:
-        from memrepl.sync.manager import status_result
-
         manager = self.manager
         answer = await manager.exchange(
             self.peer_id, manager.probe_batch(self.tier, self.peer_id, replicate=False)
