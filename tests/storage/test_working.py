@@ -1,5 +1,5 @@
-"""Working memory (L1): capacity eviction by score, pinning, the replication rule, TTL -- all
-local forgetting that leaves no tombstone and replicates nothing."""
+"""Working memory (L1): capacity eviction by score down to the low-water mark, pinning, the
+replication rule, TTL -- all local forgetting that leaves no tombstone and replicates nothing."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from pathlib import Path
 import pytest
 
 from memrepl.errors import ItemError, ItemNotFoundError
+from memrepl.policy.promotion import promotion_score
 from memrepl.protocol.enums import MemoryTier, SyncPriority
-from memrepl.storage import Store
-from memrepl.storage.working import RECENCY_HALF_LIFE_NS
+from memrepl.storage import LocalWrite, Store
+from memrepl.storage.working import RECENCY_HALF_LIFE_NS, low_water
 from memrepl.sync.vectors import advance_acked_cursor
 
 from .conftest import query
@@ -45,6 +46,66 @@ def test_evicts_lowest_priority_first(opener: Callable[..., Store], wall: Wall) 
     store.working.add("normal", {"n": 3})
     store.working.add("new", {"n": 4})
     assert ids(store) == {"urgent", "normal", "new"}
+
+
+@pytest.mark.parametrize(
+    ("capacity", "expected"), [(1, 1), (2, 2), (99, 99), (100, 99), (250, 248), (10_000, 9_900)]
+)
+def test_low_water_is_one_percent_below_capacity(capacity: int, expected: int) -> None:
+    # Under 100 there is no slack: small tiers evict exactly to the capacity (the tests above).
+    assert low_water(capacity) == expected
+
+
+def test_overflow_evicts_to_low_water_then_fills_the_slack(
+    opener: Callable[..., Store], wall: Wall
+) -> None:
+    capacity = 500
+    slack = capacity - low_water(capacity)
+    assert slack == 5
+    store = opener(wall=wall, working_capacity=capacity)
+    # Five BACKGROUND items spread among NORMAL ones, and the oldest item read three times: the
+    # lowest scores are not simply the oldest rows.
+    writes = [
+        LocalWrite.add(
+            f"i{n:03}",
+            {"n": n},
+            SyncPriority.BACKGROUND if n % 97 == 50 else SyncPriority.NORMAL,
+        )
+        for n in range(capacity)
+    ]
+    for start in range(0, capacity, 50):
+        wall.now += S
+        store.working.write_many(writes[start : start + 50])
+    for _ in range(3):
+        assert store.working.get_by_id("i000") is not None
+    before = store.working.get_modified_since(0)
+    assert len(before) == capacity  # at capacity, nothing evicted yet
+
+    wall.now += S
+    over = store.working.add("over", {"n": -1})
+    # (a) One write past the capacity evicts slack + 1 rows, down to the low-water mark...
+    kept = ids(store)
+    assert len(kept) == low_water(capacity) == capacity - slack
+    evicted = {r["item_id"] for r in before} - kept
+    assert evicted == {"i050", "i147", "i244", "i341", "i438", "i001"}
+    # ...and they are the lowest-scored at the time of the write (ties: older first).
+    ranked = sorted(
+        [*before, over],
+        key=lambda r: (promotion_score(r, wall.now), r["modified_at"], r["item_id"]),
+    )
+    assert {r["item_id"] for r in ranked[: slack + 1]} == evicted
+
+    # (b) The next `slack` writes fill the slack and evict nothing.
+    for n in range(slack):
+        wall.now += S
+        store.working.add(f"fill{n}", {"n": n})
+        kept |= {f"fill{n}"}
+        assert ids(store) == kept
+    assert len(kept) == capacity
+    # The one after overflows again: back to the low-water mark.
+    wall.now += S
+    store.working.add("again", {"n": 0})
+    assert len(ids(store)) == low_water(capacity)
 
 
 def test_accesses_and_recency_raise_the_score(opener: Callable[..., Store], wall: Wall) -> None:
