@@ -29,6 +29,7 @@ from sqlalchemy.ext.asyncio import create_async_engine as sa_create_async_engine
 from sqlalchemy.pool import StaticPool
 
 from memrepl.errors import StoreError
+from memrepl.storage import driver
 
 #: The execution option that marks a write engine: its transactions start with BEGIN IMMEDIATE.
 WRITE_OPTION = "memrepl_write"
@@ -78,10 +79,11 @@ def _connect_listener(synchronous: str, busy_timeout_ms: int) -> DBAPIConnection
 
 def _on_begin(conn: Connection) -> None:
     """The ``begin`` listener: BEGIN IMMEDIATE on a write engine, a deferred BEGIN otherwise."""
+    # On the driver (see .driver): it runs once per transaction.
     if conn.get_execution_options().get(WRITE_OPTION):
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        driver.execute(conn, "BEGIN IMMEDIATE")
     else:
-        conn.exec_driver_sql("BEGIN")
+        driver.execute(conn, "BEGIN")
 
 
 def _install(engine: Engine, synchronous: str, busy_timeout_ms: int) -> None:

@@ -35,17 +35,14 @@ Local write semantics (the seed's ``add``/``update``/``delete``/``merge``):
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, MutableMapping, Sequence
+from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field, replace
-from functools import cache
-from operator import itemgetter
+from functools import cache, lru_cache
 from typing import Any
 
 from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.dialects.sqlite import pysqlite
 from sqlalchemy.engine import Connection
-from sqlalchemy.sql import Select
 from sqlalchemy.sql.dml import Update
 from sqlalchemy.sql.elements import BindParameter
 
@@ -65,7 +62,9 @@ from memrepl.merge import (
     merge_remote,
 )
 from memrepl.protocol.enums import MemoryTier, SyncOperation, SyncPriority
-from memrepl.storage.records import StoredItem, encode_content, item_from_row, row_values
+from memrepl.storage import driver
+from memrepl.storage.driver import DriverStatement, compile_statement
+from memrepl.storage.records import StoredItem, encode_content, item_from_values, row_tuple
 from memrepl.storage.schema import TierSpec
 from memrepl.storage.validation import check_content, check_item_id, check_size
 
@@ -140,17 +139,13 @@ class RemoteItem:
 
 @dataclass(frozen=True, slots=True)
 class _Statements:
-    """One tier table's statements, built once: building costs more than running them."""
+    """One tier table's hot statements, compiled once for the driver (:mod:`.driver`)."""
 
-    load_one: Select[Any]
-    load_many: Select[Any]
-    #: The upsert as SQL for the driver's executemany, and the row keys in its parameter order.
-    upsert_sql: str
-    upsert_order: Callable[[Mapping[str, Any]], tuple[Any, ...]]
-    since: Select[Any]
-    since_limit: Select[Any]
-    since_excluding: Select[Any]
-    since_excluding_limit: Select[Any]
+    load_one: str
+    #: The upsert of whole rows; parameters are :func:`row_tuple` (table column order).
+    upsert: str
+    #: ``modified_since`` by (exclude a peer?, limit?); parameters ``(since[, peer][, limit])``.
+    since: Mapping[tuple[bool, bool], DriverStatement]
     count_access: Update
 
 
@@ -165,42 +160,46 @@ def _statements(table: Table) -> _Statements:
             if column.name not in _KEPT_ON_UPSERT
         },
     )
-    # Compiled once for the driver: executemany through exec_driver_sql skips SQLAlchemy's
-    # per-row parameter processing, the largest cost of a batch write (bench/storage_bench.py).
-    # Every value is already a plain str/int/None/bool, which sqlite3 binds as is.
-    compiled = upsert.compile(dialect=pysqlite.dialect())
-    keys = tuple(compiled.positiontup or ())
-    assert keys and set(keys) == {column.name for column in table.columns}
+    compiled_upsert = compile_statement(upsert)
+    assert compiled_upsert.keys == tuple(column.name for column in table.columns)
     since = select(table).where(table.c.modified_at > bindparam("since"))
     excluding = since.where(table.c.received_from.is_distinct_from(bindparam("peer")))
     limit: BindParameter[int] = bindparam("limit")
     return _Statements(
-        load_one=select(table).where(table.c.item_id == bindparam("item_id")),
-        load_many=select(table).where(table.c.item_id.in_(bindparam("ids", expanding=True))),
-        upsert_sql=compiled.string,
-        upsert_order=itemgetter(*keys),
-        since=since.order_by(table.c.modified_at),
-        since_limit=since.order_by(table.c.modified_at).limit(limit),
-        since_excluding=excluding.order_by(table.c.modified_at),
-        since_excluding_limit=excluding.order_by(table.c.modified_at).limit(limit),
+        load_one=compile_statement(select(table).where(table.c.item_id == bindparam("id"))).sql,
+        upsert=compiled_upsert.sql,
+        since={
+            (False, False): compile_statement(since.order_by(table.c.modified_at)),
+            (False, True): compile_statement(since.order_by(table.c.modified_at).limit(limit)),
+            (True, False): compile_statement(excluding.order_by(table.c.modified_at)),
+            (True, True): compile_statement(excluding.order_by(table.c.modified_at).limit(limit)),
+        },
         count_access=update(table)
         .where(table.c.item_id == bindparam("access_item_id"))
         .values(access_count=table.c.access_count + 1, last_accessed_ns=bindparam("now_ns")),
     )
 
 
+@lru_cache(maxsize=4 * LOAD_CHUNK_ITEMS)
+def _load_many(table: Table, count: int) -> str:
+    """``SELECT <every column> ... WHERE item_id IN (?, ... count times)``, compiled once."""
+    ids: BindParameter[list[str]] = bindparam("ids", value=[""] * count, expanding=True)
+    statement = select(table).where(table.c.item_id.in_(ids))
+    return compile_statement(statement, render_postcompile=True).sql
+
+
 def load_items(conn: Connection, spec: TierSpec, ids: Iterable[str]) -> dict[str, StoredItem]:
     """The stored rows (tombstones included) of ``ids`` that exist, by id: one query per 500."""
     unique = list(dict.fromkeys(ids))
-    statements = _statements(spec.table)
+    table = spec.table
     if len(unique) == 1:
-        rows = conn.execute(statements.load_one, {"item_id": unique[0]}).mappings()
-        return {row["item_id"]: item_from_row(spec, row) for row in rows}
+        rows = driver.execute(conn, _statements(table).load_one, unique)
+        return {row[0]: item_from_values(spec, row) for row in rows}
     found: dict[str, StoredItem] = {}
     for start in range(0, len(unique), LOAD_CHUNK_ITEMS):
         chunk = unique[start : start + LOAD_CHUNK_ITEMS]
-        for row in conn.execute(statements.load_many, {"ids": chunk}).mappings():
-            found[row["item_id"]] = item_from_row(spec, row)
+        for row in driver.execute(conn, _load_many(table, len(chunk)), chunk):
+            found[row[0]] = item_from_values(spec, row)
     return found
 
 
@@ -208,9 +207,8 @@ def _store(conn: Connection, spec: TierSpec, changed: Sequence[StoredItem]) -> N
     """Upsert ``changed`` (executemany), run the tier hook, note them for after-commit hooks."""
     if not changed:
         return
-    statements = _statements(spec.table)
-    order = statements.upsert_order
-    conn.exec_driver_sql(statements.upsert_sql, [order(row_values(spec, item)) for item in changed])
+    upsert = _statements(spec.table).upsert
+    driver.executemany(conn, upsert, [row_tuple(spec, item) for item in changed])
     # Noted before the tier hook runs: what the hook forgets (eviction) must come after, so that
     # after-commit hooks end with an item's final state.
     pending = conn.info.get(CHANGES_KEY)
@@ -389,19 +387,10 @@ def modified_since(
     peer (no echo), filtered on the same scan; a caller advancing a cursor past such rows can use
     :func:`max_modified_at`.
     """
-    statements = _statements(spec.table)
-    parameters: dict[str, Any] = {"since": since_ns}
-    if exclude_received_from is not None:
-        parameters["peer"] = exclude_received_from
-    if limit is not None:
-        parameters["limit"] = limit
-    query = {
-        (False, False): statements.since,
-        (False, True): statements.since_limit,
-        (True, False): statements.since_excluding,
-        (True, True): statements.since_excluding_limit,
-    }[exclude_received_from is not None, limit is not None]
-    return [item_from_row(spec, row) for row in conn.execute(query, parameters).mappings()]
+    query = _statements(spec.table).since[exclude_received_from is not None, limit is not None]
+    parameters = {"since": since_ns, "peer": exclude_received_from, "limit": limit}
+    rows = driver.execute(conn, query.sql, query.parameters(parameters))
+    return [item_from_values(spec, row) for row in rows]
 
 
 def max_modified_at(conn: Connection, spec: TierSpec) -> int:

@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from importlib import metadata as importlib_metadata
 
 from sqlalchemy import bindparam, insert, literal_column, select, update
-from sqlalchemy.dialects.sqlite import pysqlite
 from sqlalchemy.engine import Connection
 
 from memrepl.clock import DEFAULT_MAX_CLOCK_SKEW_NS, HybridLogicalClock, WallClock
 from memrepl.errors import NodeIdMismatchError, StoreError
+from memrepl.storage import driver
+from memrepl.storage.driver import compile_statement
 from memrepl.storage.schema import node
 
 #: A node id travels in every batch's metadata: at most this many bytes of UTF-8.
@@ -91,37 +92,29 @@ def ensure_node(conn: Connection, node_id: str, *, now_ns: int) -> None:
         )
 
 
-# Every write transaction runs both: compiled once from Core to driver SQL, which spares each
-# run SQLAlchemy's statement caching and parameter processing.
-_DIALECT = pysqlite.dialect()
-_LOAD_CLOCK = (
-    select(node.c.clock_last_ns)
-    .where(node.c.id == 1)
-    .compile(dialect=_DIALECT, compile_kwargs={"literal_binds": True})
-    .string
-)
-_SAVE_CLOCK = (
+# Every write transaction runs both: hot statements, run on the driver (see .driver).
+_LOAD_CLOCK = compile_statement(
+    select(node.c.clock_last_ns).where(node.c.id == literal_column("1"))
+).sql
+_SAVE_CLOCK = compile_statement(
     update(node)
     .where(node.c.id == literal_column("1"), node.c.clock_last_ns < bindparam("below"))
     .values(clock_last_ns=bindparam("last_ns"))
-    .compile(dialect=_DIALECT)
 )
 
 
 def load_clock(conn: Connection, settings: ClockSettings) -> HybridLogicalClock:
     """The node's clock as last saved. Call it inside a write transaction."""
-    last = conn.exec_driver_sql(_LOAD_CLOCK).scalar_one_or_none()
-    if last is None:
+    rows = driver.execute(conn, _LOAD_CLOCK)
+    if not rows:
         raise StoreError("the database has no node row: open it with memrepl.open() first")
-    return HybridLogicalClock(last, wall=settings.wall, max_skew_ns=settings.max_skew_ns)
+    return HybridLogicalClock(rows[0][0], wall=settings.wall, max_skew_ns=settings.max_skew_ns)
 
 
 def save_clock(conn: Connection, clock: HybridLogicalClock) -> None:
     """Store the clock's last stamp (never lowering the stored one)."""
     values = {"last_ns": clock.last_ns, "below": clock.last_ns}
-    conn.exec_driver_sql(
-        _SAVE_CLOCK.string, tuple(values[key] for key in _SAVE_CLOCK.positiontup or ())
-    )
+    driver.execute(conn, _SAVE_CLOCK.sql, _SAVE_CLOCK.parameters(values))
 
 
 @contextmanager

@@ -16,16 +16,16 @@ A record (:meth:`StoredItem.to_record`) is the dict the tier API returns.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from json.encoder import encode_basestring_ascii
+from functools import partial
+from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
+from json.scanner import make_scanner
 from typing import Any
-
-from sqlalchemy import RowMapping
 
 from memrepl.merge import ItemState, Version
 from memrepl.protocol.enums import SyncPriority
-from memrepl.storage.schema import TierSpec
+from memrepl.storage.schema import TIER_SPECS, TierSpec
 
 #: The dict a tier returns for an item; keys listed in :meth:`StoredItem.to_record`.
 Record = dict[str, Any]
@@ -89,7 +89,7 @@ class StoredItem:
         version = self.state.version
         record: Record = {
             "item_id": self.item_id,
-            "content": json.loads(self.encoded_content()) if copy else self.state.content,
+            "content": decode_json(self.encoded_content()) if copy else self.state.content,
             "deleted": self.state.deleted,
             "timestamp_ns": version.timestamp_ns,
             "origin_node": version.origin,
@@ -103,9 +103,40 @@ class StoredItem:
         return record
 
 
-def encode_content(content: Mapping[str, Any]) -> str:
-    """The stored and wire form of content: ``json.dumps`` with default separators."""
-    return json.dumps(content, allow_nan=False)
+def _build_content_encoder() -> Callable[[Mapping[str, Any]], str]:
+    # json.dumps(allow_nan=False) builds a new encoder on every call; building the C encoder once
+    # halves the cost of encoding a small object. No circular-reference markers: a reused marker
+    # dict could keep stale ids after a failed call; a cycle still fails, as a RecursionError.
+    if c_make_encoder is None:  # pragma: no cover - CPython always has the C encoder
+        return partial(json.dumps, allow_nan=False)
+
+    def refuse(value: object) -> object:
+        raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
+
+    chunks = c_make_encoder(
+        None, refuse, encode_basestring_ascii, None, ": ", ", ", False, False, False
+    )
+    return lambda content: "".join(chunks(content, 0))
+
+
+#: ``encode_content(content)``: the stored and wire form of content, exactly ``json.dumps(content,
+#: allow_nan=False)`` (default separators); raises TypeError, ValueError or RecursionError.
+encode_content = _build_content_encoder()
+
+_scan_json = make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
+
+
+def decode_json(text: str) -> Any:
+    """``json.loads(text)``, faster for the compact texts memrepl writes itself.
+
+    The C scanner without ``json.loads``'s wrapper; anything it does not consume whole (leading
+    or trailing whitespace, an error) goes to ``json.loads``, which gives the same value or error.
+    """
+    try:
+        value, end = _scan_json(text, 0)
+    except (StopIteration, ValueError, RecursionError):
+        return json.loads(text)
+    return value if end == len(text) else json.loads(text)
 
 
 def _encode_field_clocks(clocks: Mapping[str, Version]) -> str:
@@ -118,7 +149,9 @@ def _encode_field_clocks(clocks: Mapping[str, Version]) -> str:
 
 
 def _decode_field_clocks(text: str) -> dict[str, Version]:
-    return {name: Version(int(ts), str(origin)) for name, (ts, origin) in json.loads(text).items()}
+    if text == "{}":
+        return {}
+    return {name: Version(int(ts), str(origin)) for name, (ts, origin) in decode_json(text).items()}
 
 
 def _encode_context(context: Mapping[str, int]) -> str:
@@ -129,52 +162,119 @@ def _encode_context(context: Mapping[str, int]) -> str:
     return json.dumps(dict(context), separators=_COMPACT)
 
 
-def row_values(spec: TierSpec, item: StoredItem) -> dict[str, Any]:
-    """Every column of ``spec``'s table for ``item`` (tier columns missing from extras: NULL)."""
+#: The columns every tier table starts with (schema.item_columns), in table order.
+_COMMON_COLUMNS = 16
+_PRIORITIES = {int(priority): priority for priority in SyncPriority}
+
+
+def column_names(spec: TierSpec) -> tuple[str, ...]:
+    """The columns of ``spec``'s table in table order: the order of :func:`row_tuple` and of the
+    values :func:`item_from_values` reads."""
+    return tuple(column.name for column in spec.table.columns)
+
+
+def _extra_names(spec: TierSpec) -> tuple[str, ...]:
+    extras = column_names(spec)[_COMMON_COLUMNS:]
+    assert set(extras) == {*spec.derived_names, *spec.local_defaults}, extras
+    return extras
+
+
+def row_tuple(spec: TierSpec, item: StoredItem) -> tuple[Any, ...]:
+    """Every column of ``spec``'s table for ``item``, in table order (missing extras: NULL)."""
     state = item.state
     version = state.version
-    values: dict[str, Any] = {
-        "item_id": item.item_id,
-        "content": item.encoded_content(),
-        "deleted": state.deleted,
-        "version_ts": version.timestamp_ns,
-        "version_origin": version.origin,
-        "whole_ts": state.whole.timestamp_ns,
-        "whole_origin": state.whole.origin,
-        "whole_deleted": state.whole_deleted,
-        "field_clocks": _encode_field_clocks(state.field_clocks),
-        "causal_context": _encode_context(state.context),
-        "priority": int(item.priority),
-        "modified_at": item.modified_at,
-        "received_from": item.received_from,
-        "created_at_ns": item.created_at_ns,
-        "access_count": item.access_count,
-        "last_accessed_ns": item.last_accessed_ns,
-    }
-    for name in (*spec.derived_names, *spec.local_defaults):
-        values[name] = item.extras.get(name)
-    return values
+    whole = state.whole
+    extras = item.extras
+    return (
+        item.item_id,
+        item.encoded_content(),
+        state.deleted,
+        version.timestamp_ns,
+        version.origin,
+        whole.timestamp_ns,
+        whole.origin,
+        state.whole_deleted,
+        _encode_field_clocks(state.field_clocks),
+        _encode_context(state.context),
+        int(item.priority),
+        item.modified_at,
+        item.received_from,
+        item.created_at_ns,
+        item.access_count,
+        item.last_accessed_ns,
+        *[extras.get(name) for name in _EXTRA_NAMES[spec.table.name]],
+    )
 
 
-def item_from_row(spec: TierSpec, row: RowMapping) -> StoredItem:
-    """The :class:`StoredItem` of one row of ``spec``'s table (selected with all its columns)."""
+def row_values(spec: TierSpec, item: StoredItem) -> dict[str, Any]:
+    """Every column of ``spec``'s table for ``item``, by name."""
+    return dict(zip(column_names(spec), row_tuple(spec, item), strict=True))
+
+
+def item_from_values(spec: TierSpec, values: Sequence[Any]) -> StoredItem:
+    """The :class:`StoredItem` of one row of ``spec``'s table, its columns in table order."""
+    (
+        item_id,
+        content,
+        _deleted,
+        _version_ts,
+        _version_origin,
+        whole_ts,
+        whole_origin,
+        whole_deleted,
+        field_clocks,
+        causal_context,
+        priority,
+        modified_at,
+        received_from,
+        created_at_ns,
+        access_count,
+        last_accessed_ns,
+    ) = values[:_COMMON_COLUMNS]
     state = ItemState(
-        content=json.loads(row["content"]),
-        whole=Version(row["whole_ts"], row["whole_origin"]),
-        whole_deleted=bool(row["whole_deleted"]),
-        field_clocks=_decode_field_clocks(row["field_clocks"]),
-        context=json.loads(row["causal_context"]),
+        decode_json(content),
+        Version(whole_ts, whole_origin),
+        bool(whole_deleted),
+        _decode_field_clocks(field_clocks),
+        decode_json(causal_context),
     )
-    extras = {name: row[name] for name in (*spec.derived_names, *spec.local_defaults)}
     return StoredItem(
-        item_id=row["item_id"],
-        state=state,
-        priority=SyncPriority(row["priority"]),
-        modified_at=row["modified_at"],
-        received_from=row["received_from"],
-        created_at_ns=row["created_at_ns"],
-        access_count=row["access_count"],
-        last_accessed_ns=row["last_accessed_ns"],
-        extras=extras,
-        content_json=row["content"],
+        item_id,
+        state,
+        _PRIORITIES[priority],
+        modified_at,
+        received_from,
+        created_at_ns,
+        access_count,
+        last_accessed_ns,
+        _extras(spec, values[_COMMON_COLUMNS:]),
+        content,
     )
+
+
+def _extras(spec: TierSpec, values: Sequence[Any]) -> dict[str, Any]:
+    name = spec.table.name
+    extras = dict(zip(_EXTRA_NAMES[name], values, strict=True))
+    # The driver returns SQLite's 0/1 for a Boolean column; a record says True/False.
+    for flag in _EXTRA_FLAGS[name]:
+        if extras[flag] is not None:
+            extras[flag] = bool(extras[flag])
+    return extras
+
+
+def item_from_row(spec: TierSpec, row: Mapping[Any, Any]) -> StoredItem:
+    """The :class:`StoredItem` of one row of ``spec``'s table, its columns by name."""
+    return item_from_values(spec, [row[name] for name in column_names(spec)])
+
+
+# By table name: each tier table's own columns after the common ones.
+_EXTRA_NAMES = {spec.table.name: _extra_names(spec) for spec in TIER_SPECS.values()}
+# By table name: which of those are Boolean columns.
+_EXTRA_FLAGS = {
+    spec.table.name: tuple(
+        name
+        for name in _EXTRA_NAMES[spec.table.name]
+        if spec.table.c[name].type.python_type is bool
+    )
+    for spec in TIER_SPECS.values()
+}

@@ -7,13 +7,12 @@ equals what its peers will decode. Each refusal is a specific :class:`~memrepl.e
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from typing import Any
 
 from memrepl.errors import InvalidContentError, InvalidItemIdError, ItemTooLargeError
 from memrepl.protocol.limits import MAX_ITEM_ID_BYTES, MAX_ITEM_PAYLOAD_BYTES
-from memrepl.storage.records import encode_content
+from memrepl.storage.records import decode_json, encode_content
 
 
 def check_item_id(item_id: object) -> str:
@@ -74,7 +73,7 @@ def check_content(content: object, item_id: str) -> tuple[dict[str, Any], str]:
             f"item {item_id!r}: content is not JSON: {exc}", item_id=item_id
         ) from exc
     check_size(text, item_id)
-    loaded: dict[str, Any] = json.loads(text)
+    loaded: dict[str, Any] = decode_json(text)
     # Equal after the round trip: every key was a str. Unequal: tuples (which become lists,
     # and are fine) or keys json.dumps turned into strings (which are not): walk to tell.
     if loaded != content:

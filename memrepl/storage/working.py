@@ -48,6 +48,8 @@ from sqlalchemy import and_, case, func, literal, select, update
 from sqlalchemy.engine import Connection
 
 from memrepl.errors import ItemError, ItemNotFoundError
+from memrepl.storage import driver
+from memrepl.storage.driver import compile_statement
 from memrepl.storage.items import forget_items, load_items, record_access
 from memrepl.storage.records import StoredItem
 from memrepl.storage.schema import WORKING, ChangeHook, TierSpec, sync_vectors, working_items
@@ -171,14 +173,17 @@ def eviction_hook(capacity: int | None, wall: Callable[[], int]) -> ChangeHook:
     and the earliest expiry (an index lookup); expiry and eviction run only when they show work.
     """
     table = WORKING.table
-    probe = select(
-        select(func.count()).select_from(table).scalar_subquery(),
-        select(func.min(table.c.expires_at_ns)).scalar_subquery(),
-    )
+    # Run on every write to the tier: a hot statement, run on the driver (see .driver).
+    probe = compile_statement(
+        select(
+            select(func.count()).select_from(table).scalar_subquery(),
+            select(func.min(table.c.expires_at_ns)).scalar_subquery(),
+        )
+    ).sql
 
     def on_change(conn: Connection, changed: Sequence[StoredItem]) -> None:
         now_ns = wall()
-        rows, earliest = conn.execute(probe).one()
+        ((rows, earliest),) = driver.execute(conn, probe)
         # forget_items runs no hook, so forgetting never re-enters this one.
         if earliest is not None and earliest <= now_ns:
             expire(conn, WORKING, now_ns)

@@ -7,10 +7,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sqlalchemy import event, text
+from sqlalchemy import text
 
 from memrepl.storage import Store
 from memrepl.storage.engine import create_async_engine, create_engine, write_engine
+
+from .sqltrace import statements_run
 
 
 def pragmas(store: Store) -> dict[str, object]:
@@ -36,23 +38,9 @@ def test_configured_pragmas(opener: Callable[..., Store]) -> None:
     assert pragmas(store)["busy_timeout"] == 1234
 
 
-def statements_of(store: Store, action: Callable[[], object]) -> list[str]:
-    seen: list[str] = []
-
-    def record(conn: object, cursor: object, statement: str, *args: object) -> None:
-        seen.append(statement)
-
-    event.listen(store.engine, "before_cursor_execute", record)
-    try:
-        action()
-    finally:
-        event.remove(store.engine, "before_cursor_execute", record)
-    return seen
-
-
 def test_writes_begin_immediate_and_reads_deferred(store: Store) -> None:
-    assert statements_of(store, lambda: store.working.add("x", {}))[0] == "BEGIN IMMEDIATE"
-    assert statements_of(store, lambda: store.working.get_modified_since(0))[0] == "BEGIN"
+    assert statements_run(store, lambda: store.working.add("x", {}))[0] == "BEGIN IMMEDIATE"
+    assert statements_run(store, lambda: store.working.get_modified_since(0))[0] == "BEGIN"
 
 
 def test_write_transaction_holds_the_write_lock(store: Store, db_path: Path) -> None:

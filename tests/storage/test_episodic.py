@@ -9,11 +9,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event
 
 import memrepl.aio
 from memrepl.errors import MemreplError
 from memrepl.storage import Store
+
+from .sqltrace import statements_run
 
 
 def event_(episode: str, at: int, **more: Any) -> dict[str, Any]:
@@ -63,23 +64,15 @@ def test_episodes_between(filled: Store) -> None:
 
 def plans(store: Store, db_path: Path, action: Callable[[], object]) -> list[str]:
     """EXPLAIN QUERY PLAN details of every SELECT ``action`` sends, run on ``db_path``."""
-    seen: list[tuple[str, Any]] = []
-
-    def record(conn: object, cursor: object, statement: str, parameters: Any, *args: Any) -> None:
-        seen.append((statement, parameters))
-
-    event.listen(store.engine, "before_cursor_execute", record)
-    try:
-        action()
-    finally:
-        event.remove(store.engine, "before_cursor_execute", record)
-    selects = [(sql, params) for sql, params in seen if sql.lstrip().upper().startswith("SELECT")]
+    selects = [
+        sql for sql in statements_run(store, action) if sql.lstrip().upper().startswith("SELECT")
+    ]
     assert selects
     conn = sqlite3.connect(db_path)
     try:
         return [
-            " | ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}", params))
-            for sql, params in selects
+            " | ".join(row[3] for row in conn.execute(f"EXPLAIN QUERY PLAN {sql}"))
+            for sql in selects
         ]
     finally:
         conn.close()

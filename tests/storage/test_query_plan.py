@@ -7,39 +7,23 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from sqlalchemy import event
 
 from memrepl.protocol.enums import MemoryTier
 from memrepl.storage import LocalWrite, Store
 from memrepl.storage.items import modified_since
 
-
-def captured(store: Store, action: Callable[[], object]) -> list[tuple[str, Any]]:
-    """The (statement, parameters) pairs ``action`` sends to SQLite."""
-    seen: list[tuple[str, Any]] = []
-
-    def record(conn: object, cursor: object, statement: str, parameters: Any, *args: Any) -> None:
-        seen.append((statement, parameters))
-
-    event.listen(store.engine, "before_cursor_execute", record)
-    try:
-        action()
-    finally:
-        event.remove(store.engine, "before_cursor_execute", record)
-    return seen
+from .sqltrace import statements_run
 
 
-def plan(store: Store, statement: str, parameters: Any) -> list[str]:
+def plan(store: Store, statement: str) -> list[str]:
     with store.read() as conn:
-        rows = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}", parameters).all()
+        rows = conn.exec_driver_sql(f"EXPLAIN QUERY PLAN {statement}").all()
     return [row[3] for row in rows]
 
 
 def assert_range_scan(store: Store, table: str, action: Callable[[], object]) -> None:
-    (select_statement,) = [
-        (sql, params) for sql, params in captured(store, action) if sql.startswith("SELECT")
-    ]
-    steps = plan(store, *select_statement)
+    (select_statement,) = [sql for sql in statements_run(store, action) if sql.startswith("SELECT")]
+    steps = plan(store, select_statement)
     assert steps == [f"SEARCH {table} USING INDEX ix_{table}_modified_at (modified_at>?)"], steps
 
 

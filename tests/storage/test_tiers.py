@@ -18,6 +18,7 @@ from memrepl.storage import (
 )
 
 from .conftest import dump, query
+from .sqltrace import first_words, statements_run
 
 RECORD_KEYS = {
     "item_id",
@@ -197,23 +198,20 @@ def test_write_many_refuses_whole_call(store: Store, tier: MemoryTier, db_path: 
 
 
 def test_write_many_commits_once(store: Store, tier: MemoryTier) -> None:
-    from sqlalchemy import event
-
-    statements: list[str] = []
-
-    def record(conn: object, cursor: object, statement: str, *args: object) -> None:
-        statements.append(statement.split(maxsplit=1)[0].upper())
-
-    event.listen(store.engine, "before_cursor_execute", record)
-    try:
-        store.tier(tier).write_many([LocalWrite.add(f"i{n}", {"n": n}) for n in range(50)])
-    finally:
-        event.remove(store.engine, "before_cursor_execute", record)
-    assert statements.count("BEGIN") == 1
-    # Load, clock read, one executemany upsert, (working: the capacity/expiry check), clock save.
-    assert statements.count("INSERT") == 1
+    writes = [LocalWrite.add(f"i{n}", {"n": n}) for n in range(50)]
+    statements = first_words(statements_run(store, lambda: store.tier(tier).write_many(writes)))
+    # Clock read, one load of the rows, one executemany upsert (50 INSERTs as SQLite runs them),
+    # (working: the capacity/expiry check), clock save, one COMMIT.
     capacity_check = ["SELECT"] if tier == MemoryTier.WORKING else []
-    assert statements == ["BEGIN", "SELECT", "SELECT", "INSERT", *capacity_check, "UPDATE"]
+    assert statements == [
+        "BEGIN",
+        "SELECT",
+        "SELECT",
+        *["INSERT"] * 50,
+        *capacity_check,
+        "UPDATE",
+        "COMMIT",
+    ]
 
 
 def test_tier_lookup(store: Store) -> None:

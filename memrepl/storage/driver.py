@@ -1,0 +1,87 @@
+"""The hot statements: compiled once from Core, run on the DBAPI cursor of a SQLAlchemy connection.
+
+Why this exists: SQLAlchemy's per-execution machinery (execution context, parameter processing,
+result wrapping) costs tens of microseconds a statement -- more than SQLite takes to run the
+statements every write and every applied batch runs (load the clock, load the rows, upsert them,
+log conflicts, store the cursor). Those statements are built as Core constructs like every other
+one, compiled ONCE to the driver's positional SQL (:func:`compile_statement`), and executed on the
+DBAPI connection underneath the ``Connection`` (:func:`execute`, :func:`executemany`).
+
+The rule that keeps it right: SQLAlchemy still owns the connection and the transaction. These
+functions run only inside a transaction SQLAlchemy began (``Store.write()``/``read()``), on that
+transaction's connection, so they commit and roll back with it. Under aiosqlite the connection is
+SQLAlchemy's adapter, whose cursor is synchronous inside ``AsyncConnection.run_sync`` -- the same
+code serves both stores. Driver errors are raised as SQLAlchemy's ``DBAPIError`` subclasses, as a
+Core execution would raise them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy.dialects.sqlite import pysqlite
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.sql import ClauseElement
+from sqlalchemy.sql.compiler import SQLCompiler
+
+_DIALECT = pysqlite.dialect()
+
+
+@dataclass(frozen=True, slots=True)
+class DriverStatement:
+    """A statement compiled to the driver's SQL, with its parameter names in positional order."""
+
+    sql: str
+    keys: tuple[str, ...]
+    #: The values bound when the statement was built (SQLAlchemy's own, such as OFFSET 0).
+    defaults: Mapping[str, Any] = field(default_factory=dict)
+
+    def parameters(self, values: Mapping[str, Any]) -> tuple[Any, ...]:
+        """The positional parameters for ``values`` (parameter name to value; a name missing
+        from ``values`` takes its bound default)."""
+        return tuple(values[key] if key in values else self.defaults[key] for key in self.keys)
+
+
+def compile_statement(statement: ClauseElement, **compile_kwargs: Any) -> DriverStatement:
+    """``statement`` compiled for SQLite's driver (``?`` placeholders, in ``keys`` order)."""
+    compiled = statement.compile(dialect=_DIALECT, compile_kwargs=compile_kwargs)
+    assert isinstance(compiled, SQLCompiler)
+    keys = tuple(compiled.positiontup or ())
+    defaults = {key: compiled.binds[key].value for key in keys if key in compiled.binds}
+    return DriverStatement(compiled.string, keys, defaults)
+
+
+def _raise_wrapped(conn: Connection, sql: str, parameters: Sequence[Any], exc: Exception) -> None:
+    dbapi = conn.dialect.loaded_dbapi
+    if isinstance(exc, dbapi.Error):
+        raise DBAPIError.instance(sql, parameters, exc, dbapi.Error) from exc
+    raise exc
+
+
+def execute(conn: Connection, sql: str, parameters: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    """Run one statement on ``conn``'s DBAPI connection; its rows as tuples (``[]`` if none)."""
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(sql, parameters)
+        return list(cursor.fetchall()) if cursor.description else []
+    except Exception as exc:
+        _raise_wrapped(conn, sql, parameters, exc)
+        raise
+    finally:
+        cursor.close()
+
+
+def executemany(conn: Connection, sql: str, rows: Sequence[Sequence[Any]]) -> int:
+    """Run one statement per row on ``conn``'s DBAPI connection; the rows changed (or -1)."""
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.executemany(sql, rows)
+        return int(cursor.rowcount)
+    except Exception as exc:
+        _raise_wrapped(conn, sql, rows, exc)
+        raise
+    finally:
+        cursor.close()
