@@ -12,12 +12,19 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from sqlalchemy import bindparam
 from sqlalchemy.dialects.sqlite import insert
 from sqlalchemy.engine import Connection
 
 from memrepl.merge import ItemState, MergeVerdict, Outcome
 from memrepl.protocol.enums import MemoryTier
+from memrepl.storage import driver
+from memrepl.storage.driver import compile_statement
+from memrepl.storage.records import encode_content
 from memrepl.storage.schema import conflicts
+
+# Every column but the id, in table order: the order of a row in record_conflicts.
+_COLUMNS = [column for column in conflicts.columns if column.name != "id"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,15 +35,24 @@ class DetectedConflict:
     verdict: MergeVerdict
 
 
-def _side(prefix: str, state: ItemState) -> dict[str, object]:
+#: The insert of one conflict row, ignoring a pair already logged: it runs with every applied batch
+#: that has conflicts, so it is compiled once and run on the driver (storage.driver).
+_INSERT = compile_statement(
+    insert(conflicts)
+    .values({column.name: bindparam(column.name) for column in _COLUMNS})
+    .on_conflict_do_nothing()
+)
+
+
+def _side(state: ItemState) -> tuple[object, ...]:
     version = state.version
-    return {
-        f"{prefix}_ts": version.timestamp_ns,
-        f"{prefix}_origin": version.origin,
-        f"{prefix}_content": json.dumps(dict(state.content)),
-        f"{prefix}_deleted": state.deleted,
-        f"{prefix}_context": json.dumps(dict(state.context), sort_keys=True),
-    }
+    return (
+        version.timestamp_ns,
+        version.origin,
+        encode_content(state.content),
+        state.deleted,
+        json.dumps(dict(state.context), sort_keys=True),
+    )
 
 
 def record_conflicts(
@@ -57,19 +73,18 @@ def record_conflicts(
         assert verdict.winner is not None and verdict.loser is not None
         assert verdict.rule is not None
         rows.append(
-            {
-                "tier": int(tier),
-                "item_id": conflict.item_id,
-                **_side("winner", verdict.winner),
-                **_side("loser", verdict.loser),
-                "resolved_content": json.dumps(dict(verdict.state.content)),
-                "rule": verdict.rule.value,
-                "peer_id": peer_id,
-                "batch_id": batch_id,
-                "detected_at_ns": detected_at_ns,
-            }
+            (
+                int(tier),
+                conflict.item_id,
+                *_side(verdict.winner),
+                *_side(verdict.loser),
+                encode_content(verdict.state.content),
+                verdict.rule.value,
+                peer_id,
+                batch_id,
+                detected_at_ns,
+            )
         )
     if not rows:
         return 0
-    result = conn.execute(insert(conflicts).on_conflict_do_nothing(), rows)
-    return max(result.rowcount, 0)
+    return max(driver.executemany(conn, _INSERT.sql, rows), 0)

@@ -12,11 +12,16 @@ through :func:`set_acked_cursor`, the seed's explicit ``update_sync_vector``.
 
 from __future__ import annotations
 
-from sqlalchemy import Column, Table, func, select
+from functools import cache
+
+from sqlalchemy import Column, Table, bindparam, func, select
 from sqlalchemy.dialects.sqlite import insert
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import BindParameter
 
 from memrepl.protocol.enums import MemoryTier
+from memrepl.storage import driver
+from memrepl.storage.driver import DriverStatement, compile_statement
 from memrepl.storage.schema import inbound_cursors, sync_vectors
 
 
@@ -27,6 +32,26 @@ def _positions(
     return {peer: cursor for peer, cursor in rows}
 
 
+@cache
+def _upsert_position(column: Column[int], forward_only: bool) -> DriverStatement:
+    """Insert or update one (tier, peer) position, returning the stored value: it runs with
+    every applied batch, so it is compiled once and run on the driver (storage.driver)."""
+    table = column.table
+    assert isinstance(table, Table)
+    cursor: BindParameter[int] = bindparam("cursor")
+    statement = insert(table).values(
+        {"tier": bindparam("tier"), "peer_id": bindparam("peer_id"), column.name: cursor}
+        | {"updated_at_ns": bindparam("now_ns")}
+    )
+    new_value = func.max(column, cursor) if forward_only else cursor
+    return compile_statement(
+        statement.on_conflict_do_update(
+            index_elements=["tier", "peer_id"],
+            set_={column.name: new_value, "updated_at_ns": bindparam("now_ns")},
+        ).returning(column)
+    )
+
+
 def _store_position(
     conn: Connection,
     column: Column[int],
@@ -35,20 +60,12 @@ def _store_position(
     now_ns: int,
     *,
     forward_only: bool,
-) -> None:
+) -> int:
     tier, peer_id = key
-    table = column.table
-    assert isinstance(table, Table)
-    statement = insert(table).values(
-        {"tier": int(tier), "peer_id": peer_id, column.name: cursor, "updated_at_ns": now_ns}
-    )
-    new_value = func.max(column, cursor) if forward_only else cursor
-    conn.execute(
-        statement.on_conflict_do_update(
-            index_elements=["tier", "peer_id"],
-            set_={column.name: new_value, "updated_at_ns": now_ns},
-        )
-    )
+    upsert = _upsert_position(column, forward_only)
+    values = {"tier": int(tier), "peer_id": peer_id, "cursor": cursor, "now_ns": now_ns}
+    ((stored,),) = driver.execute(conn, upsert.sql, upsert.parameters(values))
+    return int(stored)
 
 
 def acked_cursors(conn: Connection, tier: MemoryTier) -> dict[str, int]:
@@ -101,5 +118,4 @@ def advance_applied_cursor(
 ) -> int:
     """Record a sender cursor applied here (never moves back); return the stored value."""
     column = inbound_cursors.c.applied_cursor
-    _store_position(conn, column, (tier, peer_id), cursor, now_ns, forward_only=True)
-    return applied_cursor(conn, tier, peer_id)
+    return _store_position(conn, column, (tier, peer_id), cursor, now_ns, forward_only=True)
