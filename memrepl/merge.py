@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 from memrepl.errors import ItemError
 from memrepl.protocol.enums import SyncOperation
@@ -31,9 +31,11 @@ from memrepl.protocol.enums import SyncOperation
 JsonObject = Mapping[str, Any]
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class Version:
-    """One write's identity and its LWW rank: the greater stamp wins, then the greater origin."""
+class Version(NamedTuple):
+    """One write's identity and its LWW rank: the greater stamp wins, then the greater origin.
+
+    A named tuple, so that rank is tuple order, compared in C: every merge compares many.
+    """
 
     timestamp_ns: int
     origin: str

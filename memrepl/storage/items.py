@@ -341,7 +341,8 @@ def apply_remote_states(
     """
     for remote in incoming:
         check_item_id(remote.item_id)
-        clock.observe(remote.state.version.timestamp_ns)
+        # The causal context's stamps too: a state may carry a write it does not show.
+        clock.observe(max(remote.state.version.timestamp_ns, *remote.state.context.values()))
     latest = load_items(conn, spec, (remote.item_id for remote in incoming))
     verdicts: list[MergeVerdict] = []
     changed: dict[str, StoredItem] = {}

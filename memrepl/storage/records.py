@@ -30,8 +30,6 @@ from memrepl.storage.schema import TIER_SPECS, TierSpec
 #: The dict a tier returns for an item; keys listed in :meth:`StoredItem.to_record`.
 Record = dict[str, Any]
 
-_COMPACT = (",", ":")
-
 
 @dataclass(frozen=True, slots=True)
 class StoredItem:
@@ -103,48 +101,64 @@ class StoredItem:
         return record
 
 
-def _build_content_encoder() -> Callable[[Mapping[str, Any]], str]:
-    # json.dumps(allow_nan=False) builds a new encoder on every call; building the C encoder once
+def _build_encoder(item_separator: str, key_separator: str) -> Callable[[Any], str]:
+    # json.dumps with any option builds a new encoder on every call; building the C encoder once
     # halves the cost of encoding a small object. No circular-reference markers: a reused marker
     # dict could keep stale ids after a failed call; a cycle still fails, as a RecursionError.
     if c_make_encoder is None:  # pragma: no cover - CPython always has the C encoder
-        return partial(json.dumps, allow_nan=False)
+        return partial(json.dumps, allow_nan=False, separators=(item_separator, key_separator))
 
     def refuse(value: object) -> object:
         raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
 
     chunks = c_make_encoder(
-        None, refuse, encode_basestring_ascii, None, ": ", ", ", False, False, False
+        None,
+        refuse,
+        encode_basestring_ascii,
+        None,
+        key_separator,
+        item_separator,
+        False,
+        False,
+        False,
     )
-    return lambda content: "".join(chunks(content, 0))
+    return lambda value: "".join(chunks(value, 0))
 
 
 #: ``encode_content(content)``: the stored and wire form of content, exactly ``json.dumps(content,
 #: allow_nan=False)`` (default separators); raises TypeError, ValueError or RecursionError.
-encode_content = _build_content_encoder()
+encode_content: Callable[[Mapping[str, Any]], str] = _build_encoder(", ", ": ")
+_encode_compact = _build_encoder(",", ":")
 
-_scan_json = make_scanner(json.JSONDecoder())  # type: ignore[arg-type]
+
+def _refuse_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON (no NaN or Infinity)")
+
+
+# Strict: NaN and Infinity, which json.loads accepts, are refused like any other non-JSON.
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+_scan_json = make_scanner(_DECODER)  # type: ignore[arg-type]
 
 
 def decode_json(text: str) -> Any:
-    """``json.loads(text)``, faster for the compact texts memrepl writes itself.
+    """The value of the JSON ``text``; ValueError if it is not JSON (NaN and Infinity neither).
 
-    The C scanner without ``json.loads``'s wrapper; anything it does not consume whole (leading
-    or trailing whitespace, an error) goes to ``json.loads``, which gives the same value or error.
+    The C scanner without ``json.loads``'s wrapper, fast for the compact texts memrepl writes;
+    a text it does not consume whole (surrounding whitespace, an error) goes to the full decoder,
+    which gives the same value or the error.
     """
     try:
         value, end = _scan_json(text, 0)
-    except (StopIteration, ValueError, RecursionError):
-        return json.loads(text)
-    return value if end == len(text) else json.loads(text)
+    except StopIteration:
+        return _DECODER.decode(text)
+    return value if end == len(text) else _DECODER.decode(text)
 
 
 def _encode_field_clocks(clocks: Mapping[str, Version]) -> str:
     if not clocks:
         return "{}"
-    return json.dumps(
-        {name: [version.timestamp_ns, version.origin] for name, version in clocks.items()},
-        separators=_COMPACT,
+    return _encode_compact(
+        {name: [version.timestamp_ns, version.origin] for name, version in clocks.items()}
     )
 
 
@@ -159,7 +173,7 @@ def _encode_context(context: Mapping[str, int]) -> str:
         # The common case (one writer), without the general encoder's overhead.
         ((node_id, stamp),) = context.items()
         return f"{{{encode_basestring_ascii(node_id)}:{int(stamp)}}}"
-    return json.dumps(dict(context), separators=_COMPACT)
+    return _encode_compact(dict(context))
 
 
 #: The columns every tier table starts with (schema.item_columns), in table order.

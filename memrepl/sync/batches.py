@@ -21,7 +21,7 @@ from sqlalchemy.engine import Connection
 
 from memrepl.clock import HybridLogicalClock
 from memrepl.errors import ProtocolError
-from memrepl.merge import ItemState, Outcome
+from memrepl.merge import Outcome
 from memrepl.protocol.batch import MemorySyncBatch
 from memrepl.protocol.enums import MemoryTier, SyncOperation
 from memrepl.protocol.item import MemorySyncItem
@@ -31,7 +31,7 @@ from memrepl.storage.schema import TierSpec
 from memrepl.sync.conflicts import DetectedConflict, record_conflicts
 from memrepl.sync.tombstones import purged_through
 from memrepl.sync.vectors import advance_applied_cursor, applied_cursor
-from memrepl.sync.wire import item_from_state, state_from_item
+from memrepl.sync.wire import decode_item, item_from_state
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,11 +74,12 @@ def is_replicate_request(batch: MemorySyncBatch) -> bool:
     return any(item.operation == SyncOperation.REPLICATE for item in batch.items)
 
 
-def decode_batch(batch: MemorySyncBatch, clock: HybridLogicalClock) -> list[RemoteItem]:
+def decode_batch(batch: MemorySyncBatch) -> list[RemoteItem]:
     """The batch's items as states to merge; refuses the whole batch on the first fault.
 
-    Raises :class:`ProtocolError` (an item of another tier, a malformed state) or
-    :class:`~memrepl.errors.ClockSkewError` (any stamp too far in the future).
+    Raises :class:`ProtocolError` (an item of another tier, a malformed state). Stamps too far
+    in the future are refused by :func:`~memrepl.storage.items.apply_remote_states`, before it
+    writes anything.
     """
     remote: list[RemoteItem] = []
     for item in batch.items:
@@ -87,16 +88,10 @@ def decode_batch(batch: MemorySyncBatch, clock: HybridLogicalClock) -> list[Remo
                 f"item {item.item_id!r} of tier {item.tier.name} in a {batch.tier.name} batch",
                 code="tier-mismatch",
             )
-        state = state_from_item(item, source_node=batch.source_node)
-        clock.check_skew(_latest_stamp(state))
-        # The payload is the content's JSON text (checked by state_from_item): keep it.
-        text = item.payload.decode() if item.payload and not state.deleted else None
+        state, text = decode_item(item, source_node=batch.source_node)
+        # The payload is the content's JSON text (checked by decode_item): kept, to store as is.
         remote.append(RemoteItem(item.item_id, state, item.priority, text))
     return remote
-
-
-def _latest_stamp(state: ItemState) -> int:
-    return max([state.version.timestamp_ns, *state.context.values()])
 
 
 @dataclass(frozen=True, slots=True)

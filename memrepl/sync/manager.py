@@ -256,7 +256,7 @@ class MemorySyncManager:
         key = (reg.tier, batch.source_node, mark.snapshot_id if mark else "")
         store = reg.store
         with store.write() as conn, store.stamping(conn) as clock:
-            remote = decode_batch(batch, clock)
+            remote = decode_batch(batch)
             applied = apply_batch(conn, reg.spec, clock, batch, remote)
             if mark is not None and key not in self._snapshot_ids and not mark.final:
                 # What the sender had acknowledged when the snapshot began: later local writes

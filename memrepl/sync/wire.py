@@ -21,6 +21,7 @@ from memrepl.errors import ProtocolError
 from memrepl.merge import BOTTOM, ItemState, Version, apply_local_write
 from memrepl.protocol.enums import MemoryTier, SyncOperation, SyncPriority
 from memrepl.protocol.item import ItemVersionInfo, MemorySyncItem
+from memrepl.storage.records import decode_json
 
 
 def encode_content(content: Any) -> bytes:
@@ -61,36 +62,41 @@ def item_from_state(
     )
 
 
-def state_from_item(item: MemorySyncItem, *, source_node: str) -> ItemState:
-    """The state an incoming item carries; raises :class:`ProtocolError` if it is malformed."""
-    content = _decode_payload(item)
-    if item.version is None:
-        return _state_from_v2_item(item, content, source_node)
+def decode_item(item: MemorySyncItem, *, source_node: str) -> tuple[ItemState, str | None]:
+    """The state an incoming item carries, and its payload as text (None when empty).
+
+    Raises :class:`ProtocolError` if it is malformed.
+    """
+    text, content = _decode_payload(item)
     info = item.version
+    if info is None:
+        return _state_from_v2_item(item, content, source_node), text
     whole = Version(info.whole_timestamp_ns, info.whole_origin)
     if whole.timestamp_ns == 0:
         whole = BOTTOM
+    clocks = info.field_clocks
     state = ItemState(
-        content=content,
-        whole=whole,
-        whole_deleted=info.whole_deleted or whole == BOTTOM,
-        field_clocks={name: Version(*clock) for name, clock in info.field_clocks.items()},
-        context=dict(info.causal_context),
+        content,
+        whole,
+        info.whole_deleted or whole == BOTTOM,
+        {name: Version(*clock) for name, clock in clocks.items()} if clocks else {},
+        dict(info.causal_context),
     )
     _check_consistent(item, state, Version(item.timestamp_ns, info.origin_node))
-    return state
+    return state, text
 
 
-def _decode_payload(item: MemorySyncItem) -> dict[str, Any]:
+def _decode_payload(item: MemorySyncItem) -> tuple[str | None, dict[str, Any]]:
     if not item.payload:
-        return {}
+        return None, {}
     try:
-        content = json.loads(item.payload.decode("utf-8"))
+        text = item.payload.decode("utf-8")
+        content = decode_json(text)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise _bad(item, f"payload is not UTF-8 JSON ({exc})") from exc
     if not isinstance(content, dict):
         raise _bad(item, "payload is not a JSON object")
-    return content
+    return text, content
 
 
 def _state_from_v2_item(
@@ -105,14 +111,14 @@ def _state_from_v2_item(
 def _check_consistent(item: MemorySyncItem, state: ItemState, claimed: Version) -> None:
     if state.version != claimed:
         raise _bad(item, f"timestamp/origin {claimed} is not the latest write it holds")
-    for name, clock in state.field_clocks.items():
+    whole, clocks, context = state.whole, state.field_clocks, state.context
+    for name, clock in clocks.items():
         if name not in state.content:
             raise _bad(item, f"field clock for absent field {name!r}")
-        if clock <= state.whole:
+        if clock <= whole:
             raise _bad(item, f"field {name!r} is older than the whole write")
-    writes = [state.whole, *state.field_clocks.values()]
-    for write in writes:
-        if write != BOTTOM and state.context.get(write.origin, 0) < write.timestamp_ns:
+    for write in (whole, *clocks.values()) if clocks else (whole,):
+        if write.timestamp_ns and context.get(write.origin, 0) < write.timestamp_ns:
             raise _bad(item, "causal context misses the item's own writes")
     if state.deleted and state.content:
         raise _bad(item, "a tombstone carries content")

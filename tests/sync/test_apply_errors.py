@@ -220,6 +220,23 @@ def malformed_items() -> dict[str, MemorySyncItem]:
                 whole_origin="a",
             ),
         ),
+        # json.loads would accept these; they are not JSON, and no other node could read them.
+        **{
+            f"payload holds {constant}": MemorySyncItem(
+                item_id="bad",
+                timestamp_ns=now,
+                tier=WORKING,
+                operation=SyncOperation.UPDATE,
+                payload=b'{"v": ' + constant.encode() + b"}",
+                version=ItemVersionInfo(
+                    origin_node="a",
+                    causal_context={"a": now},
+                    whole_timestamp_ns=now,
+                    whole_origin="a",
+                ),
+            )
+            for constant in ("NaN", "Infinity", "-Infinity")
+        },
     }
 
 
