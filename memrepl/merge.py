@@ -21,8 +21,8 @@ fields on top of it.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from enum import StrEnum
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from memrepl.errors import ItemError
@@ -45,20 +45,27 @@ class Version(NamedTuple):
 BOTTOM = Version(0, "")
 
 
-@dataclass(frozen=True, slots=True)
-class ItemState:
-    """The replicated state of one item. Treat the mappings as read-only."""
+# Read-only empty mappings: the defaults of ItemState, shared by every instance that uses them.
+_NOTHING: Mapping[str, Any] = MappingProxyType({})
+
+
+class ItemState(NamedTuple):
+    """The replicated state of one item. Treat the mappings as read-only.
+
+    A named tuple, like :class:`Version`: immutable, and four times cheaper to build than a
+    frozen dataclass (every item that is merged builds two or three).
+    """
 
     #: The materialised JSON object ({} for a tombstone).
-    content: JsonObject = field(default_factory=dict)
+    content: JsonObject = _NOTHING
     #: The last whole write (INSERT/UPDATE/DELETE); BOTTOM if the item was only ever merged.
     whole: Version = BOTTOM
     #: Whether that whole write was a DELETE (True for BOTTOM: nothing exists before any write).
     whole_deleted: bool = True
     #: Fields written by MERGE after ``whole``, with the version of each.
-    field_clocks: Mapping[str, Version] = field(default_factory=dict)
+    field_clocks: Mapping[str, Version] = _NOTHING
     #: Causal context: node id -> highest stamp that node wrote to this item.
-    context: Mapping[str, int] = field(default_factory=dict)
+    context: Mapping[str, int] = _NOTHING
 
     @property
     def version(self) -> Version:
@@ -174,9 +181,8 @@ class ConflictRule(StrEnum):
     FIELD_MERGE = "field-merge"
 
 
-@dataclass(frozen=True, slots=True)
-class MergeVerdict:
-    """The result of :func:`merge_remote`."""
+class MergeVerdict(NamedTuple):
+    """The result of :func:`merge_remote` (a named tuple: one is built per merged item)."""
 
     outcome: Outcome
     #: The state to keep locally.

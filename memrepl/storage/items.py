@@ -38,7 +38,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cache, lru_cache
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -125,9 +125,9 @@ class LocalWrite:
         return cls(item_id, SyncOperation.MERGE, content, priority)
 
 
-@dataclass(frozen=True, slots=True)
-class RemoteItem:
-    """An item state received from a peer, to merge into the local one."""
+class RemoteItem(NamedTuple):
+    """An item state received from a peer, to merge into the local one (a named tuple: one is
+    built per received item)."""
 
     item_id: str
     state: ItemState
