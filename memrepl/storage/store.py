@@ -20,6 +20,7 @@ The rules that keep it right:
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
@@ -178,6 +179,13 @@ class Store(StoreBase):
         )
         self.engine = engine
         self._write_engine = write_engine(engine)
+        # One connection for every write transaction, kept open: checking a connection out of
+        # the pool and back costs about 30 us, most of a small write. The lock lets threads share
+        # the store; SQLite lets one writer in at a time anyway. Re-entrant, so that a write
+        # opened inside another fails at once (SQLAlchemy refuses a second begin) instead of
+        # waiting on itself.
+        self._writer: Connection | None = None
+        self._write_lock = threading.RLock()
         self.working = WorkingMemory._bind(self)
         self.episodic = EpisodicMemory._bind(self)
         self.semantic = SemanticMemory._bind(self)
@@ -197,13 +205,17 @@ class Store(StoreBase):
 
         After the commit, the tiers whose rows changed get their ``_after_commit`` hook.
         """
-        self._check_open()
-        with self._write_engine.begin() as conn:
-            changes = collect_changes(conn.info)
-            try:
-                yield conn
-            finally:
-                stop_collecting(conn.info)
+        with self._write_lock:
+            self._check_open()
+            if self._writer is None:
+                self._writer = self._write_engine.connect()
+            conn = self._writer
+            with conn.begin():
+                changes = collect_changes(conn.info)
+                try:
+                    yield conn
+                finally:
+                    stop_collecting(conn.info)
         self._dispatch(changes)
 
     @contextmanager
@@ -230,7 +242,11 @@ class Store(StoreBase):
 
     def close(self) -> None:
         """Close every connection; the store can no longer be used. Idempotent."""
-        self._closed = True
+        with self._write_lock:
+            self._closed = True
+            if self._writer is not None:
+                self._writer.close()
+                self._writer = None
         self.engine.dispose()
 
     def __enter__(self) -> Store:

@@ -104,3 +104,37 @@ def test_closed_store_refuses_use(opener: Callable[..., Store]) -> None:
     store.close()
     with pytest.raises(StoreError, match="closed"):
         store.working.add("x", {})
+
+
+def test_threads_share_a_store_for_writes(store: Store) -> None:
+    """Writes from several threads go through the store's one write connection, one at a time:
+    every write lands, and stamps stay unique."""
+    import threading
+
+    def writer(name: str) -> None:
+        for n in range(50):
+            store.working.add(f"{name}-{n}", {"n": n})
+
+    threads = [threading.Thread(target=writer, args=(f"t{k}",)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    with store.read() as conn:
+        count, stamps = conn.exec_driver_sql(
+            "SELECT count(*), count(DISTINCT modified_at) FROM working_items"
+        ).one()
+    assert count == stamps == 200
+
+
+def test_a_write_inside_a_write_fails_at_once(store: Store) -> None:
+    """A nested write transaction is a programming error: refused at once, not a wait on the
+    write lock the outer one holds; the outer transaction still commits."""
+    from sqlalchemy.exc import InvalidRequestError
+
+    with store.write() as conn:
+        conn.exec_driver_sql("UPDATE node SET created_by_version = 'outer'")
+        with pytest.raises(InvalidRequestError), store.write():
+            pass
+    with store.read() as conn:
+        assert conn.exec_driver_sql("SELECT created_by_version FROM node").scalar() == "outer"
