@@ -36,8 +36,9 @@ Local write semantics (the seed's ``add``/``update``/``delete``/``merge``):
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, MutableMapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from functools import cache, lru_cache
+from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from sqlalchemy import Table, bindparam, func, select, update
@@ -84,9 +85,9 @@ _WRITE_OPERATIONS = frozenset(
 _KEPT_ON_UPSERT = frozenset({"item_id", "created_at_ns", "access_count", "last_accessed_ns"})
 
 
-@dataclass(frozen=True, slots=True)
-class LocalWrite:
-    """One local write: what ``add``/``update``/``delete``/``merge`` do, as data.
+class LocalWrite(NamedTuple):
+    """One local write: what ``add``/``update``/``delete``/``merge`` do, as data (a named tuple:
+    a bulk load builds one per item).
 
     ``local`` sets tier-local columns (for example working memory's ``pinned``); columns not named
     keep their value, or the tier's default on a new row.
@@ -96,7 +97,7 @@ class LocalWrite:
     operation: SyncOperation
     content: Mapping[str, Any] | None = None
     priority: SyncPriority = SyncPriority.NORMAL
-    local: Mapping[str, Any] = field(default_factory=dict)
+    local: Mapping[str, Any] = MappingProxyType({})
 
     @classmethod
     def add(

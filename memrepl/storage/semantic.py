@@ -33,7 +33,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from memrepl.errors import ItemError
-from memrepl.storage.records import StoredItem, item_from_row
+from memrepl.storage.records import StoredItem, decode_json, item_from_row
 from memrepl.storage.schema import SEMANTIC, TierSpec
 
 #: Prefixes of the hashed keys; a new key layout needs a new version (ids would change).
@@ -158,10 +158,13 @@ class SemanticGraph:
         item_id = item.item_id
         kind = None if item.deleted else item.extras.get("kind")
         self._drop_relation(item_id)
+        # The graph keeps its own copy of the content: the item's goes on to the writer's caller
+        # (tiers hand records out without copying them).
+        content = decode_json(item.encoded_content()) if kind else {}
         if kind == "relation":
-            self._add_relation(item_id, item)
+            self._add_relation(item_id, item, content)
         if kind == "concept":
-            self._set_concept(item_id, dict(item.content))
+            self._set_concept(item_id, content)
         elif item_id in self._concepts:
             self._drop_concept(item_id)
 
@@ -182,9 +185,9 @@ class SemanticGraph:
         # Its edges leave with it; their relations stay pending in _relations.
         self.graph.remove_node(item_id)
 
-    def _add_relation(self, item_id: str, item: StoredItem) -> None:
+    def _add_relation(self, item_id: str, item: StoredItem, content: dict[str, Any]) -> None:
         source, target = item.extras.get("source_id"), item.extras.get("target_id")
-        attributes = {k: v for k, v in item.content.items() if k not in ENDPOINT_KEYS}
+        attributes = {k: v for k, v in content.items() if k not in ENDPOINT_KEYS}
         self._relations[item_id] = _Relation(source, target, attributes)
         for end in {source, target} - {None}:
             self._by_endpoint.setdefault(str(end), set()).add(item_id)

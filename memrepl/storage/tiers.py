@@ -15,6 +15,8 @@ Hooks for tier-specific behaviour:
 - ``_after_commit(changed)``: called after every committed write transaction of the store that
   changed rows of this tier -- local writes and applied batches alike -- with the changed
   :class:`~memrepl.storage.records.StoredItem` objects in write order (semantic memory's graph).
+  A hook that keeps content must keep its own copy (decode ``item.encoded_content()``): the
+  item's content object goes on to the caller in the returned record.
 
 What is a tier's own lives in its module, over a ``Connection`` like everything else:
 :mod:`~memrepl.storage.working` (capacity, eviction, pinning, TTL), :mod:`~memrepl.storage.episodic`
@@ -61,7 +63,15 @@ class TierContext:
 def _write_op(conn: Connection, ctx: TierContext, writes: Sequence[LocalWrite]) -> list[Record]:
     with stamping(conn, ctx.clock) as clock:
         items = write_local(conn, ctx.spec, ctx.node_id, clock, writes)
-    return [item.to_record() for item in items]
+    # The items' contents were built for this write (validated and decoded afresh from the
+    # caller's), and after-commit hooks keep copies of their own: the caller may have them --
+    # except a later write to the same id, whose content shares values with the earlier one.
+    records: list[Record] = []
+    seen: set[str] = set()
+    for item in items:
+        records.append(item.to_record(copy=item.item_id in seen))
+        seen.add(item.item_id)
+    return records
 
 
 def _get_op(conn: Connection, ctx: TierContext, item_id: str) -> Record | None:
@@ -274,7 +284,7 @@ class WorkingMemory(Tier):
             local["pinned"] = bool(pinned)
         if ttl_s is not None:
             local["expires_at_ns"] = working.ttl_expiry(ttl_s, self._ctx.clock.wall())
-        return replace(write, local=local) if local else write
+        return write._replace(local=local) if local else write
 
     def get_by_id(self, item_id: str) -> Record | None:
         """The live, unexpired item ``item_id`` (None otherwise); counts an access."""

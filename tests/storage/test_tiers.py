@@ -280,3 +280,22 @@ def test_local_columns_keep_their_value(store: Store, db_path: Path) -> None:
     assert record is not None
     assert record["pinned"] is True
     assert record["expires_at_ns"] is None
+
+
+def test_returned_records_share_nothing(store: Store) -> None:
+    """A record is the caller's to change: changing it changes no other record, no stored item
+    and no semantic graph."""
+    records = store.semantic.write_many(
+        [
+            LocalWrite.merge("c", {"kind": "concept", "name": "c", "tags": ["a"]}),
+            LocalWrite.merge("c", {"more": {"x": [1]}}),
+        ]
+    )
+    records[0]["content"]["tags"].append("changed")
+    records[1]["content"]["more"]["x"].append(2)
+    assert records[1]["content"]["tags"] == ["a"]
+    assert store.semantic.graph.nodes["c"]["tags"] == ["a"]
+    assert store.semantic.graph.nodes["c"]["more"] == {"x": [1]}
+    stored = store.semantic.get_by_id("c")
+    assert stored is not None
+    assert stored["content"] == {"kind": "concept", "name": "c", "tags": ["a"], "more": {"x": [1]}}
