@@ -8,11 +8,11 @@ the other.
 
 from __future__ import annotations
 
+from memrepl.storage.graph_tiers import AsyncSemanticMemory
 from memrepl.storage.store import AsyncStore
 from memrepl.storage.store import open_async as open
 from memrepl.storage.tiers import (
     AsyncEpisodicMemory,
-    AsyncSemanticMemory,
     AsyncTier,
     AsyncWorkingMemory,
 )

@@ -13,7 +13,9 @@ What lives where (each module's docstring gives its rule):
   :mod:`~memrepl.storage.semantic`: what each tier adds (eviction and TTL; episode queries;
   deterministic ids and the networkx graph).
 - :mod:`~memrepl.storage.records`: :class:`StoredItem` and its row and record forms.
-- :mod:`~memrepl.storage.tiers`: the seed's tier interface, sync and asyncio.
+- :mod:`~memrepl.storage.tiers`: the seed's tier interface, sync and asyncio;
+  :mod:`~memrepl.storage.graph_tiers`: the semantic tier's, with its graph.
+- :mod:`~memrepl.storage.driver`: the hot statements, compiled once and run on the DBAPI cursor.
 - :mod:`~memrepl.storage.store`: :func:`open`, :class:`Store` and :class:`AsyncStore`.
 
 ``memrepl.open(path, node_id=...)`` is the durable entry point; the bare ``WorkingMemory()``,
@@ -23,17 +25,16 @@ durable (it is gone with the object).
 
 from __future__ import annotations
 
+from memrepl.storage.graph_tiers import AsyncSemanticMemory, SemanticMemory
 from memrepl.storage.items import LocalWrite, RemoteItem
 from memrepl.storage.records import Record, StoredItem
 from memrepl.storage.schema import TierSpec
 from memrepl.storage.store import AsyncStore, Store, open
 from memrepl.storage.tiers import (
     AsyncEpisodicMemory,
-    AsyncSemanticMemory,
     AsyncTier,
     AsyncWorkingMemory,
     EpisodicMemory,
-    SemanticMemory,
     Tier,
     WorkingMemory,
 )

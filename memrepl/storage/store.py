@@ -53,13 +53,12 @@ from memrepl.storage.records import StoredItem
 if TYPE_CHECKING:
     from memrepl.policy import ConsolidationResult, PolicyConfig
 
+from memrepl.storage.graph_tiers import AsyncSemanticMemory, SemanticMemory
 from memrepl.storage.tiers import (
     AsyncEpisodicMemory,
-    AsyncSemanticMemory,
     AsyncTier,
     AsyncWorkingMemory,
     EpisodicMemory,
-    SemanticMemory,
     Tier,
     WorkingMemory,
     _TierBase,
@@ -410,13 +409,19 @@ async def open_async(
     except BaseException:
         await engine.dispose()
         raise
-    return AsyncStore(
+    store = AsyncStore(
         engine,
         node_id=node_id,
         path=_store_path(path),
         clock_settings=ClockSettings(wall, max_clock_skew_ns),
         working_capacity=working_capacity,
     )
+    try:
+        await store.semantic.reload_graph()
+    except BaseException:
+        await store.close()
+        raise
+    return store
 
 
 def open_private(**options: Any) -> Store:

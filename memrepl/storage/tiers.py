@@ -21,7 +21,8 @@ Hooks for tier-specific behaviour:
 What is a tier's own lives in its module, over a ``Connection`` like everything else:
 :mod:`~memrepl.storage.working` (capacity, eviction, pinning, TTL), :mod:`~memrepl.storage.episodic`
 (the episode queries), :mod:`~memrepl.storage.semantic` (ids and the graph); the classes below
-only call it.
+only call it. The semantic tier's classes, which also keep the graph, are in
+:mod:`~memrepl.storage.graph_tiers`.
 
 The bare constructors (``WorkingMemory()``, ``EpisodicMemory()``, ``SemanticMemory()``) open a
 private in-memory store with a generated node id: handy for trying the API, NOT durable -- its
@@ -32,18 +33,18 @@ form; ``WorkingMemory(store=store)`` returns that same object.
 from __future__ import annotations
 
 import weakref
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from sqlalchemy.engine import Connection
 
 from memrepl.protocol.enums import MemoryTier, SyncPriority
-from memrepl.storage import episodic, semantic, working
+from memrepl.storage import episodic, working
 from memrepl.storage.items import LocalWrite, modified_since, read_item, write_local
 from memrepl.storage.node import ClockSettings, stamping
 from memrepl.storage.records import Record, StoredItem
-from memrepl.storage.schema import EPISODIC, SEMANTIC, WORKING, TierSpec
+from memrepl.storage.schema import EPISODIC, WORKING, TierSpec
 
 if TYPE_CHECKING:
     from memrepl.storage.store import AsyncStore, Store, StoreBase
@@ -373,79 +374,6 @@ class EpisodicMemory(Tier):
             return episodic.episodes_between(conn, start_ns, end_ns)
 
 
-class SemanticMemory(Tier):
-    """L3: concepts and relations of a knowledge graph, mirrored in a networkx ``MultiDiGraph``
-    kept equal to the table after every committed write and applied batch (:mod:`~.semantic`)."""
-
-    default_spec = SEMANTIC
-    _graph_state: semantic.SemanticGraph
-
-    def _setup(self, store: StoreBase) -> None:
-        super()._setup(store)
-        self._graph_state = semantic.SemanticGraph()
-        self.reload_graph()
-
-    def _after_commit(self, changed: Sequence[StoredItem]) -> None:
-        self._graph_state.apply_all(changed)
-
-    @property
-    def graph(self) -> Any:
-        """The live ``networkx.MultiDiGraph`` (read it, copy it; never change it)."""
-        return self._graph_state.graph
-
-    def reload_graph(self) -> None:
-        """Rebuild the graph from the table (after another process wrote the file)."""
-        with self._store.read() as conn:
-            self._graph_state.load(conn, self.spec)
-
-    def add_concept(
-        self,
-        name: str,
-        concept_type: str = "concept",
-        *,
-        priority: SyncPriority = _NORMAL,
-        **attributes: Any,
-    ) -> Record:
-        """Add (or merge into) the concept ``name``; its id is ``concept_id(name, type)``."""
-        content = semantic.concept_content(name, concept_type, attributes)
-        return self.merge(semantic.concept_id(name, concept_type), content, priority=priority)
-
-    def add_relation(
-        self,
-        source_id: str,
-        relation: str,
-        target_id: str,
-        *,
-        priority: SyncPriority = _NORMAL,
-        **attributes: Any,
-    ) -> Record:
-        """Add (or merge into) a relation; its id is ``relation_id(source, relation, target)``.
-        Stored even if an endpoint is missing: its edge appears once the endpoint exists."""
-        content = semantic.relation_content(source_id, relation, target_id, attributes)
-        item_id = semantic.relation_id(source_id, relation, target_id)
-        return self.merge(item_id, content, priority=priority)
-
-    def concept(self, concept_id: str) -> dict[str, Any] | None:
-        """The content of the concept in the graph (a copy), or None."""
-        return self._graph_state.concept(concept_id)
-
-    def neighbors(self, concept_id: str, direction: str = "both") -> list[str]:
-        """See :meth:`~.semantic.SemanticGraph.neighbors`."""
-        return self._graph_state.neighbors(concept_id, direction)
-
-    def shortest_path(self, source: str, target: str, *, directed: bool = True) -> list[str] | None:
-        """See :meth:`~.semantic.SemanticGraph.shortest_path`."""
-        return self._graph_state.shortest_path(source, target, directed=directed)
-
-    def subgraph(self, concept_ids: Iterable[str]) -> semantic.GraphView:
-        """See :meth:`~.semantic.SemanticGraph.subgraph`."""
-        return self._graph_state.subgraph(concept_ids)
-
-    def pending_relations(self) -> list[str]:
-        """Live relations kept out of the graph (an endpoint missing or deleted)."""
-        return self._graph_state.pending_relations()
-
-
 class AsyncWorkingMemory(AsyncTier):
     """The asyncio twin of :class:`WorkingMemory` (capacity, eviction and expiry-aware reads;
     ``pinned``/``ttl_s`` through ``write_many`` with ``LocalWrite.local``)."""
@@ -476,9 +404,3 @@ class AsyncEpisodicMemory(AsyncTier):
         """See :meth:`EpisodicMemory.episodes_between`."""
         async with self._store.read() as conn:
             return await conn.run_sync(episodic.episodes_between, start_ns, end_ns)
-
-
-class AsyncSemanticMemory(AsyncTier):
-    """The asyncio twin of :class:`SemanticMemory`."""
-
-    default_spec = SEMANTIC

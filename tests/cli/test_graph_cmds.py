@@ -10,7 +10,7 @@ import networkx as nx
 import pytest
 
 import memrepl
-from memrepl.storage.tiers import SemanticMemory
+from memrepl.storage.graph_tiers import SemanticMemory
 
 from .conftest import Cli
 

@@ -146,3 +146,33 @@ async def test_async_tiers_have_the_seed_classes() -> None:
         assert (await store.working.get_by_id("k")) is not None
     finally:
         await store.close()
+
+
+async def test_async_semantic_tier_keeps_the_same_graph(tmp_path: Path) -> None:
+    """The asyncio semantic tier loads the graph on open and follows its own writes: the same
+    graph the synchronous store builds from the same file."""
+    path = tmp_path / "g.db"
+    with open_store(path, node_id="node-a") as store:
+        alice = store.semantic.add_concept("alice", "person")["item_id"]
+        bob = store.semantic.add_concept("bob", "person")["item_id"]
+        store.semantic.add_relation(alice, "knows", bob, since=2020)
+    store_a = await memrepl.aio.open(path, node_id="node-a")
+    try:
+        semantic = store_a.semantic
+        assert semantic.neighbors(alice) == [bob]
+        carol = (await semantic.add_concept("carol", "person"))["item_id"]
+        await semantic.add_relation(bob, "knows", carol)
+        await semantic.add_relation(carol, "knows", "missing")
+        assert semantic.shortest_path(alice, carol) == [alice, bob, carol]
+        assert semantic.pending_relations() == [
+            (await semantic.get_modified_since(0))[-1]["item_id"]
+        ]
+        await semantic.delete(bob)
+        assert semantic.shortest_path(alice, carol) is None
+        async_nodes = dict(semantic.graph.nodes(data=True))
+        async_edges = sorted(semantic.graph.edges(keys=True))
+    finally:
+        await store_a.close()
+    with open_store(path, node_id="node-a") as store:
+        assert dict(store.semantic.graph.nodes(data=True)) == async_nodes
+        assert sorted(store.semantic.graph.edges(keys=True)) == async_edges
