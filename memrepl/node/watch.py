@@ -19,12 +19,15 @@ committed since the last look, and no commit is ever missed however the polls fa
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, bindparam, func, select
 from sqlalchemy.engine import Connection
 
 from memrepl.protocol.enums import MemoryTier, SyncPriority
+from memrepl.storage import driver
+from memrepl.storage.driver import compile_statement
 from memrepl.storage.records import StoredItem, item_from_row
 from memrepl.storage.schema import TierSpec, sync_vectors
 from memrepl.storage.store import Store
@@ -56,18 +59,24 @@ class CommitProbe:
         self._connection.close()
 
 
+@cache
+def _poll_statement(table: Table) -> str:
+    # Run after every commit a node sees, its own included: compiled once, run on the driver
+    # (memrepl.storage.driver) -- building and executing it through Core cost more than the query.
+    return compile_statement(
+        select(table.c.received_from, func.max(table.c.modified_at), func.max(table.c.priority))
+        .where(table.c.modified_at > bindparam("last_seen"))
+        .group_by(table.c.received_from)
+    ).sql
+
+
 def poll_tier(
     conn: Any, spec: TierSpec, last_seen: int
 ) -> tuple[int, dict[str | None, SyncPriority]] | None:
     """The rows committed after ``last_seen``: their highest ``modified_at``, and the highest
     priority among them per source (``received_from``; None: written on this node). None if
     there are none."""
-    table = spec.table
-    rows = conn.execute(
-        select(table.c.received_from, func.max(table.c.modified_at), func.max(table.c.priority))
-        .where(table.c.modified_at > last_seen)
-        .group_by(table.c.received_from)
-    ).all()
+    rows = driver.execute(conn, _poll_statement(spec.table), (last_seen,))
     if not rows:
         return None
     latest = max(int(row[1]) for row in rows)

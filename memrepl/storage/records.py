@@ -101,12 +101,22 @@ class StoredItem:
         return record
 
 
-def _build_encoder(item_separator: str, key_separator: str) -> Callable[[Any], str]:
-    # json.dumps with any option builds a new encoder on every call; building the C encoder once
-    # halves the cost of encoding a small object. No circular-reference markers: a reused marker
-    # dict could keep stale ids after a failed call; a cycle still fails, as a RecursionError.
+def encode_json(*, compact: bool = False, sort_keys: bool = False) -> Callable[[Any], str]:
+    """A JSON encoder: ``json.dumps`` with ``allow_nan=False`` and these options, built once.
+
+    ``json.dumps`` with any option builds a new encoder on every call; building the C encoder
+    once halves the cost of encoding a small object. It raises TypeError, ValueError or
+    RecursionError like ``json.dumps`` (without circular-reference markers: a reused marker dict
+    could keep stale ids after a failed call; a cycle still fails, as a RecursionError).
+    """
+    item_separator, key_separator = (",", ":") if compact else (", ", ": ")
     if c_make_encoder is None:  # pragma: no cover - CPython always has the C encoder
-        return partial(json.dumps, allow_nan=False, separators=(item_separator, key_separator))
+        return partial(
+            json.dumps,
+            allow_nan=False,
+            separators=(item_separator, key_separator),
+            sort_keys=sort_keys,
+        )
 
     def refuse(value: object) -> object:
         raise TypeError(f"Object of type {type(value).__name__} is not JSON serializable")
@@ -118,7 +128,7 @@ def _build_encoder(item_separator: str, key_separator: str) -> Callable[[Any], s
         None,
         key_separator,
         item_separator,
-        False,
+        sort_keys,
         False,
         False,
     )
@@ -127,8 +137,8 @@ def _build_encoder(item_separator: str, key_separator: str) -> Callable[[Any], s
 
 #: ``encode_content(content)``: the stored and wire form of content, exactly ``json.dumps(content,
 #: allow_nan=False)`` (default separators); raises TypeError, ValueError or RecursionError.
-encode_content: Callable[[Mapping[str, Any]], str] = _build_encoder(", ", ": ")
-_encode_compact = _build_encoder(",", ":")
+encode_content: Callable[[Mapping[str, Any]], str] = encode_json()
+_encode_compact = encode_json(compact=True)
 
 
 def _refuse_constant(name: str) -> object:

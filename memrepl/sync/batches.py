@@ -113,7 +113,7 @@ def apply_batch(
     """Apply decoded items with their bookkeeping, inside the caller's write transaction."""
     verdicts = apply_remote_states(conn, spec, clock, remote, from_peer=batch.source_node)
     concurrent = [
-        DetectedConflict(item.item_id, verdict)
+        DetectedConflict(item.item_id, verdict, item.state, item.content_json)
         for item, verdict in zip(remote, verdicts, strict=True)
         if verdict.outcome == Outcome.CONCURRENT
     ]

@@ -8,7 +8,6 @@ winner version, loser version) is unique, so a redelivered batch adds no rows.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -16,13 +15,15 @@ from sqlalchemy import bindparam
 from sqlalchemy.dialects.sqlite import insert
 from sqlalchemy.engine import Connection
 
-from memrepl.merge import ItemState, MergeVerdict, Outcome
+from memrepl.merge import ConflictRule, ItemState, MergeVerdict, Outcome
 from memrepl.protocol.enums import MemoryTier
 from memrepl.storage import driver
 from memrepl.storage.driver import compile_statement
-from memrepl.storage.records import encode_content
+from memrepl.storage.records import encode_content, encode_json
 from memrepl.storage.schema import conflicts
 
+# The logged causal contexts: sorted keys, default separators (json.dumps(sort_keys=True)).
+_encode_sorted = encode_json(sort_keys=True)
 # Every column but the id, in table order: the order of a row in record_conflicts.
 _COLUMNS = [column for column in conflicts.columns if column.name != "id"]
 
@@ -33,6 +34,16 @@ class DetectedConflict:
 
     item_id: str
     verdict: MergeVerdict
+    #: The remote state merged, and its content's JSON text as received (None: not known):
+    #: logged as is instead of encoding the content again.
+    remote: ItemState | None = None
+    remote_text: str | None = None
+
+    def content_text(self, state: ItemState) -> str:
+        """``state``'s content as JSON text (the received text when it is the remote state)."""
+        if state is self.remote and self.remote_text is not None:
+            return self.remote_text
+        return encode_content(state.content)
 
 
 #: The insert of one conflict row, ignoring a pair already logged: it runs with every applied batch
@@ -44,14 +55,14 @@ _INSERT = compile_statement(
 )
 
 
-def _side(state: ItemState) -> tuple[object, ...]:
+def _side(conflict: DetectedConflict, state: ItemState) -> tuple[object, ...]:
     version = state.version
     return (
         version.timestamp_ns,
         version.origin,
-        encode_content(state.content),
+        conflict.content_text(state),
         state.deleted,
-        json.dumps(dict(state.context), sort_keys=True),
+        _encode_sorted(dict(state.context)),
     )
 
 
@@ -72,13 +83,15 @@ def record_conflicts(
             continue
         assert verdict.winner is not None and verdict.loser is not None
         assert verdict.rule is not None
+        # LWW kept the winner whole: the resolved content is the winner's.
+        resolved = verdict.winner if verdict.rule == ConflictRule.LWW else verdict.state
         rows.append(
             (
                 int(tier),
                 conflict.item_id,
-                *_side(verdict.winner),
-                *_side(verdict.loser),
-                encode_content(verdict.state.content),
+                *_side(conflict, verdict.winner),
+                *_side(conflict, verdict.loser),
+                conflict.content_text(resolved),
                 verdict.rule.value,
                 peer_id,
                 batch_id,

@@ -1,8 +1,9 @@
 """One ``sync_with_peer`` round: the probe, then acknowledged batches until the peer is caught up.
 
-The rule that keeps it right: a batch's cursor is recorded in the sync vector only after its ACK,
-and the round starts from the cursor the receiver itself reports (its durable inbound cursor), so
-nothing unacknowledged is ever marked synced and nothing the receiver lacks is ever skipped. A
+The rule that keeps it right: a batch's cursor is recorded in the sync vector only after its ACK
+(every :data:`ACK_SAVE_EVERY_BATCHES` batches and when the round ends), and the round starts from
+the cursor the receiver itself reports (its durable inbound cursor), so nothing unacknowledged is
+ever marked synced and nothing the receiver lacks is ever skipped. A
 snapshot (REPLICATE) is the same loop from cursor 0 without the echo filter, every batch marked
 with one snapshot id and closed by a final marked batch, after which the receiver forgets what
 the sender no longer holds (memrepl.sync.snapshots).
@@ -23,6 +24,13 @@ from memrepl.sync.results import SyncResult, SyncStatus, status_result
 
 if TYPE_CHECKING:
     from memrepl.sync.manager import MemorySyncManager
+
+#: A round records the acknowledged cursor in the sync vector every this many batches, and when
+#: it ends. Recording each ACK cost a durable commit per batch on the sender's side of the
+#: exchange; a sync vector that lags by a few batches during a round is safe -- the next round
+#: starts from the receiver's own durable cursor, and tombstone collection and working-memory
+#: eviction only hold back more.
+ACK_SAVE_EVERY_BATCHES = 16
 
 
 class SyncRound:
@@ -81,32 +89,45 @@ class SyncRound:
             error = await self._send(dataclasses.replace(opening, snapshot=mark))
             if error is not None:
                 return self.result(error[0], cursor, error[1])
-        while True:
-            batch = manager.create_delta_batch(
-                self.tier,
-                self.peer_id,
-                since_timestamp=since,
-                snapshot=self.snapshot,
-                include_echoes=self.echoes,
-            )
-            assert batch.cursor is not None
-            reached = batch.cursor
-            done = not batch.items and reached <= since
-            if done and mark is None:
-                status = SyncStatus.SYNCED if self.batches else SyncStatus.UP_TO_DATE
-                return self.result(status, cursor)
-            if mark is not None:
-                # The last batch of a snapshot is an empty one marked final.
-                batch = dataclasses.replace(batch, snapshot=dataclasses.replace(mark, final=done))
-            error = await self._send(batch)
-            if error is not None:
-                return self.result(error[0], cursor, error[1])
-            since = reached
-            cursor = max(cursor, reached)
-            with self.memory.store.write() as conn:
-                vectors.advance_acked_cursor(conn, self.tier, self.peer_id, cursor, time.time_ns())
-            if done:
-                return self.result(SyncStatus.SYNCED, cursor)
+        saved = cursor
+        try:
+            while True:
+                batch = manager.create_delta_batch(
+                    self.tier,
+                    self.peer_id,
+                    since_timestamp=since,
+                    snapshot=self.snapshot,
+                    include_echoes=self.echoes,
+                )
+                assert batch.cursor is not None
+                reached = batch.cursor
+                done = not batch.items and reached <= since
+                if done and mark is None:
+                    status = SyncStatus.SYNCED if self.batches else SyncStatus.UP_TO_DATE
+                    return self.result(status, cursor)
+                if mark is not None:
+                    # The last batch of a snapshot is an empty one marked final.
+                    mark_now = dataclasses.replace(mark, final=done)
+                    batch = dataclasses.replace(batch, snapshot=mark_now)
+                error = await self._send(batch)
+                if error is not None:
+                    return self.result(error[0], cursor, error[1])
+                since = reached
+                cursor = max(cursor, reached)
+                if self.batches % ACK_SAVE_EVERY_BATCHES == 0:
+                    saved = self._save_acked(cursor)
+                if done:
+                    return self.result(SyncStatus.SYNCED, cursor)
+        finally:
+            # However the round ends (caught up, refused, timed out, cancelled), what was
+            # acknowledged is recorded.
+            if cursor != saved:
+                self._save_acked(cursor)
+
+    def _save_acked(self, cursor: int) -> int:
+        with self.memory.store.write() as conn:
+            vectors.advance_acked_cursor(conn, self.tier, self.peer_id, cursor, time.time_ns())
+        return cursor
 
     async def _send(self, batch: MemorySyncBatch) -> tuple[SyncStatus, str] | None:
         """Send one batch; None once it is acknowledged, else the status and the reason."""

@@ -25,10 +25,18 @@ from memrepl.storage.driver import DriverStatement, compile_statement
 from memrepl.storage.schema import inbound_cursors, sync_vectors
 
 
-def _positions(
-    conn: Connection, table: Table, column: Column[int], tier: MemoryTier
-) -> dict[str, int]:
-    rows = conn.execute(select(table.c.peer_id, column).where(table.c.tier == int(tier)))
+@cache
+def _select_positions(column: Column[int]) -> str:
+    table = column.table
+    assert isinstance(table, Table)
+    return compile_statement(
+        select(table.c.peer_id, column).where(table.c.tier == bindparam("tier"))
+    ).sql
+
+
+def _positions(conn: Connection, column: Column[int], tier: MemoryTier) -> dict[str, int]:
+    # Read by every delta and every round: compiled once, run on the driver (storage.driver).
+    rows = driver.execute(conn, _select_positions(column), (int(tier),))
     return {peer: cursor for peer, cursor in rows}
 
 
@@ -70,7 +78,7 @@ def _store_position(
 
 def acked_cursors(conn: Connection, tier: MemoryTier) -> dict[str, int]:
     """``{peer: acked cursor}`` for one tier: the seed's ``get_sync_vector``."""
-    return _positions(conn, sync_vectors, sync_vectors.c.acked_cursor, tier)
+    return _positions(conn, sync_vectors.c.acked_cursor, tier)
 
 
 def advance_acked_cursor(
@@ -100,7 +108,7 @@ def forget_peer(conn: Connection, tier: MemoryTier, peer_id: str) -> None:
 
 def applied_cursors(conn: Connection, tier: MemoryTier) -> dict[str, int]:
     """``{peer: applied cursor}`` for one tier."""
-    return _positions(conn, inbound_cursors, inbound_cursors.c.applied_cursor, tier)
+    return _positions(conn, inbound_cursors.c.applied_cursor, tier)
 
 
 def applied_cursor(conn: Connection, tier: MemoryTier, peer_id: str) -> int:
