@@ -187,3 +187,39 @@ async def test_receiver_that_lost_its_database_gets_everything_again(cluster: Cl
 
     lose_database(cluster, "b")
     await resync_lost_receiver(cluster, cursors)
+
+
+async def test_a_round_cut_short_records_every_acknowledged_batch(cluster: Cluster) -> None:
+    """A round saves its acknowledged cursor every few batches; when the peer stops answering
+    mid-round, the sync vector still ends at exactly what the peer acknowledged -- its own
+    durable inbound cursor -- neither less nor more."""
+    from memrepl.protocol.enums import MessageTypes
+
+    a = cluster.add("a", ack_timeout_s=0.3)
+    b = cluster.add("b")
+    cluster.stores["a"].working.write_many(
+        [LocalWrite.add(f"i{n:05d}", {"n": n}) for n in range(2_300)]
+    )
+    endpoint = b.mesh
+    assert endpoint is not None
+    answer = endpoint.handler_for(MessageTypes.VECTOR_SYNC)  # type: ignore[attr-defined]
+    seen = 0
+
+    def answer_21_batches(data: bytes, peer_id: str) -> object:
+        nonlocal seen
+        seen += 1
+        # The probe, then 21 batches; silence from the 22nd on.
+        return answer(data, peer_id) if seen <= 22 else None
+
+    endpoint.register_handler(MessageTypes.VECTOR_SYNC, answer_21_batches)
+    result = await a.sync_with_peer("b", MemoryTier.WORKING)
+    assert result.status == SyncStatus.TIMEOUT
+    assert result.batches == 21
+    acked = a.get_sync_vector(MemoryTier.WORKING)["b"]
+    (applied,) = query(
+        cluster.directory / "b.db",
+        "SELECT applied_cursor FROM inbound_cursors WHERE tier = 1 AND peer_id = 'a'",
+    )[0]
+    assert acked == applied == result.cursor
+    # 21 batches of 100: not a multiple of the save interval, so the last save came at the end.
+    assert query(cluster.directory / "b.db", "SELECT count(*) FROM working_items")[0] == (2_100,)
