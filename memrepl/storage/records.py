@@ -31,9 +31,14 @@ from memrepl.storage.schema import TIER_SPECS, TierSpec
 Record = dict[str, Any]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class StoredItem:
-    """One row of a tier table: an item's replicated state plus what this node keeps about it."""
+    """One row of a tier table: an item's replicated state plus what this node keeps about it.
+
+    Read-only by convention, not frozen: every write and every applied item builds one or two,
+    and a frozen dataclass costs four times as much to build (``dataclasses.replace`` makes a
+    changed copy).
+    """
 
     item_id: str
     #: The replicated state (content, versions, field clocks, causal context).
