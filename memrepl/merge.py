@@ -95,7 +95,11 @@ EMPTY_STATE = ItemState()
 
 def dominates(a: Mapping[str, int], b: Mapping[str, int]) -> bool:
     """Whether causal context ``a`` contains every write that ``b`` does."""
-    return all(a.get(node, 0) >= stamp for node, stamp in b.items())
+    # A plain loop: twice as fast as all() over a generator, and every merge runs it twice.
+    for node, stamp in b.items():  # noqa: SIM110
+        if a.get(node, 0) < stamp:
+            return False
+    return True
 
 
 def merge_contexts(a: Mapping[str, int], b: Mapping[str, int]) -> dict[str, int]:

@@ -9,7 +9,7 @@ winner version, loser version) is unique, so a redelivered batch adds no rows.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from sqlalchemy import bindparam
 from sqlalchemy.dialects.sqlite import insert
@@ -28,8 +28,7 @@ _encode_sorted = encode_json(sort_keys=True)
 _COLUMNS = [column for column in conflicts.columns if column.name != "id"]
 
 
-@dataclass(frozen=True, slots=True)
-class DetectedConflict:
+class DetectedConflict(NamedTuple):
     """A concurrent pair found by the merge, with where it came from."""
 
     item_id: str
