@@ -123,8 +123,11 @@ def apply_local_write(
     replace the object, DELETE tombstones it (``content`` ignored), MERGE sets the given fields.
     """
     base = local if local is not None else EMPTY_STATE
-    context = dict(base.context)
-    context[version.origin] = max(context.get(version.origin, 0), version.timestamp_ns)
+    if base.context:
+        context = dict(base.context)
+        context[version.origin] = max(context.get(version.origin, 0), version.timestamp_ns)
+    else:
+        context = {version.origin: version.timestamp_ns}
     if operation in (SyncOperation.INSERT, SyncOperation.UPDATE):
         return ItemState(dict(content or {}), version, False, {}, context)
     if operation == SyncOperation.DELETE:
