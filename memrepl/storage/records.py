@@ -211,17 +211,16 @@ def _extra_names(spec: TierSpec) -> tuple[str, ...]:
 def row_tuple(spec: TierSpec, item: StoredItem) -> tuple[Any, ...]:
     """Every column of ``spec``'s table for ``item``, in table order (missing extras: NULL)."""
     state = item.state
-    version = state.version
-    whole = state.whole
-    extras = item.extras
+    version_ts, version_origin = state.version
+    whole_ts, whole_origin = state.whole
     return (
         item.item_id,
         item.encoded_content(),
         state.deleted,
-        version.timestamp_ns,
-        version.origin,
-        whole.timestamp_ns,
-        whole.origin,
+        version_ts,
+        version_origin,
+        whole_ts,
+        whole_origin,
         state.whole_deleted,
         _encode_field_clocks(state.field_clocks),
         _encode_context(state.context),
@@ -231,7 +230,7 @@ def row_tuple(spec: TierSpec, item: StoredItem) -> tuple[Any, ...]:
         item.created_at_ns,
         item.access_count,
         item.last_accessed_ns,
-        *[extras.get(name) for name in _EXTRA_NAMES[spec.table.name]],
+        *map(item.extras.get, _EXTRA_NAMES[spec.table.name]),
     )
 
 
