@@ -16,6 +16,7 @@ A record (:meth:`StoredItem.to_record`) is the dict the tier API returns.
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import partial
@@ -150,13 +151,22 @@ def _refuse_constant(name: str) -> object:
     raise ValueError(f"{name} is not JSON (no NaN or Infinity)")
 
 
-# Strict: NaN and Infinity, which json.loads accepts, are refused like any other non-JSON.
-_DECODER = json.JSONDecoder(parse_constant=_refuse_constant)
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"{text} is out of range for a JSON number (it would be {value})")
+    return value
+
+
+# Strict: NaN, Infinity and numbers too large for a float (1e999), which json.loads accepts and
+# no encoder could write back, are refused like any other non-JSON.
+_DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
 _scan_json = make_scanner(_DECODER)  # type: ignore[arg-type]
 
 
 def decode_json(text: str) -> Any:
-    """The value of the JSON ``text``; ValueError if it is not JSON (NaN and Infinity neither).
+    """The value of the JSON ``text``; ValueError if it is not JSON (NaN, Infinity and numbers
+    that overflow a float neither).
 
     The C scanner without ``json.loads``'s wrapper, fast for the compact texts memrepl writes;
     a text it does not consume whole (surrounding whitespace, an error) goes to the full decoder,

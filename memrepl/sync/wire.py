@@ -70,7 +70,9 @@ def decode_item(item: MemorySyncItem, *, source_node: str) -> tuple[ItemState, s
     text, content = _decode_payload(item)
     info = item.version
     if info is None:
-        return _state_from_v2_item(item, content, source_node), text
+        state = _state_from_v2_item(item, content, source_node)
+        # A v2 DELETE may carry a payload; a tombstone's content is {} whatever it said.
+        return state, None if state.deleted else text
     whole = Version(info.whole_timestamp_ns, info.whole_origin)
     if whole.timestamp_ns == 0:
         whole = BOTTOM

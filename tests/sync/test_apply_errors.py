@@ -235,7 +235,7 @@ def malformed_items() -> dict[str, MemorySyncItem]:
                     whole_origin="a",
                 ),
             )
-            for constant in ("NaN", "Infinity", "-Infinity")
+            for constant in ("NaN", "Infinity", "-Infinity", "1e999", "-1e999")
         },
     }
 
@@ -353,3 +353,26 @@ async def test_which_of_my_writes_lost_is_one_query(cluster: Cluster) -> None:
         "text": "a on x2",
         "note": "b on x2",
     }
+
+
+def test_a_v2_delete_with_a_payload_leaves_an_empty_tombstone(pair: Cluster) -> None:
+    """A plain v2 node may send a DELETE that still carries the item's JSON: the tombstone keeps
+    no content, so a later local merge starts from nothing instead of resurrecting it."""
+    now = time.time_ns()
+    b = pair.managers["b"]
+    for n, operation in enumerate((SyncOperation.UPDATE, SyncOperation.DELETE)):
+        item = MemorySyncItem(
+            item_id="x",
+            timestamp_ns=now + n,
+            tier=WORKING,
+            operation=operation,
+            payload=b'{"v": 1}',
+        )
+        b.apply_sync_batch(MemorySyncBatch(f"v2-{n}", "a", "b", WORKING, [item]))
+    store = pair.stores["b"]
+    (record,) = [r for r in store.working.get_modified_since(0) if r["item_id"] == "x"]
+    assert record["deleted"] is True
+    assert record["content"] == {}
+    stored = "SELECT content FROM working_items WHERE item_id = 'x'"
+    assert query(pair.directory / "b.db", stored) == [("{}",)]
+    assert store.working.merge("x", {"w": 2})["content"] == {"w": 2}
