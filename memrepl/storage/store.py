@@ -181,10 +181,11 @@ class Store(StoreBase):
         # One connection for every write transaction, kept open: checking a connection out of
         # the pool and back costs about 30 us, most of a small write. The lock lets threads share
         # the store; SQLite lets one writer in at a time anyway. Re-entrant, so that a write
-        # opened inside another fails at once (SQLAlchemy refuses a second begin) instead of
-        # waiting on itself.
+        # opened inside another fails at once (StoreError) instead of waiting on itself.
         self._writer: Connection | None = None
         self._write_lock = threading.RLock()
+        #: Write transactions open (0 or 1: a nested one is refused).
+        self._writing = 0
         self.working = WorkingMemory._bind(self)
         self.episodic = EpisodicMemory._bind(self)
         self.semantic = SemanticMemory._bind(self)
@@ -206,16 +207,40 @@ class Store(StoreBase):
         """
         with self._write_lock:
             self._check_open()
+            if self._writing:
+                # Only this thread can hold the lock here: it is inside a write already.
+                raise StoreError(
+                    f"store of node {self.node_id!r}: a write transaction is already open in "
+                    "this thread (nested writes would wait on themselves)"
+                )
             if self._writer is None:
                 self._writer = self._write_engine.connect()
             conn = self._writer
-            with conn.begin():
-                changes = collect_changes(conn.info)
-                try:
-                    yield conn
-                finally:
-                    stop_collecting(conn.info)
+            self._writing += 1
+            try:
+                with conn.begin():
+                    changes = collect_changes(conn.info)
+                    try:
+                        yield conn
+                    finally:
+                        stop_collecting(conn.info)
+            except BaseException:
+                # SQLAlchemy rolls back a failed block, but a failed COMMIT can leave SQLite's
+                # transaction open (and the write lock held): give the connection back to the
+                # pool, whose reset rolls it back, and take a fresh one next time.
+                self._drop_writer()
+                raise
+            finally:
+                self._writing -= 1
+                if self._closed and not self._writing:
+                    # close() was called inside this write: finish closing now.
+                    self._drop_writer()
         self._dispatch(changes)
+
+    def _drop_writer(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -243,9 +268,8 @@ class Store(StoreBase):
         """Close every connection; the store can no longer be used. Idempotent."""
         with self._write_lock:
             self._closed = True
-            if self._writer is not None:
-                self._writer.close()
-                self._writer = None
+            if not self._writing:
+                self._drop_writer()
         self.engine.dispose()
 
     def __enter__(self) -> Store:

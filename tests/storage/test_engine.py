@@ -130,11 +130,48 @@ def test_threads_share_a_store_for_writes(store: Store) -> None:
 def test_a_write_inside_a_write_fails_at_once(store: Store) -> None:
     """A nested write transaction is a programming error: refused at once, not a wait on the
     write lock the outer one holds; the outer transaction still commits."""
-    from sqlalchemy.exc import InvalidRequestError
+    from memrepl.errors import StoreError
 
     with store.write() as conn:
         conn.exec_driver_sql("UPDATE node SET created_by_version = 'outer'")
-        with pytest.raises(InvalidRequestError), store.write():
+        with pytest.raises(StoreError, match="already open"), store.write():
             pass
     with store.read() as conn:
         assert conn.exec_driver_sql("SELECT created_by_version FROM node").scalar() == "outer"
+
+
+def test_a_failed_commit_leaves_the_store_writable(store: Store, db_path: Path) -> None:
+    """A COMMIT that fails (here a deferred foreign key) can leave SQLite's transaction open on
+    the store's write connection: the store must not keep it, nor the write lock."""
+    from sqlalchemy.exc import IntegrityError
+
+    with store.write() as conn:
+        conn.exec_driver_sql("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+        conn.exec_driver_sql(
+            "CREATE TABLE child (x INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)"
+        )
+    with pytest.raises(IntegrityError), store.write() as conn:
+        conn.exec_driver_sql("INSERT INTO child VALUES (1)")
+    store.working.add("after", {"v": 1})
+    other = sqlite3.connect(db_path, timeout=0, isolation_level=None)
+    try:
+        other.execute("BEGIN IMMEDIATE")
+        other.execute("ROLLBACK")
+        assert other.execute("SELECT count(*) FROM child").fetchone() == (0,)
+    finally:
+        other.close()
+
+
+def test_close_inside_a_write_lets_it_commit(db_path: Path) -> None:
+    from memrepl.storage import open as open_store
+
+    store = open_store(db_path, node_id="node-a")
+    with store.write() as conn:
+        conn.exec_driver_sql("UPDATE node SET created_by_version = 'closing'")
+        store.close()
+    reopened = open_store(db_path, node_id="node-a")
+    try:
+        with reopened.read() as conn:
+            assert conn.exec_driver_sql("SELECT created_by_version FROM node").scalar() == "closing"
+    finally:
+        reopened.close()
