@@ -15,7 +15,7 @@ from sqlalchemy import bindparam
 from sqlalchemy.dialects.sqlite import insert
 from sqlalchemy.engine import Connection
 
-from memrepl.merge import ConflictRule, ItemState, MergeVerdict, Outcome
+from memrepl.merge import ItemState, MergeVerdict, Outcome
 from memrepl.protocol.enums import MemoryTier
 from memrepl.storage import driver
 from memrepl.storage.driver import compile_statement
@@ -82,15 +82,13 @@ def record_conflicts(
             continue
         assert verdict.winner is not None and verdict.loser is not None
         assert verdict.rule is not None
-        # LWW kept the winner whole: the resolved content is the winner's.
-        resolved = verdict.winner if verdict.rule == ConflictRule.LWW else verdict.state
         rows.append(
             (
                 int(tier),
                 conflict.item_id,
                 *_side(conflict, verdict.winner),
                 *_side(conflict, verdict.loser),
-                conflict.content_text(resolved),
+                encode_content(verdict.state.content),
                 verdict.rule.value,
                 peer_id,
                 batch_id,

@@ -12,6 +12,7 @@ the sender no longer holds (memrepl.sync.snapshots).
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 import uuid
 from typing import TYPE_CHECKING
@@ -24,6 +25,8 @@ from memrepl.sync.results import SyncResult, SyncStatus, status_result
 
 if TYPE_CHECKING:
     from memrepl.sync.manager import MemorySyncManager
+
+log = logging.getLogger(__name__)
 
 #: A round records the acknowledged cursor in the sync vector every this many batches, and when
 #: it ends. Recording each ACK cost a durable commit per batch on the sender's side of the
@@ -118,9 +121,18 @@ class SyncRound:
                     saved = self._save_acked(cursor)
                 if done:
                     return self.result(SyncStatus.SYNCED, cursor)
+        except BaseException:
+            # Cancelled or failed: record what was acknowledged, but never let a failure to
+            # record it (a closed store) hide why the round ended.
+            if cursor != saved:
+                try:
+                    saved = self._save_acked(cursor)
+                except Exception:
+                    log.warning("could not record the acknowledged cursor", exc_info=True)
+                    saved = cursor
+            raise
         finally:
-            # However the round ends (caught up, refused, timed out, cancelled), what was
-            # acknowledged is recorded.
+            # Ended normally (caught up, refused, timed out): record what was acknowledged.
             if cursor != saved:
                 self._save_acked(cursor)
 

@@ -223,3 +223,54 @@ async def test_a_round_cut_short_records_every_acknowledged_batch(cluster: Clust
     assert acked == applied == result.cursor
     # 21 batches of 100: not a multiple of the save interval, so the last save came at the end.
     assert query(cluster.directory / "b.db", "SELECT count(*) FROM working_items")[0] == (2_100,)
+
+
+async def test_a_cancelled_round_records_what_was_acknowledged(cluster: Cluster) -> None:
+    """Cancelled mid-round (a node stopping, a peer dropping): the acknowledged batches are
+    recorded; and if the store is already closed, the cancellation still comes through."""
+    import asyncio
+
+    import pytest
+
+    from memrepl.protocol.enums import MessageTypes
+
+    a = cluster.add("a")
+    b = cluster.add("b")
+    cluster.stores["a"].working.write_many(
+        [LocalWrite.add(f"i{n:05d}", {"n": n}) for n in range(2_300)]
+    )
+    endpoint = b.mesh
+    assert endpoint is not None
+    answer = endpoint.handler_for(MessageTypes.VECTOR_SYNC)  # type: ignore[attr-defined]
+    rounds: list[asyncio.Task[object]] = []
+    seen = 0
+    close_first = False
+
+    def answer_then_cancel(data: bytes, peer_id: str) -> object:
+        nonlocal seen
+        seen += 1
+        if seen <= 22:  # the probe, then 21 batches
+            return answer(data, peer_id)
+        if close_first:
+            cluster.stores["a"].close()
+        rounds[-1].cancel()
+        return None
+
+    endpoint.register_handler(MessageTypes.VECTOR_SYNC, answer_then_cancel)
+    rounds.append(asyncio.ensure_future(a.sync_with_peer("b", MemoryTier.WORKING)))
+    with pytest.raises(asyncio.CancelledError):
+        await rounds[-1]
+    acked = a.get_sync_vector(MemoryTier.WORKING)["b"]
+    (applied,) = query(
+        cluster.directory / "b.db",
+        "SELECT applied_cursor FROM inbound_cursors WHERE tier = 1 AND peer_id = 'a'",
+    )[0]
+    assert acked == applied
+
+    seen, close_first = 0, True
+    cluster.stores["a"].working.write_many(
+        [LocalWrite.add(f"j{n:05d}", {"n": n}) for n in range(2_300)]
+    )
+    rounds.append(asyncio.ensure_future(a.sync_with_peer("b", MemoryTier.WORKING)))
+    with pytest.raises(asyncio.CancelledError):
+        await rounds[-1]
