@@ -9,10 +9,14 @@ receiver reports, not from its own record, so a receiver with a new empty file i
 
 from __future__ import annotations
 
+import asyncio
 import json
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+import pytest
 
 from memrepl.protocol.enums import MemoryTier
 from memrepl.storage.items import LocalWrite
@@ -189,18 +193,11 @@ async def test_receiver_that_lost_its_database_gets_everything_again(cluster: Cl
     await resync_lost_receiver(cluster, cursors)
 
 
-async def test_a_round_cut_short_records_every_acknowledged_batch(cluster: Cluster) -> None:
-    """A round saves its acknowledged cursor every few batches; when the peer stops answering
-    mid-round, the sync vector still ends at exactly what the peer acknowledged -- its own
-    durable inbound cursor -- neither less nor more."""
+def answer_21_batches_then(cluster: Cluster, receiver: str, after: Callable[[], None]) -> None:
+    """Make ``receiver`` answer a round's probe and 21 batches, then only call ``after()``."""
     from memrepl.protocol.enums import MessageTypes
 
-    a = cluster.add("a", ack_timeout_s=0.3)
-    b = cluster.add("b")
-    cluster.stores["a"].working.write_many(
-        [LocalWrite.add(f"i{n:05d}", {"n": n}) for n in range(2_300)]
-    )
-    endpoint = b.mesh
+    endpoint = cluster.managers[receiver].mesh
     assert endpoint is not None
     answer = endpoint.handler_for(MessageTypes.VECTOR_SYNC)  # type: ignore[attr-defined]
     seen = 0
@@ -208,19 +205,39 @@ async def test_a_round_cut_short_records_every_acknowledged_batch(cluster: Clust
     def answer_21_batches(data: bytes, peer_id: str) -> object:
         nonlocal seen
         seen += 1
-        # The probe, then 21 batches; silence from the 22nd on.
-        return answer(data, peer_id) if seen <= 22 else None
+        if seen <= 22:
+            return answer(data, peer_id)
+        after()
+        return None
 
     endpoint.register_handler(MessageTypes.VECTOR_SYNC, answer_21_batches)
+
+
+def write_items(store: Store, prefix: str, count: int = 2_300) -> None:
+    store.working.write_many([LocalWrite.add(f"{prefix}{n:05d}", {"n": n}) for n in range(count)])
+
+
+def applied_cursor_on(cluster: Cluster, receiver: str, sender: str) -> int:
+    ((applied,),) = query(
+        cluster.directory / f"{receiver}.db",
+        f"SELECT applied_cursor FROM inbound_cursors WHERE tier = 1 AND peer_id = '{sender}'",
+    )
+    return int(applied)
+
+
+async def test_a_round_cut_short_records_every_acknowledged_batch(cluster: Cluster) -> None:
+    """A round saves its acknowledged cursor every few batches; when the peer stops answering
+    mid-round, the sync vector still ends at exactly what the peer acknowledged -- its own
+    durable inbound cursor -- neither less nor more."""
+    a = cluster.add("a", ack_timeout_s=0.3)
+    cluster.add("b")
+    write_items(cluster.stores["a"], "i")
+    answer_21_batches_then(cluster, "b", lambda: None)  # then silence
     result = await a.sync_with_peer("b", MemoryTier.WORKING)
     assert result.status == SyncStatus.TIMEOUT
     assert result.batches == 21
     acked = a.get_sync_vector(MemoryTier.WORKING)["b"]
-    (applied,) = query(
-        cluster.directory / "b.db",
-        "SELECT applied_cursor FROM inbound_cursors WHERE tier = 1 AND peer_id = 'a'",
-    )[0]
-    assert acked == applied == result.cursor
+    assert acked == applied_cursor_on(cluster, "b", "a") == result.cursor
     # 21 batches of 100: not a multiple of the save interval, so the last save came at the end.
     assert query(cluster.directory / "b.db", "SELECT count(*) FROM working_items")[0] == (2_100,)
 
@@ -228,49 +245,26 @@ async def test_a_round_cut_short_records_every_acknowledged_batch(cluster: Clust
 async def test_a_cancelled_round_records_what_was_acknowledged(cluster: Cluster) -> None:
     """Cancelled mid-round (a node stopping, a peer dropping): the acknowledged batches are
     recorded; and if the store is already closed, the cancellation still comes through."""
-    import asyncio
-
-    import pytest
-
-    from memrepl.protocol.enums import MessageTypes
-
     a = cluster.add("a")
-    b = cluster.add("b")
-    cluster.stores["a"].working.write_many(
-        [LocalWrite.add(f"i{n:05d}", {"n": n}) for n in range(2_300)]
-    )
-    endpoint = b.mesh
-    assert endpoint is not None
-    answer = endpoint.handler_for(MessageTypes.VECTOR_SYNC)  # type: ignore[attr-defined]
+    cluster.add("b")
+    write_items(cluster.stores["a"], "i")
     rounds: list[asyncio.Task[object]] = []
-    seen = 0
-    close_first = False
 
-    def answer_then_cancel(data: bytes, peer_id: str) -> object:
-        nonlocal seen
-        seen += 1
-        if seen <= 22:  # the probe, then 21 batches
-            return answer(data, peer_id)
-        if close_first:
-            cluster.stores["a"].close()
+    def cancel_the_round() -> None:
         rounds[-1].cancel()
-        return None
 
-    endpoint.register_handler(MessageTypes.VECTOR_SYNC, answer_then_cancel)
+    answer_21_batches_then(cluster, "b", cancel_the_round)
     rounds.append(asyncio.ensure_future(a.sync_with_peer("b", MemoryTier.WORKING)))
     with pytest.raises(asyncio.CancelledError):
         await rounds[-1]
-    acked = a.get_sync_vector(MemoryTier.WORKING)["b"]
-    (applied,) = query(
-        cluster.directory / "b.db",
-        "SELECT applied_cursor FROM inbound_cursors WHERE tier = 1 AND peer_id = 'a'",
-    )[0]
-    assert acked == applied
+    assert a.get_sync_vector(MemoryTier.WORKING)["b"] == applied_cursor_on(cluster, "b", "a")
 
-    seen, close_first = 0, True
-    cluster.stores["a"].working.write_many(
-        [LocalWrite.add(f"j{n:05d}", {"n": n}) for n in range(2_300)]
-    )
+    def close_then_cancel() -> None:
+        cluster.stores["a"].close()
+        rounds[-1].cancel()
+
+    write_items(cluster.stores["a"], "j")
+    answer_21_batches_then(cluster, "b", close_then_cancel)
     rounds.append(asyncio.ensure_future(a.sync_with_peer("b", MemoryTier.WORKING)))
     with pytest.raises(asyncio.CancelledError):
         await rounds[-1]
