@@ -342,8 +342,12 @@ def apply_remote_states(
     """
     for remote in incoming:
         check_item_id(remote.item_id)
-        # The causal context's stamps too: a state may carry a write it does not show.
-        clock.observe(max(remote.state.version.timestamp_ns, *remote.state.context.values()))
+    if incoming:
+        # The causal contexts' stamps too (a state may carry a write it does not show); one
+        # check of the latest stamp covers them all.
+        clock.observe(
+            max(max(r.state.version.timestamp_ns, *r.state.context.values()) for r in incoming)
+        )
     latest = load_items(conn, spec, (remote.item_id for remote in incoming))
     verdicts: list[MergeVerdict] = []
     changed: dict[str, StoredItem] = {}

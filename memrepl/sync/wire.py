@@ -82,7 +82,8 @@ def decode_item(item: MemorySyncItem, *, source_node: str) -> tuple[ItemState, s
         whole,
         info.whole_deleted or whole == BOTTOM,
         {name: Version(*clock) for name, clock in clocks.items()} if clocks else {},
-        dict(info.causal_context),
+        # The version info owns a fresh dict (built when it was decoded): shared, read-only.
+        info.causal_context,
     )
     _check_consistent(item, state, Version(item.timestamp_ns, info.origin_node))
     return state, text
