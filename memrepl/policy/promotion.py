@@ -32,8 +32,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from memrepl.policy.presets import PolicyConfig
+from memrepl.protocol.limits import MAX_ITEM_PAYLOAD_BYTES
 from memrepl.storage import working
-from memrepl.storage.items import MAX_ITEM_PAYLOAD_BYTES, LocalWrite
+from memrepl.storage.items import LocalWrite
 from memrepl.storage.records import Record, encode_content
 from memrepl.storage.store import Store
 

@@ -185,6 +185,34 @@ class ItemVersionInfo:
         return info
 
 
+def id_problem(value: object, limit: int = MAX_ITEM_ID_BYTES) -> str | None:
+    """Why ``value`` cannot travel as an id, or None: ids (of items, of nodes) are 1 to ``limit``
+    bytes of UTF-8 without NUL. The original truncated long ids; memrepl refuses them
+    (PROTOCOL.md §6), and trailing NULs are padding on the wire, so one inside would be cut."""
+    if not isinstance(value, str):
+        return f"must be a str, not {type(value).__name__}"
+    try:
+        size = len(value.encode("utf-8"))
+    except UnicodeEncodeError:
+        return f"{value!r} is not valid UTF-8"
+    if not 1 <= size <= limit or "\x00" in value:
+        return (
+            f"{value!r} cannot travel: it must be 1 to {limit} bytes of UTF-8 without NUL "
+            f"({size} bytes)"
+        )
+    return None
+
+
+def check_item_id(item_id: object) -> str:
+    """``item_id`` if it can travel intact; else :class:`~memrepl.errors.InvalidItemIdError`."""
+    problem = id_problem(item_id)
+    if problem is not None:
+        raise InvalidItemIdError(
+            f"item id {problem}", item_id=item_id if isinstance(item_id, str) else None
+        )
+    return item_id  # type: ignore[return-value]
+
+
 @dataclass(frozen=True, slots=True)
 class MemorySyncItem:
     """One item of a sync batch, as the seed writes it (PROTOCOL.md §2).
@@ -207,24 +235,7 @@ class MemorySyncItem:
     version: ItemVersionInfo | None = field(default=None, hash=False)
 
     def __post_init__(self) -> None:
-        item_id = self.item_id
-        if not isinstance(item_id, str):
-            raise InvalidItemIdError(f"item id {item_id!r} is not a string")
-        try:
-            size = len(item_id.encode())
-        except UnicodeEncodeError as exc:
-            raise InvalidItemIdError(
-                f"item id {item_id!r} is not encodable as UTF-8", item_id=item_id
-            ) from exc
-        # The original truncated long ids; memrepl refuses them (PROTOCOL.md §6).
-        if not 1 <= size <= MAX_ITEM_ID_BYTES:
-            raise InvalidItemIdError(
-                f"item id {item_id!r} is {size} bytes of UTF-8, must be 1 to {MAX_ITEM_ID_BYTES}",
-                item_id=item_id,
-            )
-        if "\0" in item_id:
-            # Trailing NULs are padding on the wire; one inside the id would be cut.
-            raise InvalidItemIdError(f"item id {item_id!r} contains NUL", item_id=item_id)
+        item_id = check_item_id(self.item_id)
         if not _is_u64(self.timestamp_ns):
             raise ItemError(
                 f"item {item_id!r}: timestamp_ns {self.timestamp_ns!r} is not a u64",

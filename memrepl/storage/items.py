@@ -63,16 +63,13 @@ from memrepl.merge import (
     merge_remote,
 )
 from memrepl.protocol.enums import MemoryTier, SyncOperation, SyncPriority
+from memrepl.protocol.item import check_item_id
 from memrepl.storage import driver
 from memrepl.storage.driver import DriverStatement, compile_statement
 from memrepl.storage.records import StoredItem, encode_content, item_from_values, row_tuple
 from memrepl.storage.schema import TierSpec
-from memrepl.storage.validation import check_content, check_item_id, check_size
+from memrepl.storage.validation import check_content, check_size
 
-#: An item id is carried in 32 NUL-padded bytes (PROTOCOL.md section 2).
-MAX_ITEM_ID_BYTES = 32
-#: The item header's u16 payload length (PROTOCOL.md section 2).
-MAX_ITEM_PAYLOAD_BYTES = 65_535
 #: Ids per ``IN (...)`` query: well under SQLite's bound-parameter limit.
 LOAD_CHUNK_ITEMS = 500
 #: The key under which a write transaction collects its changed items (``Connection.info``).

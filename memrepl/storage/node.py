@@ -22,6 +22,7 @@ from sqlalchemy.engine import Connection
 
 from memrepl.clock import DEFAULT_MAX_CLOCK_SKEW_NS, HybridLogicalClock, WallClock
 from memrepl.errors import NodeIdMismatchError, StoreError
+from memrepl.protocol.item import id_problem
 from memrepl.storage import driver
 from memrepl.storage.driver import compile_statement
 from memrepl.storage.schema import node
@@ -40,18 +41,10 @@ class ClockSettings:
 
 def check_node_id(node_id: object) -> str:
     """``node_id`` if it can travel intact (1-32 bytes of UTF-8, no NUL); else StoreError."""
-    if not isinstance(node_id, str):
-        raise StoreError(f"node id must be a str, not {type(node_id).__name__}")
-    try:
-        size = len(node_id.encode("utf-8"))
-    except UnicodeEncodeError as exc:
-        raise StoreError(f"node id {node_id!r} is not valid UTF-8") from exc
-    if not 1 <= size <= MAX_NODE_ID_BYTES or "\x00" in node_id:
-        raise StoreError(
-            f"node id {node_id!r} cannot travel: it must be 1 to {MAX_NODE_ID_BYTES} bytes "
-            f"of UTF-8 without NUL ({size} bytes)"
-        )
-    return node_id
+    problem = id_problem(node_id, MAX_NODE_ID_BYTES)
+    if problem is not None:
+        raise StoreError(f"node id {problem}")
+    return node_id  # type: ignore[return-value]
 
 
 def memrepl_version() -> str:

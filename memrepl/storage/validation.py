@@ -10,26 +10,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from memrepl.errors import InvalidContentError, InvalidItemIdError, ItemTooLargeError
-from memrepl.protocol.limits import MAX_ITEM_ID_BYTES, MAX_ITEM_PAYLOAD_BYTES
+from memrepl.errors import InvalidContentError, ItemTooLargeError
+from memrepl.protocol.limits import MAX_ITEM_PAYLOAD_BYTES
 from memrepl.storage.records import decode_json, encode_content
-
-
-def check_item_id(item_id: object) -> str:
-    """``item_id`` if it can travel intact; else :class:`~memrepl.errors.InvalidItemIdError`."""
-    if not isinstance(item_id, str):
-        raise InvalidItemIdError(f"item id must be a str, not {type(item_id).__name__}")
-    try:
-        size = len(item_id.encode("utf-8"))
-    except UnicodeEncodeError as exc:
-        raise InvalidItemIdError(f"item id {item_id!r} is not valid UTF-8") from exc
-    if not 1 <= size <= MAX_ITEM_ID_BYTES or "\x00" in item_id:
-        raise InvalidItemIdError(
-            f"item id {item_id!r} cannot travel: it must be 1 to {MAX_ITEM_ID_BYTES} bytes of "
-            f"UTF-8 without NUL ({size} bytes)",
-            item_id=item_id,
-        )
-    return item_id
 
 
 def _check_keys(value: object, item_id: str) -> None:

@@ -48,12 +48,12 @@ from sqlalchemy import and_, case, func, literal, select, update
 from sqlalchemy.engine import Connection
 
 from memrepl.errors import ItemError, ItemNotFoundError
+from memrepl.protocol.item import check_item_id
 from memrepl.storage import driver
 from memrepl.storage.driver import compile_statement
 from memrepl.storage.items import forget_items, load_items, record_access
 from memrepl.storage.records import StoredItem
 from memrepl.storage.schema import WORKING, ChangeHook, TierSpec, sync_vectors, working_items
-from memrepl.storage.validation import check_item_id
 
 #: Age at which an item's recency term halves (one hour).
 RECENCY_HALF_LIFE_NS = 3_600 * 1_000_000_000

@@ -24,9 +24,9 @@ from memrepl.errors import (
     StoreError,
 )
 from memrepl.protocol.enums import MemoryTier, SyncOperation
+from memrepl.protocol.limits import MAX_ITEM_PAYLOAD_BYTES
 from memrepl.storage import LocalWrite, Store
 from memrepl.storage import open as open_store
-from memrepl.storage.items import MAX_ITEM_PAYLOAD_BYTES
 
 from .conftest import dump, query
 
