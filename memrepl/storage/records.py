@@ -1,9 +1,10 @@
 """An item as stored in a tier table (:class:`StoredItem`), and its conversions to and from rows.
 
 The rule that keeps it right: a row is the merge core's :class:`~memrepl.merge.ItemState` plus
-local bookkeeping, and nothing else. :func:`row_values` writes every stored column from a
-``StoredItem`` and :func:`item_from_row` reads every one back, so ``item_from_row(row_values(x))
-== x`` -- the state that merges is exactly the state that was stored. The JSON encodings:
+local bookkeeping, and nothing else. :func:`row_tuple` writes every stored column from a
+``StoredItem`` and :func:`item_from_values` reads every one back, so
+``item_from_values(row_tuple(x)) == x`` -- the state that merges is exactly the state that was
+stored. The JSON encodings:
 
 - ``content``: ``json.dumps(content)`` with Python's default separators (the wire's payload,
   PROTOCOL.md section 2, so its length is the payload size);
@@ -242,11 +243,6 @@ def row_tuple(spec: TierSpec, item: StoredItem) -> tuple[Any, ...]:
         item.last_accessed_ns,
         *map(item.extras.get, _EXTRA_NAMES[spec.table.name]),
     )
-
-
-def row_values(spec: TierSpec, item: StoredItem) -> dict[str, Any]:
-    """Every column of ``spec``'s table for ``item``, by name."""
-    return dict(zip(column_names(spec), row_tuple(spec, item), strict=True))
 
 
 def item_from_values(spec: TierSpec, values: Sequence[Any]) -> StoredItem:

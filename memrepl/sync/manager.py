@@ -12,7 +12,8 @@ The exchange, for one tier (ARCHITECTURE.md, "Deltas, cursors and sync vectors")
 2. if tombstones above that cursor were already collected, the sender sends a snapshot
    (REPLICATE semantics) instead of a delta, so no delete is lost;
 3. it sends batches of at most ``max_batch_items`` in ``modified_at`` order, each acknowledged
-   before the next, advancing the sync vector on every ACK, until nothing is left.
+   before the next, recording the acknowledged cursor in the sync vector (every 16 batches
+   and when the round ends), until nothing is left.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from memrepl.merge import ItemState, Version
 from memrepl.protocol.enums import MemoryTier, SyncPriority
 from memrepl.storage import Store, StoredItem
 from memrepl.storage.items import RemoteItem, apply_remote_states, load_items
-from memrepl.storage.records import item_from_row, row_values
+from memrepl.storage.records import item_from_row, item_from_values, row_tuple
 from memrepl.storage.schema import TIER_SPECS
 
 names = st.text(min_size=1, max_size=8)
@@ -41,8 +41,7 @@ def test_row_round_trip_in_memory(state: ItemState, priority: SyncPriority) -> N
     for spec in TIER_SPECS.values():
         extras = spec.derive_columns(state.content) | dict(spec.local_defaults)
         item = StoredItem("id", state, priority, 7, "peer", 3, 2, 9, extras)
-        values = row_values(spec, item)
-        assert item_from_row(spec, values) == item  # type: ignore[arg-type]
+        assert item_from_values(spec, row_tuple(spec, item)) == item
 
 
 def test_row_round_trip_through_sqlite(store: Store) -> None:
