@@ -31,12 +31,13 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any
 
+from memrepl.errors import ItemTooLargeError
 from memrepl.policy.presets import PolicyConfig
-from memrepl.protocol.limits import MAX_ITEM_PAYLOAD_BYTES
 from memrepl.storage import working
 from memrepl.storage.items import LocalWrite
 from memrepl.storage.records import Record, encode_content
 from memrepl.storage.store import Store
+from memrepl.storage.validation import check_size
 
 #: Prefix of the hashed key of a promoted event's id (a new layout needs a new version).
 PROMOTED_KEY_PREFIX = "memrepl/policy/promoted/v1"
@@ -110,7 +111,9 @@ def promote(store: Store, config: PolicyConfig, now_ns: int) -> tuple[list[str],
             continue
         item_id = str(record["item_id"])
         content = event_content(record)
-        if len(encode_content(content).encode("utf-8")) > MAX_ITEM_PAYLOAD_BYTES:
+        try:
+            check_size(encode_content(content), item_id)
+        except ItemTooLargeError:
             skipped.append(item_id)
             continue
         event_id = promoted_id(item_id)
