@@ -147,6 +147,12 @@ def merge_states(a: ItemState, b: ItemState) -> ItemState:
     """The join of two states: commutative, associative and idempotent."""
     top = a if a.whole >= b.whole else b
     floor = top.whole
+    if not a.field_clocks and not b.field_clocks and a.whole != b.whole:
+        # Whole writes only (the common case): every field of the older side is older than the
+        # floor, so the general rule below keeps exactly the newer side's content, unmerged.
+        return ItemState(
+            top.content, floor, top.whole_deleted, {}, merge_contexts(a.context, b.context)
+        )
     best: dict[str, tuple[Version, Any]] = {}
     for side in (a, b):
         for key, value in side.content.items():
