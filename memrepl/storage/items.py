@@ -223,6 +223,8 @@ def _local_extras(
     local: Mapping[str, Any],
 ) -> dict[str, Any]:
     extras = spec.derive_columns(content)
+    if not spec.local_defaults:
+        return extras
     for name, default in spec.local_defaults.items():
         extras[name] = local.get(name, previous.extras.get(name) if previous else default)
     return extras
@@ -320,6 +322,17 @@ def write_local(
     return results
 
 
+@dataclass(slots=True)
+class MergedStates:
+    """What :func:`apply_remote_states` did: three lists, each in the order of its input."""
+
+    verdicts: list[MergeVerdict]
+    #: The row each state was merged into (None: the tier had none).
+    before: list[StoredItem | None]
+    #: The row written for each state (None: the state changed nothing).
+    after: list[StoredItem | None]
+
+
 def apply_remote_states(
     conn: Connection,
     spec: TierSpec,
@@ -327,8 +340,8 @@ def apply_remote_states(
     incoming: Sequence[RemoteItem],
     *,
     from_peer: str,
-) -> list[MergeVerdict]:
-    """Merge states received from ``from_peer`` into the tier; the verdicts in input order.
+) -> MergedStates:
+    """Merge states received from ``from_peer`` into the tier; what each state did.
 
     Every remote stamp is first checked against the clock (``clock.observe``: a
     :class:`~memrepl.errors.ClockSkewError` refuses the whole call before any write). Changed
@@ -346,33 +359,46 @@ def apply_remote_states(
             max(max(r.state.version.timestamp_ns, *r.state.context.values()) for r in incoming)
         )
     latest = load_items(conn, spec, (remote.item_id for remote in incoming))
-    verdicts: list[MergeVerdict] = []
+    merged = MergedStates([], [], [])
     changed: dict[str, StoredItem] = {}
     for remote in incoming:
         current = latest.get(remote.item_id)
-        verdict = merge_remote(current.state if current else None, remote.state)
-        verdicts.append(verdict)
+        verdict = merge_remote(current.state if current is not None else None, remote.state)
+        merged.verdicts.append(verdict)
+        merged.before.append(current)
         if not verdict.changed:
+            merged.after.append(None)
             continue
-        as_received = verdict.state == remote.state
-        priority = SyncPriority(remote.priority)
+        state = verdict.state
+        as_received = state == remote.state
+        priority = remote.priority
+        if type(priority) is not SyncPriority:
+            priority = SyncPriority(priority)
         if current is not None and not as_received:
             priority = max(priority, current.priority)
+        # The merge often keeps one side's content object as is: then its text is known.
+        if state.content is remote.state.content:
+            text = remote.content_json
+        elif current is not None and state.content is current.state.content:
+            text = current.content_json
+        else:
+            text = None
         item = StoredItem(
-            item_id=remote.item_id,
-            state=verdict.state,
-            priority=priority,
-            modified_at=clock.tick(),
-            received_from=from_peer if as_received else None,
-            content_json=remote.content_json if as_received else None,
-            created_at_ns=current.created_at_ns if current else clock.last_ns,
-            access_count=current.access_count if current else 0,
-            last_accessed_ns=current.last_accessed_ns if current else None,
-            extras=_local_extras(spec, verdict.state.content, current, {}),
+            remote.item_id,
+            state,
+            priority,
+            clock.tick(),
+            from_peer if as_received else None,
+            current.created_at_ns if current is not None else clock.last_ns,
+            current.access_count if current is not None else 0,
+            current.last_accessed_ns if current is not None else None,
+            _local_extras(spec, state.content, current, {}),
+            text,
         )
+        merged.after.append(item)
         latest[remote.item_id] = changed[remote.item_id] = item
     _store(conn, spec, list(changed.values()))
-    return verdicts
+    return merged
 
 
 def modified_since(

@@ -111,10 +111,20 @@ def apply_batch(
     remote: Sequence[RemoteItem],
 ) -> Applied:
     """Apply decoded items with their bookkeeping, inside the caller's write transaction."""
-    verdicts = apply_remote_states(conn, spec, clock, remote, from_peer=batch.source_node)
+    merged = apply_remote_states(conn, spec, clock, remote, from_peer=batch.source_node)
+    verdicts = merged.verdicts
     concurrent = [
-        DetectedConflict(item.item_id, verdict, item.state, item.content_json)
-        for item, verdict in zip(remote, verdicts, strict=True)
+        DetectedConflict(
+            item.item_id,
+            verdict,
+            item.state,
+            item.content_json,
+            before.content_json if before is not None else None,
+            after.content_json if after is not None else None,
+        )
+        for item, verdict, before, after in zip(
+            remote, verdicts, merged.before, merged.after, strict=True
+        )
         if verdict.outcome == Outcome.CONCURRENT
     ]
     if concurrent:

@@ -33,16 +33,28 @@ class DetectedConflict(NamedTuple):
 
     item_id: str
     verdict: MergeVerdict
-    #: The remote state merged, and its content's JSON text as received (None: not known):
-    #: logged as is instead of encoding the content again.
+    #: The remote state merged. Then the JSON texts already known (None: not known), logged as
+    #: they are instead of encoding the content again: the remote content as received, the
+    #: local content as stored, and the kept content as now stored.
     remote: ItemState | None = None
     remote_text: str | None = None
+    local_text: str | None = None
+    resolved_text: str | None = None
 
     def content_text(self, state: ItemState) -> str:
-        """``state``'s content as JSON text (the received text when it is the remote state)."""
-        if state is self.remote and self.remote_text is not None:
-            return self.remote_text
+        """``state``'s content as JSON text (a known text when there is one)."""
+        if self.remote is not None:
+            # The merge's winner and loser are the remote state and the local one, as they were.
+            text = self.remote_text if state is self.remote else self.local_text
+            if text is not None:
+                return text
         return encode_content(state.content)
+
+    def resolved_content_text(self) -> str:
+        """The kept state's content as JSON text."""
+        if self.resolved_text is not None:
+            return self.resolved_text
+        return encode_content(self.verdict.state.content)
 
 
 #: The insert of one conflict row, ignoring a pair already logged: it runs with every applied batch
@@ -88,7 +100,7 @@ def record_conflicts(
                 conflict.item_id,
                 *_side(conflict, verdict.winner),
                 *_side(conflict, verdict.loser),
-                encode_content(verdict.state.content),
+                conflict.resolved_content_text(),
                 verdict.rule.value,
                 peer_id,
                 batch_id,

@@ -41,8 +41,8 @@ def apply(
     store: Store, tier: MemoryTier, incoming: Sequence[RemoteItem], peer: str
 ) -> list[Outcome]:
     with store.write() as conn, store.stamping(conn) as clock:
-        verdicts = apply_remote_states(conn, store.tier(tier).spec, clock, incoming, from_peer=peer)
-    return [verdict.outcome for verdict in verdicts]
+        merged = apply_remote_states(conn, store.tier(tier).spec, clock, incoming, from_peer=peer)
+    return [verdict.outcome for verdict in merged.verdicts]
 
 
 def stored(store: Store, tier: MemoryTier, item_id: str) -> StoredItem:
@@ -109,7 +109,7 @@ def test_concurrent_writes_merge_to_a_new_local_state(
     with b.write() as conn, b.stamping(conn) as clock:
         (verdict,) = apply_remote_states(
             conn, b.tier(tier).spec, clock, states(a, tier), from_peer="node-a"
-        )
+        ).verdicts
     assert verdict.outcome == Outcome.CONCURRENT
     item = stored(b, tier, "x")
     assert item.content == {"from_a": 1, "from_b": 2}

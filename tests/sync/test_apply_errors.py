@@ -376,3 +376,60 @@ def test_a_v2_delete_with_a_payload_leaves_an_empty_tombstone(pair: Cluster) -> 
     stored = "SELECT content FROM working_items WHERE item_id = 'x'"
     assert query(pair.directory / "b.db", stored) == [("{}",)]
     assert store.working.merge("x", {"w": 2})["content"] == {"w": 2}
+
+
+def test_conflict_texts_are_the_sides_as_sent_and_held_and_the_row_as_stored(
+    pair: Cluster,
+) -> None:
+    """Each side of a logged pair is its content's JSON as the sender sent it or the receiver
+    held it, and ``resolved_content`` is byte for byte the kept row's ``content``: whichever
+    side won, and whatever spacing or escaping the sender used."""
+    now = time.time_ns()
+    b = pair.managers["b"]
+    working = pair.stores["b"].working
+    working.add("remote-wins", {"who": "b", "é": 1})
+    working.add("local-wins", {"who": "b", "é": 2})
+    held = dict(query(pair.directory / "b.db", "SELECT item_id, content FROM working_items"))
+    sent = {"remote-wins": b'{"who":"a","\xc3\xa9":1}', "local-wins": b'{"who" : "a"}'}
+    stamps = {"remote-wins": now + 10**9, "local-wins": now - 10**9}
+    items = [
+        MemorySyncItem(
+            item_id=item_id,
+            timestamp_ns=stamps[item_id],
+            tier=WORKING,
+            operation=SyncOperation.UPDATE,
+            payload=payload,
+            version=ItemVersionInfo(
+                origin_node="a",
+                causal_context={"a": stamps[item_id]},
+                whole_timestamp_ns=stamps[item_id],
+                whole_origin="a",
+            ),
+        )
+        for item_id, payload in sent.items()
+    ]
+    assert b.apply_sync_batch(MemorySyncBatch("t", "a", "b", WORKING, items)) == (2, 2)
+    path = pair.directory / "b.db"
+    stored = dict(query(path, "SELECT item_id, content FROM working_items"))
+    logged = {
+        row[0]: row[1:]
+        for row in query(
+            path,
+            "SELECT item_id, winner_origin, winner_content, loser_content, resolved_content "
+            "FROM conflicts",
+        )
+    }
+    assert logged["remote-wins"] == (
+        "a",
+        sent["remote-wins"].decode(),
+        held["remote-wins"],
+        stored["remote-wins"],
+    )
+    assert stored["remote-wins"] == sent["remote-wins"].decode()
+    assert logged["local-wins"] == (
+        "b",
+        held["local-wins"],
+        sent["local-wins"].decode(),
+        stored["local-wins"],
+    )
+    assert stored["local-wins"] == held["local-wins"]
