@@ -85,7 +85,7 @@ def decode_item(item: MemorySyncItem, *, source_node: str) -> tuple[ItemState, s
         # The version info owns a fresh dict (built when it was decoded): shared, read-only.
         info.causal_context,
     )
-    _check_consistent(item, state, Version(item.timestamp_ns, info.origin_node))
+    _check_consistent(item, state, (item.timestamp_ns, info.origin_node))
     return state, text
 
 
@@ -111,9 +111,10 @@ def _state_from_v2_item(
     return apply_local_write(None, item.operation, content, version)
 
 
-def _check_consistent(item: MemorySyncItem, state: ItemState, claimed: Version) -> None:
+def _check_consistent(item: MemorySyncItem, state: ItemState, claimed: tuple[int, str]) -> None:
+    # ``claimed`` is (stamp, origin): a plain tuple compares equal to the Version it names.
     if state.version != claimed:
-        raise _bad(item, f"timestamp/origin {claimed} is not the latest write it holds")
+        raise _bad(item, f"timestamp/origin {Version(*claimed)} is not the latest write it holds")
     whole, clocks, context = state.whole, state.field_clocks, state.context
     for name, clock in clocks.items():
         if name not in state.content:
