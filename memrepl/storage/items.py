@@ -80,6 +80,9 @@ _WRITE_OPERATIONS = frozenset(
 )
 # Columns an upsert leaves alone on an existing row: local bookkeeping owned by other writers.
 _KEPT_ON_UPSERT = frozenset({"item_id", "created_at_ns", "access_count", "last_accessed_ns"})
+#: The leading columns of every tier table that a write changes whatever else it does: the
+#: replicated state and its bookkeeping (``content`` .. ``received_from``, schema.item_columns).
+_STATE_COLUMNS = 13
 
 
 class LocalWrite(NamedTuple):
@@ -142,6 +145,9 @@ class _Statements:
     load_one: str
     #: The upsert of whole rows; parameters are :func:`row_tuple` (table column order).
     upsert: str
+    #: The update of an existing row's state columns only; parameters are the first
+    #: ``_STATE_COLUMNS`` values of :func:`row_tuple` without the id, then the id.
+    update_state: str
     #: ``modified_since`` by (exclude a peer?, limit?); parameters ``(since[, peer][, limit])``.
     since: Mapping[tuple[bool, bool], DriverStatement]
     count_access: Update
@@ -159,13 +165,23 @@ def _statements(table: Table) -> _Statements:
         },
     )
     compiled_upsert = compile_statement(upsert)
-    assert compiled_upsert.keys == tuple(column.name for column in table.columns)
+    names = tuple(column.name for column in table.columns)
+    assert compiled_upsert.keys == names
+    state_columns = names[1:_STATE_COLUMNS]
+    assert state_columns[0] == "content" and state_columns[-1] == "received_from"
+    update_state = compile_statement(
+        update(table)
+        .where(table.c.item_id == bindparam("id"))
+        .values({name: bindparam(name) for name in state_columns})
+    )
+    assert update_state.keys == (*state_columns, "id")
     since = select(table).where(table.c.modified_at > bindparam("since"))
     excluding = since.where(table.c.received_from.is_distinct_from(bindparam("peer")))
     limit: BindParameter[int] = bindparam("limit")
     return _Statements(
         load_one=compile_statement(select(table).where(table.c.item_id == bindparam("id"))).sql,
         upsert=compiled_upsert.sql,
+        update_state=update_state.sql,
         since={
             (False, False): compile_statement(since.order_by(table.c.modified_at)),
             (False, True): compile_statement(since.order_by(table.c.modified_at).limit(limit)),
@@ -201,12 +217,38 @@ def load_items(conn: Connection, spec: TierSpec, ids: Iterable[str]) -> dict[str
     return found
 
 
-def _store(conn: Connection, spec: TierSpec, changed: Sequence[StoredItem]) -> None:
-    """Upsert ``changed`` (executemany), run the tier hook, note them for after-commit hooks."""
+def _store(
+    conn: Connection,
+    spec: TierSpec,
+    changed: Sequence[StoredItem],
+    stored: Mapping[str, StoredItem],
+) -> None:
+    """Write ``changed`` (``stored``: their rows before the call), run the tier hook, note them
+    for after-commit hooks.
+
+    A row whose tier columns (derived and local) keep their values gets an UPDATE of its state
+    columns only: SQLite rewrites the index entries of every column an UPDATE sets, changed or
+    not, and those columns carry the tiers' indexes (episode, time, graph ends, expiry). Every
+    other row is upserted whole.
+    """
     if not changed:
         return
-    upsert = _statements(spec.table).upsert
-    driver.executemany(conn, upsert, [row_tuple(spec, item) for item in changed])
+    statements = _statements(spec.table)
+    whole: list[tuple[Any, ...]] = []
+    state_only: list[tuple[Any, ...]] = []
+    for item in changed:
+        row = row_tuple(spec, item)
+        before = stored.get(item.item_id)
+        if before is not None and before.extras == item.extras:
+            state_only.append((*row[1:_STATE_COLUMNS], row[0]))
+        else:
+            whole.append(row)
+    if whole:
+        driver.executemany(conn, statements.upsert, whole)
+    if state_only:
+        updated = driver.executemany(conn, statements.update_state, state_only)
+        # ``stored`` was read in this transaction: every one of those rows is there.
+        assert updated == len(state_only), (updated, len(state_only))
     # Noted before the tier hook runs: what the hook forgets (eviction) must come after, so that
     # after-commit hooks end with an item's final state.
     pending = conn.info.get(CHANGES_KEY)
@@ -287,7 +329,8 @@ def write_local(
     :class:`~memrepl.errors.ItemExistsError` or :class:`~memrepl.errors.ItemNotFoundError`.
     """
     contents = [_check_write(spec, write) for write in writes]
-    latest = load_items(conn, spec, (write.item_id for write in writes))
+    stored = load_items(conn, spec, (write.item_id for write in writes))
+    latest = dict(stored)
     results: list[StoredItem] = []
     changed: dict[str, StoredItem] = {}
     for write, checked in zip(writes, contents, strict=True):
@@ -318,7 +361,7 @@ def write_local(
         )
         latest[write.item_id] = changed[write.item_id] = item
         results.append(item)
-    _store(conn, spec, list(changed.values()))
+    _store(conn, spec, list(changed.values()), stored)
     return results
 
 
@@ -358,7 +401,8 @@ def apply_remote_states(
         clock.observe(
             max(max(r.state.version.timestamp_ns, *r.state.context.values()) for r in incoming)
         )
-    latest = load_items(conn, spec, (remote.item_id for remote in incoming))
+    stored = load_items(conn, spec, (remote.item_id for remote in incoming))
+    latest = dict(stored)
     merged = MergedStates([], [], [])
     changed: dict[str, StoredItem] = {}
     for remote in incoming:
@@ -397,7 +441,7 @@ def apply_remote_states(
         )
         merged.after.append(item)
         latest[remote.item_id] = changed[remote.item_id] = item
-    _store(conn, spec, list(changed.values()))
+    _store(conn, spec, list(changed.values()), stored)
     return merged
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -299,3 +301,57 @@ def test_returned_records_share_nothing(store: Store) -> None:
     stored = store.semantic.get_by_id("c")
     assert stored is not None
     assert stored["content"] == {"kind": "concept", "name": "c", "tags": ["a"], "more": {"x": [1]}}
+
+
+# Per tier: its own columns (derived from content, or local), content that sets them, a write
+# that moves them, and the value of one of them before and after that write.
+TIER_COLUMNS: dict[MemoryTier, tuple[tuple[str, ...], dict[str, Any], LocalWrite, str]] = {
+    MemoryTier.WORKING: (
+        ("pinned", "expires_at_ns"),
+        {"v": 1},
+        LocalWrite("moved", SyncOperation.UPDATE, {"v": 2}, local={"expires_at_ns": 4 * 10**18}),
+        "expires_at_ns",
+    ),
+    MemoryTier.EPISODIC: (
+        ("episode_id", "occurred_at_ns"),
+        {"episode_id": "ep-1", "occurred_at_ns": 5, "v": 1},
+        LocalWrite.update("moved", {"episode_id": "ep-2", "occurred_at_ns": 6, "v": 2}),
+        "episode_id",
+    ),
+    MemoryTier.SEMANTIC: (
+        ("kind", "source_id", "target_id", "relation"),
+        {"kind": "relation", "source": "a", "target": "b", "relation": "knows", "v": 1},
+        LocalWrite.update("moved", {"kind": "relation", "source": "a", "target": "c"}),
+        "target_id",
+    ),
+}
+
+
+def test_a_write_sets_tier_columns_only_when_they_change(
+    opener: Callable[..., Store], db_path: Path, tier: MemoryTier
+) -> None:
+    """SQLite rewrites the index entries of every column an UPDATE sets, so an update that
+    keeps an item's tier columns (episode, time, graph ends, expiry) must leave them out;
+    one that moves them must set them."""
+    names, content, move, watched = TIER_COLUMNS[tier]
+    with opener() as store:
+        store.tier(tier).write_many([LocalWrite.add(i, content) for i in ("kept", "moved")])
+    table = f"{tier.name.lower()}_items"
+    columns = f"SELECT {', '.join(names)} FROM {table} WHERE item_id = ?"
+    kept_before, moved_before = query(db_path, columns, "kept"), query(db_path, columns, "moved")
+
+    store = opener()
+    kept = LocalWrite.update("kept", {**content, "v": 2})
+    statements = statements_run(store, lambda: store.tier(tier).write_many([kept, move]))
+    (kept_sql,) = [sql for sql in statements if "'kept'" in sql and "SELECT" not in sql]
+    (moved_sql,) = [sql for sql in statements if "'moved'" in sql and "SELECT" not in sql]
+    assert kept_sql.startswith(f"UPDATE {table} SET content")
+    assert not any(f" {name}=" in kept_sql for name in names), kept_sql
+    assert all(f"{name}" in moved_sql.split(" VALUES ")[0] for name in names), moved_sql
+
+    assert store.tier(tier).get_by_id("kept")["content"] == {**content, "v": 2}  # type: ignore[index]
+    assert query(db_path, columns, "kept") == kept_before
+    moved_after = query(db_path, columns, "moved")
+    position = names.index(watched)
+    assert moved_after[0][position] != moved_before[0][position]
+    assert query(db_path, "PRAGMA integrity_check") == [("ok",)]
