@@ -30,6 +30,10 @@ from memrepl.protocol.enums import SyncOperation
 
 JsonObject = Mapping[str, Any]
 
+# Enum members the merge reads for every item, bound once: Python 3.11 takes ~60 ns to read a
+# member off its class, a module constant ~6 ns.
+_DELETE, _MERGE, _UPDATE = SyncOperation.DELETE, SyncOperation.MERGE, SyncOperation.UPDATE
+
 
 class Version(NamedTuple):
     """One write's identity and its LWW rank: the greater stamp wins, then the greater origin.
@@ -83,10 +87,10 @@ class ItemState(NamedTuple):
     def operation(self) -> SyncOperation:
         """What this state travels as on the wire."""
         if self.deleted:
-            return SyncOperation.DELETE
+            return _DELETE
         if self.field_clocks:
-            return SyncOperation.MERGE
-        return SyncOperation.UPDATE
+            return _MERGE
+        return _UPDATE
 
 
 #: The state of an item no write has touched.
@@ -208,22 +212,27 @@ class MergeVerdict(NamedTuple):
     rule: ConflictRule | None = None
 
 
+# Bound once, like _DELETE and the others above: merge_remote picks one for every item.
+_NEW, _DUPLICATE, _SUPERSEDED = Outcome.NEW, Outcome.DUPLICATE, Outcome.SUPERSEDED
+_FAST_FORWARD, _CONCURRENT = Outcome.FAST_FORWARD, Outcome.CONCURRENT
+_LWW, _FIELD_MERGE = ConflictRule.LWW, ConflictRule.FIELD_MERGE
+
+
 def merge_remote(local: ItemState | None, remote: ItemState) -> MergeVerdict:
     """Merge a remote state into the local one and say what happened."""
     if local is None or local == EMPTY_STATE:
-        return MergeVerdict(Outcome.NEW, remote, changed=True)
+        return MergeVerdict(_NEW, remote, True)
     local_has_remote = dominates(local.context, remote.context)
     remote_has_local = dominates(remote.context, local.context)
     if local_has_remote and remote_has_local:
-        return MergeVerdict(Outcome.DUPLICATE, local, changed=False)
+        return MergeVerdict(_DUPLICATE, local, False)
     if local_has_remote:
-        return MergeVerdict(Outcome.SUPERSEDED, local, changed=False)
+        return MergeVerdict(_SUPERSEDED, local, False)
     merged = merge_states(local, remote)
     if remote_has_local:
-        return MergeVerdict(Outcome.FAST_FORWARD, merged, changed=merged != local)
+        return MergeVerdict(_FAST_FORWARD, merged, merged != local)
     winner, loser = (local, remote) if local.version > remote.version else (remote, local)
     kept_whole = merged.content == winner.content and merged.deleted == winner.deleted
-    rule = ConflictRule.LWW if kept_whole else ConflictRule.FIELD_MERGE
     return MergeVerdict(
-        Outcome.CONCURRENT, merged, changed=True, winner=winner, loser=loser, rule=rule
+        _CONCURRENT, merged, True, winner, loser, _LWW if kept_whole else _FIELD_MERGE
     )

@@ -71,7 +71,8 @@ def to_wire(tier: MemoryTier, row: StoredItem) -> MemorySyncItem:
 
 def is_replicate_request(batch: MemorySyncBatch) -> bool:
     """A batch asking for the tier's full state: one item whose operation is REPLICATE."""
-    return any(item.operation == SyncOperation.REPLICATE for item in batch.items)
+    replicate = SyncOperation.REPLICATE
+    return any(item.operation == replicate for item in batch.items)
 
 
 def decode_batch(batch: MemorySyncBatch) -> list[RemoteItem]:
@@ -113,6 +114,7 @@ def apply_batch(
     """Apply decoded items with their bookkeeping, inside the caller's write transaction."""
     merged = apply_remote_states(conn, spec, clock, remote, from_peer=batch.source_node)
     verdicts = merged.verdicts
+    conflicting = Outcome.CONCURRENT
     concurrent = [
         DetectedConflict(
             item.item_id,
@@ -125,7 +127,7 @@ def apply_batch(
         for item, verdict, before, after in zip(
             remote, verdicts, merged.before, merged.after, strict=True
         )
-        if verdict.outcome == Outcome.CONCURRENT
+        if verdict.outcome == conflicting
     ]
     if concurrent:
         record_conflicts(
