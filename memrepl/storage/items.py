@@ -53,6 +53,7 @@ from memrepl.errors import (
     ItemError,
     ItemExistsError,
     ItemNotFoundError,
+    StoreError,
 )
 from memrepl.merge import (
     EMPTY_STATE,
@@ -247,8 +248,12 @@ def _store(
         driver.executemany(conn, statements.upsert, whole)
     if state_only:
         updated = driver.executemany(conn, statements.update_state, state_only)
-        # ``stored`` was read in this transaction: every one of those rows is there.
-        assert updated == len(state_only), (updated, len(state_only))
+        if updated != len(state_only):
+            # ``stored`` was read in this transaction, so this would be a bug: refuse to commit
+            # a write that silently lost rows.
+            raise StoreError(
+                f"{spec.table.name}: {updated} of {len(state_only)} state updates found their row"
+            )
     # Noted before the tier hook runs: what the hook forgets (eviction) must come after, so that
     # after-commit hooks end with an item's final state.
     pending = conn.info.get(CHANGES_KEY)
@@ -420,8 +425,8 @@ def apply_remote_states(
             priority = SyncPriority(priority)
         if current is not None and not as_received:
             priority = max(priority, current.priority)
-        # The merge often keeps one side's content object as is: then its text is known.
-        if state.content is remote.state.content:
+        # The merge often keeps one side's content as is: then its text is known.
+        if as_received or state.content is remote.state.content:
             text = remote.content_json
         elif current is not None and state.content is current.state.content:
             text = current.content_json

@@ -159,25 +159,45 @@ def _finite_float(text: str) -> float:
     return value
 
 
+def _object_of_unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"key {key!r} appears twice in one object")
+            seen.add(key)
+    return found
+
+
 # Strict: NaN, Infinity and numbers too large for a float (1e999), which json.loads accepts and
 # no encoder could write back, are refused like any other non-JSON.
 _DECODER = json.JSONDecoder(parse_constant=_refuse_constant, parse_float=_finite_float)
 _scan_json = make_scanner(_DECODER)  # type: ignore[arg-type]
+# Stricter still, for text stored as it was received: an object that names a key twice means
+# its last value to Python and its first to SQLite's JSON functions, so it is refused too.
+_UNIQUE_DECODER = json.JSONDecoder(
+    parse_constant=_refuse_constant,
+    parse_float=_finite_float,
+    object_pairs_hook=_object_of_unique_keys,
+)
+_scan_unique = make_scanner(_UNIQUE_DECODER)  # type: ignore[arg-type]
 
 
-def decode_json(text: str) -> Any:
+def decode_json(text: str, *, unique_keys: bool = False) -> Any:
     """The value of the JSON ``text``; ValueError if it is not JSON (NaN, Infinity and numbers
-    that overflow a float neither).
+    that overflow a float neither) or, with ``unique_keys``, if an object names a key twice.
 
     The C scanner without ``json.loads``'s wrapper, fast for the compact texts memrepl writes;
     a text it does not consume whole (surrounding whitespace, an error) goes to the full decoder,
     which gives the same value or the error.
     """
+    decoder, scan = (_UNIQUE_DECODER, _scan_unique) if unique_keys else (_DECODER, _scan_json)
     try:
-        value, end = _scan_json(text, 0)
+        value, end = scan(text, 0)
     except StopIteration:
-        return _DECODER.decode(text)
-    return value if end == len(text) else _DECODER.decode(text)
+        return decoder.decode(text)
+    return value if end == len(text) else decoder.decode(text)
 
 
 def _encode_field_clocks(clocks: Mapping[str, Version]) -> str:

@@ -99,7 +99,8 @@ def _decode_payload(item: MemorySyncItem) -> tuple[str | None, dict[str, Any]]:
         return None, {}
     try:
         text = item.payload.decode("utf-8")
-        content = decode_json(text)
+        # Unique keys: the text is stored and logged as received, where SQL reads it too.
+        content = decode_json(text, unique_keys=True)
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         raise _bad(item, f"payload is not UTF-8 JSON ({exc})") from exc
     if not isinstance(content, dict):

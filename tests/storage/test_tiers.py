@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from memrepl.errors import ItemExistsError, ItemNotFoundError, UnknownTierError
+from memrepl.errors import ItemExistsError, ItemNotFoundError, StoreError, UnknownTierError
 from memrepl.protocol.enums import MemoryTier, SyncOperation, SyncPriority
 from memrepl.storage import (
     EpisodicMemory,
@@ -18,6 +19,7 @@ from memrepl.storage import (
     Tier,
     WorkingMemory,
 )
+from memrepl.storage.items import _store, load_items
 
 from .conftest import dump, query
 from .sqltrace import first_words, statements_run
@@ -355,3 +357,19 @@ def test_a_write_sets_tier_columns_only_when_they_change(
     position = names.index(watched)
     assert moved_after[0][position] != moved_before[0][position]
     assert query(db_path, "PRAGMA integrity_check") == [("ok",)]
+
+
+def test_a_state_update_that_misses_its_row_fails_the_write(
+    opener: Callable[..., Store], db_path: Path
+) -> None:
+    """The state-only UPDATE relies on the rows read earlier in the same transaction; were they
+    ever wrong, the write must fail rather than commit without the row."""
+    store = opener()
+    store.working.add("kept", {"v": 1})
+    with store.read() as conn:
+        held = load_items(conn, store.working.spec, ["kept"])["kept"]
+    ghost = dataclasses.replace(held, item_id="ghost")
+    before = dump(db_path)
+    with pytest.raises(StoreError, match="1 state updates"), store.write() as conn:
+        _store(conn, store.working.spec, [ghost], {"ghost": ghost})
+    assert dump(db_path) == before

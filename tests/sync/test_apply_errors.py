@@ -237,6 +237,27 @@ def malformed_items() -> dict[str, MemorySyncItem]:
             )
             for constant in ("NaN", "Infinity", "-Infinity", "1e999", "-1e999")
         },
+        # Stored as received, such a text would mean its last value to the API and its first
+        # to SQL (json_extract); at any depth.
+        **{
+            f"payload names a key twice {where}": MemorySyncItem(
+                item_id="bad",
+                timestamp_ns=now,
+                tier=WORKING,
+                operation=SyncOperation.UPDATE,
+                payload=payload,
+                version=ItemVersionInfo(
+                    origin_node="a",
+                    causal_context={"a": now},
+                    whole_timestamp_ns=now,
+                    whole_origin="a",
+                ),
+            )
+            for where, payload in (
+                ("at the top", b'{"v": 1, "v": 2}'),
+                ("inside", b'{"v": {"w": 1, "w": 1}}'),
+            )
+        },
     }
 
 
@@ -433,3 +454,19 @@ def test_conflict_texts_are_the_sides_as_sent_and_held_and_the_row_as_stored(
         stored["local-wins"],
     )
     assert stored["local-wins"] == held["local-wins"]
+
+
+def test_a_state_kept_as_received_stores_the_received_text(pair: Cluster) -> None:
+    """Concurrent MERGEs, merged on one node, then sent to the other: that node's merge yields
+    a state equal to the one received (a new object, fields in its own order). The row is the
+    received state, so it stores the received bytes and every node's rows read alike."""
+    a, b = pair.managers["a"], pair.managers["b"]
+    pair.stores["a"].working.merge("x", {"p": 1})
+    pair.stores["b"].working.merge("x", {"q": 1})
+    a.apply_sync_batch(b.create_delta_batch(WORKING, "a"))
+    batch = a.create_delta_batch(WORKING, "b")
+    (sent,) = [item for item in batch.items if item.item_id == "x"]
+    b.apply_sync_batch(batch)
+    stored = "SELECT content, received_from FROM working_items WHERE item_id = 'x'"
+    assert query(pair.directory / "b.db", stored) == [(sent.payload.decode(), "a")]
+    assert query(pair.directory / "a.db", stored)[0][0] == sent.payload.decode()
