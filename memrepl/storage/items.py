@@ -68,7 +68,7 @@ from memrepl.protocol.item import check_item_id
 from memrepl.storage import driver
 from memrepl.storage.driver import DriverStatement, compile_statement
 from memrepl.storage.records import StoredItem, encode_content, item_from_values, row_tuple
-from memrepl.storage.schema import TierSpec
+from memrepl.storage.schema import TierSpec, item_columns
 from memrepl.storage.validation import check_content, check_size
 
 #: Ids per ``IN (...)`` query: well under SQLite's bound-parameter limit.
@@ -81,9 +81,6 @@ _WRITE_OPERATIONS = frozenset(
 )
 # Columns an upsert leaves alone on an existing row: local bookkeeping owned by other writers.
 _KEPT_ON_UPSERT = frozenset({"item_id", "created_at_ns", "access_count", "last_accessed_ns"})
-#: The leading columns of every tier table that a write changes whatever else it does: the
-#: replicated state and its bookkeeping (``content`` .. ``received_from``, schema.item_columns).
-_STATE_COLUMNS = 13
 
 
 class LocalWrite(NamedTuple):
@@ -146,9 +143,11 @@ class _Statements:
     load_one: str
     #: The upsert of whole rows; parameters are :func:`row_tuple` (table column order).
     upsert: str
-    #: The update of an existing row's state columns only; parameters are the first
-    #: ``_STATE_COLUMNS`` values of :func:`row_tuple` without the id, then the id.
+    #: The update of an existing row's state columns only (the shared item columns an upsert
+    #: does not keep: ``content`` .. ``received_from``); parameters are
+    #: ``row_tuple(...)[1:state_end]``, then the id.
     update_state: str
+    state_end: int
     #: ``modified_since`` by (exclude a peer?, limit?); parameters ``(since[, peer][, limit])``.
     since: Mapping[tuple[bool, bool], DriverStatement]
     count_access: Update
@@ -168,8 +167,11 @@ def _statements(table: Table) -> _Statements:
     compiled_upsert = compile_statement(upsert)
     names = tuple(column.name for column in table.columns)
     assert compiled_upsert.keys == names
-    state_columns = names[1:_STATE_COLUMNS]
-    assert state_columns[0] == "content" and state_columns[-1] == "received_from"
+    state_columns = tuple(
+        column.name for column in item_columns() if column.name not in _KEPT_ON_UPSERT
+    )
+    # Right after the id, so that a slice of a row tuple gives their values.
+    assert names[1 : 1 + len(state_columns)] == state_columns
     update_state = compile_statement(
         update(table)
         .where(table.c.item_id == bindparam("id"))
@@ -183,6 +185,7 @@ def _statements(table: Table) -> _Statements:
         load_one=compile_statement(select(table).where(table.c.item_id == bindparam("id"))).sql,
         upsert=compiled_upsert.sql,
         update_state=update_state.sql,
+        state_end=1 + len(state_columns),
         since={
             (False, False): compile_statement(since.order_by(table.c.modified_at)),
             (False, True): compile_statement(since.order_by(table.c.modified_at).limit(limit)),
@@ -241,7 +244,7 @@ def _store(
         row = row_tuple(spec, item)
         before = stored.get(item.item_id)
         if before is not None and before.extras == item.extras:
-            state_only.append((*row[1:_STATE_COLUMNS], row[0]))
+            state_only.append((*row[1 : statements.state_end], row[0]))
         else:
             whole.append(row)
     if whole:

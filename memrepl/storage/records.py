@@ -307,10 +307,10 @@ def item_from_values(spec: TierSpec, values: Sequence[Any]) -> StoredItem:
 
 
 def _extras(spec: TierSpec, values: Sequence[Any]) -> dict[str, Any]:
-    names, flags = _EXTRA_LAYOUT[spec.table.name]
-    extras = dict(zip(names, values, strict=True))
+    name = spec.table.name
+    extras = dict(zip(_EXTRA_NAMES[name], values, strict=True))
     # The driver returns SQLite's 0/1 for a Boolean column; a record says True/False.
-    for flag in flags:
+    for flag in _EXTRA_FLAGS[name]:
         if extras[flag] is not None:
             extras[flag] = bool(extras[flag])
     return extras
@@ -323,15 +323,12 @@ def item_from_row(spec: TierSpec, row: Mapping[Any, Any]) -> StoredItem:
 
 # By table name: each tier table's own columns after the common ones.
 _EXTRA_NAMES = {spec.table.name: _extra_names(spec) for spec in TIER_SPECS.values()}
-# By table name: those columns, and which of them are Boolean columns.
-_EXTRA_LAYOUT = {
-    spec.table.name: (
-        _EXTRA_NAMES[spec.table.name],
-        tuple(
-            name
-            for name in _EXTRA_NAMES[spec.table.name]
-            if spec.table.c[name].type.python_type is bool
-        ),
+# By table name: which of those are Boolean columns.
+_EXTRA_FLAGS = {
+    spec.table.name: tuple(
+        name
+        for name in _EXTRA_NAMES[spec.table.name]
+        if spec.table.c[name].type.python_type is bool
     )
     for spec in TIER_SPECS.values()
 }

@@ -127,7 +127,7 @@ def _check_consistent(item: MemorySyncItem, state: ItemState, claimed: tuple[int
             raise _bad(item, f"field clock for absent field {name!r}")
         if clock <= whole:
             raise _bad(item, f"field {name!r} is older than the whole write")
-    for write in (whole, *clocks.values()) if clocks else (whole,):
+    for write in (whole, *clocks.values()):
         if write.timestamp_ns and context.get(write.origin, 0) < write.timestamp_ns:
             raise _bad(item, "causal context misses the item's own writes")
     if state.deleted and state.content:
