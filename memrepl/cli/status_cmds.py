@@ -171,12 +171,17 @@ def run_status(args: argparse.Namespace) -> int:
                 "node_id": node_id,
                 "path": str(path),
                 "revision": revision,
+                # What the handshake compares: peers must share it, not the head revision.
+                "replication_revision": migrate.REPLICATION_REVISION,
                 "tiers": [asdict(status) for status in tiers],
                 "peers": [asdict(peer) for peer in peers],
             }
         )
         return 0
-    emit(f"node {node_id}  store {path}  schema {revision}")
+    emit(
+        f"node {node_id}  store {path}  schema {revision}  "
+        f"replication {migrate.REPLICATION_REVISION}"
+    )
     emit()
     emit_table(
         ["tier", "items", "tombstones", "conflicts", "latest change", "purged through"],

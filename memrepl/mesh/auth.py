@@ -16,9 +16,10 @@ trailer, payload at most :data:`MAX_HANDSHAKE_PAYLOAD_BYTES`), initiator = the d
 
 and, at any step instead, ``{"type": "refuse", "code": ..., "reason": ...}`` before closing.
 ``K`` is the cluster's shared key, ``Ni``/``Nr`` are 32 fresh random bytes from each side, ``S``
-the schema revision (both sides must agree), and the transcript ``T`` binds every value both
-sides agreed on: each of ``"memrepl-mesh/1"``, I, R, Ni, Nr, S (UTF-8) and the version (u16 BE),
-in that order, each preceded by its length as a u16 BE. Proofs are compared with
+the replication revision (``memrepl.storage.migrate.REPLICATION_REVISION``, the newest migration
+that changed what peers exchange; both sides must agree), and the transcript ``T`` binds every
+value both sides agreed on: each of ``"memrepl-mesh/1"``, I, R, Ni, Nr, S (UTF-8) and the
+version (u16 BE), in that order, each preceded by its length as a u16 BE. Proofs are compared with
 ``hmac.compare_digest``. The two proofs use different labels, so neither can be reflected as
 the other; fresh nonces make every transcript, and so every session key, new.
 

@@ -63,7 +63,7 @@ class FaultCode(StrEnum):
     BAD_HANDSHAKE = "bad-handshake"
     #: The peer could not prove it holds the cluster key.
     AUTH_FAILED = "auth-failed"
-    #: The peer's schema revision differs from ours.
+    #: The peer's replication revision (storage.migrate.REPLICATION_REVISION) differs from ours.
     SCHEMA_MISMATCH = "schema-mismatch"
     #: The peer speaks another protocol version.
     VERSION_MISMATCH = "version-mismatch"

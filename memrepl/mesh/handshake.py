@@ -135,8 +135,8 @@ async def _check_terms(stream: _Stream, version: int, schema: str, our_schema: s
     if schema != our_schema:
         raise await stream.refuse(
             FaultCode.SCHEMA_MISMATCH,
-            f"schema revision {schema!r} differs from this node's {our_schema!r}; "
-            "upgrade both nodes to the same memrepl",
+            f"replication revision {schema!r} differs from this node's {our_schema!r}; "
+            "upgrade the older node's memrepl",
         )
 
 

@@ -2,7 +2,7 @@
 
 Usage::
 
-    mesh = TcpMesh("node-a", key, schema_revision=HEAD_REVISION, port=7400,
+    mesh = TcpMesh("node-a", key, schema_revision=REPLICATION_REVISION, port=7400,
                    peers={"node-b": ("10.0.0.2", 7400)})
     manager = MemorySyncManager(node_id="node-a", mesh=mesh)
     async with mesh:
@@ -69,11 +69,13 @@ class TcpMesh:
     """A node's endpoint on a TCP mesh; see the module docstring for its rules.
 
     ``shared_key`` is the cluster's secret (at least 16 bytes; every node holds the same one).
-    ``schema_revision`` is the store's schema revision (``memrepl.storage.migrate.HEAD_REVISION``):
-    nodes that differ refuse each other. ``host``/``port`` is where to listen (port 0 picks a free
-    one; read :attr:`port` after :meth:`start`). ``peers`` maps peer ids to ``(host, port)`` to
-    dial. ``server_ssl``/``client_ssl`` add TLS for listening and dialling (``tls_server_hostname``
-    overrides the name checked in the listener's certificate; default: the dialled host).
+    ``schema_revision`` is the store's replication revision
+    (``memrepl.storage.migrate.REPLICATION_REVISION``, the newest migration that changed what
+    nodes exchange): nodes that differ refuse each other. ``host``/``port`` is where to listen
+    (port 0 picks a free one; read :attr:`port` after :meth:`start`). ``peers`` maps peer ids to
+    ``(host, port)`` to dial. ``server_ssl``/``client_ssl`` add TLS for listening and dialling
+    (``tls_server_hostname`` overrides the name checked in the listener's certificate; default:
+    the dialled host).
 
     Raises :class:`~memrepl.errors.MeshError` for a bad argument.
     """

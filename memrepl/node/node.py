@@ -250,7 +250,7 @@ class Node:
             self._mesh = TcpMesh(
                 self.node_id,
                 self._key,
-                schema_revision=migrate.HEAD_REVISION,
+                schema_revision=migrate.REPLICATION_REVISION,
                 host=host,
                 port=port,
                 peers=self._peers,

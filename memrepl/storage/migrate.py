@@ -12,6 +12,12 @@ it right:
   file migrate it once, and a failed migration leaves the file as it was.
 - **Unknown revision: refuse.** A revision this memrepl does not know was written by a newer
   one; :class:`~memrepl.errors.SchemaTooNewError` says so and what to do.
+- **Peers compare the replication revision, not the head.** Every script declares
+  ``changes_replication``: True when it changes what nodes exchange or how they merge or collect
+  it, False when it only changes this node's storage (an index). The handshake carries
+  :data:`REPLICATION_REVISION`, the newest script that said True, so a storage-only migration
+  is a rolling upgrade: nodes before and after it keep syncing. A test checks every script
+  declares it and that the constant names the newest True one.
 """
 
 from __future__ import annotations
@@ -29,7 +35,12 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 #: The revision the schema of this memrepl is at (the single head of ``migrations/``).
-HEAD_REVISION = "0002"
+HEAD_REVISION = "0003"
+
+#: The newest revision that changed replication (its script says ``changes_replication = True``):
+#: what the mesh handshake carries and peers must agree on. Nodes whose stores differ only by
+#: later, storage-only revisions still sync.
+REPLICATION_REVISION = "0002"
 
 #: The package the migrations ship as inside the wheel.
 MIGRATIONS_PACKAGE = "memrepl._migrations"

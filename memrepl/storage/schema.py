@@ -168,7 +168,6 @@ conflicts = Table(
         "loser_origin",
         name="uq_conflicts_pair",
     ),
-    Index("ix_conflicts_tier_item", "tier", "item_id"),
     Index("ix_conflicts_loser_origin", "loser_origin"),
     Index("ix_conflicts_detected_at_ns", "detected_at_ns"),
     sqlite_autoincrement=True,

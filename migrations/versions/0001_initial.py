@@ -21,6 +21,9 @@ down_revision: str | Sequence[str] | None = None
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+#: The first schema: everything peers exchange starts here.
+changes_replication = True
+
 TIER_TABLES = ("working_items", "episodic_items", "semantic_items")
 
 

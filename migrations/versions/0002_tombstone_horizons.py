@@ -20,6 +20,10 @@ down_revision: str | Sequence[str] | None = "0001"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+#: Tombstone collection and the snapshots it forces on peers below the horizon: a node
+#: before this revision would answer such a peer with a delta that resurrects deletes.
+changes_replication = True
+
 
 def upgrade() -> None:
     op.create_table(

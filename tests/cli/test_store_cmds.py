@@ -96,9 +96,10 @@ def test_db_current_never_writes(db: Path, cli: Cli) -> None:
 
 
 def test_db_upgrade_from_an_older_revision(db: Path, cli: Cli) -> None:
-    # Revision 0002 added tombstone_horizons: take the store back to 0001 by hand.
+    # Take the store back to 0001 by hand: 0003 dropped an index 0001 had, 0002 added a table.
     conn = sqlite3.connect(db)
     with conn:
+        conn.execute("CREATE INDEX ix_conflicts_tier_item ON conflicts (tier, item_id)")
         conn.execute("DROP TABLE tombstone_horizons")
         conn.execute("UPDATE alembic_version SET version_num = '0001'")
     conn.close()

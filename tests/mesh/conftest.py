@@ -14,12 +14,12 @@ import memrepl
 from memrepl.mesh.config import TcpMeshConfig
 from memrepl.mesh.tcp import TcpMesh
 from memrepl.protocol.enums import MemoryTier
-from memrepl.storage.migrate import HEAD_REVISION
+from memrepl.storage.migrate import REPLICATION_REVISION
 from memrepl.storage.store import Store
 from memrepl.sync.manager import MemorySyncManager
 
 KEY = b"the-cluster-key-for-mesh-tests-0"
-SCHEMA = HEAD_REVISION
+SCHEMA = REPLICATION_REVISION
 #: Quick timings, so that reconnects and timeouts fit in a test.
 FAST = TcpMeshConfig(
     heartbeat_interval_s=0.5,

@@ -10,6 +10,7 @@ from memrepl.errors import MeshError, PeerUnavailableError
 from memrepl.mesh import TcpMesh
 from memrepl.mesh.config import TcpMeshConfig
 from memrepl.protocol.enums import MemoryTier, MessageTypes, SyncPriority
+from memrepl.storage.migrate import HEAD_REVISION, REPLICATION_REVISION
 
 from .conftest import FAST, KEY, SCHEMA, Cluster, Node, eventually, full_state, tier_state
 
@@ -211,7 +212,22 @@ async def test_schema_mismatch_never_connects(
     cluster.dial(a, b)
     await eventually(lambda: a.mesh.stats().total.refused.get("schema-mismatch", 0) >= 1)
     assert a.mesh.peers() == [] and b.mesh.peers() == []
-    assert "schema revision" in caplog.text
+    assert "replication revision" in caplog.text
+
+
+async def test_a_storage_only_migration_is_a_rolling_upgrade(cluster: Cluster) -> None:
+    """Before migration 0003 a node advertised its head revision, "0002"; a node at head
+    advertises its replication revision, and the two still sync."""
+    assert HEAD_REVISION != "0002" and SCHEMA == REPLICATION_REVISION
+    a = await cluster.add("a")
+    b = await cluster.add("b", schema="0002")
+    cluster.dial(a, b)
+    await cluster.connected(a, b)
+    write_everywhere(a)
+    write_everywhere(b)
+    await sync_all([a, b])
+    assert full_state(a.store) == full_state(b.store)
+    assert a.mesh.stats().total.refused == {} and b.mesh.stats().total.refused == {}
 
 
 async def test_mesh_can_be_used_as_async_context_manager() -> None:

@@ -19,6 +19,7 @@ from memrepl.storage import open as open_store
 from memrepl.storage.engine import create_engine
 from memrepl.storage.migrate import (
     HEAD_REVISION,
+    REPLICATION_REVISION,
     alembic_config,
     current_revision,
     known_revisions,
@@ -81,6 +82,50 @@ def test_exactly_one_head_and_it_is_head_revision() -> None:
     assert script.get_heads() == [HEAD_REVISION]
     assert HEAD_REVISION in known_revisions()
     assert migrations_location().joinpath("env.py").is_file()
+
+
+def test_every_migration_says_whether_peers_must_upgrade_with_it() -> None:
+    """The handshake compares REPLICATION_REVISION: adding a migration means deciding which kind
+    it is, and the constant follows the decision."""
+    script = ScriptDirectory.from_config(alembic_config())
+    newest_first = list(script.walk_revisions())
+    says = {r.revision: getattr(r.module, "changes_replication", None) for r in newest_first}
+    assert all(isinstance(flag, bool) for flag in says.values()), says
+    assert next(r for r in says if says[r]) == REPLICATION_REVISION
+    # 0003 only drops a redundant index: a rolling upgrade from 0002.
+    assert says["0003"] is False and REPLICATION_REVISION == "0002"
+
+
+def test_upgrade_from_0002_keeps_the_conflict_log_and_drops_the_redundant_index(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.db"
+    done = alembic_cli("-x", f"db={path}", "upgrade", "0002")
+    assert done.returncode == 0, done.stderr
+    index = "SELECT name FROM sqlite_master WHERE name = 'ix_conflicts_tier_item'"
+    assert query(path, index) == [("ix_conflicts_tier_item",)]
+    import sqlite3
+
+    conn = sqlite3.connect(path)
+    conn.execute(
+        "INSERT INTO conflicts (tier, item_id, winner_ts, winner_origin, winner_content, "
+        "winner_deleted, winner_context, loser_ts, loser_origin, loser_content, loser_deleted, "
+        "loser_context, resolved_content, rule, peer_id, batch_id, detected_at_ns) VALUES "
+        "(1, 'x', 2, 'b', '{}', 0, '{}', 1, 'a', '{}', 0, '{}', '{}', 'lww', 'b', 'b1', 3)"
+    )
+    conn.commit()
+    conn.close()
+    logged = query(path, "SELECT * FROM conflicts")
+    with open_store(path, node_id="node-a") as store, store.read() as conn:
+        assert current_revision(conn) == HEAD_REVISION
+        assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+    assert query(path, "SELECT * FROM conflicts") == logged
+    assert query(path, index) == []
+    assert query(path, "PRAGMA integrity_check") == [("ok",)]
+    # And back: the downgrade restores the index.
+    done = alembic_cli("-x", f"db={path}", "downgrade", "0002")
+    assert done.returncode == 0, done.stderr
+    assert query(path, index) == [("ix_conflicts_tier_item",)]
 
 
 def test_metadata_equals_the_migrated_database(store: Store) -> None:

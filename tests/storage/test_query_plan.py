@@ -61,3 +61,10 @@ def test_delta_queries_use_the_modified_at_index(
             modified_since(conn, spec, 12345, **options)
 
     assert_range_scan(filled, spec.table.name, run)
+
+
+def test_conflicts_of_one_item_are_an_index_search(store: Store) -> None:
+    """Migration 0003 dropped ix_conflicts_tier_item: the pair's unique index answers it."""
+    steps = plan(store, "SELECT * FROM conflicts WHERE tier = 1 AND item_id = 'x'")
+    assert len(steps) == 1 and steps[0].startswith("SEARCH conflicts USING INDEX"), steps
+    assert "(tier=? AND item_id=?)" in steps[0], steps
