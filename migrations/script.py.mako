@@ -19,6 +19,12 @@ down_revision: str | Sequence[str] | None = ${repr(down_revision)}
 branch_labels: str | Sequence[str] | None = ${repr(branch_labels)}
 depends_on: str | Sequence[str] | None = ${repr(depends_on)}
 
+#: Decide before committing (tests/storage/test_migrations.py fails until you do): True if this
+#: changes what nodes exchange or how they merge or collect it -- then set
+#: memrepl.storage.migrate.REPLICATION_REVISION to this revision --, False if it changes only
+#: this node's storage (an index, a local table): a rolling upgrade.
+changes_replication = None
+
 
 def upgrade() -> None:
     ${upgrades if upgrades else "pass"}

@@ -91,7 +91,7 @@ TRAILER_BYTES = SEQ_BYTES + MAC_BYTES
 MIN_KEY_BYTES = 16
 #: A HANDSHAKE payload over this is refused before it is read.
 MAX_HANDSHAKE_PAYLOAD_BYTES = 4096
-#: Node ids and schema revisions in a handshake are at most this many bytes of UTF-8.
+#: Node ids and replication revisions in a handshake are at most this many bytes of UTF-8.
 MAX_NAME_BYTES = 255
 
 PROOF_INITIATOR = b"memrepl-mesh/1 proof: initiator"

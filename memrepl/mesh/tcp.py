@@ -69,9 +69,10 @@ class TcpMesh:
     """A node's endpoint on a TCP mesh; see the module docstring for its rules.
 
     ``shared_key`` is the cluster's secret (at least 16 bytes; every node holds the same one).
-    ``schema_revision`` is the store's replication revision
+    ``schema_revision`` is the replication revision of the memrepl running
     (``memrepl.storage.migrate.REPLICATION_REVISION``, the newest migration that changed what
-    nodes exchange): nodes that differ refuse each other. ``host``/``port`` is where to listen
+    nodes exchange; the name and the ``schema-mismatch`` refusal code predate it): nodes that
+    differ refuse each other. ``host``/``port`` is where to listen
     (port 0 picks a free one; read :attr:`port` after :meth:`start`). ``peers`` maps peer ids to
     ``(host, port)`` to dial. ``server_ssl``/``client_ssl`` add TLS for listening and dialling
     (``tls_server_hostname`` overrides the name checked in the listener's certificate; default:

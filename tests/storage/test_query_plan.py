@@ -3,11 +3,14 @@ statements the code runs."""
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Callable
 from typing import Any
 
 import pytest
+from sqlalchemy.dialects import sqlite
 
+from memrepl.cli.conflict_cmds import conflict_query
 from memrepl.protocol.enums import MemoryTier
 from memrepl.storage import LocalWrite, Store
 from memrepl.storage.items import modified_since
@@ -63,8 +66,18 @@ def test_delta_queries_use_the_modified_at_index(
     assert_range_scan(filled, spec.table.name, run)
 
 
-def test_conflicts_of_one_item_are_an_index_search(store: Store) -> None:
-    """Migration 0003 dropped ix_conflicts_tier_item: the pair's unique index answers it."""
-    steps = plan(store, "SELECT * FROM conflicts WHERE tier = 1 AND item_id = 'x'")
-    assert len(steps) == 1 and steps[0].startswith("SEARCH conflicts USING INDEX"), steps
+@pytest.mark.parametrize("limit", [None, 10])
+def test_the_cli_conflicts_of_one_item_are_an_index_search(store: Store, limit: int | None) -> None:
+    """Migration 0003 dropped ix_conflicts_tier_item: the pair's unique index, which starts with
+    (tier, item_id), finds an item's rows. They come out in pair order, so ordering them by id
+    takes a sort of that item's rows (few, for any item that is not pathological)."""
+    args = argparse.Namespace(
+        tier=1, item="x", peer=None, lost_by=None, won_by=None, since=None, until=None, limit=limit
+    )
+    statement = conflict_query(args).compile(
+        dialect=sqlite.dialect(), compile_kwargs={"literal_binds": True}
+    )
+    steps = plan(store, str(statement))
+    assert steps[0].startswith("SEARCH conflicts USING INDEX sqlite_autoindex_conflicts_1"), steps
     assert "(tier=? AND item_id=?)" in steps[0], steps
+    assert steps[1:] == ["USE TEMP B-TREE FOR ORDER BY"], steps
