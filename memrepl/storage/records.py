@@ -27,7 +27,7 @@ from typing import Any
 
 from memrepl.merge import ItemState, Version
 from memrepl.protocol.enums import SyncPriority
-from memrepl.storage.schema import TIER_SPECS, TierSpec
+from memrepl.storage.schema import TIER_SPECS, TierSpec, item_columns
 
 #: The dict a tier returns for an item; keys listed in :meth:`StoredItem.to_record`.
 Record = dict[str, Any]
@@ -222,8 +222,8 @@ def _encode_context(context: Mapping[str, int]) -> str:
     return _encode_compact(dict(context))
 
 
-#: The columns every tier table starts with (schema.item_columns), in table order.
-_COMMON_COLUMNS = 16
+#: How many columns every tier table starts with (schema.item_columns), in table order.
+_COMMON_COLUMNS = len(item_columns())
 _PRIORITIES = {int(priority): priority for priority in SyncPriority}
 
 

@@ -36,19 +36,16 @@ class DetectedConflict(NamedTuple):
     #: The remote state merged. Then the JSON texts already known (None: not known), logged as
     #: they are instead of encoding the content again: the remote content as received, the
     #: local content as stored, and the kept content as now stored.
-    remote: ItemState | None = None
+    remote: ItemState
     remote_text: str | None = None
     local_text: str | None = None
     resolved_text: str | None = None
 
     def content_text(self, state: ItemState) -> str:
         """``state``'s content as JSON text (a known text when there is one)."""
-        if self.remote is not None:
-            # The merge's winner and loser are the remote state and the local one, as they were.
-            text = self.remote_text if state is self.remote else self.local_text
-            if text is not None:
-                return text
-        return encode_content(state.content)
+        # The merge's winner and loser are the remote state and the local one, as they were.
+        text = self.remote_text if state is self.remote else self.local_text
+        return text if text is not None else encode_content(state.content)
 
     def resolved_content_text(self) -> str:
         """The kept state's content as JSON text."""
