@@ -20,6 +20,7 @@ fields on top of it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from enum import StrEnum
 from types import MappingProxyType
@@ -167,7 +168,8 @@ def merge_states(a: ItemState, b: ItemState) -> ItemState:
             held = best.get(key)
             if held is None or written > held[0]:
                 best[key] = (written, value)
-    content = {key: value for key, (_, value) in best.items()}
+    # Keys sorted: nodes that make the same merge from different sides store the same text.
+    content = {key: best[key][1] for key in sorted(best)}
     clocks = {key: written for key, (written, _) in best.items() if written > floor}
     return ItemState(
         content, floor, top.whole_deleted, clocks, merge_contexts(a.context, b.context)
@@ -187,6 +189,10 @@ class Outcome(StrEnum):
     FAST_FORWARD = "fast-forward"
     #: Each side has writes the other lacks: merged, and a conflict to log.
     CONCURRENT = "concurrent"
+    #: The same writes (equal causal contexts) but different states: one replica was changed
+    #: without a write (by hand, or by a bug). Settled by :func:`same_version_winner`, and a
+    #: conflict to log.
+    DIVERGED = "diverged"
 
 
 class ConflictRule(StrEnum):
@@ -196,6 +202,9 @@ class ConflictRule(StrEnum):
     LWW = "lww"
     #: Fields of both sides survive (MERGE writes newer than the winning whole write).
     FIELD_MERGE = "field-merge"
+    #: Two states of the same writes differed; the greater one (:func:`same_version_winner`)
+    #: was kept whole.
+    SAME_VERSION = "same-version"
 
 
 class MergeVerdict(NamedTuple):
@@ -218,14 +227,57 @@ _FAST_FORWARD, _CONCURRENT = Outcome.FAST_FORWARD, Outcome.CONCURRENT
 _LWW, _FIELD_MERGE = ConflictRule.LWW, ConflictRule.FIELD_MERGE
 
 
-def merge_remote(local: ItemState | None, remote: ItemState) -> MergeVerdict:
-    """Merge a remote state into the local one and say what happened."""
+def _rank(state: ItemState, text: str | None) -> tuple[Any, ...]:
+    content = text if text is not None else json.dumps(dict(state.content))
+    return (
+        content,
+        state.whole,
+        state.whole_deleted,
+        sorted(state.field_clocks.items()),
+        sorted(state.context.items()),
+    )
+
+
+def same_version_winner(
+    a: ItemState, b: ItemState, a_text: str | None = None, b_text: str | None = None
+) -> ItemState:
+    """Of two different states of the same writes, the one every node keeps: the greater by
+    (content text, whole write, whether it was a DELETE, sorted field clocks, sorted causal
+    context). Deterministic and symmetric, so the replicas that hold either converge on it.
+
+    Honest replicas never hold two such states: a write's state is made once and copied. They
+    arise when a row is changed without a new write (``sqlite3`` by hand, a restored file that
+    was edited, a bug), and anti-entropy brings them together. ``a_text``/``b_text`` are the
+    contents' JSON texts as stored or received, when known.
+    """
+    return a if _rank(a, a_text) >= _rank(b, b_text) else b
+
+
+def merge_remote(
+    local: ItemState | None,
+    remote: ItemState,
+    texts: tuple[str | None, str | None] | None = None,
+) -> MergeVerdict:
+    """Merge a remote state into the local one and say what happened.
+
+    ``texts`` are the local and remote contents' JSON texts when known: two states of the same
+    writes whose texts differ are different states (DIVERGED), even when they decode equal.
+    """
     if local is None or local == EMPTY_STATE:
         return MergeVerdict(_NEW, remote, True)
     local_has_remote = dominates(local.context, remote.context)
     remote_has_local = dominates(remote.context, local.context)
     if local_has_remote and remote_has_local:
-        return MergeVerdict(_DUPLICATE, local, False)
+        local_text, remote_text = texts if texts is not None else (None, None)
+        if local == remote and (
+            local_text is None or remote_text is None or local_text == remote_text
+        ):
+            return MergeVerdict(_DUPLICATE, local, False)
+        winner = same_version_winner(local, remote, local_text, remote_text)
+        loser = remote if winner is local else local
+        return MergeVerdict(
+            Outcome.DIVERGED, winner, winner is remote, winner, loser, ConflictRule.SAME_VERSION
+        )
     if local_has_remote:
         return MergeVerdict(_SUPERSEDED, local, False)
     merged = merge_states(local, remote)

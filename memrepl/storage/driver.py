@@ -17,7 +17,7 @@ Core execution would raise them.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -83,5 +83,21 @@ def executemany(conn: Connection, sql: str, rows: Sequence[Sequence[Any]]) -> in
     except Exception as exc:
         _raise_wrapped(conn, sql, rows, exc)
         raise
+    finally:
+        cursor.close()
+
+
+def scan(conn: Connection, sql: str, parameters: Sequence[Any] = ()) -> Iterator[tuple[Any, ...]]:
+    """Run one query on ``conn``'s DBAPI connection and yield its rows as the driver reads them
+    (for scans of a whole table: nothing holds every row at once)."""
+    cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        try:
+            cursor.execute(sql, parameters)
+        except Exception as exc:
+            _raise_wrapped(conn, sql, parameters, exc)
+            raise
+        while rows := cursor.fetchmany(1000):
+            yield from rows
     finally:
         cursor.close()

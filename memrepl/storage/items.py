@@ -65,7 +65,8 @@ from memrepl.merge import (
 )
 from memrepl.protocol.enums import MemoryTier, SyncOperation, SyncPriority
 from memrepl.protocol.item import check_item_id
-from memrepl.storage import driver
+from memrepl.storage import digests, driver
+from memrepl.storage.digests import tuple_hash
 from memrepl.storage.driver import DriverStatement, compile_statement
 from memrepl.storage.records import StoredItem, encode_content, item_from_values, row_tuple
 from memrepl.storage.schema import TierSpec, item_columns
@@ -240,9 +241,13 @@ def _store(
     statements = _statements(spec.table)
     whole: list[tuple[Any, ...]] = []
     state_only: list[tuple[Any, ...]] = []
+    hashes: list[digests.RowChange] = []
     for item in changed:
         row = row_tuple(spec, item)
         before = stored.get(item.item_id)
+        hashes.append(
+            (row[0], digests.item_hash(before) if before is not None else None, tuple_hash(row))
+        )
         if before is not None and before.extras == item.extras:
             state_only.append((*row[1 : statements.state_end], row[0]))
         else:
@@ -257,6 +262,7 @@ def _store(
             raise StoreError(
                 f"{spec.table.name}: {updated} of {len(state_only)} state updates found their row"
             )
+    digests.record_changes(conn, spec.tier, hashes)
     # Noted before the tier hook runs: what the hook forgets (eviction) must come after, so that
     # after-commit hooks end with an item's final state.
     pending = conn.info.get(CHANGES_KEY)
@@ -415,7 +421,12 @@ def apply_remote_states(
     changed: dict[str, StoredItem] = {}
     for remote in incoming:
         current = latest.get(remote.item_id)
-        verdict = merge_remote(current.state if current is not None else None, remote.state)
+        if current is None:
+            verdict = merge_remote(None, remote.state)
+        else:
+            verdict = merge_remote(
+                current.state, remote.state, (current.content_json, remote.content_json)
+            )
         merged.verdicts.append(verdict)
         merged.before.append(current)
         if not verdict.changed:
@@ -526,6 +537,9 @@ def forget_items(conn: Connection, spec: TierSpec, ids: Iterable[str]) -> list[S
     for start in range(0, len(unique), LOAD_CHUNK_ITEMS):
         chunk = unique[start : start + LOAD_CHUNK_ITEMS]
         conn.execute(table.delete().where(table.c.item_id.in_(chunk)))
+    digests.record_changes(
+        conn, spec.tier, [(item.item_id, digests.item_hash(item), None) for item in found.values()]
+    )
     pending = conn.info.get(CHANGES_KEY)
     if pending is not None:
         pending.append((spec.tier, [replace(item, state=EMPTY_STATE) for item in found.values()]))

@@ -145,7 +145,10 @@ def encode_json(*, compact: bool = False, sort_keys: bool = False) -> Callable[[
 #: ``encode_content(content)``: the stored and wire form of content, exactly ``json.dumps(content,
 #: allow_nan=False)`` (default separators); raises TypeError, ValueError or RecursionError.
 encode_content: Callable[[Mapping[str, Any]], str] = encode_json()
-_encode_compact = encode_json(compact=True)
+# Sorted keys: the stored form of field clocks and causal contexts is canonical, so equal states
+# store equal text whatever order their dicts were built in (the row hashes anti-entropy compares
+# are taken over it: memrepl.storage.digests).
+_encode_compact = encode_json(compact=True, sort_keys=True)
 
 
 def _refuse_constant(name: str) -> object:
@@ -200,7 +203,8 @@ def decode_json(text: str, *, unique_keys: bool = False) -> Any:
     return value if end == len(text) else decoder.decode(text)
 
 
-def _encode_field_clocks(clocks: Mapping[str, Version]) -> str:
+def encode_field_clocks(clocks: Mapping[str, Version]) -> str:
+    """The stored (canonical: sorted, compact) text of a state's field clocks."""
     if not clocks:
         return "{}"
     return _encode_compact(
@@ -208,13 +212,15 @@ def _encode_field_clocks(clocks: Mapping[str, Version]) -> str:
     )
 
 
-def _decode_field_clocks(text: str) -> dict[str, Version]:
+def decode_field_clocks(text: str) -> dict[str, Version]:
+    """The field clocks of their stored text."""
     if text == "{}":
         return {}
     return {name: Version(int(ts), str(origin)) for name, (ts, origin) in decode_json(text).items()}
 
 
-def _encode_context(context: Mapping[str, int]) -> str:
+def encode_context(context: Mapping[str, int]) -> str:
+    """The stored (canonical: sorted, compact) text of a causal context."""
     if len(context) == 1:
         # The common case (one writer), without the general encoder's overhead.
         ((node_id, stamp),) = context.items()
@@ -253,8 +259,8 @@ def row_tuple(spec: TierSpec, item: StoredItem) -> tuple[Any, ...]:
         whole_ts,
         whole_origin,
         state.whole_deleted,
-        _encode_field_clocks(state.field_clocks),
-        _encode_context(state.context),
+        encode_field_clocks(state.field_clocks),
+        encode_context(state.context),
         int(item.priority),
         item.modified_at,
         item.received_from,
@@ -289,7 +295,7 @@ def item_from_values(spec: TierSpec, values: Sequence[Any]) -> StoredItem:
         decode_json(content),
         Version(whole_ts, whole_origin),
         bool(whole_deleted),
-        _decode_field_clocks(field_clocks),
+        decode_field_clocks(field_clocks),
         decode_json(causal_context),
     )
     return StoredItem(

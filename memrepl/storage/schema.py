@@ -39,7 +39,9 @@ Other tables: ``node`` (one row: this database's node id, the clock's last stamp
 memrepl it was created), ``conflicts`` (one row per concurrent pair detected while applying a
 batch: winner, loser, the state kept, the rule), ``sync_vectors`` (per tier and peer, the highest
 local ``modified_at`` the peer acknowledged), ``inbound_cursors`` (per tier and peer, the highest
-sender cursor applied here).
+sender cursor applied here), ``tier_digests`` (per tier and hash bucket of item ids, an
+order-independent sum of the bucket's row hashes and its row count: what anti-entropy compares,
+kept in the same transaction as the rows; :mod:`memrepl.storage.digests`).
 """
 
 from __future__ import annotations
@@ -285,4 +287,17 @@ tombstone_horizons = Table(
     Column("tier", Integer, primary_key=True, autoincrement=False),
     Column("purged_through", Integer, nullable=False),
     Column("updated_at_ns", Integer, nullable=False),
+)
+
+#: Per tier and bucket (a hash of ``item_id``), the sum modulo 2**62 of the bucket's row hashes
+#: and how many rows it holds (migration 0004): kept in the same transaction as every change to a
+#: tier table, so anti-entropy compares tiers without reading them (memrepl.storage.digests).
+tier_digests = Table(
+    "tier_digests",
+    metadata,
+    Column("tier", Integer, nullable=False),
+    Column("bucket", Integer, nullable=False),
+    Column("digest", Integer, nullable=False),
+    Column("row_count", Integer, nullable=False),
+    PrimaryKeyConstraint("tier", "bucket"),
 )

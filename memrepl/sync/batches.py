@@ -114,7 +114,7 @@ def apply_batch(
     """Apply decoded items with their bookkeeping, inside the caller's write transaction."""
     merged = apply_remote_states(conn, spec, clock, remote, from_peer=batch.source_node)
     verdicts = merged.verdicts
-    conflicting = Outcome.CONCURRENT
+    conflicting = (Outcome.CONCURRENT, Outcome.DIVERGED)
     concurrent = [
         DetectedConflict(
             item.item_id,
@@ -122,12 +122,12 @@ def apply_batch(
             item.state,
             item.content_json,
             before.content_json if before is not None else None,
-            after.content_json if after is not None else None,
+            _kept_text(before, after),
         )
         for item, verdict, before, after in zip(
             remote, verdicts, merged.before, merged.after, strict=True
         )
-        if verdict.outcome == conflicting
+        if verdict.outcome in conflicting
     ]
     if concurrent:
         record_conflicts(
@@ -146,3 +146,11 @@ def apply_batch(
         cursor = applied_cursor(conn, spec.tier, batch.source_node)
     applied = sum(verdict.changed for verdict in verdicts)
     return Applied(applied, len(concurrent), cursor)
+
+
+def _kept_text(before: StoredItem | None, after: StoredItem | None) -> str | None:
+    """The text of the content a conflict kept: the row written, or the local row left as it
+    was (a same-version conflict the local side won)."""
+    if after is not None:
+        return after.content_json
+    return before.content_json if before is not None else None

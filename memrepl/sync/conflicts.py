@@ -87,7 +87,7 @@ def record_conflicts(
     rows = []
     for conflict in detected:
         verdict = conflict.verdict
-        if verdict.outcome != Outcome.CONCURRENT:
+        if verdict.outcome not in (Outcome.CONCURRENT, Outcome.DIVERGED):
             continue
         assert verdict.winner is not None and verdict.loser is not None
         assert verdict.rule is not None

@@ -20,6 +20,7 @@ from sqlalchemy.dialects.sqlite import insert
 from sqlalchemy.engine import Connection
 
 from memrepl.protocol.enums import MemoryTier
+from memrepl.storage import digests
 from memrepl.storage.schema import TierSpec, sync_vectors, tombstone_horizons
 from memrepl.sync.vectors import acked_cursors
 
@@ -44,6 +45,7 @@ def purge(conn: Connection, spec: TierSpec, *, grace_ns: int, now_ns: int) -> in
     highest = conn.execute(select(func.max(table.c.modified_at)).where(doomed)).scalar_one()
     if highest is None:
         return 0
+    digests.forget_entries(conn, spec.tier, digests.entries_where(conn, spec, doomed))
     deleted = conn.execute(table.delete().where(doomed)).rowcount
     statement = insert(tombstone_horizons).values(
         tier=int(spec.tier), purged_through=highest, updated_at_ns=now_ns
