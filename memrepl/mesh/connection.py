@@ -51,6 +51,9 @@ __all__ = ["Connection", "Deliver"]
 
 log = logging.getLogger(__name__)
 
+#: Frames that answer one of ours that took a window slot (outbox.Outbox.answered).
+_ANSWER_TYPES = frozenset({MessageTypes.ACK, MessageTypes.NACK, MessageTypes.MEMORY_RESPONSE})
+
 #: How the mesh takes an accepted frame: ``deliver(msg_type, data, peer_id)``, returning the
 #: task of a coroutine handler (which the connection bounds), or None.
 Deliver = Callable[[MessageTypes, bytes, str], "asyncio.Future[None] | None"]
@@ -259,7 +262,7 @@ class Connection:
             self.end_reason = f"the peer disconnected: {payload[:200].decode('utf-8', 'replace')}"
             log.info("peer %r disconnected: %s", self.peer_id, self.end_reason)
             return True
-        if msg_type in (MessageTypes.ACK, MessageTypes.NACK) and not self._retiring:
+        if msg_type in _ANSWER_TYPES and not self._retiring:
             # A retired connection's window slots were given back when it was replaced.
             self.outbox.answered()
         task = self._deliver(msg_type, payload, self.peer_id)

@@ -49,6 +49,9 @@ CONTROL_TYPES = frozenset(
     }
 )
 
+#: Frames the peer answers one for one (ACK/NACK, or MEMORY_RESPONSE for a digest query).
+_ANSWERED_TYPES = frozenset({MessageTypes.VECTOR_SYNC, MessageTypes.MEMORY_QUERY})
+
 _PRIORITIES = {p.value: p for p in Priority}
 _MAGIC_BYTES = MAGIC.to_bytes(8, "big")
 
@@ -75,8 +78,9 @@ class OutboundFrame:
 
     @property
     def is_batch(self) -> bool:
-        """Whether this frame takes a slot in the unacknowledged window."""
-        return self.msg_type is MessageTypes.VECTOR_SYNC
+        """Whether this frame takes a slot in the unacknowledged window: a batch, or a digest
+        query (answered by a MEMORY_RESPONSE or a NACK)."""
+        return self.msg_type in _ANSWERED_TYPES
 
 
 class Outbox:

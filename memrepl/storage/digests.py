@@ -74,16 +74,10 @@ def bucket_of(item_id: str) -> int:
     return zlib.crc32(item_id.encode()) & (BUCKETS - 1)
 
 
-def row_hash(
-    item_id: str,
-    content: str,
-    whole_ts: int,
-    whole_origin: str,
-    whole_deleted: object,
-    field_clocks: str,
-    context: str,
-) -> int:
-    """The 62-bit hash of one row's replicated state (canonical field clock and context text)."""
+def row_hash(values: Sequence[Any]) -> int:
+    """The 62-bit hash of one row's replicated state: ``values`` are its item id, content text,
+    whole-write stamp, origin and DELETE flag, field clock text and context text (canonical)."""
+    item_id, content, whole_ts, whole_origin, whole_deleted, field_clocks, context = values
     text = (
         f"{item_id}\0{content}\0{whole_ts}\0{whole_origin}\0{1 if whole_deleted else 0}"
         f"\0{field_clocks}\0{context}"
@@ -96,20 +90,22 @@ def item_hash(item: StoredItem) -> int:
     state = item.state
     whole_ts, whole_origin = state.whole
     return row_hash(
-        item.item_id,
-        item.encoded_content(),
-        whole_ts,
-        whole_origin,
-        state.whole_deleted,
-        encode_field_clocks(state.field_clocks),
-        encode_context(state.context),
+        (
+            item.item_id,
+            item.encoded_content(),
+            whole_ts,
+            whole_origin,
+            state.whole_deleted,
+            encode_field_clocks(state.field_clocks),
+            encode_context(state.context),
+        )
     )
 
 
 def tuple_hash(row: Sequence[Any]) -> int:
     """The row hash of a row tuple (:func:`memrepl.storage.records.row_tuple`, whose field clock
     and context text are canonical)."""
-    return row_hash(row[0], row[1], row[5], row[6], row[7], row[8], row[9])
+    return row_hash((row[0], row[1], row[5], row[6], row[7], row[8], row[9]))
 
 
 #: One change to a tier row: ``(item_id, hash of the row before or None, hash after or None)``.
@@ -255,13 +251,15 @@ def _canonical(text: str, decode: Any, encode: Any) -> str:
 def _hash_values(values: Sequence[Any]) -> int:
     item_id, content, whole_ts, whole_origin, whole_deleted, field_clocks, context = values[:7]
     return row_hash(
-        item_id,
-        content,
-        whole_ts,
-        whole_origin,
-        whole_deleted,
-        _canonical(field_clocks, decode_field_clocks, encode_field_clocks),
-        _canonical(context, decode_json, encode_context),
+        (
+            item_id,
+            content,
+            whole_ts,
+            whole_origin,
+            whole_deleted,
+            _canonical(field_clocks, decode_field_clocks, encode_field_clocks),
+            _canonical(context, decode_json, encode_context),
+        )
     )
 
 

@@ -41,6 +41,7 @@ from memrepl.protocol.limits import MAX_BATCH_ITEMS
 from memrepl.storage.store import resolve_tier
 from memrepl.storage.tiers import Tier
 from memrepl.sync import tombstones, vectors
+from memrepl.sync.antientropy import AntiEntropy, CheckResult
 from memrepl.sync.batches import apply_batch, decode_batch, is_replicate_request, read_delta
 from memrepl.sync.messages import Ack, Nack
 from memrepl.sync.results import SyncResult, SyncStatus, status_result
@@ -89,7 +90,8 @@ class MemorySyncManager:
         self.tombstone_grace_ns = int(tombstone_grace_s * 1e9)
         self.compress_threshold = compress_threshold
         self._tiers: dict[MemoryTier, Tier] = {}
-        self._waiting: dict[str, asyncio.Future[Ack | Nack]] = {}
+        # Answers awaited, by batch or query id: an Ack or Nack, or a digest answer.
+        self._waiting: dict[str, asyncio.Future[Any]] = {}
         self._locks: dict[tuple[str, MemoryTier], asyncio.Lock] = {}
         self._background: set[asyncio.Task[None]] = set()
         # Per snapshot in progress, by (tier, sender, snapshot id): the sender's acknowledged
@@ -105,6 +107,9 @@ class MemorySyncManager:
             mesh.register_handler(MessageTypes.VECTOR_SYNC, self.handle_sync)
             mesh.register_handler(MessageTypes.ACK, self._on_ack)
             mesh.register_handler(MessageTypes.NACK, self._on_nack)
+            self.antientropy: AntiEntropy | None = AntiEntropy(self)
+        else:
+            self.antientropy = None
 
     # -- registration ---------------------------------------------------------------------
 
@@ -124,7 +129,8 @@ class MemorySyncManager:
             )
         self._tiers[tier] = memory
 
-    def _registered(self, tier: MemoryTier | int) -> Tier:
+    def registered(self, tier: MemoryTier | int) -> Tier:
+        """The tier object registered for ``tier``; :class:`UnknownTierError` if none."""
         tier = resolve_tier(tier)
         try:
             return self._tiers[tier]
@@ -142,20 +148,20 @@ class MemorySyncManager:
 
     def get_sync_vector(self, tier: MemoryTier | int) -> dict[str, int]:
         """``{peer: highest local modified_at the peer acknowledged}`` for ``tier``."""
-        reg = self._registered(tier)
+        reg = self.registered(tier)
         with reg.store.read() as conn:
             return vectors.acked_cursors(conn, reg.tier)
 
     def update_sync_vector(self, tier: MemoryTier | int, node_id: str, timestamp: int) -> None:
         """Set ``node_id``'s acknowledged cursor for ``tier`` (a lower value means: resend)."""
-        reg = self._registered(tier)
+        reg = self.registered(tier)
         with reg.store.write() as conn:
             vectors.set_acked_cursor(conn, reg.tier, node_id, timestamp, time.time_ns())
 
     def forget_peer(self, tier: MemoryTier | int, node_id: str) -> None:
         """Stop tracking a peer for ``tier``; forgotten in every tier, it no longer holds back
         tombstone collection (memrepl.sync.tombstones)."""
-        reg = self._registered(tier)
+        reg = self.registered(tier)
         with reg.store.write() as conn:
             vectors.forget_peer(conn, reg.tier, node_id)
 
@@ -178,7 +184,7 @@ class MemorySyncManager:
         (REPLICATE) from ``since_timestamp`` (default 0), echoes included;
         ``include_echoes=True`` keeps the items that came from the target (a peer that lost data).
         """
-        reg = self._registered(tier)
+        reg = self.registered(tier)
         with reg.store.read() as conn:
             vector = vectors.acked_cursors(conn, reg.tier)
             if since_timestamp is None:
@@ -247,7 +253,7 @@ class MemorySyncManager:
                 target_node=batch.target_node,
                 node_id=self.node_id,
             )
-        reg = self._registered(batch.tier)
+        reg = self.registered(batch.tier)
         if is_replicate_request(batch):
             raise ProtocolError(
                 f"batch {batch.batch_id!r} is a REPLICATE request, not data",
@@ -300,7 +306,7 @@ class MemorySyncManager:
                     code="wrong-source",
                 )
             if is_replicate_request(batch):
-                self._registered(batch.tier)
+                self.registered(batch.tier)
                 self._reply(peer_id, MessageTypes.ACK, Ack(batch_id, batch.tier, 0, 0, 0).encode())
                 return self._start_background(self._answer_replicate(peer_id, batch.tier))
             applied, conflicts, cursor = self._apply(batch)
@@ -339,7 +345,7 @@ class MemorySyncManager:
         except ProtocolError as exc:
             log.warning("bad ACK from %s: %s", peer_id, exc)
             return
-        self._resolve(ack.batch_id, ack)
+        self.resolve(ack.batch_id, ack)
 
     def _on_nack(self, data: bytes, peer_id: str) -> None:
         try:
@@ -347,10 +353,11 @@ class MemorySyncManager:
         except ProtocolError as exc:
             log.warning("bad NACK from %s: %s", peer_id, exc)
             return
-        self._resolve(nack.batch_id, nack)
+        self.resolve(nack.batch_id, nack)
 
-    def _resolve(self, batch_id: str, answer: Ack | Nack) -> None:
-        future = self._waiting.pop(batch_id, None)
+    def resolve(self, request_id: str, answer: object) -> None:
+        """Hand an answer (an ACK, a NACK, a digest answer) to whoever awaits ``request_id``."""
+        future = self._waiting.pop(request_id, None)
         if future is not None and not future.done():
             future.set_result(answer)
 
@@ -365,7 +372,7 @@ class MemorySyncManager:
         status (nothing unacknowledged is ever marked synced). ``snapshot=True`` sends the whole
         tier (REPLICATE) instead of a delta.
         """
-        reg = self._registered(tier)
+        reg = self.registered(tier)
         lock = self._locks.setdefault((peer_id, reg.tier), asyncio.Lock())
         async with lock:
             return await SyncRound(self, reg, peer_id, snapshot).run()
@@ -376,29 +383,51 @@ class MemorySyncManager:
         Returns when the peer has acknowledged the request; the snapshot follows as ordinary
         batches, applied as they come.
         """
-        reg = self._registered(tier)
+        reg = self.registered(tier)
         answer = await self.exchange(peer_id, self.probe_batch(reg.tier, peer_id, replicate=True))
         return status_result(peer_id, reg.tier, answer)
 
     async def exchange(self, peer_id: str, batch: MemorySyncBatch) -> Ack | Nack | SyncStatus:
         """Send one batch and wait for its answer (or a status saying why there is none)."""
+        packed = batch.pack(compress_threshold=self.compress_threshold)
+        return await self.exchange_packed(peer_id, batch.batch_id, packed)
+
+    async def exchange_packed(
+        self, peer_id: str, batch_id: str, packed: bytes
+    ) -> Ack | Nack | SyncStatus:
+        """:meth:`exchange` of a batch already packed."""
+        answer = await self.ask(peer_id, batch_id, MessageTypes.VECTOR_SYNC, packed)
+        if isinstance(answer, Ack | Nack | SyncStatus):
+            return answer
+        return SyncStatus.REJECTED  # pragma: no cover - a batch id only ever gets an ACK/NACK
+
+    async def ask(self, peer_id: str, request_id: str, msg_type: MessageTypes, data: bytes) -> Any:
+        """Send one message and wait for the answer filed under ``request_id`` (see
+        :meth:`resolve`), or return the status saying why none came."""
         if self.mesh is None:
             raise PeerUnavailableError("sync_with_peer needs a mesh", peer_id=peer_id)
-        future: asyncio.Future[Ack | Nack] = asyncio.get_running_loop().create_future()
-        self._waiting[batch.batch_id] = future
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiting[request_id] = future
         try:
-            self.mesh.send(
-                peer_id,
-                MessageTypes.VECTOR_SYNC,
-                batch.pack(compress_threshold=self.compress_threshold),
-            )
+            self.mesh.send(peer_id, msg_type, data)
             return await asyncio.wait_for(future, self.ack_timeout_s)
         except PeerUnavailableError:
             return SyncStatus.UNREACHABLE
         except TimeoutError:
             return SyncStatus.TIMEOUT
         finally:
-            self._waiting.pop(batch.batch_id, None)
+            self._waiting.pop(request_id, None)
+
+    async def check_peer(self, peer_id: str) -> CheckResult:
+        """One anti-entropy check with ``peer_id``: compare the digests of every registered
+        tier and repair what differs (:mod:`memrepl.sync.antientropy`)."""
+        if self.antientropy is None:
+            raise PeerUnavailableError("an anti-entropy check needs a mesh", peer_id=peer_id)
+        return await self.antientropy.check(peer_id)
+
+    def start_task(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
+        """Run ``coroutine`` as a task this manager tracks (see :meth:`drain`)."""
+        return self._start_background(coroutine)
 
     def _start_background(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
         try:
@@ -424,7 +453,7 @@ class MemorySyncManager:
         Returns how many were deleted. A peer whose cursor is below the new horizon is later
         answered with a snapshot, never a delta that would miss these deletes.
         """
-        chosen = [self._registered(tier)] if tier is not None else list(self._tiers.values())
+        chosen = [self.registered(tier)] if tier is not None else list(self._tiers.values())
         purged = 0
         for reg in chosen:
             with reg.store.write() as conn:
