@@ -141,6 +141,18 @@ def add_parsers(subparsers: Subparsers) -> None:
         help="run the memory policies: promotion, consolidation, retention (300)",
     )
     timing.add_argument(
+        "--antientropy-interval",
+        type=float,
+        metavar="S",
+        help="compare digests with each peer and repair what differs (180; 0: never)",
+    )
+    timing.add_argument(
+        "--verify-interval",
+        type=float,
+        metavar="S",
+        help="recompute this node's digests from its rows, finding hand edits (3600; 0: never)",
+    )
+    timing.add_argument(
         "--tombstone-grace", type=float, metavar="S", help="keep acknowledged tombstones (86400)"
     )
     timing.add_argument(
@@ -186,6 +198,8 @@ _FLAG_KEYS = (
     "poll_interval",
     "purge_interval",
     "consolidate_interval",
+    "antientropy_interval",
+    "verify_interval",
     "tombstone_grace",
     "forget_peer_after",
     "ack_timeout",
@@ -250,6 +264,7 @@ def status_document(node: Node) -> dict[str, Any]:
             }
             for s in node.status()
         ],
+        "antientropy": node.antientropy_status(),
     }
 
 

@@ -152,10 +152,22 @@ def node_errors(path: Path | None) -> dict[tuple[str, str], str | None]:
         raise CommandError(f"reading the node status file {str(path)!r}: {exc}") from exc
 
 
+def node_antientropy(path: Path | None) -> dict[str, Any] | None:
+    """The ``antientropy`` part of a ``memrepl serve --status-file`` document (None: none)."""
+    if path is None:
+        return None
+    try:
+        found = json.loads(path.read_text()).get("antientropy")
+    except (OSError, ValueError, AttributeError) as exc:
+        raise CommandError(f"reading the node status file {str(path)!r}: {exc}") from exc
+    return found if isinstance(found, dict) else None
+
+
 def run_status(args: argparse.Namespace) -> int:
     """Print the status of every tier and peer."""
     path = db_path(args)
     errors = node_errors(args.node_status)
+    repairs = node_antientropy(args.node_status)
     with open_store(args) as store, store.read() as conn:
         node_id = store.node_id
         revision = migrate.current_revision(conn)
@@ -175,6 +187,7 @@ def run_status(args: argparse.Namespace) -> int:
                 "replication_revision": migrate.REPLICATION_REVISION,
                 "tiers": [asdict(status) for status in tiers],
                 "peers": [asdict(peer) for peer in peers],
+                "antientropy": repairs,
             }
         )
         return 0
@@ -199,6 +212,34 @@ def run_status(args: argparse.Namespace) -> int:
         right=(1, 2, 3),
     )
     emit()
+    if repairs is not None and repairs.get("checks"):
+        emit_table(
+            [
+                "anti-entropy peer",
+                "last check",
+                "ranges",
+                "differing",
+                "sent",
+                "fetched",
+                "repaired",
+                "error",
+            ],
+            [
+                [
+                    c.get("peer_id"),
+                    format_ns(c.get("started_ns")),
+                    c.get("ranges_compared"),
+                    c.get("items_differing"),
+                    c.get("items_sent"),
+                    c.get("items_fetched"),
+                    c.get("repaired"),
+                    c.get("error") or "",
+                ]
+                for c in repairs["checks"]
+            ],
+            right=(2, 3, 4, 5, 6),
+        )
+        emit()
     if not peers:
         emit("no peers yet: nothing was synced with this store")
         return 0

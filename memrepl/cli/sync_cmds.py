@@ -8,7 +8,12 @@ whoever connects), but this command waits only for its own round. During a long 
 progress line on stderr counts the batches and items sent so far.
 
 The rule that keeps it right: the exit code is 0 only if every tier's round ended with the peer
-caught up (``SyncResult.ok``); otherwise 1, with each result printed, so a script can retry.
+caught up (``SyncResult.ok``) and the anti-entropy check ended without an error; otherwise 1,
+with each result printed, so a script can retry.
+
+After the rounds, one anti-entropy check (:mod:`memrepl.sync.antientropy`): this store's digests
+are recomputed from its rows (finding rows changed by hand), compared with the peer's, and what
+differs is repaired both ways. ``--no-check`` skips it.
 """
 
 from __future__ import annotations
@@ -32,10 +37,11 @@ from memrepl.cli.context import (
     require_existing,
     tier_name,
 )
-from memrepl.cli.output import emit_json_lines, emit_table
+from memrepl.cli.output import emit, emit_json_lines, emit_table
 from memrepl.cli.serve_cmds import add_mesh_options, peer_arg
 from memrepl.node import Node, NodeConfig, NodeLink, NodeSettings
 from memrepl.protocol.enums import MemoryTier
+from memrepl.sync.antientropy import CheckResult
 from memrepl.sync.results import SyncResult
 
 ORDER = 71
@@ -53,7 +59,8 @@ def add_parsers(subparsers: Subparsers) -> None:
         description=(
             "Dial a peer (a 'memrepl serve' node), push this store's changes for each tier (a "
             "delta,\nor a snapshot when needed) and print the results; exit 1 unless every "
-            "tier is caught up.\nA long transfer shows its progress on stderr."
+            "tier is caught up.\nA long transfer shows its progress on stderr. Then one "
+            "anti-entropy check\n(digests compared, differences repaired both ways)."
         ),
         run=run_sync,
     )
@@ -72,6 +79,12 @@ def add_parsers(subparsers: Subparsers) -> None:
     )
     parser.add_argument(
         "--ack-timeout", type=float, default=30.0, metavar="S", help="wait for an ACK (30)"
+    )
+    parser.add_argument(
+        "--no-check",
+        action="store_true",
+        help="skip the anti-entropy check that follows the rounds (verify this store's digests, "
+        "compare them with the peer's, repair what differs)",
     )
     add_mesh_options(parser)
     add_json_flag(parser, "print one JSON object per tier instead of a table")
@@ -102,9 +115,14 @@ def run_sync(args: argparse.Namespace) -> int:
     )
     node = Node.from_config(dataclasses.replace(config, settings=settings))
     tiers = [args.tier] if args.tier is not None else list(MemoryTier)
-    results = asyncio.run(_sync(node, peer_id, tiers, args.connect_timeout))
+    results, check = asyncio.run(
+        _sync(node, peer_id, tiers, args.connect_timeout, check=not args.no_check)
+    )
     if args.json:
-        emit_json_lines(_as_json(result) for result in results)
+        lines = [_as_json(result) for result in results]
+        if check is not None:
+            lines.append({"antientropy": check.as_dict()})
+        emit_json_lines(lines)
     else:
         emit_table(
             ["tier", "status", "batches", "items", "applied", "conflicts", "snapshot", "error"],
@@ -123,7 +141,15 @@ def run_sync(args: argparse.Namespace) -> int:
             ),
             right=(2, 3, 4, 5),
         )
-    return 0 if all(result.ok for result in results) else 1
+        if check is not None:
+            emit(
+                f"anti-entropy: {check.tiers_differing} of {check.tiers_compared} tiers differed, "
+                f"{check.items_differing} items; {check.items_sent} sent, {check.items_fetched} "
+                f"fetched, {check.repaired} repaired, {check.skipped} skipped"
+                + (f"; error: {check.error}" if check.error else "")
+            )
+    checked = check is None or check.ok
+    return 0 if checked and all(result.ok for result in results) else 1
 
 
 def _as_json(result: SyncResult) -> dict[str, Any]:
@@ -135,8 +161,13 @@ def _as_json(result: SyncResult) -> dict[str, Any]:
 
 
 async def _sync(
-    node: Node, peer_id: str, tiers: list[MemoryTier], connect_timeout_s: float
-) -> list[SyncResult]:
+    node: Node,
+    peer_id: str,
+    tiers: list[MemoryTier],
+    connect_timeout_s: float,
+    *,
+    check: bool,
+) -> tuple[list[SyncResult], CheckResult | None]:
     async with node:
         try:
             await node.wait_for_peer(peer_id, connect_timeout_s)
@@ -153,7 +184,7 @@ async def _sync(
             finally:
                 progress.cancel()
                 await asyncio.gather(progress, return_exceptions=True)
-        return results
+        return results, (await node.check_now(peer_id) if check else None)
 
 
 def _last_error(node: Node, peer_id: str) -> str:

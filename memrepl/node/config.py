@@ -68,6 +68,10 @@ DEFAULT_POLL_INTERVAL_S = 0.02
 DEFAULT_CONSOLIDATE_INTERVAL_S = 300.0
 #: How often collectable tombstones are purged.
 DEFAULT_PURGE_INTERVAL_S = 600.0
+#: How often anti-entropy compares digests with each connected peer, and how often the node
+#: recomputes its own digests from its rows (finds changes made outside memrepl).
+DEFAULT_ANTIENTROPY_INTERVAL_S = 180.0
+DEFAULT_VERIFY_INTERVAL_S = 3600.0
 #: How long a tombstone outlives the last acknowledgement (the sync manager's default).
 DEFAULT_TOMBSTONE_GRACE_S = 24 * 3600.0
 DEFAULT_ACK_TIMEOUT_S = 30.0
@@ -79,6 +83,15 @@ class NodeConfigError(MemreplError):
     def __init__(self, message: str, *, key: str | None = None) -> None:
         super().__init__(message)
         self.key = key
+
+
+#: The settings that may be None ("never").
+_MAY_BE_NONE = (
+    "forget_peer_after_s",
+    "consolidate_interval_s",
+    "antientropy_interval_s",
+    "verify_interval_s",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +110,12 @@ class NodeSettings:
     #: The memory policies (promotion, consolidation, retention: memrepl.policy, balanced
     #: preset) run this often. None: never.
     consolidate_interval_s: float | None = DEFAULT_CONSOLIDATE_INTERVAL_S
+    #: Anti-entropy (memrepl.sync.antientropy) compares digests with every connected peer and
+    #: repairs what differs this often. None: never.
+    antientropy_interval_s: float | None = DEFAULT_ANTIENTROPY_INTERVAL_S
+    #: The node's own digests are recomputed from its rows this often, and once at start (a full
+    #: read of every tier; finds rows changed outside memrepl). None: never.
+    verify_interval_s: float | None = DEFAULT_VERIFY_INTERVAL_S
     #: How long a tombstone outlives the last acknowledgement of every known peer.
     tombstone_grace_s: float = DEFAULT_TOMBSTONE_GRACE_S
     #: A peer that acknowledged nothing for this long stops holding back tombstone collection
@@ -129,7 +148,7 @@ class NodeSettings:
                 if not isinstance(value, bool):
                     raise NodeConfigError(f"{item.name} must be true or false", key=item.name)
                 continue
-            if value is None and item.name in ("forget_peer_after_s", "consolidate_interval_s"):
+            if value is None and item.name in _MAY_BE_NONE:
                 continue
             positive_only = item.name in (
                 "sync_interval_s",
@@ -208,6 +227,8 @@ SETTINGS_KEYS: dict[str, str] = {
     "poll_interval": "poll_interval_s",
     "purge_interval": "purge_interval_s",
     "consolidate_interval": "consolidate_interval_s",
+    "antientropy_interval": "antientropy_interval_s",
+    "verify_interval": "verify_interval_s",
     "tombstone_grace": "tombstone_grace_s",
     "forget_peer_after": "forget_peer_after_s",
     "catch_up_delay": "catch_up_delay_s",

@@ -44,6 +44,7 @@ from memrepl.node.scheduler import PeerTierStatus, Scheduler
 from memrepl.protocol.enums import MemoryTier
 from memrepl.storage import migrate
 from memrepl.storage.store import Store
+from memrepl.sync.antientropy import CheckResult
 from memrepl.sync.manager import MemorySyncManager
 from memrepl.sync.results import SyncResult
 from memrepl.sync.transport import Mesh
@@ -194,6 +195,25 @@ class Node:
     def status(self) -> list[PeerTierStatus]:
         """Per peer and tier: connected, last attempt, last success, last error, last result."""
         return self._require_scheduler().status()
+
+    def antientropy_status(self) -> dict[str, Any]:
+        """The last anti-entropy check with each peer and the last verification of this node's
+        digests (:mod:`memrepl.node.repair`)."""
+        repair = self._require_scheduler().repair
+        return {
+            "last_verified_ns": repair.last_verified_ns,
+            "last_verify_corrected": repair.last_verify_corrected,
+            "checks": [repair.last[peer].as_dict() for peer in sorted(repair.last)],
+        }
+
+    async def check_now(self, peer_id: str) -> CheckResult:
+        """Verify this node's digests from its rows, then one anti-entropy check with
+        ``peer_id`` (what ``memrepl sync`` does after its rounds)."""
+        repair = self._require_scheduler().repair
+        await repair.verify()
+        result = await self.manager.check_peer(peer_id)
+        repair.last[peer_id] = result
+        return result
 
     async def sync_now(
         self, peers: Iterable[str] | None = None, tiers: Iterable[MemoryTier] | None = None

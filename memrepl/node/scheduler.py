@@ -41,6 +41,7 @@ from typing import Any
 
 from memrepl.errors import MemreplError
 from memrepl.node.config import NodeSettings
+from memrepl.node.repair import RepairSchedule
 from memrepl.node.watch import CommitProbe, poll_tier, silent_peers, urgent_rows
 from memrepl.policy import ConsolidationResult, consolidate
 from memrepl.protocol.batch import MemorySyncBatch
@@ -123,6 +124,13 @@ class Scheduler:
         self._policy_cursor: int | None = None
         self._stopping = False
         self._probe: CommitProbe | None = None
+        #: Anti-entropy: digest checks with the peers, verification of this node's digests.
+        self.repair = RepairSchedule(
+            manager,
+            lambda: sorted(self._connected),
+            check_interval_s=settings.antientropy_interval_s,
+            verify_interval_s=settings.verify_interval_s,
+        )
 
     # -- life cycle ----------------------------------------------------------------------------
 
@@ -140,6 +148,7 @@ class Scheduler:
         if self.settings.consolidate_interval_s is not None:
             self._next_consolidate = now + self.settings.consolidate_interval_s
         if self.settings.scheduler:
+            self.repair.start(now)
             self._main = asyncio.create_task(self._run(), name="memrepl-scheduler")
 
     async def stop(self) -> None:
@@ -150,6 +159,7 @@ class Scheduler:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._main
             self._main = None
+        await self.repair.stop()
         pending: list[asyncio.Task[Any]] = [*self._rounds.values(), *self._tasks]
         if pending:
             _, late = await asyncio.wait(pending, timeout=self.settings.stop_timeout_s)
@@ -290,6 +300,7 @@ class Scheduler:
             self._next_round,
             self._next_purge,
             self._next_consolidate,
+            self.repair.next_due,
         ]
         until = min(deadlines) - time.monotonic()
         return max(0.0, min(self.settings.poll_interval_s, until))
@@ -321,6 +332,7 @@ class Scheduler:
             assert self.settings.consolidate_interval_s is not None
             self._next_consolidate = now + self.settings.consolidate_interval_s
             self.consolidate()
+        self.repair.tick(now)
 
     def _check_peers(self, now: float) -> None:
         connected = set(self._peers())
