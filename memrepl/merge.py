@@ -273,10 +273,10 @@ def merge_remote(
             local_text is None or remote_text is None or local_text == remote_text
         ):
             return MergeVerdict(_DUPLICATE, local, False)
-        winner = same_version_winner(local, remote, local_text, remote_text)
-        loser = remote if winner is local else local
+        local_wins = _rank(local, local_text) >= _rank(remote, remote_text)
+        winner, loser = (local, remote) if local_wins else (remote, local)
         return MergeVerdict(
-            Outcome.DIVERGED, winner, winner is remote, winner, loser, ConflictRule.SAME_VERSION
+            Outcome.DIVERGED, winner, not local_wins, winner, loser, ConflictRule.SAME_VERSION
         )
     if local_has_remote:
         return MergeVerdict(_SUPERSEDED, local, False)

@@ -229,3 +229,36 @@ def test_replicate_and_an_empty_merge_are_not_writes() -> None:
         apply_local_write(None, SyncOperation.REPLICATE, {}, Version(1, "x"))
     with pytest.raises(ItemError):
         apply_local_write(None, SyncOperation.MERGE, {}, Version(1, "x"))
+
+
+contents = st.dictionaries(st.sampled_from("abc"), st.integers(0, 3) | st.booleans(), max_size=3)
+
+
+@given(a=contents, b=contents, deleted=st.booleans())
+def test_same_writes_different_states_settle_on_one_side_whichever_merges(
+    a: dict[str, object], b: dict[str, object], deleted: bool
+) -> None:
+    # Two replicas of the same write whose contents differ (one was edited by hand): each
+    # merging the other's keeps the same state, and both log it as a same-version conflict.
+    version = Version(10, "node-a")
+    left = ItemState(a, version, False, {}, {"node-a": 10})
+    right = ItemState({} if deleted else b, version, deleted, {}, {"node-a": 10})
+    one, other = merge_remote(left, right), merge_remote(right, left)
+    if left == right:
+        assert one.outcome == other.outcome == Outcome.DUPLICATE
+        return
+    assert one.outcome == other.outcome == Outcome.DIVERGED
+    assert one.rule == other.rule == ConflictRule.SAME_VERSION
+    assert one.state == other.state
+    assert one.changed != other.changed  # exactly one side takes the other's state
+    assert [one.winner, one.loser] in ([left, right], [right, left])
+
+
+def test_equal_states_with_different_texts_are_settled_by_text() -> None:
+    state = ItemState({"a": 1}, Version(10, "node-a"), False, {}, {"node-a": 10})
+    texts = ('{"a": 1}', '{"a":1}')
+    one = merge_remote(state, state, texts)
+    other = merge_remote(state, state, (texts[1], texts[0]))
+    assert one.outcome == other.outcome == Outcome.DIVERGED
+    assert one.changed != other.changed
+    assert merge_remote(state, state, (texts[0], texts[0])).outcome == Outcome.DUPLICATE

@@ -347,7 +347,7 @@ class AntiEntropy:
         try:
             theirs = msgs.tier_roots(answer.get("tiers"))
         except ProtocolError as exc:
-            raise CheckEndedError(str(exc)) from exc
+            raise CheckEndedError(f"{exc.code}: {exc}") from exc
         for tier in self.manager.tiers:
             if int(tier) not in theirs:
                 continue
@@ -375,7 +375,7 @@ class AntiEntropy:
             answer = await self._ask(peer_id, query, result)
             their_leaves = msgs.leaf_groups(answer.get("nodes"), differing)
         except ProtocolError as exc:
-            raise CheckEndedError(str(exc)) from exc
+            raise CheckEndedError(f"{exc.code}: {exc}") from exc
         buckets: list[tuple[int, int]] = []
         with reg.store.read() as conn:
             for group in differing:
@@ -398,7 +398,7 @@ class AntiEntropy:
             their_horizon = msgs.answer_int(answer, "horizon") or 0
             their_room = msgs.answer_int(answer, "room", optional=True)
         except ProtocolError as exc:
-            raise CheckEndedError(str(exc)) from exc
+            raise CheckEndedError(f"{exc.code}: {exc}") from exc
         found, my_horizon, my_room = await asyncio.to_thread(_entries, reg, buckets)
         mine = {e.item_id: e for e in found}
         to_send: list[str] = []
@@ -438,7 +438,7 @@ class AntiEntropy:
                 result.repaired += msgs.answer_int(answer, "applied") or 0
                 result.batch_bytes += msgs.answer_int(answer, "bytes") or 0
             except ProtocolError as exc:
-                raise CheckEndedError(str(exc)) from exc
+                raise CheckEndedError(f"{exc.code}: {exc}") from exc
 
 
 def _takes(entry: Entry, horizon: int) -> bool:

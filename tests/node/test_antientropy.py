@@ -64,10 +64,12 @@ def test_the_daemon_repairs_a_hand_edit_on_its_own(processes: Processes) -> None
     by_hand(a.db, "DELETE FROM episodic_items WHERE item_id = 'node-b-e7'")
 
     processes.wait(
-        lambda: replicated(a.db) == replicated(b.db)
-        and len(replicated(a.db)) == len(before)
-        and rows(b.db, "SELECT count(*) FROM episodic_items WHERE item_id = 'node-a-e3'")
-        == [(1,)],
+        lambda: (
+            replicated(a.db) == replicated(b.db)
+            and len(replicated(a.db)) == len(before)
+            and rows(b.db, "SELECT count(*) FROM episodic_items WHERE item_id = 'node-a-e3'")
+            == [(1,)]
+        ),
         60,
         "the periodic checks repair both nodes",
     )

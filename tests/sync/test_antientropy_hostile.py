@@ -1,0 +1,181 @@
+"""Hostile anti-entropy messages: every query ends in an answer or a specific NACK, and no
+digest message -- query or answer -- changes a store."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from memrepl.protocol.enums import MemoryTier, MessageTypes
+from memrepl.storage.digests import BUCKETS, GROUPS
+from memrepl.sync.antientropy import verify_digests
+
+if TYPE_CHECKING:
+    from conftest import Cluster
+
+
+def dump(path: Path) -> list[str]:
+    with sqlite3.connect(path) as conn:
+        return list(conn.iterdump())
+
+
+class Raw:
+    """A peer on the mesh that sends whatever it is told and records what comes back."""
+
+    def __init__(self, cluster: Cluster, node_id: str) -> None:
+        self.endpoint = cluster.hub.endpoint(node_id)
+        self.got: list[tuple[MessageTypes, dict[str, Any]]] = []
+        for msg_type in (MessageTypes.NACK, MessageTypes.MEMORY_RESPONSE, MessageTypes.ACK):
+            self.endpoint.register_handler(msg_type, self._record(msg_type))
+
+    def _record(self, msg_type: MessageTypes) -> Any:
+        def handler(data: bytes, peer_id: str) -> None:
+            self.got.append((msg_type, json.loads(data)))
+
+        return handler
+
+    async def ask(self, cluster: Cluster, to: str, data: bytes) -> tuple[MessageTypes, Any]:
+        self.got.clear()
+        self.endpoint.send(to, MessageTypes.MEMORY_QUERY, data)
+        await cluster.hub.settle()
+        assert len(self.got) == 1, self.got
+        return self.got[0]
+
+
+def query(**fields: Any) -> bytes:
+    return json.dumps({"id": "q1", **fields}).encode()
+
+
+BAD_QUERIES = [
+    pytest.param(b"\xff\xfe", "bad-digest-query", id="not-utf8"),
+    pytest.param(b"[1, 2]", "bad-digest-query", id="not-an-object"),
+    pytest.param(query(op="drop-table"), "bad-digest-query", id="unknown-op"),
+    pytest.param(json.dumps({"op": "summary"}).encode(), "bad-digest-query", id="no-id"),
+    pytest.param(query(op="groups", tier=9), "bad-digest-query", id="bad-tier"),
+    pytest.param(query(op="groups", tier=True), "bad-digest-query", id="bool-tier"),
+    pytest.param(query(op="leaves", tier=2, groups=[GROUPS]), "bad-digest-query", id="group"),
+    pytest.param(query(op="leaves", tier=2, groups=[1, 1]), "bad-digest-query", id="repeat"),
+    pytest.param(query(op="entries", tier=2, buckets=[-1]), "bad-digest-query", id="bucket"),
+    pytest.param(query(op="entries", tier=2, buckets=[]), "bad-digest-query", id="no-bucket"),
+    pytest.param(
+        query(op="entries", tier=2, buckets=list(range(BUCKETS + 1))),
+        "bad-digest-query",
+        id="too-many-buckets",
+    ),
+    pytest.param(query(op="fetch", tier=2, ids=["x" * 33]), "bad-digest-query", id="long-id"),
+    pytest.param(query(op="fetch", tier=2, ids=[7]), "bad-digest-query", id="int-id"),
+    pytest.param(
+        query(op="fetch", tier=2, ids=[f"i{n}" for n in range(1001)]),
+        "bad-digest-query",
+        id="too-many-ids",
+    ),
+]
+
+
+@pytest.mark.parametrize(("data", "code"), BAD_QUERIES)
+async def test_a_bad_query_gets_a_specific_nack_and_changes_nothing(
+    cluster: Cluster, data: bytes, code: str
+) -> None:
+    cluster.add("node-b")
+    cluster.stores["node-b"].episodic.add("e1", {"n": 1})
+    raw = Raw(cluster, "node-x")
+    before = dump(cluster.directory / "node-b.db")
+
+    msg_type, body = await raw.ask(cluster, "node-b", data)
+
+    assert msg_type == MessageTypes.NACK
+    assert body["code"] == code and body["reason"]
+    assert dump(cluster.directory / "node-b.db") == before
+
+
+async def test_a_query_for_an_unregistered_tier_is_refused(cluster: Cluster) -> None:
+    manager = cluster.add("node-b")
+    manager._tiers.pop(MemoryTier.SEMANTIC)  # a manager that serves two tiers only
+    raw = Raw(cluster, "node-x")
+    msg_type, body = await raw.ask(cluster, "node-b", query(op="groups", tier=3))
+    assert (msg_type, body["code"], body["batch_id"]) == (MessageTypes.NACK, "unknown-tier", "q1")
+
+
+async def test_queries_only_read(cluster: Cluster) -> None:
+    # A peer may walk the whole tree and fetch items: answers, and nothing written here.
+    cluster.add("node-b")
+    store = cluster.stores["node-b"]
+    for n in range(5):
+        store.episodic.add(f"e{n}", {"n": n})
+    raw = Raw(cluster, "node-x")
+    before = dump(cluster.directory / "node-b.db")
+    for data in (
+        query(op="summary"),
+        query(op="groups", tier=2),
+        query(op="leaves", tier=2, groups=list(range(GROUPS))),
+        query(op="entries", tier=2, buckets=list(range(BUCKETS))),
+    ):
+        msg_type, body = await raw.ask(cluster, "node-b", data)
+        assert msg_type == MessageTypes.MEMORY_RESPONSE and body["id"] == "q1"
+    assert sorted(e[0] for e in body["entries"]) == [f"e{n}" for n in range(5)]
+    assert dump(cluster.directory / "node-b.db") == before
+
+
+async def test_bad_answers_end_the_check_without_changing_anything(cluster: Cluster) -> None:
+    # node-x answers node-a's summary query with nonsense: the check ends with an error that
+    # names it; node-a's store is untouched.
+    cluster.add("node-a")
+    cluster.stores["node-a"].episodic.add("e1", {"n": 1})
+    raw = cluster.hub.endpoint("node-x")
+    answers = iter(
+        [
+            {"tiers": {"2": [-5, 1]}},
+            {"tiers": {"9": [1, 1]}},
+            {"tiers": "all equal"},
+        ]
+    )
+
+    def answer(data: bytes, peer_id: str) -> None:
+        asked = json.loads(data)
+        body = {"id": asked["id"], **next(answers)}
+        raw.send(peer_id, MessageTypes.MEMORY_RESPONSE, json.dumps(body).encode())
+
+    raw.register_handler(MessageTypes.MEMORY_QUERY, answer)
+    before = dump(cluster.directory / "node-a.db")
+    for _ in range(3):
+        result = await cluster.managers["node-a"].check_peer("node-x")
+        assert result.error is not None and "bad-digest-answer" in result.error
+    assert dump(cluster.directory / "node-a.db") == before
+
+
+async def test_a_lying_peer_cannot_make_a_node_forget(cluster: Cluster) -> None:
+    # node-x claims an empty tier in every answer: node-a sends it its items (that is all a
+    # check does with items the peer lacks) and forgets nothing.
+    cluster.add("node-a")
+    store = cluster.stores["node-a"]
+    for n in range(3):
+        store.episodic.add(f"e{n}", {"n": n})
+    raw = cluster.hub.endpoint("node-x")
+    pushed: list[bytes] = []
+
+    def answer(data: bytes, peer_id: str) -> None:
+        asked = json.loads(data)
+        fields: dict[str, Any] = {
+            "summary": {"tiers": {"2": [0, 0]}},
+            "groups": {"nodes": [[0, 0]] * GROUPS},
+            "leaves": {"nodes": {str(g): [[0, 0]] * 128 for g in asked.get("groups", [])}},
+            "entries": {"entries": [], "horizon": 2**62, "room": None},
+        }[asked["op"]]
+        raw.send(
+            peer_id,
+            MessageTypes.MEMORY_RESPONSE,
+            json.dumps({"id": asked["id"], **fields}).encode(),
+        )
+
+    raw.register_handler(MessageTypes.MEMORY_QUERY, answer)
+    raw.register_handler(MessageTypes.VECTOR_SYNC, lambda data, peer: pushed.append(data))
+    before = dump(cluster.directory / "node-a.db")
+    result = await cluster.managers["node-a"].check_peer("node-x")
+    # Its horizon (2**62) says it may have collected deletes of all of them: nothing is sent.
+    assert result.ok and result.skipped == 3 and pushed == []
+    assert dump(cluster.directory / "node-a.db") == before
+    assert verify_digests(store.episodic) == 0
