@@ -96,11 +96,13 @@ def test_db_current_never_writes(db: Path, cli: Cli) -> None:
 
 
 def test_db_upgrade_from_an_older_revision(db: Path, cli: Cli) -> None:
-    # Take the store back to 0001 by hand: 0003 dropped an index 0001 had, 0002 added a table.
+    # Take the store back to 0001 by hand: 0003 dropped an index 0001 had, 0002 and 0004 added
+    # a table each.
     conn = sqlite3.connect(db)
     with conn:
         conn.execute("CREATE INDEX ix_conflicts_tier_item ON conflicts (tier, item_id)")
         conn.execute("DROP TABLE tombstone_horizons")
+        conn.execute("DROP TABLE tier_digests")  # 0004 adds it
         conn.execute("UPDATE alembic_version SET version_num = '0001'")
     conn.close()
     assert "behind the head" in cli("db", "current", "--db", db).out

@@ -215,19 +215,16 @@ async def test_schema_mismatch_never_connects(
     assert "replication revision" in caplog.text
 
 
-async def test_a_storage_only_migration_is_a_rolling_upgrade(cluster: Cluster) -> None:
-    """Before migration 0003 a node advertised its head revision, "0002"; a node at head
-    advertises its replication revision, and the two still sync."""
-    assert HEAD_REVISION != "0002" and SCHEMA == REPLICATION_REVISION
+async def test_a_node_before_the_replication_revision_is_refused(cluster: Cluster) -> None:
+    """Migration 0004 changes replication (digest queries, the same-version merge rule): a node
+    still advertising replication revision "0002" (stores at 0002 or 0003) is refused until it
+    is upgraded, instead of syncing and never converging on hand-edited items."""
+    assert HEAD_REVISION == REPLICATION_REVISION == SCHEMA == "0004"
     a = await cluster.add("a")
     b = await cluster.add("b", schema="0002")
     cluster.dial(a, b)
-    await cluster.connected(a, b)
-    write_everywhere(a)
-    write_everywhere(b)
-    await sync_all([a, b])
-    assert full_state(a.store) == full_state(b.store)
-    assert a.mesh.stats().total.refused == {} and b.mesh.stats().total.refused == {}
+    await eventually(lambda: a.mesh.stats().total.refused.get("schema-mismatch", 0) >= 1)
+    assert a.mesh.peers() == [] and b.mesh.peers() == []
 
 
 async def test_mesh_can_be_used_as_async_context_manager() -> None:
@@ -260,9 +257,9 @@ async def test_handlers_sync_async_and_failing(
     await cluster.connected(a, b)
     a.mesh.send("b", MessageTypes.MEMORY_QUERY, b"boom")
     a.mesh.send("b", MessageTypes.MEMORY_STORE, b"stay")
-    a.mesh.send("b", MessageTypes.MEMORY_RESPONSE, b"nobody listens")
+    a.mesh.send("b", MessageTypes.MEMORY_SYNC, b"nobody listens")
     await asyncio.wait_for(started.wait(), 5)
     assert got == [(b"stay", "a")]
-    assert "handler bug" in caplog.text and "no handler for MEMORY_RESPONSE" in caplog.text
+    assert "handler bug" in caplog.text and "no handler for MEMORY_SYNC" in caplog.text
     assert b.mesh.peers() == ["a"]  # the connection carried on
     await b.mesh.close()  # cancels and awaits the pending coroutine handler
