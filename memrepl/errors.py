@@ -4,7 +4,8 @@ The tree::
 
     MemreplError
     ├── ProtocolError            bad bytes from the wire (.code names the fault)
-    │   └── CompressionError     gzip that is corrupt or inflates past the largest valid batch
+    │   ├── CompressionError     gzip that is corrupt or inflates past the largest valid batch
+    │   └── FrameFaultError      a frame the mesh refuses (.fault, .in_sync; stays in the mesh)
     ├── ItemError                an item the API cannot carry intact (.item_id)
     │   ├── InvalidItemIdError   empty, NUL inside, or more than 32 bytes of UTF-8
     │   ├── ItemTooLargeError    content encodes to more than 65,535 bytes (.limit, .size)
@@ -19,26 +20,47 @@ The tree::
     ├── StoreError               opening or migrating a store
     │   ├── NodeIdMismatchError  reopening a store with another node id
     │   └── SchemaTooNewError    the database was written by a newer memrepl
+    ├── NodeConfigError          a node setting, flag or config file value (.key)
+    ├── CheckEndedError          an anti-entropy check ended early (stays in the check's result)
     ├── SyncError                a sync round that did not complete (.peer_id)
     │   ├── SyncTimeoutError     no ACK in time
     │   └── SyncRejectedError    the peer answered NACK (.code, .reason)
-    └── MeshError                transport faults (.peer_id)
-        ├── AuthenticationError  wrong key, bad HMAC, replayed or reordered frame
-        └── PeerUnavailableError no connection to that peer
+    ├── MeshError                transport faults (.peer_id)
+    │   ├── AuthenticationError  wrong key, bad HMAC, replayed or reordered frame
+    │   │   └── HandshakeError   a handshake that did not complete (.code, .reason)
+    │   └── PeerUnavailableError no connection to that peer
+    └── CommandError             a ``memrepl`` command that cannot do what it was asked
+        └── UsageError           a command line that cannot be understood
 
 Errors carry structured fields as well as a message that names the operation; the library never
 prints or exits (the CLI maps these to one-line messages in one place).
+
+**Codes.** Every class states its ``code`` in its own body: a short, stable kebab-case name. A
+peer's batch refused with one of these errors is answered with a NACK carrying that code
+(``memrepl.sync.manager``), so the code -- never the class name -- is what other nodes see, and
+renaming a class changes nothing on the wire (``tests/test_errors.py`` pins every code). A few
+errors name their fault per instance instead: a :class:`ProtocolError` carries the code of the
+fault it found (``bad-magic``, ``count-mismatch``, ...; the class's code is the default), a
+:class:`FrameFaultError` or :class:`HandshakeError` a :class:`FaultCode` (or, for a handshake,
+the code the peer refused it with).
 """
 
 from __future__ import annotations
+
+from enum import StrEnum
 
 
 class MemreplError(Exception):
     """Root of every error memrepl raises on purpose."""
 
+    #: The stable name a NACK carries for this error (see the module docstring).
+    code: str = "memrepl"
+
 
 class ProtocolError(MemreplError):
     """Bytes that are not a valid MEMSHADOW v2 message. ``code`` is a stable, short fault name."""
+
+    code = "malformed"
 
     def __init__(self, message: str, *, code: str = "malformed") -> None:
         super().__init__(message)
@@ -48,12 +70,78 @@ class ProtocolError(MemreplError):
 class CompressionError(ProtocolError):
     """Compressed items data that is corrupt or inflates past the largest valid batch."""
 
+    code = "bad-gzip"
+
     def __init__(self, message: str, *, code: str = "bad-gzip") -> None:
         super().__init__(message, code=code)
 
 
+class FaultCode(StrEnum):
+    """Why the mesh refused a frame or a connection; the ``code`` of its NACK or DISCONNECT."""
+
+    #: The trailer's HMAC does not match the frame (altered in transit, or another session's).
+    BAD_HMAC = "bad-hmac"
+    #: The trailer's sequence number is not the next expected one (replayed or reordered).
+    BAD_SEQUENCE = "bad-sequence"
+    #: A frame other than HANDSHAKE before the handshake completed.
+    HANDSHAKE_REQUIRED = "handshake-required"
+    #: A HANDSHAKE frame after the handshake completed.
+    UNEXPECTED_HANDSHAKE = "unexpected-handshake"
+    #: The handshake did not complete within the handshake timeout.
+    HANDSHAKE_TIMEOUT = "handshake-timeout"
+    #: A HANDSHAKE payload that is not a handshake message expected at this step.
+    BAD_HANDSHAKE = "bad-handshake"
+    #: The peer could not prove it holds the cluster key.
+    AUTH_FAILED = "auth-failed"
+    #: The peer's replication revision (storage.migrate.REPLICATION_REVISION) differs from ours.
+    SCHEMA_MISMATCH = "schema-mismatch"
+    #: The peer speaks another protocol version.
+    VERSION_MISMATCH = "version-mismatch"
+    #: The peer claims an id it may not use (our own, or not the peer we dialled).
+    WRONG_PEER = "wrong-peer"
+    #: The header's payload_len exceeds the limit (the stream is lost).
+    FRAME_TOO_LARGE = "frame-too-large"
+    #: The header's magic is wrong (the stream is lost).
+    BAD_MAGIC = "bad-magic"
+    #: The header's version is not 2 (the stream is lost).
+    BAD_VERSION = "bad-version"
+    #: A message type memrepl does not speak.
+    UNKNOWN_MSG_TYPE = "unknown-msg-type"
+    #: A header priority outside the v2 table.
+    UNKNOWN_PRIORITY = "unknown-priority"
+    #: Any other header fault.
+    MALFORMED_HEADER = "malformed-header"
+    #: The peer reached the fault limit of its connection.
+    TOO_MANY_FAULTS = "too-many-faults"
+    #: Nothing arrived within the idle timeout (or a write made no progress for as long).
+    IDLE_TIMEOUT = "idle-timeout"
+    #: Both nodes dialled each other; this connection lost (see ``memrepl.mesh.tcp``).
+    DUPLICATE = "duplicate"
+    #: The node is shutting down.
+    SHUTDOWN = "shutdown"
+
+
+class FrameFaultError(ProtocolError):
+    """A frame or connection the mesh refuses (internal to the mesh; never reaches the caller).
+
+    ``code`` is the value of ``fault``, a :class:`FaultCode`; ``in_sync`` says whether the stream
+    is still at a frame boundary, so that the fault can be answered with a NACK and the next
+    frame read.
+    """
+
+    code = "frame-fault"
+
+    def __init__(self, code: FaultCode, reason: str, *, in_sync: bool) -> None:
+        super().__init__(reason, code=code.value)
+        self.fault = code
+        self.reason = reason
+        self.in_sync = in_sync
+
+
 class ItemError(MemreplError):
     """An item the API refuses: it could not be stored or sent intact."""
+
+    code = "item"
 
     def __init__(self, message: str, *, item_id: str | None = None) -> None:
         super().__init__(message)
@@ -63,9 +151,13 @@ class ItemError(MemreplError):
 class InvalidItemIdError(ItemError):
     """An id that cannot travel intact: empty, with a NUL, or over 32 bytes of UTF-8."""
 
+    code = "invalid-item-id"
+
 
 class ItemTooLargeError(ItemError):
     """Content whose JSON encoding exceeds the wire's 65,535-byte payload limit."""
+
+    code = "item-too-large"
 
     def __init__(self, message: str, *, item_id: str | None = None, limit: int, size: int) -> None:
         super().__init__(message, item_id=item_id)
@@ -76,21 +168,31 @@ class ItemTooLargeError(ItemError):
 class InvalidContentError(ItemError):
     """Content that is not a JSON object (a dict of JSON values with string keys)."""
 
+    code = "invalid-content"
+
 
 class ItemExistsError(ItemError):
     """``add`` of an id that already holds a live item (use ``update`` or ``merge``)."""
+
+    code = "item-exists"
 
 
 class ItemNotFoundError(ItemError):
     """``update``/``delete`` of an id that holds no live item."""
 
+    code = "item-not-found"
+
 
 class BatchError(MemreplError):
     """A batch the API refuses to build or apply."""
 
+    code = "batch"
+
 
 class BatchTooLargeError(BatchError):
     """More items than the header's count byte can carry."""
+
+    code = "batch-too-large"
 
     def __init__(self, message: str, *, limit: int) -> None:
         super().__init__(message)
@@ -99,6 +201,8 @@ class BatchTooLargeError(BatchError):
 
 class MisaddressedBatchError(BatchError):
     """A batch whose ``target_node`` is another node."""
+
+    code = "misaddressed-batch"
 
     def __init__(self, message: str, *, target_node: str, node_id: str) -> None:
         super().__init__(message)
@@ -109,6 +213,8 @@ class MisaddressedBatchError(BatchError):
 class ClockSkewError(MemreplError):
     """A stamp further ahead of the local wall clock than the configured tolerance."""
 
+    code = "clock-skew"
+
     def __init__(self, message: str, *, timestamp_ns: int, limit: int) -> None:
         super().__init__(message)
         self.timestamp_ns = timestamp_ns
@@ -118,6 +224,8 @@ class ClockSkewError(MemreplError):
 class UnknownTierError(MemreplError):
     """A tier number or name that does not exist, or a tier not registered with a manager."""
 
+    code = "unknown-tier"
+
     def __init__(self, message: str, *, tier: object) -> None:
         super().__init__(message)
         self.tier = tier
@@ -126,9 +234,13 @@ class UnknownTierError(MemreplError):
 class StoreError(MemreplError):
     """Opening, creating or migrating a store failed."""
 
+    code = "store"
+
 
 class NodeIdMismatchError(StoreError):
     """The database belongs to another node id than the one it was opened with."""
+
+    code = "node-id-mismatch"
 
     def __init__(self, message: str, *, stored: str, requested: str) -> None:
         super().__init__(message)
@@ -139,13 +251,34 @@ class NodeIdMismatchError(StoreError):
 class SchemaTooNewError(StoreError):
     """The database's schema revision is unknown to this memrepl: it was written by a newer one."""
 
+    code = "schema-too-new"
+
     def __init__(self, message: str, *, revision: str) -> None:
         super().__init__(message)
         self.revision = revision
 
 
+class NodeConfigError(MemreplError):
+    """A node setting, flag or config file value that cannot be used (``.key`` names it)."""
+
+    code = "node-config"
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
+
+
+class CheckEndedError(MemreplError):
+    """Ends an anti-entropy check early (a NACK, a timeout, a bad answer); its message becomes
+    the check's ``error`` (internal to :mod:`memrepl.sync.antientropy`)."""
+
+    code = "check-ended"
+
+
 class SyncError(MemreplError):
     """A sync round that did not complete."""
+
+    code = "sync"
 
     def __init__(self, message: str, *, peer_id: str) -> None:
         super().__init__(message)
@@ -155,9 +288,13 @@ class SyncError(MemreplError):
 class SyncTimeoutError(SyncError):
     """The peer did not acknowledge in time; nothing was marked synced."""
 
+    code = "sync-timeout"
+
 
 class SyncRejectedError(SyncError):
     """The peer answered NACK."""
+
+    code = "sync-rejected"
 
     def __init__(self, message: str, *, peer_id: str, code: str, reason: str) -> None:
         super().__init__(message, peer_id=peer_id)
@@ -168,6 +305,8 @@ class SyncRejectedError(SyncError):
 class MeshError(MemreplError):
     """A transport fault."""
 
+    code = "mesh"
+
     def __init__(self, message: str, *, peer_id: str | None = None) -> None:
         super().__init__(message)
         self.peer_id = peer_id
@@ -176,6 +315,35 @@ class MeshError(MemreplError):
 class AuthenticationError(MeshError):
     """A peer that failed the handshake, or a frame with a bad HMAC or sequence number."""
 
+    code = "authentication"
+
+
+class HandshakeError(AuthenticationError):
+    """A handshake that did not complete; ``code`` names why (a :class:`FaultCode` value, or the
+    code the peer refused us with)."""
+
+    code = "handshake"
+
+    def __init__(self, code: str, reason: str, *, peer_id: str | None = None) -> None:
+        super().__init__(reason, peer_id=peer_id)
+        self.code = code
+        self.reason = reason
+
 
 class PeerUnavailableError(MeshError):
     """No connection to that peer (unknown, down, or disconnected)."""
+
+    code = "peer-unavailable"
+
+
+class CommandError(MemreplError):
+    """A ``memrepl`` command that cannot do what it was asked (exit code 1): the message says
+    why."""
+
+    code = "command"
+
+
+class UsageError(CommandError):
+    """A ``memrepl`` command line that cannot be understood (exit code 2)."""
+
+    code = "usage"

@@ -35,7 +35,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 
 import memrepl
-from memrepl.errors import MemreplError, StoreError
+from memrepl.errors import CommandError, StoreError, UsageError
 from memrepl.protocol.enums import MemoryTier, SyncPriority
 from memrepl.storage.store import Store
 
@@ -51,14 +51,6 @@ if TYPE_CHECKING:
     Subparsers: TypeAlias = argparse._SubParsersAction["Parser"]
 else:
     Subparsers = argparse._SubParsersAction
-
-
-class CommandError(MemreplError):
-    """A command that cannot do what it was asked (exit code 1): the message says why."""
-
-
-class UsageError(CommandError):
-    """A command line that cannot be understood (exit code 2)."""
 
 
 class Parser(argparse.ArgumentParser):

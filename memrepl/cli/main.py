@@ -33,11 +33,12 @@ from types import ModuleType
 
 import memrepl
 import memrepl.cli
-from memrepl.cli.context import Parser, Runner, Subparsers, UsageError, add_common_options
+from memrepl.cli.context import Parser, Runner, Subparsers, add_common_options
 from memrepl.errors import (
     ItemExistsError,
     MemreplError,
     NodeIdMismatchError,
+    UsageError,
 )
 
 EXIT_OK = 0

@@ -31,12 +31,11 @@ from typing import Any
 from memrepl.cli.context import (
     DEFAULT_DB,
     ENV_DB,
-    CommandError,
     Subparsers,
-    UsageError,
     add_command,
     read_stored_node_id,
 )
+from memrepl.errors import CommandError, UsageError
 from memrepl.node import Node, NodeConfig, NodeConfigError
 from memrepl.node.config import load_toml, parse_address, parse_peer
 

@@ -22,7 +22,6 @@ from collections.abc import Sequence
 from typing import Any
 
 from memrepl.cli.context import (
-    CommandError,
     Subparsers,
     add_command,
     add_json_flag,
@@ -30,6 +29,7 @@ from memrepl.cli.context import (
     db_path,
 )
 from memrepl.cli.output import emit_json_lines, emit_table
+from memrepl.errors import CommandError
 
 ORDER = 50
 

@@ -21,7 +21,6 @@ from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
 from memrepl.cli.context import (
-    CommandError,
     Subparsers,
     add_command,
     add_json_flag,
@@ -29,6 +28,7 @@ from memrepl.cli.context import (
     open_store,
 )
 from memrepl.cli.output import emit, emit_json, emit_table, format_ns
+from memrepl.errors import CommandError
 from memrepl.protocol.enums import MemoryTier
 from memrepl.storage import migrate
 from memrepl.storage.items import max_modified_at

@@ -18,9 +18,7 @@ from sqlalchemy.exc import DBAPIError
 
 import memrepl
 from memrepl.cli.context import (
-    CommandError,
     Subparsers,
-    UsageError,
     add_command,
     add_json_flag,
     db_path,
@@ -28,7 +26,7 @@ from memrepl.cli.context import (
     require_existing,
 )
 from memrepl.cli.output import emit, emit_json
-from memrepl.errors import StoreError
+from memrepl.errors import CommandError, StoreError, UsageError
 from memrepl.storage import migrate
 from memrepl.storage.node import stored_node_id
 

@@ -27,7 +27,6 @@ from dataclasses import asdict
 from typing import Any
 
 from memrepl.cli.context import (
-    CommandError,
     Subparsers,
     add_command,
     add_json_flag,
@@ -39,6 +38,7 @@ from memrepl.cli.context import (
 )
 from memrepl.cli.output import emit, emit_json_lines, emit_table
 from memrepl.cli.serve_cmds import add_mesh_options, peer_arg
+from memrepl.errors import CommandError
 from memrepl.node import Node, NodeConfig, NodeLink, NodeSettings
 from memrepl.protocol.enums import MemoryTier
 from memrepl.sync.antientropy import CheckResult

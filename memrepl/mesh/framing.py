@@ -3,7 +3,9 @@
 A mesh frame is a MEMSHADOW v2 frame (PROTOCOL.md §1, §5): the 32-byte header, then exactly
 ``payload_len`` bytes of payload; on an authenticated connection a fixed-size trailer follows
 (see :mod:`memrepl.mesh.auth` for its layout). This module owns getting those bytes off and onto
-a stream, and the fault codes the mesh refuses frames with.
+a stream, refusing frames with :class:`~memrepl.errors.FrameFaultError` (its fault codes,
+:class:`~memrepl.errors.FaultCode`, live with the other errors in :mod:`memrepl.errors`, and are
+re-exported here).
 
 The rule that keeps it right: the reader decides how many bytes to read from the header's magic,
 version and payload_len alone, and refuses to read a frame whose payload_len exceeds the limit,
@@ -19,9 +21,8 @@ from __future__ import annotations
 import asyncio
 import struct
 from dataclasses import dataclass
-from enum import StrEnum
 
-from memrepl.errors import ProtocolError
+from memrepl.errors import FaultCode, FrameFaultError, ProtocolError
 from memrepl.protocol.header import MessageHeader
 from memrepl.protocol.limits import HEADER_SIZE, MAGIC, PROTOCOL_VERSION
 
@@ -44,65 +45,6 @@ READ_CHUNK_BYTES = 1 << 20
 _MAGIC_VERSION = struct.Struct(">QH")
 _PAYLOAD_LEN = struct.Struct(">Q")
 _PAYLOAD_LEN_OFFSET = 16
-
-
-class FaultCode(StrEnum):
-    """Why the mesh refused a frame or a connection; the ``code`` of its NACK or DISCONNECT."""
-
-    #: The trailer's HMAC does not match the frame (altered in transit, or another session's).
-    BAD_HMAC = "bad-hmac"
-    #: The trailer's sequence number is not the next expected one (replayed or reordered).
-    BAD_SEQUENCE = "bad-sequence"
-    #: A frame other than HANDSHAKE before the handshake completed.
-    HANDSHAKE_REQUIRED = "handshake-required"
-    #: A HANDSHAKE frame after the handshake completed.
-    UNEXPECTED_HANDSHAKE = "unexpected-handshake"
-    #: The handshake did not complete within the handshake timeout.
-    HANDSHAKE_TIMEOUT = "handshake-timeout"
-    #: A HANDSHAKE payload that is not a handshake message expected at this step.
-    BAD_HANDSHAKE = "bad-handshake"
-    #: The peer could not prove it holds the cluster key.
-    AUTH_FAILED = "auth-failed"
-    #: The peer's replication revision (storage.migrate.REPLICATION_REVISION) differs from ours.
-    SCHEMA_MISMATCH = "schema-mismatch"
-    #: The peer speaks another protocol version.
-    VERSION_MISMATCH = "version-mismatch"
-    #: The peer claims an id it may not use (our own, or not the peer we dialled).
-    WRONG_PEER = "wrong-peer"
-    #: The header's payload_len exceeds the limit (the stream is lost).
-    FRAME_TOO_LARGE = "frame-too-large"
-    #: The header's magic is wrong (the stream is lost).
-    BAD_MAGIC = "bad-magic"
-    #: The header's version is not 2 (the stream is lost).
-    BAD_VERSION = "bad-version"
-    #: A message type memrepl does not speak.
-    UNKNOWN_MSG_TYPE = "unknown-msg-type"
-    #: A header priority outside the v2 table.
-    UNKNOWN_PRIORITY = "unknown-priority"
-    #: Any other header fault.
-    MALFORMED_HEADER = "malformed-header"
-    #: The peer reached the fault limit of its connection.
-    TOO_MANY_FAULTS = "too-many-faults"
-    #: Nothing arrived within the idle timeout (or a write made no progress for as long).
-    IDLE_TIMEOUT = "idle-timeout"
-    #: Both nodes dialled each other; this connection lost (see ``memrepl.mesh.tcp``).
-    DUPLICATE = "duplicate"
-    #: The node is shutting down.
-    SHUTDOWN = "shutdown"
-
-
-class FrameFaultError(ProtocolError):
-    """A frame or connection the mesh refuses (internal to the mesh; never reaches the caller).
-
-    ``code`` is a :class:`FaultCode` value; ``in_sync`` says whether the stream is still at a
-    frame boundary, so that the fault can be answered with a NACK and the next frame read.
-    """
-
-    def __init__(self, code: FaultCode, reason: str, *, in_sync: bool) -> None:
-        super().__init__(reason, code=code.value)
-        self.fault = code
-        self.reason = reason
-        self.in_sync = in_sync
 
 
 @dataclass(frozen=True, slots=True)

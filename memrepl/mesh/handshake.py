@@ -16,7 +16,7 @@ import contextlib
 import json
 from dataclasses import dataclass
 
-from memrepl.errors import AuthenticationError
+from memrepl.errors import HandshakeError
 from memrepl.mesh.auth import (
     MAX_HANDSHAKE_PAYLOAD_BYTES,
     Auth,
@@ -40,16 +40,6 @@ from memrepl.protocol.header import encode_frame
 from memrepl.protocol.limits import PROTOCOL_VERSION
 
 __all__ = ["Established", "HandshakeError", "initiate", "nack_payload", "respond"]
-
-
-class HandshakeError(AuthenticationError):
-    """A handshake that did not complete; ``code`` names why (a :class:`FaultCode` value, or the
-    code the peer refused us with)."""
-
-    def __init__(self, code: str, reason: str, *, peer_id: str | None = None) -> None:
-        super().__init__(reason, peer_id=peer_id)
-        self.code = code
-        self.reason = reason
 
 
 @dataclass(frozen=True, slots=True)

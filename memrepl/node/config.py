@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from memrepl.errors import MemreplError
+from memrepl.errors import MemreplError, NodeConfigError
 from memrepl.mesh.auth import MIN_KEY_BYTES
 from memrepl.mesh.config import TcpMeshConfig
 
@@ -75,14 +75,6 @@ DEFAULT_VERIFY_INTERVAL_S = 3600.0
 #: How long a tombstone outlives the last acknowledgement (the sync manager's default).
 DEFAULT_TOMBSTONE_GRACE_S = 24 * 3600.0
 DEFAULT_ACK_TIMEOUT_S = 30.0
-
-
-class NodeConfigError(MemreplError):
-    """A node setting, flag or config file value that cannot be used (``.key`` names it)."""
-
-    def __init__(self, message: str, *, key: str | None = None) -> None:
-        super().__init__(message)
-        self.key = key
 
 
 #: The settings that may be None ("never").

@@ -43,7 +43,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from memrepl.errors import MemreplError, PeerUnavailableError, ProtocolError
+from memrepl.errors import CheckEndedError, MemreplError, PeerUnavailableError, ProtocolError
 from memrepl.protocol.batch import MemorySyncBatch
 from memrepl.protocol.enums import MemoryTier, MessageTypes, SyncFlags
 from memrepl.storage import digests
@@ -130,10 +130,6 @@ class CheckResult:
         }
 
 
-class CheckEndedError(Exception):
-    """Ends a check early (a NACK, a timeout, a bad answer); its message is the result's error."""
-
-
 def verify_digests(tier: Tier) -> int:
     """Recompute ``tier``'s digests from its rows and correct the stored ones; return how many
     buckets were wrong (0: they were right). A full read of the tier (about 3 µs a row), then a
@@ -196,10 +192,9 @@ class AntiEntropy:
         return None
 
     def _refuse(self, peer_id: str, query_id: str, exc: MemreplError) -> None:
-        from memrepl.sync.manager import error_code
-
         log.warning("refused digest query %r from %s: %s", query_id, peer_id, exc)
-        self._send(peer_id, MessageTypes.NACK, Nack(query_id, error_code(exc), str(exc)).encode())
+        # The error's own code (memrepl.errors): stable, whatever its class is called.
+        self._send(peer_id, MessageTypes.NACK, Nack(query_id, exc.code, str(exc)).encode())
 
     def _answer(self, query: msgs.Query) -> bytes:
         if query.op == "summary":
@@ -304,7 +299,7 @@ class AntiEntropy:
             except CheckEndedError as exc:
                 result.error = str(exc)
             except MemreplError as exc:
-                result.error = f"{type(exc).__name__}: {exc}"
+                result.error = f"{exc.code}: {exc}"
             if result.found or result.error:
                 log.log(
                     logging.WARNING if result.error else logging.INFO,

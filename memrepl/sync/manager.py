@@ -312,9 +312,8 @@ class MemorySyncManager:
             applied, conflicts, cursor = self._apply(batch)
         except MemreplError as exc:
             log.warning("refused batch %r from %s: %s", batch_id, peer_id, exc)
-            self._reply(
-                peer_id, MessageTypes.NACK, Nack(batch_id, error_code(exc), str(exc)).encode()
-            )
+            # The error's own code (memrepl.errors): stable, whatever its class is called.
+            self._reply(peer_id, MessageTypes.NACK, Nack(batch_id, exc.code, str(exc)).encode())
             return None
         ack = Ack(batch_id, int(batch.tier), cursor, applied, conflicts)
         self._reply(peer_id, MessageTypes.ACK, ack.encode())
@@ -461,12 +460,3 @@ class MemorySyncManager:
                     conn, reg.spec, grace_ns=self.tombstone_grace_ns, now_ns=time.time_ns()
                 )
         return purged
-
-
-def error_code(exc: MemreplError) -> str:
-    """The stable code a NACK carries for an error."""
-    code = getattr(exc, "code", None)
-    if isinstance(code, str):
-        return code
-    name = type(exc).__name__.removesuffix("Error")
-    return "".join("-" + c.lower() if c.isupper() else c for c in name).lstrip("-")

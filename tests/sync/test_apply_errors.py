@@ -303,6 +303,22 @@ async def test_clock_skew_is_nacked_over_the_mesh(cluster: Cluster) -> None:
     await rejected_over_the_mesh(cluster, "clock-skew")
 
 
+async def test_an_unregistered_tier_is_nacked_with_the_errors_code(cluster: Cluster) -> None:
+    a = cluster.add("a")
+    store_b = memrepl.open(cluster.directory / "b.db", node_id="b")
+    cluster.stores["b"] = store_b
+    # b serves the working tier only: a's episodic batch is refused with UnknownTierError.
+    b = MemorySyncManager(node_id="b", mesh=cluster.hub.endpoint("b"))
+    b.register_memory_tier(WORKING, store_b.working)
+    cluster.stores["a"].episodic.add("event", {"v": 1})
+    before = dump(store_b.path)
+    result = await a.sync_with_peer("b", MemoryTier.EPISODIC)
+    assert result.status == SyncStatus.REJECTED, result
+    assert result.error is not None and result.error.startswith("unknown-tier: "), result.error
+    assert UnknownTierError.code == "unknown-tier"
+    assert dump(store_b.path) == before
+
+
 async def test_malformed_state_is_nacked_over_the_mesh(cluster: Cluster) -> None:
     a = cluster.add("a")
     cluster.add("b")
