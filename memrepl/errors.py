@@ -22,9 +22,6 @@ The tree::
     │   └── SchemaTooNewError    the database was written by a newer memrepl
     ├── NodeConfigError          a node setting, flag or config file value (.key)
     ├── CheckEndedError          an anti-entropy check ended early (stays in the check's result)
-    ├── SyncError                a sync round that did not complete (.peer_id)
-    │   ├── SyncTimeoutError     no ACK in time
-    │   └── SyncRejectedError    the peer answered NACK (.code, .reason)
     ├── MeshError                transport faults (.peer_id)
     │   ├── AuthenticationError  wrong key, bad HMAC, replayed or reordered frame
     │   │   └── HandshakeError   a handshake that did not complete (.code, .reason)
@@ -33,7 +30,9 @@ The tree::
         └── UsageError           a command line that cannot be understood
 
 Errors carry structured fields as well as a message that names the operation; the library never
-prints or exits (the CLI maps these to one-line messages in one place).
+prints or exits (the CLI maps these to one-line messages in one place). A sync round raises
+nothing for what its peer did: a timeout, a NACK or an unreachable peer is the status of the
+``SyncResult`` it returns.
 
 **Codes.** Every class states its ``code`` in its own body: a short, stable kebab-case name. A
 peer's batch refused with one of these errors is answered with a NACK carrying that code
@@ -273,33 +272,6 @@ class CheckEndedError(MemreplError):
     the check's ``error`` (internal to :mod:`memrepl.sync.antientropy`)."""
 
     code = "check-ended"
-
-
-class SyncError(MemreplError):
-    """A sync round that did not complete."""
-
-    code = "sync"
-
-    def __init__(self, message: str, *, peer_id: str) -> None:
-        super().__init__(message)
-        self.peer_id = peer_id
-
-
-class SyncTimeoutError(SyncError):
-    """The peer did not acknowledge in time; nothing was marked synced."""
-
-    code = "sync-timeout"
-
-
-class SyncRejectedError(SyncError):
-    """The peer answered NACK."""
-
-    code = "sync-rejected"
-
-    def __init__(self, message: str, *, peer_id: str, code: str, reason: str) -> None:
-        super().__init__(message, peer_id=peer_id)
-        self.code = code
-        self.reason = reason
 
 
 class MeshError(MemreplError):

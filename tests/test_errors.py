@@ -39,9 +39,6 @@ CODES: dict[str, str] = {
     "SchemaTooNewError": "schema-too-new",
     "NodeConfigError": "node-config",
     "CheckEndedError": "check-ended",
-    "SyncError": "sync",
-    "SyncTimeoutError": "sync-timeout",
-    "SyncRejectedError": "sync-rejected",
     "MeshError": "mesh",
     "AuthenticationError": "authentication",
     "HandshakeError": "handshake",
@@ -73,6 +70,11 @@ FAULT_CODES: dict[str, str] = {
     "DUPLICATE": "duplicate",
     "SHUTDOWN": "shutdown",
 }
+
+#: Errors that never reach a library caller: the mesh's frame refusals stay in the mesh, an
+#: anti-entropy check that ends early becomes its result's error, and the command line's own
+#: errors end in its exit code. Every other error is exported by memrepl.
+INTERNAL = {"FrameFaultError", "CheckEndedError", "CommandError", "UsageError"}
 
 _KEBAB = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
 
@@ -174,3 +176,9 @@ def test_the_docstring_draws_the_tree_of_the_code() -> None:
         for name, cls in classes.items()
     }
     assert drawn == actual
+
+
+def test_public_errors_are_exported_from_memrepl() -> None:
+    public = sorted(set(error_classes()) - INTERNAL)
+    assert [name for name in public if name not in memrepl.__all__] == []
+    assert all(getattr(memrepl, name) is error_classes()[name] for name in public)
