@@ -17,10 +17,14 @@ The tree::
     │   └── MisaddressedBatchError  a batch addressed to another node
     ├── ClockSkewError           a stamp too far ahead of the wall clock (.timestamp_ns, .limit)
     ├── UnknownTierError         a tier that does not exist or is not registered (.tier)
+    ├── InvalidArgumentError     a query argument of the wrong type or value (also a ValueError)
     ├── StoreError               opening or migrating a store
     │   ├── NodeIdMismatchError  reopening a store with another node id
     │   └── SchemaTooNewError    the database was written by a newer memrepl
-    ├── NodeConfigError          a node setting, flag or config file value (.key)
+    ├── ConfigError              a setting that cannot be used (.key)
+    │   ├── NodeConfigError      a node setting, flag or config file value
+    │   └── PolicyConfigError    a memory policy threshold or preset name
+    ├── NodeStateError           a Node used before start(), or started twice
     ├── CheckEndedError          an anti-entropy check ended early (stays in the check's result)
     ├── MeshError                transport faults (.peer_id)
     │   ├── AuthenticationError  wrong key, bad HMAC, replayed or reordered frame
@@ -230,6 +234,13 @@ class UnknownTierError(MemreplError):
         self.tier = tier
 
 
+class InvalidArgumentError(MemreplError, ValueError):
+    """An argument of the wrong type or value to a query method (``episodes_between``,
+    ``neighbors``, ...). Also a ``ValueError``, as Python's own argument errors are."""
+
+    code = "invalid-argument"
+
+
 class StoreError(MemreplError):
     """Opening, creating or migrating a store failed."""
 
@@ -257,14 +268,32 @@ class SchemaTooNewError(StoreError):
         self.revision = revision
 
 
-class NodeConfigError(MemreplError):
-    """A node setting, flag or config file value that cannot be used (``.key`` names it)."""
+class ConfigError(MemreplError):
+    """A setting that cannot be used (``.key`` names it, when one setting is at fault)."""
 
-    code = "node-config"
+    code = "config"
 
     def __init__(self, message: str, *, key: str | None = None) -> None:
         super().__init__(message)
         self.key = key
+
+
+class NodeConfigError(ConfigError):
+    """A node setting, flag or config file value that cannot be used."""
+
+    code = "node-config"
+
+
+class PolicyConfigError(ConfigError):
+    """A memory policy threshold out of its range, or an unknown preset name."""
+
+    code = "policy-config"
+
+
+class NodeStateError(MemreplError):
+    """A :class:`~memrepl.node.Node` asked for its parts before ``start()``, or started twice."""
+
+    code = "node-state"
 
 
 class CheckEndedError(MemreplError):

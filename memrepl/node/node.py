@@ -35,7 +35,7 @@ from types import TracebackType
 from typing import Any
 
 import memrepl
-from memrepl.errors import MemreplError
+from memrepl.errors import NodeStateError
 from memrepl.mesh.config import TcpMeshConfig
 from memrepl.mesh.tcp import TcpMesh
 from memrepl.node.config import NodeConfig, NodeConfigError, NodeSettings
@@ -151,28 +151,28 @@ class Node:
     def store(self) -> Store:
         """The node's store (write through its tiers: the node sees every commit)."""
         if self._store is None:
-            raise MemreplError(f"node {self.node_id!r} is not started")
+            raise NodeStateError(f"node {self.node_id!r} is not started")
         return self._store
 
     @property
     def manager(self) -> MemorySyncManager:
         """The node's sync manager."""
         if self._manager is None:
-            raise MemreplError(f"node {self.node_id!r} is not started")
+            raise NodeStateError(f"node {self.node_id!r} is not started")
         return self._manager
 
     @property
     def mesh(self) -> Mesh:
         """The mesh (a TcpMesh unless another was given)."""
         if self._mesh is None:
-            raise MemreplError(f"node {self.node_id!r} is not started")
+            raise NodeStateError(f"node {self.node_id!r} is not started")
         return self._mesh
 
     @property
     def link(self) -> NodeLink:
         """The manager's view of the mesh, with the traffic counters."""
         if self._link is None:
-            raise MemreplError(f"node {self.node_id!r} is not started")
+            raise NodeStateError(f"node {self.node_id!r} is not started")
         return self._link
 
     @property
@@ -233,7 +233,7 @@ class Node:
 
     def _require_scheduler(self) -> Scheduler:
         if self._scheduler is None:
-            raise MemreplError(f"node {self.node_id!r} is not started")
+            raise NodeStateError(f"node {self.node_id!r} is not started")
         return self._scheduler
 
     # -- life cycle ----------------------------------------------------------------------------
@@ -245,7 +245,7 @@ class Node:
         address cannot be bound; on error everything opened so far is closed again.
         """
         if self._state != "new":
-            raise MemreplError(f"node {self.node_id!r} was already started")
+            raise NodeStateError(f"node {self.node_id!r} was already started")
         self._state = "starting"
         if self._synchronous is None:
             self._store = memrepl.open(self.db, node_id=self.node_id)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, fields, replace
 from typing import Any
 
-from memrepl.errors import MemreplError
+from memrepl.errors import PolicyConfigError
 
 _NS_PER_S = 1_000_000_000
 _MINUTE_NS = 60 * _NS_PER_S
@@ -60,26 +60,31 @@ class PolicyConfig:
             if spec.name == "name":
                 continue
             if isinstance(value, bool) or not isinstance(value, int | float) or value < 0:
-                raise MemreplError(
-                    f"PolicyConfig.{spec.name} must be a non-negative number, not {value!r}"
+                raise PolicyConfigError(
+                    f"PolicyConfig.{spec.name} must be a non-negative number, not {value!r}",
+                    key=spec.name,
                 )
         for name in ("promote_min_score", "consolidate_min_importance", "forget_threshold"):
             if getattr(self, name) > 1:
-                raise MemreplError(f"PolicyConfig.{name} must be in [0, 1]")
+                raise PolicyConfigError(f"PolicyConfig.{name} must be in [0, 1]", key=name)
         if not 0 < self.evidence_confidence < 1:
-            raise MemreplError("PolicyConfig.evidence_confidence must be in (0, 1)")
+            raise PolicyConfigError(
+                "PolicyConfig.evidence_confidence must be in (0, 1)", key="evidence_confidence"
+            )
         if self.decay_half_life_ns <= 0:
-            raise MemreplError("PolicyConfig.decay_half_life_ns must be positive")
+            raise PolicyConfigError(
+                "PolicyConfig.decay_half_life_ns must be positive", key="decay_half_life_ns"
+            )
 
     @classmethod
     def preset(cls, name: str = "balanced", **overrides: Any) -> PolicyConfig:
         """The preset ``name`` (``balanced``, ``aggressive``, ``conservative``), with
-        ``overrides`` applied. MemreplError for an unknown name or a bad threshold."""
+        ``overrides`` applied. PolicyConfigError for an unknown name or a bad threshold."""
         try:
             base = PRESETS[name]
         except KeyError:
-            raise MemreplError(
-                f"unknown policy preset {name!r}: expected one of {sorted(PRESETS)}"
+            raise PolicyConfigError(
+                f"unknown policy preset {name!r}: expected one of {sorted(PRESETS)}", key="name"
             ) from None
         return replace(base, **overrides) if overrides else base
 

@@ -21,7 +21,7 @@ from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import Select
 
-from memrepl.errors import MemreplError
+from memrepl.errors import InvalidArgumentError
 from memrepl.storage.records import StoredItem, item_from_row
 from memrepl.storage.schema import EPISODIC, TierSpec, episodic_items
 
@@ -60,7 +60,7 @@ def _episodes_statement() -> Select[tuple[object, ...]]:
 
 def _check_time(value: object, name: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise MemreplError(f"episodes_between: {name} must be an int (ns), not {value!r}")
+        raise InvalidArgumentError(f"episodes_between: {name} must be an int (ns), not {value!r}")
     return value
 
 
@@ -69,7 +69,9 @@ def events_of_episode(
 ) -> list[StoredItem]:
     """The live events of ``episode_id`` ordered by ``occurred_at_ns`` (then item id)."""
     if not isinstance(episode_id, str):
-        raise MemreplError(f"events_of_episode: episode_id must be a str, not {episode_id!r}")
+        raise InvalidArgumentError(
+            f"events_of_episode: episode_id must be a str, not {episode_id!r}"
+        )
     rows = conn.execute(_events_statement(), {"episode_id": episode_id}).mappings()
     return [item_from_row(spec, row) for row in rows]
 

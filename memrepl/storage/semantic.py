@@ -32,7 +32,7 @@ import networkx as nx
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from memrepl.errors import ItemError
+from memrepl.errors import InvalidArgumentError, ItemError
 from memrepl.storage.records import StoredItem, decode_json, item_from_row
 from memrepl.storage.schema import SEMANTIC, TierSpec
 
@@ -235,7 +235,9 @@ class SemanticGraph:
         """Concepts joined to ``concept_id`` by an edge: ``"out"`` (successors), ``"in"``
         (predecessors) or ``"both"``; sorted, [] if it is not in the graph."""
         if direction not in ("out", "in", "both"):
-            raise ValueError(f"direction must be 'out', 'in' or 'both', not {direction!r}")
+            raise InvalidArgumentError(
+                f"neighbors: direction must be 'out', 'in' or 'both', not {direction!r}"
+            )
         if concept_id not in self._concepts:
             return []
         found: set[str] = set()

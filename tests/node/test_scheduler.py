@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from memrepl.errors import NodeStateError
 from memrepl.mesh import LocalMesh
 from memrepl.node import Node, NodeSettings
 from memrepl.protocol.enums import MemoryTier, SyncPriority
@@ -120,7 +121,7 @@ async def test_stop_leaves_no_task_behind(tmp_path: Path) -> None:
             a.store.working.add(f"w{i}", {"i": i}, priority=SyncPriority.URGENT)
         await asyncio.sleep(0.05)
     assert asyncio.all_tasks() == {asyncio.current_task()}
-    with pytest.raises(Exception, match="not started"):
+    with pytest.raises(NodeStateError, match="not started"):
         _ = a.store
 
 

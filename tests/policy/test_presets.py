@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from memrepl.errors import MemreplError
+from memrepl.errors import PolicyConfigError
 from memrepl.policy import PRESETS, PolicyConfig
 
 
@@ -50,10 +50,12 @@ def test_overrides_replace_only_what_they_name() -> None:
     ],
 )
 def test_bad_thresholds_are_refused(overrides: dict[str, object]) -> None:
-    with pytest.raises(MemreplError, match="PolicyConfig"):
+    with pytest.raises(PolicyConfigError, match="PolicyConfig") as caught:
         PolicyConfig.preset("balanced", **overrides)
+    assert caught.value.key == next(iter(overrides))
 
 
 def test_unknown_preset_is_refused() -> None:
-    with pytest.raises(MemreplError, match="unknown policy preset"):
+    with pytest.raises(PolicyConfigError, match="unknown policy preset") as caught:
         PolicyConfig.preset("reckless")
+    assert caught.value.key == "name"

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 import memrepl.aio
-from memrepl.errors import MemreplError
+from memrepl.errors import InvalidArgumentError
 from memrepl.storage import Store
 
 from .sqltrace import statements_run
@@ -56,9 +56,9 @@ def test_episodes_between(filled: Store) -> None:
     assert filled.episodic.episodes_between(16, 99) == ["ep-a"]
     assert filled.episodic.episodes_between(31, 99) == []
     assert filled.episodic.episodes_between(100, 0) == []
-    with pytest.raises(MemreplError):
+    with pytest.raises(InvalidArgumentError, match="episodes_between"):
         filled.episodic.episodes_between("0", 1)  # type: ignore[arg-type]
-    with pytest.raises(MemreplError):
+    with pytest.raises(InvalidArgumentError, match="events_of_episode"):
         filled.episodic.events_of_episode(7)  # type: ignore[arg-type]
 
 

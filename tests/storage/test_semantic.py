@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import memrepl
 from memrepl.cli.graph_cmds import graph_from_table
-from memrepl.errors import ItemError
+from memrepl.errors import InvalidArgumentError, ItemError
 from memrepl.mesh import LocalMesh
 from memrepl.protocol.enums import MemoryTier
 from memrepl.storage import Store
@@ -90,6 +90,10 @@ def test_queries(store: Store) -> None:
     assert memory.neighbors(france, "out") == [europe]
     assert memory.neighbors(moon) == []
     assert memory.neighbors("missing") == []
+    # A bad direction is refused as a MemreplError that is still a ValueError, as it was.
+    with pytest.raises(InvalidArgumentError, match="direction") as caught:
+        memory.neighbors(france, "up")
+    assert isinstance(caught.value, ValueError)
     assert memory.shortest_path(paris, europe) == [paris, france, europe]
     assert memory.shortest_path(europe, paris) is None
     assert memory.shortest_path(europe, paris, directed=False) == [europe, france, paris]
