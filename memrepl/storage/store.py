@@ -26,7 +26,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from pathlib import Path
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from uuid import uuid4
 
 from sqlalchemy.engine import Connection, Engine
@@ -46,14 +46,10 @@ from memrepl.storage.engine import (
     create_engine,
     write_engine,
 )
+from memrepl.storage.graph_tiers import AsyncSemanticMemory, SemanticMemory
 from memrepl.storage.items import collect_changes, stop_collecting
 from memrepl.storage.node import ClockSettings, check_node_id, ensure_node, stamping, stored_node_id
 from memrepl.storage.records import StoredItem
-
-if TYPE_CHECKING:
-    from memrepl.policy import ConsolidationResult, PolicyConfig
-
-from memrepl.storage.graph_tiers import AsyncSemanticMemory, SemanticMemory
 from memrepl.storage.tiers import (
     AsyncEpisodicMemory,
     AsyncTier,
@@ -252,17 +248,6 @@ class Store(StoreBase):
     def stamping(self, conn: Connection) -> AbstractContextManager[HybridLogicalClock]:
         """The node's clock inside a :meth:`write` transaction, saved when the block exits."""
         return stamping(conn, self.clock_settings)
-
-    def consolidate(
-        self, config: PolicyConfig | None = None, *, since_ns: int | None = None
-    ) -> ConsolidationResult:
-        """Run the memory policies once: promotion (L1 to L2), consolidation (L2 to L3) and
-        retention; see :func:`memrepl.policy.consolidate` (pass the previous result's
-        ``cursor`` as ``since_ns``)."""
-        # The policies are a layer above storage: imported here, on use, not at module load.
-        from memrepl.policy import consolidate
-
-        return consolidate(self, config, since_ns=since_ns)
 
     def close(self) -> None:
         """Close every connection; the store can no longer be used. Idempotent."""

@@ -1,4 +1,4 @@
-"""The policies run from the store (``store.consolidate()``) and periodically in a node."""
+"""The policies run on a store (``memrepl.consolidate(store)``) and periodically in a node."""
 
 from __future__ import annotations
 
@@ -19,14 +19,28 @@ def hot_item(store: Store, item_id: str) -> None:
         store.working.get_by_id(item_id)
 
 
-def test_store_consolidate_promotes_once(store: Store) -> None:
+def test_consolidate_promotes_once(store: Store) -> None:
     hot_item(store, "task-1")
-    first = store.consolidate()
+    first = memrepl.consolidate(store)
     assert first.promoted == ["task-1"]
-    again = store.consolidate(since_ns=first.cursor)
+    again = memrepl.consolidate(store, since_ns=first.cursor)
     assert again.promoted == []
-    assert len(store.episodic.get_modified_since(0)) == 1
-    assert memrepl.consolidate is not None and memrepl.PolicyConfig.preset("balanced")
+    (event,) = store.episodic.get_modified_since(0)
+    assert event["content"]["promoted_from"] == "task-1"
+
+
+def test_a_config_changes_what_is_promoted(store: Store) -> None:
+    hot_item(store, "task-1")  # three reads: enough for balanced, not for conservative (5)
+    strict = memrepl.PolicyConfig.preset("conservative")
+    assert memrepl.consolidate(store, strict).promoted == []
+    assert memrepl.consolidate(store, memrepl.PolicyConfig.preset("balanced")).promoted == [
+        "task-1"
+    ]
+
+
+def test_the_store_no_longer_runs_the_policies_itself(store: Store) -> None:
+    # Storage is a layer below the policies (tests/test_layering.py): memrepl.consolidate(store).
+    assert not hasattr(store, "consolidate")
 
 
 async def test_a_node_runs_the_policies_periodically(tmp_path: Path) -> None:
