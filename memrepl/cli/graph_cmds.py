@@ -1,12 +1,8 @@
 """``memrepl graph export``: the semantic tier (L3) as GraphML or node-link JSON.
 
-The graph (ARCHITECTURE.md, "The tiers"): every live item of kind ``concept`` is a node (its id
-is the item id, its attributes the item's content); every live item of kind ``relation`` whose
-``source`` and ``target`` are both live concepts is an edge of a ``MultiDiGraph`` (its key is the
-item id, its attributes the content without ``source``/``target``). A relation whose endpoint is
-missing or deleted stays stored but is kept out of the graph; items of another kind are not part
-of it. When the semantic tier offers its own graph (a ``graph`` attribute holding a networkx
-graph), that graph is exported instead, so there is one definition of it.
+The graph is the one the semantic tier keeps, defined once in :mod:`memrepl.storage.semantic`:
+live concepts are its nodes (attributes: their content), live relations between live concepts its
+edges, keyed by the relation's item id. The command exports a copy; it never rebuilds the graph.
 
 GraphML carries only scalar attributes, so for GraphML (only) the attributes are made safe:
 objects and lists become their JSON text, nulls are left out, an attribute whose type differs
@@ -25,53 +21,13 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.engine import Connection
-
 from memrepl.cli.context import Subparsers, add_command, open_store
 from memrepl.cli.output import emit
-from memrepl.storage.schema import semantic_items
-from memrepl.storage.store import Store
 
 ORDER = 60
 
 FORMATS = ("graphml", "node-link")
-#: The content keys of a relation that name its endpoints (the edge's ends, not attributes).
-ENDPOINT_KEYS = frozenset({"source", "target"})
-
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ud800-\udfff\ufffe\uffff]")
-
-
-def graph_from_table(conn: Connection) -> Any:
-    """The semantic tier's graph built from the ``semantic_items`` table (see the docstring)."""
-    import networkx as nx
-
-    table = semantic_items
-    rows = conn.execute(
-        select(table.c.item_id, table.c.content, table.c.kind, table.c.source_id, table.c.target_id)
-        .where(table.c.deleted.is_(False), table.c.kind.in_(("concept", "relation")))
-        .order_by(table.c.item_id)
-    ).all()
-    graph = nx.MultiDiGraph()
-    for item_id, content, kind, _, _ in rows:
-        if kind == "concept":
-            graph.add_node(item_id, **json.loads(content))
-    for item_id, content, kind, source, target in rows:
-        if kind == "relation" and graph.has_node(source) and graph.has_node(target):
-            attributes = {k: v for k, v in json.loads(content).items() if k not in ENDPOINT_KEYS}
-            graph.add_edge(source, target, key=item_id, **attributes)
-    return graph
-
-
-def semantic_graph(store: Store) -> Any:
-    """The semantic tier's own graph (a copy) if it offers one, else :func:`graph_from_table`."""
-    import networkx as nx
-
-    offered = getattr(store.semantic, "graph", None)
-    if isinstance(offered, nx.Graph):
-        return offered.copy()
-    with store.read() as conn:
-        return graph_from_table(conn)
 
 
 def _xml_text(text: str) -> str:
@@ -134,7 +90,8 @@ def _describe(graph: Any, graph_attributes: Mapping[str, Any]) -> str:
 def run_export(args: argparse.Namespace) -> int:
     """Export the semantic tier's graph."""
     with open_store(args) as store:
-        graph = semantic_graph(store)
+        # The tier's own graph (memrepl.storage.semantic), loaded when the store opened.
+        graph = store.semantic.graph.copy()
         graph.graph.setdefault("memrepl_node", store.node_id)
         graph.graph.setdefault("memrepl_tier", "semantic")
     text = render(graph, args.format)
