@@ -19,8 +19,6 @@ import json
 import sys
 from typing import Any
 
-from sqlalchemy import select
-
 from memrepl.cli.context import (
     Subparsers,
     add_command,
@@ -34,7 +32,8 @@ from memrepl.cli.context import (
 from memrepl.cli.output import emit_json, emit_json_lines, emit_table, format_ns
 from memrepl.errors import InvalidContentError, ItemNotFoundError
 from memrepl.protocol.enums import MemoryTier, SyncPriority
-from memrepl.storage.records import Record, item_from_row
+from memrepl.storage.items import modified_since
+from memrepl.storage.records import Record
 
 ORDER = 20
 
@@ -106,19 +105,13 @@ def run_get(args: argparse.Namespace) -> int:
 def list_records(
     args: argparse.Namespace, tier: MemoryTier, since: int, limit: int | None
 ) -> list[Record]:
-    """Rows of ``tier`` changed after ``since``, in ``modified_at`` order (an index scan)."""
+    """Rows of ``tier`` changed after ``since``, in ``modified_at`` order: storage's own index
+    scan (:func:`~memrepl.storage.items.modified_since`), tombstones only if asked for."""
     with open_store(args) as store, store.read() as conn:
-        spec = store.tier(tier).spec
-        table = spec.table
-        query = select(table).where(table.c.modified_at > since).order_by(table.c.modified_at)
-        if not args.include_deleted:
-            query = query.where(table.c.deleted.is_(False))
-        if limit is not None:
-            query = query.limit(limit)
-        return [
-            _printable(item_from_row(spec, row).to_record())
-            for row in conn.execute(query).mappings()
-        ]
+        rows = modified_since(
+            conn, store.tier(tier).spec, since, limit=limit, live_only=not args.include_deleted
+        )
+    return [_printable(row.to_record()) for row in rows]
 
 
 def run_list(args: argparse.Namespace) -> int:

@@ -149,8 +149,6 @@ class _Statements:
     #: ``row_tuple(...)[1:state_end]``, then the id.
     update_state: str
     state_end: int
-    #: ``modified_since`` by (exclude a peer?, limit?); parameters ``(since[, peer][, limit])``.
-    since: Mapping[tuple[bool, bool], DriverStatement]
     count_access: Update
 
 
@@ -179,24 +177,33 @@ def _statements(table: Table) -> _Statements:
         .values({name: bindparam(name) for name in state_columns})
     )
     assert update_state.keys == (*state_columns, "id")
-    since = select(table).where(table.c.modified_at > bindparam("since"))
-    excluding = since.where(table.c.received_from.is_distinct_from(bindparam("peer")))
-    limit: BindParameter[int] = bindparam("limit")
     return _Statements(
         load_one=compile_statement(select(table).where(table.c.item_id == bindparam("id"))).sql,
         upsert=compiled_upsert.sql,
         update_state=update_state.sql,
         state_end=1 + len(state_columns),
-        since={
-            (False, False): compile_statement(since.order_by(table.c.modified_at)),
-            (False, True): compile_statement(since.order_by(table.c.modified_at).limit(limit)),
-            (True, False): compile_statement(excluding.order_by(table.c.modified_at)),
-            (True, True): compile_statement(excluding.order_by(table.c.modified_at).limit(limit)),
-        },
         count_access=update(table)
         .where(table.c.item_id == bindparam("access_item_id"))
         .values(access_count=table.c.access_count + 1, last_accessed_ns=bindparam("now_ns")),
     )
+
+
+@cache
+def _since_statement(
+    table: Table, exclude_peer: bool, limited: bool, live_only: bool
+) -> DriverStatement:
+    """:func:`modified_since`'s query with these options, compiled once; its parameters are
+    ``since``, then ``peer`` and ``limit`` where used."""
+    query = select(table).where(table.c.modified_at > bindparam("since"))
+    if exclude_peer:
+        query = query.where(table.c.received_from.is_distinct_from(bindparam("peer")))
+    if live_only:
+        query = query.where(table.c.deleted.is_(False))
+    query = query.order_by(table.c.modified_at)
+    if limited:
+        limit: BindParameter[int] = bindparam("limit")
+        query = query.limit(limit)
+    return compile_statement(query)
 
 
 @lru_cache(maxsize=4 * LOAD_CHUNK_ITEMS)
@@ -471,15 +478,19 @@ def modified_since(
     *,
     limit: int | None = None,
     exclude_received_from: str | None = None,
+    live_only: bool = False,
 ) -> list[StoredItem]:
-    """Rows changed here after ``since_ns`` (tombstones included), in ``modified_at`` order.
+    """Rows changed here after ``since_ns`` (tombstones included unless ``live_only``), in
+    ``modified_at`` order.
 
     An index range scan on ``modified_at``: its cost follows the number of rows returned, not the
     size of the tier. ``exclude_received_from`` leaves out rows whose state came as is from that
     peer (no echo), filtered on the same scan; a caller advancing a cursor past such rows can use
-    :func:`max_modified_at`.
+    :func:`max_modified_at`. ``limit`` counts the rows returned (after both filters).
     """
-    query = _statements(spec.table).since[exclude_received_from is not None, limit is not None]
+    query = _since_statement(
+        spec.table, exclude_received_from is not None, limit is not None, live_only
+    )
     parameters = {"since": since_ns, "peer": exclude_received_from, "limit": limit}
     rows = driver.execute(conn, query.sql, query.parameters(parameters))
     return [item_from_values(spec, row) for row in rows]

@@ -110,6 +110,10 @@ def test_list_in_change_order_with_filters(db: Path, cli: Cli) -> None:
     assert [r["item_id"] for r in limited] == ["c"]
     assert cli("list", "working", "--json", "--since", "1m", "--db", db).json_lines() == live
     assert cli("list", "episodic", "--json", "--db", db).out == ""
+    # The limit counts the rows listed: a's tombstone, now between b and c, is not one of them.
+    cli("put", "L1", "c", '{"id": "c", "again": true}', "--update", "--db", db)
+    limited = cli("list", "working", "--json", "--limit", "2", "--db", db).json_lines()
+    assert [r["item_id"] for r in limited] == ["b", "c"]
 
 
 def test_list_as_a_table(db: Path, cli: Cli) -> None:

@@ -51,6 +51,7 @@ def test_get_modified_since_uses_the_modified_at_index(filled: Store, tier: Memo
         {"limit": 100},
         {"exclude_received_from": "node-b"},
         {"limit": 5, "exclude_received_from": "x"},
+        {"limit": 50, "live_only": True},
     ],
     ids=repr,
 )
