@@ -14,19 +14,13 @@ batch's source node: INSERT/UPDATE replace, DELETE tombstones, MERGE sets the pa
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from memrepl.errors import ProtocolError
 from memrepl.merge import BOTTOM, ItemState, Version, apply_local_write
 from memrepl.protocol.enums import MemoryTier, SyncOperation, SyncPriority
 from memrepl.protocol.item import ItemVersionInfo, MemorySyncItem
-from memrepl.storage.records import decode_json
-
-
-def encode_content(content: Any) -> bytes:
-    """The wire payload of a content object: Python's default ``json.dumps`` (PROTOCOL.md §2)."""
-    return json.dumps(content).encode()
+from memrepl.storage.records import decode_json, encode_content
 
 
 def item_from_state(
@@ -42,7 +36,8 @@ def item_from_state(
     if state.deleted:
         payload = b""
     elif payload is None:
-        payload = encode_content(dict(state.content))
+        # The stored form is the wire form (PROTOCOL.md §2: the content's json.dumps).
+        payload = encode_content(dict(state.content)).encode()
     info = ItemVersionInfo(
         origin_node=version.origin,
         causal_context=state.context,
