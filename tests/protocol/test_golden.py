@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 
@@ -202,8 +203,21 @@ def test_tv7_compression_boundary() -> None:
 
 
 def test_compression_is_deterministic() -> None:
+    """PROTOCOL.md §3: gzip written with mtime 0, so the same batch packs to the same bytes."""
     batch = MemorySyncBatch("b", "a", "z", MemoryTier.WORKING, _empty_items(50), created_ns=T0)
-    assert batch.pack() == batch.pack()
+    packed = batch.pack()
+    gzipped = _items_data(packed)
+    # The gzip header: magic 1f 8b, deflate (08), no flags, mtime 0 (not the time of packing),
+    # no extra flags, OS 03 (zlib writes its platform there: Unix).
+    assert gzipped[:10] == bytes.fromhex("1f8b0800000000000003")
+    # The trailer's size field: the 50 * 48 bytes of items data, little-endian.
+    assert gzipped[-4:] == (50 * 48).to_bytes(4, "little")
+    # The bytes, all of them (zlib's deflate at level 6; a different zlib build could change the
+    # deflate body, which would be a new golden value, not a new meaning).
+    assert len(packed) == 423
+    assert hashlib.sha256(packed).hexdigest() == (
+        "48efb459e141223b296a548b2aeb15f247a136ffb97537836503bc43530fa1ca"
+    )
 
 
 def test_the_callers_compressed_flag_is_recomputed() -> None:
