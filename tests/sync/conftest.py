@@ -1,9 +1,11 @@
-"""Fixtures for the sync tests: stores on real files, managers on a LocalMesh."""
+"""Fixtures and helpers for the sync tests: stores on real files, managers on a LocalMesh."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -12,6 +14,21 @@ from memrepl.mesh import LocalMesh
 from memrepl.protocol.enums import MemoryTier
 from memrepl.storage.store import Store
 from memrepl.sync.manager import MemorySyncManager
+
+
+def replicated(store: Store, tier: MemoryTier) -> list[tuple[Any, ...]]:
+    """A tier as every node must agree on it: ids, versions, tombstones, contents (key order
+    inside a JSON object is not part of its value)."""
+    return sorted(
+        (
+            r["item_id"],
+            r["timestamp_ns"],
+            r["origin_node"],
+            r["deleted"],
+            json.dumps(r["content"], sort_keys=True),
+        )
+        for r in store.tier(tier).get_modified_since(0)
+    )
 
 
 class Cluster:
@@ -37,8 +54,9 @@ class Cluster:
         return manager
 
     def reopen(self, node_id: str, **manager_options: object) -> MemorySyncManager:
+        """Close ``node_id``'s store and open it again with a new manager (a restart). The node
+        keeps its endpoint on the hub; the new manager's handlers replace the old one's."""
         self.stores.pop(node_id).close()
-        self.hub = self.hub  # the endpoint's handlers are replaced by the new manager
         return self.add(node_id, **manager_options)
 
     def close(self) -> None:

@@ -16,7 +16,7 @@ import json
 import sqlite3
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
@@ -29,8 +29,7 @@ from memrepl.storage.items import LocalWrite
 from memrepl.sync.manager import MemorySyncManager
 from memrepl.sync.results import SyncStatus
 
-if TYPE_CHECKING:
-    from conftest import Cluster
+from .conftest import Cluster
 
 WORKING = MemoryTier.WORKING
 SKEW_S = 120

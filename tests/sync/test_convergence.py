@@ -12,9 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hashlib
 import itertools
-import json
 import os
 import shutil
 import sqlite3
@@ -39,6 +37,8 @@ from memrepl.protocol.enums import MemoryTier
 from memrepl.storage.store import Store
 from memrepl.sync.manager import MemorySyncManager
 
+from .conftest import replicated
+
 IDS = ["alpha", "beta", "gamma", "delta"]
 TIERS = [MemoryTier.WORKING, MemoryTier.SEMANTIC]
 Writes = frozenset[tuple[str, int]]
@@ -55,15 +55,6 @@ def template_database() -> Path:
     conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     conn.close()
     return path
-
-
-def digest(store: Store, tier: MemoryTier) -> str:
-    rows = [
-        (r["item_id"], r["timestamp_ns"], r["origin_node"], r["deleted"], r["content"])
-        for r in store.tier(tier).get_modified_since(0)
-    ]
-    # Key order inside a JSON object is not part of its value: compare with sorted keys.
-    return hashlib.sha256(json.dumps(sorted(rows), sort_keys=True).encode()).hexdigest()
 
 
 class Convergence(RuleBasedStateMachine):
@@ -222,21 +213,8 @@ class Convergence(RuleBasedStateMachine):
                 for source, target in itertools.permutations(range(len(self.stores)), 2):
                     self.full_sync(source, target, tier)
         for tier in TIERS:
-            digests = {digest(store, tier) for store in self.stores}
-            if len(digests) > 1:
-                tables = [
-                    sorted(
-                        (
-                            r["item_id"],
-                            r["timestamp_ns"],
-                            r["origin_node"],
-                            r["deleted"],
-                            json.dumps(r["content"], sort_keys=True),
-                        )
-                        for r in store.tier(tier).get_modified_since(0)
-                    )
-                    for store in self.stores
-                ]
+            tables = [replicated(store, tier) for store in self.stores]
+            if any(table != tables[0] for table in tables):
                 raise AssertionError(f"{tier.name} diverged: {tables}")
 
 

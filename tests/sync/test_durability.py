@@ -10,11 +10,10 @@ receiver reports, not from its own record, so a receiver with a new empty file i
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
@@ -23,8 +22,7 @@ from memrepl.storage.items import LocalWrite
 from memrepl.storage.store import Store
 from memrepl.sync.results import SyncStatus
 
-if TYPE_CHECKING:
-    from conftest import Cluster
+from .conftest import Cluster, replicated
 
 TIERS = [MemoryTier.WORKING, MemoryTier.EPISODIC, MemoryTier.SEMANTIC]
 #: The replication state (``updated_at_ns`` left out: a no-op sync may refresh it).
@@ -42,20 +40,6 @@ def query(path: Path, sql: str) -> list[tuple[Any, ...]]:
         return conn.execute(sql).fetchall()
     finally:
         conn.close()
-
-
-def items(store: Store, tier: MemoryTier) -> list[tuple[Any, ...]]:
-    """A tier as every node must agree on it: ids, versions, tombstones, contents."""
-    return sorted(
-        (
-            r["item_id"],
-            r["timestamp_ns"],
-            r["origin_node"],
-            r["deleted"],
-            json.dumps(r["content"], sort_keys=True),
-        )
-        for r in store.tier(tier).get_modified_since(0)
-    )
 
 
 def write_both(cluster: Cluster) -> None:
@@ -86,7 +70,7 @@ async def converge(cluster: Cluster) -> None:
     else:
         raise AssertionError("a and b did not settle")
     for tier in TIERS:
-        assert items(cluster.stores["a"], tier) == items(cluster.stores["b"], tier)
+        assert replicated(cluster.stores["a"], tier) == replicated(cluster.stores["b"], tier)
 
 
 def durable_state(cluster: Cluster) -> dict[str, Any]:
@@ -96,7 +80,7 @@ def durable_state(cluster: Cluster) -> dict[str, Any]:
         assert path is not None
         for tier in TIERS:
             state[f"{node} vector {tier.name}"] = manager.get_sync_vector(tier)
-            state[f"{node} items {tier.name}"] = items(cluster.stores[node], tier)
+            state[f"{node} items {tier.name}"] = replicated(cluster.stores[node], tier)
         for name, sql in STATE_QUERIES.items():
             state[f"{node} {name}"] = query(path, sql)
     return state
@@ -151,18 +135,18 @@ def lose_database(cluster: Cluster, node_id: str) -> None:
     for path in lost.path.parent.glob(f"{lost.path.name}*"):
         path.unlink()
     cluster.add(node_id)
-    assert all(not items(cluster.stores[node_id], tier) for tier in TIERS)
+    assert all(not replicated(cluster.stores[node_id], tier) for tier in TIERS)
 
 
 async def resync_lost_receiver(cluster: Cluster, cursors: dict[MemoryTier, int]) -> None:
     for tier in TIERS:
-        held = items(cluster.stores["a"], tier)
+        held = replicated(cluster.stores["a"], tier)
         result = await cluster.managers["a"].sync_with_peer("b", tier)
         assert result.status == SyncStatus.SYNCED, result
         # It resumed from what b reported (nothing), not from a's own record of b.
         assert result.items == len(held)
         assert result.cursor >= cursors[tier]
-        assert items(cluster.stores["b"], tier) == held
+        assert replicated(cluster.stores["b"], tier) == held
 
 
 async def test_receiver_that_lost_its_database_gets_the_senders_items_again(

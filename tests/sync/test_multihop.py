@@ -9,9 +9,8 @@ acknowledged them; a peer whose cursor is below the purge horizon gets a snapsho
 from __future__ import annotations
 
 import asyncio
-import json
 import sqlite3
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
@@ -20,8 +19,7 @@ from memrepl.storage.items import LocalWrite
 from memrepl.storage.store import Store
 from memrepl.sync.results import SyncStatus
 
-if TYPE_CHECKING:
-    from conftest import Cluster
+from .conftest import Cluster, replicated
 
 
 @pytest.fixture(params=list(MemoryTier), ids=lambda tier: tier.name.lower())
@@ -30,23 +28,9 @@ def tier(request: pytest.FixtureRequest) -> MemoryTier:
     return chosen
 
 
-def items(store: Store, tier: MemoryTier) -> list[tuple[Any, ...]]:
-    """A tier as every node must agree on it: ids, versions, tombstones, contents."""
-    return sorted(
-        (
-            r["item_id"],
-            r["timestamp_ns"],
-            r["origin_node"],
-            r["deleted"],
-            json.dumps(r["content"], sort_keys=True),
-        )
-        for r in store.tier(tier).get_modified_since(0)
-    )
-
-
 def live(store: Store, tier: MemoryTier) -> list[tuple[Any, ...]]:
     """The live items only: after a purge, nodes differ in the tombstones they still keep."""
-    return [item for item in items(store, tier) if not item[3]]
+    return [item for item in replicated(store, tier) if not item[3]]
 
 
 def rows(store: Store, tier: MemoryTier) -> list[tuple[Any, ...]]:
@@ -94,7 +78,7 @@ async def test_a_to_b_to_c_keeps_a_as_origin(cluster: Cluster, tier: MemoryTier)
     at_c = cluster.stores["c"].tier(tier).get_modified_since(0)
     assert len(at_c) == 20
     assert {record["origin_node"] for record in at_c} == {"a"}
-    assert items(cluster.stores["c"], tier) == items(cluster.stores["a"], tier)
+    assert replicated(cluster.stores["c"], tier) == replicated(cluster.stores["a"], tier)
     merged = cluster.stores["c"].tier(tier).get_by_id("a0")
     assert merged is not None
     assert merged["content"] == {"n": 0, "by": "a", "merged": True}
@@ -133,7 +117,7 @@ async def test_nothing_echoes_back(cluster: Cluster, tier: MemoryTier) -> None:
     assert rows(cluster.stores["b"], tier) == b_before
     assert rows(cluster.stores["a"], tier) == a_before
     for store in cluster.stores.values():
-        assert items(store, tier) == items(cluster.stores["a"], tier)
+        assert replicated(store, tier) == replicated(cluster.stores["a"], tier)
 
 
 async def test_tombstones_cross_two_hops(cluster: Cluster, tier: MemoryTier) -> None:
@@ -153,7 +137,7 @@ async def test_tombstones_cross_two_hops(cluster: Cluster, tier: MemoryTier) -> 
         assert c_store.tier(tier).get_by_id(item_id) is None
     gone = [r for r in c_store.tier(tier).get_modified_since(0) if r["deleted"]]
     assert {r["origin_node"] for r in gone} == {"a"}
-    assert items(c_store, tier) == items(cluster.stores["a"], tier)
+    assert replicated(c_store, tier) == replicated(cluster.stores["a"], tier)
 
 
 async def replicate_setup(cluster: Cluster, tier: MemoryTier) -> None:
@@ -172,12 +156,12 @@ async def replicate_setup(cluster: Cluster, tier: MemoryTier) -> None:
 async def after_replicate(cluster: Cluster, tier: MemoryTier) -> None:
     """c equals a, and carries on with ordinary deltas."""
     a, c = cluster.managers["a"], cluster.managers["c"]
-    assert items(cluster.stores["c"], tier) == items(cluster.stores["a"], tier)
-    assert len(items(cluster.stores["c"], tier)) == 255
+    assert replicated(cluster.stores["c"], tier) == replicated(cluster.stores["a"], tier)
+    assert len(replicated(cluster.stores["c"], tier)) == 255
     cluster.stores["a"].tier(tier).add("later", {"after": "snapshot"})
     result = await a.sync_with_peer("c", tier)
     assert (result.snapshot, result.items) == (False, 1)
-    assert items(cluster.stores["c"], tier) == items(cluster.stores["a"], tier)
+    assert replicated(cluster.stores["c"], tier) == replicated(cluster.stores["a"], tier)
     assert not c.create_delta_batch(tier, "a").items
 
 
@@ -190,7 +174,7 @@ async def test_replicate_bootstraps_an_empty_node(cluster: Cluster) -> None:
     # a's background round has ended (a round for the same peer and tier waits for it).
     for _ in range(1000):
         await asyncio.sleep(0.005)
-        if items(cluster.stores["c"], tier) == items(cluster.stores["a"], tier):
+        if replicated(cluster.stores["c"], tier) == replicated(cluster.stores["a"], tier):
             break
     settled = await cluster.managers["a"].sync_with_peer("c", tier)
     assert settled.ok and settled.items == 0, settled
@@ -260,14 +244,14 @@ async def test_new_peer_below_the_purge_horizon_gets_a_snapshot(cluster: Cluster
     assert result.ok, result
     assert result.snapshot is True
     assert (result.items, result.applied) == (22, 22)
-    assert items(cluster.stores["d"], tier) == items(cluster.stores["a"], tier)
+    assert replicated(cluster.stores["d"], tier) == replicated(cluster.stores["a"], tier)
     # Once a has changed again, d gets ordinary deltas.
     cluster.stores["a"].episodic.add("later", {"v": 1})
     await a.sync_with_peer("d", tier)
     cluster.stores["a"].episodic.add("later still", {"v": 2})
     again = await a.sync_with_peer("d", tier)
     assert (again.snapshot, again.items) == (False, 1)
-    assert items(cluster.stores["d"], tier) == items(cluster.stores["a"], tier)
+    assert replicated(cluster.stores["d"], tier) == replicated(cluster.stores["a"], tier)
 
 
 async def test_snapshot_brings_the_peer_above_the_purge_horizon(cluster: Cluster) -> None:
@@ -299,7 +283,7 @@ async def test_returning_peer_below_the_purge_horizon_gets_a_snapshot(cluster: C
     result = await a.sync_with_peer("c", tier)
     assert result.ok, result
     assert result.snapshot is True
-    assert items(cluster.stores["c"], tier) == items(cluster.stores["a"], tier)
+    assert replicated(cluster.stores["c"], tier) == replicated(cluster.stores["a"], tier)
 
 
 async def test_lowered_sync_vector_after_a_purge_still_ends_equal(cluster: Cluster) -> None:
