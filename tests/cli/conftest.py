@@ -8,7 +8,6 @@ unset, so the default store (``./memrepl.db``) is always a fresh file of the tes
 from __future__ import annotations
 
 import json
-import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,24 +71,6 @@ def db(tmp_path: Path, cli: Cli) -> Path:
     path = tmp_path / "store.db"
     assert cli("init", "--node-id", "node-a", "--db", path).code == 0
     return path
-
-
-def rows(path: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    """Rows of ``sql`` on ``path`` with plain sqlite3 (as a user would)."""
-    conn = sqlite3.connect(path)
-    try:
-        return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()
-
-
-def file_state(path: Path) -> bytes:
-    """Every row of every table, to check that a refused command wrote nothing."""
-    conn = sqlite3.connect(path)
-    try:
-        return "\n".join(conn.iterdump()).encode()
-    finally:
-        conn.close()
 
 
 class Nodes:

@@ -10,7 +10,8 @@ import pytest
 
 from memrepl.protocol.enums import SyncPriority
 
-from .conftest import Cli, file_state, rows
+from ..files import dump, query
+from .conftest import Cli
 
 
 def test_put_prints_the_record_and_get_reads_it_back(db: Path, cli: Cli) -> None:
@@ -45,7 +46,7 @@ def test_put_prints_the_record_and_get_reads_it_back(db: Path, cli: Cli) -> None
 )
 def test_tier_names(db: Path, cli: Cli, tier: str, table: str) -> None:
     assert cli("put", tier, "x", '{"k": 1}', "--db", db).code == 0
-    assert rows(db, f"SELECT item_id FROM {table}") == [("x",)]
+    assert query(db, f"SELECT item_id FROM {table}") == [("x",)]
 
 
 def test_put_from_stdin_with_a_priority(
@@ -55,7 +56,7 @@ def test_put_from_stdin_with_a_priority(
     result = cli("put", "episodic", "ev-1", "-", "--priority", "urgent", "--db", db)
     assert result.code == 0, result.err
     assert result.json()["priority"] == int(SyncPriority.URGENT)
-    assert rows(db, "SELECT episode_id, occurred_at_ns, priority FROM episodic_items") == [
+    assert query(db, "SELECT episode_id, occurred_at_ns, priority FROM episodic_items") == [
         ("ep-1", 5, int(SyncPriority.URGENT))
     ]
 
@@ -174,12 +175,12 @@ def test_a_refused_write_is_one_line_exit_1_and_writes_nothing(
     db: Path, cli: Cli, args: list[str], message: str
 ) -> None:
     cli("put", "working", "dup", '{"v": 1}', "--db", db)
-    before = file_state(db)
+    before = dump(db)
     result = cli(*args, "--db", db)
     assert result.code == 1
     assert result.out == ""
     assert result.error_lines == [f"memrepl: error: {message}"]
-    assert file_state(db) == before
+    assert dump(db) == before
 
 
 @pytest.mark.parametrize(
@@ -196,14 +197,14 @@ def test_a_refused_write_is_one_line_exit_1_and_writes_nothing(
     ],
 )
 def test_usage_errors_are_one_line_exit_2(db: Path, cli: Cli, args: list[str], start: str) -> None:
-    before = file_state(db)
+    before = dump(db)
     result = cli(*args, "--db", db) if args else cli()
     assert result.code == 2
     assert result.out == ""
     assert len(result.error_lines) == 1
     assert result.error_lines[0].startswith(f"memrepl: error: {start}")
     assert result.error_lines[0].endswith("--help')")
-    assert file_state(db) == before
+    assert dump(db) == before
 
 
 def test_traceback_only_when_asked(db: Path, cli: Cli) -> None:
@@ -233,7 +234,7 @@ def test_the_store_from_the_environment_and_the_stored_node_id(
     refused = cli("put", "working", "c", "{}", "--node-id", "node-other")
     assert refused.code == 1
     assert "belongs to node 'node-env'" in refused.err
-    assert rows(path, "SELECT item_id FROM working_items ORDER BY item_id") == [("a",), ("b",)]
+    assert query(path, "SELECT item_id FROM working_items ORDER BY item_id") == [("a",), ("b",)]
     assert not (tmp_path / "memrepl.db").exists()
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import Cli, file_state
+from ..files import dump
+from .conftest import Cli
 
 
 @pytest.fixture
@@ -71,7 +72,7 @@ def test_the_statement_from_stdin(filled: Path, cli: Cli, monkeypatch: pytest.Mo
 def test_writes_are_refused_and_change_nothing(
     tmp_path: Path, filled: Path, cli: Cli, statement: str, what: str
 ) -> None:
-    before = file_state(filled)
+    before = dump(filled)
     result = cli("sql", statement, "--db", filled)
     assert result.code == 1
     assert result.out == ""
@@ -79,7 +80,7 @@ def test_writes_are_refused_and_change_nothing(
         f"memrepl: error: sql: refused: memrepl sql is read-only{what}; change a store with "
         "memrepl put/merge/delete or the library"
     ]
-    assert file_state(filled) == before
+    assert dump(filled) == before
     assert not (tmp_path / "other.db").exists()
 
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 from memrepl.storage.migrate import HEAD_REVISION
 
-from .conftest import Cli, file_state, rows
+from ..files import dump, query
+from .conftest import Cli
 
 
 def test_init_creates_a_store_and_says_so(tmp_path: Path, cli: Cli) -> None:
@@ -19,12 +20,12 @@ def test_init_creates_a_store_and_says_so(tmp_path: Path, cli: Cli) -> None:
     )
     assert result.err == ""
     path = tmp_path / "memrepl.db"
-    assert rows(path, "SELECT node_id FROM node") == [("node-a",)]
-    assert rows(path, "SELECT version_num FROM alembic_version") == [(HEAD_REVISION,)]
+    assert query(path, "SELECT node_id FROM node") == [("node-a",)]
+    assert query(path, "SELECT version_num FROM alembic_version") == [(HEAD_REVISION,)]
 
 
 def test_init_again_does_nothing_and_another_node_is_refused(db: Path, cli: Cli) -> None:
-    before = file_state(db)
+    before = dump(db)
     again = cli("init", "--node-id", "node-a", "--db", db)
     assert again.code == 0
     assert "nothing to do" in again.out
@@ -35,7 +36,7 @@ def test_init_again_does_nothing_and_another_node_is_refused(db: Path, cli: Cli)
         "memrepl: error: opening a store as node 'node-b': the database belongs to node "
         "'node-a' (leave --node-id out to use the store's own)"
     ]
-    assert file_state(db) == before
+    assert dump(db) == before
 
 
 def test_init_needs_a_node_id(tmp_path: Path, cli: Cli) -> None:
@@ -90,9 +91,9 @@ def test_db_current_says_what_to_do(tmp_path: Path, db: Path, cli: Cli) -> None:
 
 
 def test_db_current_never_writes(db: Path, cli: Cli) -> None:
-    before = file_state(db)
+    before = dump(db)
     assert cli("db", "current", "--db", db).code == 0
-    assert file_state(db) == before
+    assert dump(db) == before
 
 
 def test_db_upgrade_from_an_older_revision(db: Path, cli: Cli) -> None:
@@ -110,8 +111,8 @@ def test_db_upgrade_from_an_older_revision(db: Path, cli: Cli) -> None:
     result = cli("db", "upgrade", "--db", db)
     assert result.code == 0, result.err
     assert result.out == f"upgraded store {db} from revision 0001 to {HEAD_REVISION}\n"
-    assert rows(db, "SELECT version_num FROM alembic_version") == [(HEAD_REVISION,)]
-    assert rows(db, "SELECT count(*) FROM tombstone_horizons") == [(0,)]
+    assert query(db, "SELECT version_num FROM alembic_version") == [(HEAD_REVISION,)]
+    assert query(db, "SELECT count(*) FROM tombstone_horizons") == [(0,)]
 
     again = cli("db", "upgrade", "--db", db)
     assert (
@@ -121,12 +122,12 @@ def test_db_upgrade_from_an_older_revision(db: Path, cli: Cli) -> None:
 
 def test_db_upgrade_refuses_a_newer_schema(db: Path, cli: Cli) -> None:
     _set_revision(db, "9999")
-    before = file_state(db)
+    before = dump(db)
     result = cli("db", "upgrade", "--db", db)
     assert result.code == 1
     assert len(result.error_lines) == 1
     assert "'9999'" in result.err and "newer memrepl" in result.err
-    assert file_state(db) == before
+    assert dump(db) == before
 
 
 def test_commands_refuse_a_missing_store_and_create_nothing(tmp_path: Path, cli: Cli) -> None:

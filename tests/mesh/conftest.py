@@ -41,17 +41,6 @@ class Node:
     mesh: TcpMesh
 
 
-def tier_state(store: Store, tier: MemoryTier) -> dict[str, tuple[Any, bool]]:
-    """``{item_id: (content, deleted)}`` of a tier: what must converge."""
-    return {
-        r["item_id"]: (r["content"], r["deleted"]) for r in store.tier(tier).get_modified_since(0)
-    }
-
-
-def full_state(store: Store) -> dict[MemoryTier, dict[str, tuple[Any, bool]]]:
-    return {tier: tier_state(store, tier) for tier in MemoryTier}
-
-
 def raw_rows(store: Store) -> dict[MemoryTier, list[dict[str, Any]]]:
     """Every row of every tier, bookkeeping included: must not move under an attack."""
     return {tier: store.tier(tier).get_modified_since(0) for tier in MemoryTier}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 
@@ -12,7 +13,8 @@ from memrepl.mesh.config import TcpMeshConfig
 from memrepl.protocol.enums import MemoryTier, MessageTypes, SyncPriority
 from memrepl.storage.migrate import HEAD_REVISION, REPLICATION_REVISION
 
-from .conftest import FAST, KEY, SCHEMA, Cluster, Node, eventually, full_state, tier_state
+from ..replicas import replicated, replicated_store
+from .conftest import FAST, KEY, SCHEMA, Cluster, Node, eventually
 
 
 def write_everywhere(node: Node, count: int = 5) -> None:
@@ -41,8 +43,8 @@ async def test_two_nodes_sync_every_tier(cluster: Cluster) -> None:
     write_everywhere(a, count=150)  # two batches per tier
     write_everywhere(b)
     await sync_all([a, b])
-    assert full_state(a.store) == full_state(b.store)
-    assert len(tier_state(b.store, MemoryTier.WORKING)) == 150 + 5 + 1
+    assert replicated_store(a.store) == replicated_store(b.store)
+    assert len(replicated(b.store, MemoryTier.WORKING)) == 150 + 5 + 1
     stats = a.mesh.stats()
     assert stats.peers["b"].connected
     assert stats.peers["b"].traffic.frames_out > 0
@@ -63,9 +65,10 @@ async def test_three_nodes_converge(cluster: Cluster) -> None:
         write_everywhere(node)
     await sync_all([a, b, c])
     await sync_all([a, b, c])  # items learnt from one peer flow on to the third
-    state = full_state(a.store)
-    assert state == full_state(b.store) == full_state(c.store)
-    assert state[MemoryTier.SEMANTIC]["shared"][0] == {"a": True, "b": True, "c": True}
+    state = replicated_store(a.store)
+    assert state == replicated_store(b.store) == replicated_store(c.store)
+    (shared,) = [row for row in state[MemoryTier.SEMANTIC] if row[0] == "shared"]
+    assert json.loads(shared[4]) == {"a": True, "b": True, "c": True}
 
 
 async def test_both_dial_keeps_the_connection_of_the_smaller_id(cluster: Cluster) -> None:
@@ -83,7 +86,7 @@ async def test_both_dial_keeps_the_connection_of_the_smaller_id(cluster: Cluster
     assert a.mesh.stats().peers["b"].traffic.connects == connects
     write_everywhere(b)
     await sync_all([a, b])
-    assert full_state(a.store) == full_state(b.store)
+    assert replicated_store(a.store) == replicated_store(b.store)
 
 
 async def test_send_to_unknown_or_long_gone_peer_raises(cluster: Cluster) -> None:
@@ -127,7 +130,7 @@ async def test_reconnect_after_the_peer_restarts(cluster: Cluster) -> None:
     await cluster.connected(a, b)
     result = await a.manager.sync_with_peer("b", MemoryTier.WORKING)
     assert result.ok and result.items == 1
-    assert tier_state(b.store, MemoryTier.WORKING) == tier_state(a.store, MemoryTier.WORKING)
+    assert replicated(b.store, MemoryTier.WORKING) == replicated(a.store, MemoryTier.WORKING)
     assert a.mesh.stats().peers["b"].traffic.connects == 2
 
     # b moves to another port: a learns the new address and follows.
@@ -137,7 +140,7 @@ async def test_reconnect_after_the_peer_restarts(cluster: Cluster) -> None:
     await cluster.connected(a, b)
     a.store.working.add("after-move", {"v": 3})
     assert (await a.manager.sync_with_peer("b", MemoryTier.WORKING)).ok
-    assert "after-move" in tier_state(b.store, MemoryTier.WORKING)
+    assert "after-move" in {row[0] for row in replicated(b.store, MemoryTier.WORKING)}
 
 
 async def test_frames_queued_while_reconnecting_are_delivered(cluster: Cluster) -> None:

@@ -2,40 +2,15 @@
 
 from __future__ import annotations
 
-import shutil
 import ssl
-import subprocess
 from pathlib import Path
-
-import pytest
 
 from memrepl.protocol.enums import MemoryTier
 
-from .conftest import Cluster, tier_state
+from ..certs import self_signed
+from ..replicas import replicated
+from .conftest import Cluster
 from .rawpeer import RawPeer
-
-
-def self_signed(directory: Path) -> tuple[Path, Path]:
-    """A certificate for 127.0.0.1/localhost and its key, made with the ``openssl`` command.
-
-    (The ``cryptography`` package is not a dependency of memrepl, so the command line tool is
-    used; the test is skipped where it is missing.)
-    """
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("TLS test needs the openssl command to make a self-signed certificate")
-    cert, key = directory / "cert.pem", directory / "key.pem"
-    subprocess.run(
-        [
-            openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-            "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
-            "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )  # fmt: skip
-    return cert, key
 
 
 async def test_nodes_sync_over_tls(cluster: Cluster, tmp_path: Path) -> None:
@@ -51,7 +26,7 @@ async def test_nodes_sync_over_tls(cluster: Cluster, tmp_path: Path) -> None:
     assert b.mesh.stats().peers["a"].tls and a.mesh.stats().peers["b"].tls
     a.store.working.add("secret", {"over": "tls"})
     assert (await a.manager.sync_with_peer("b", MemoryTier.WORKING)).ok
-    assert tier_state(b.store, MemoryTier.WORKING) == tier_state(a.store, MemoryTier.WORKING)
+    assert replicated(b.store, MemoryTier.WORKING) == replicated(a.store, MemoryTier.WORKING)
 
     # A client speaking plain text to the TLS port gets nowhere.
     raw = await RawPeer.connect(b.mesh.port)

@@ -9,17 +9,14 @@ version of every row) in every store.
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 import time
 from pathlib import Path
-
-import pytest
 
 import memrepl
 from memrepl.protocol.enums import MemoryTier, SyncPriority
 from memrepl.storage.items import LocalWrite
 
+from ..certs import self_signed
 from .helpers import Processes, converged, count, digest, rows
 
 #: Short rounds, so the background path is exercised within a test.
@@ -219,20 +216,7 @@ def test_a_node_below_the_purge_horizon_gets_a_snapshot(processes: Processes) ->
 
 
 def test_two_nodes_over_mutual_tls(processes: Processes) -> None:
-    openssl = shutil.which("openssl")
-    if openssl is None:
-        pytest.skip("needs the openssl command to make a certificate")
-    cert, key = processes.directory / "cert.pem", processes.directory / "key.pem"
-    subprocess.run(
-        [
-            openssl, "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-            "-keyout", str(key), "-out", str(cert), "-subj", "/CN=localhost",
-            "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )  # fmt: skip
+    cert, key = self_signed(processes.directory)
     tls = ("--tls-cert", str(cert), "--tls-key", str(key), "--tls-ca", str(cert))
     a = processes.node("a", *FAST, *tls).start()
     b = processes.node("b", *FAST, *tls).start("--peer", a.address)

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-import memrepl
 from memrepl import MemorySyncManager, MemoryTier
 from memrepl.storage import Store
 
@@ -18,17 +17,9 @@ HOUR_NS = 3_600 * SECOND_NS
 
 
 @pytest.fixture
-def open_store(tmp_path: Path) -> Iterator[Callable[[str], Store]]:
-    opened: list[Store] = []
-
-    def make(node_id: str = "a") -> Store:
-        store = memrepl.open(tmp_path / f"{node_id}.db", node_id=node_id)
-        opened.append(store)
-        return store
-
-    yield make
-    for store in opened:
-        store.close()
+def open_store(opener: Callable[..., Store], tmp_path: Path) -> Callable[[str], Store]:
+    """``open_store(node_id)``: the node's own store, in its own file (closed at teardown)."""
+    return lambda node_id="a": opener(node_id, tmp_path / f"{node_id}.db")
 
 
 @pytest.fixture
@@ -99,11 +90,3 @@ def exchange(a: Store, b: Store) -> None:
                 managers[target.node_id].apply_sync_batch(batch)
                 assert batch.cursor is not None
                 since = batch.cursor
-
-
-def tier_state(store: Store, tier: MemoryTier) -> dict[str, tuple[Any, ...]]:
-    """The replicated state of every item of ``tier`` (content, deleted, version)."""
-    return {
-        r["item_id"]: (r["content"], r["deleted"], r["timestamp_ns"], r["origin_node"])
-        for r in store.tier(tier).get_modified_since(0)
-    }

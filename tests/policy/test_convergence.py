@@ -11,7 +11,8 @@ from memrepl.policy.consolidation import evidence_episodes
 from memrepl.storage import Store
 from memrepl.storage.semantic import concept_id
 
-from .conftest import add_episode, entity, exchange, now, tier_state
+from ..replicas import replicated
+from .conftest import add_episode, entity, exchange, now
 
 KNOWS = {"source": "alice", "relation": "knows", "target": "bob"}
 PEOPLE = [entity("alice"), entity("bob")]
@@ -29,7 +30,7 @@ def read_everything(store: Store) -> None:
 
 def assert_converged(a: Store, b: Store) -> None:
     for tier in MemoryTier:
-        assert tier_state(a, tier) == tier_state(b, tier), tier.name
+        assert replicated(a, tier) == replicated(b, tier), tier.name
     for store in (a, b):
         live = [r["content"] for r in store.semantic.get_modified_since(0) if not r["deleted"]]
         concepts = Counter((c["name"], c["type"]) for c in live if c.get("kind") == "concept")

@@ -22,7 +22,7 @@ from memrepl.storage import AsyncStore, LocalWrite, StoredItem
 from memrepl.storage import open as open_store
 from memrepl.storage.items import modified_since
 
-from .conftest import dump
+from ..files import dump
 
 STAMP_KEYS = ("timestamp_ns", "modified_at", "created_at_ns", "last_accessed_ns")
 

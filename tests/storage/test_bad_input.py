@@ -28,7 +28,7 @@ from memrepl.protocol.limits import MAX_ITEM_PAYLOAD_BYTES
 from memrepl.storage import LocalWrite, Store
 from memrepl.storage import open as open_store
 
-from .conftest import dump, query
+from ..files import dump, query
 
 # "k" maps to a string of n chars: json.dumps gives '{"k": "' + n chars + '"}', n + 9 bytes.
 LIMIT_FILL = MAX_ITEM_PAYLOAD_BYTES - 9

@@ -15,7 +15,8 @@ from pathlib import Path
 from memrepl.protocol.enums import MemoryTier
 from memrepl.storage import Store
 
-from .conftest import PYTHON, query, subprocess_env
+from ..files import query
+from .conftest import PYTHON, subprocess_env
 
 
 def run_python(script: str, *args: str, timeout: float = 120) -> str:

@@ -28,7 +28,8 @@ from memrepl.storage.migrate import (
 )
 from memrepl.storage.schema import metadata
 
-from .conftest import PYTHON, REPO, dump, query, subprocess_env
+from ..files import dump, query
+from .conftest import PYTHON, REPO, subprocess_env
 
 TABLES = {*metadata.tables, "alembic_version"}
 

@@ -22,7 +22,7 @@ from memrepl.storage.items import (
     write_local,
 )
 
-from .conftest import dump, query
+from ..files import dump, query
 
 
 @pytest.fixture

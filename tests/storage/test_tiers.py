@@ -22,7 +22,7 @@ from memrepl.storage import (
 from memrepl.storage.digests import bucket_of
 from memrepl.storage.items import _store, load_items
 
-from .conftest import dump, query
+from ..files import dump, query
 from .sqltrace import first_words, statements_run
 
 RECORD_KEYS = {

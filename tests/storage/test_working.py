@@ -15,7 +15,7 @@ from memrepl.storage import LocalWrite, Store
 from memrepl.storage.working import RECENCY_HALF_LIFE_NS, low_water
 from memrepl.sync.vectors import advance_acked_cursor
 
-from .conftest import query
+from ..files import query
 
 S = 1_000_000_000
 

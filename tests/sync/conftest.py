@@ -1,11 +1,9 @@
-"""Fixtures and helpers for the sync tests: stores on real files, managers on a LocalMesh."""
+"""Fixtures for the sync tests: stores on real files, managers on a LocalMesh."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -14,21 +12,6 @@ from memrepl.mesh import LocalMesh
 from memrepl.protocol.enums import MemoryTier
 from memrepl.storage.store import Store
 from memrepl.sync.manager import MemorySyncManager
-
-
-def replicated(store: Store, tier: MemoryTier) -> list[tuple[Any, ...]]:
-    """A tier as every node must agree on it: ids, versions, tombstones, contents (key order
-    inside a JSON object is not part of its value)."""
-    return sorted(
-        (
-            r["item_id"],
-            r["timestamp_ns"],
-            r["origin_node"],
-            r["deleted"],
-            json.dumps(r["content"], sort_keys=True),
-        )
-        for r in store.tier(tier).get_modified_since(0)
-    )
 
 
 class Cluster:

@@ -15,7 +15,6 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -29,6 +28,7 @@ from memrepl.storage.items import LocalWrite
 from memrepl.sync.manager import MemorySyncManager
 from memrepl.sync.results import SyncStatus
 
+from ..files import dump, query
 from .conftest import Cluster
 
 WORKING = MemoryTier.WORKING
@@ -42,25 +42,6 @@ FROM conflicts
 WHERE loser_origin = :me
 ORDER BY item_id
 """
-
-
-def dump(path: Path | None) -> list[str]:
-    """Every table's schema and rows, as SQL text."""
-    assert path is not None
-    conn = sqlite3.connect(path)
-    try:
-        return list(conn.iterdump())
-    finally:
-        conn.close()
-
-
-def query(path: Path | None, sql: str, params: dict[str, Any] | None = None) -> list[Any]:
-    assert path is not None
-    conn = sqlite3.connect(path)
-    try:
-        return conn.execute(sql, params or {}).fetchall()
-    finally:
-        conn.close()
 
 
 def versioned(

@@ -37,7 +37,7 @@ from memrepl.protocol.enums import MemoryTier
 from memrepl.storage.store import Store
 from memrepl.sync.manager import MemorySyncManager
 
-from .conftest import replicated
+from ..replicas import replicated
 
 IDS = ["alpha", "beta", "gamma", "delta"]
 TIERS = [MemoryTier.WORKING, MemoryTier.SEMANTIC]

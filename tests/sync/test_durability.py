@@ -10,9 +10,7 @@ receiver reports, not from its own record, so a receiver with a new empty file i
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,7 +20,9 @@ from memrepl.storage.items import LocalWrite
 from memrepl.storage.store import Store
 from memrepl.sync.results import SyncStatus
 
-from .conftest import Cluster, replicated
+from ..files import query
+from ..replicas import replicated
+from .conftest import Cluster
 
 TIERS = [MemoryTier.WORKING, MemoryTier.EPISODIC, MemoryTier.SEMANTIC]
 #: The replication state (``updated_at_ns`` left out: a no-op sync may refresh it).
@@ -32,14 +32,6 @@ STATE_QUERIES = {
     "conflicts": "SELECT * FROM conflicts ORDER BY id",
     "tombstone_horizons": "SELECT tier, purged_through FROM tombstone_horizons ORDER BY 1",
 }
-
-
-def query(path: Path, sql: str) -> list[tuple[Any, ...]]:
-    conn = sqlite3.connect(path)
-    try:
-        return conn.execute(sql).fetchall()
-    finally:
-        conn.close()
 
 
 def write_both(cluster: Cluster) -> None:

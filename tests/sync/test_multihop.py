@@ -12,20 +12,13 @@ import asyncio
 import sqlite3
 from typing import Any
 
-import pytest
-
 from memrepl.protocol.enums import MemoryTier
 from memrepl.storage.items import LocalWrite
 from memrepl.storage.store import Store
 from memrepl.sync.results import SyncStatus
 
-from .conftest import Cluster, replicated
-
-
-@pytest.fixture(params=list(MemoryTier), ids=lambda tier: tier.name.lower())
-def tier(request: pytest.FixtureRequest) -> MemoryTier:
-    chosen: MemoryTier = request.param
-    return chosen
+from ..replicas import replicated
+from .conftest import Cluster
 
 
 def live(store: Store, tier: MemoryTier) -> list[tuple[Any, ...]]:
