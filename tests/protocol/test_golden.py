@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import time
@@ -222,14 +223,8 @@ def test_compression_is_deterministic() -> None:
 
 def test_the_callers_compressed_flag_is_recomputed() -> None:
     batch = tv5_batch()
-    flagged = MemorySyncBatch(
-        batch.batch_id,
-        batch.source_node,
-        batch.target_node,
-        batch.tier,
-        batch.items,
-        flags=SyncFlags.COMPRESSED | SyncFlags.CROSS_TIER,
-        created_ns=T0,
+    flagged = dataclasses.replace(
+        batch, flags=SyncFlags.COMPRESSED | SyncFlags.CROSS_TIER, created_ns=T0
     )
     assert _metadata(flagged.pack())["flags"] == SyncFlags.CROSS_TIER
     assert _metadata(flagged.pack(compress_threshold=0))["flags"] == (
@@ -287,17 +282,7 @@ def test_extension_is_one_extra_key_after_the_v2_keys() -> None:
 
 def test_cursor_alone_adds_the_extension() -> None:
     batch = tv6_batch()
-    with_cursor = MemorySyncBatch(
-        batch.batch_id,
-        batch.source_node,
-        batch.target_node,
-        batch.tier,
-        batch.items,
-        batch.flags,
-        batch.sync_vector,
-        T0,
-        cursor=7,
-    )
+    with_cursor = dataclasses.replace(batch, created_ns=T0, cursor=7)
     metadata = _metadata(with_cursor.pack())
     assert metadata[EXTENSION_KEY] == {"v": 1, "cursor": 7, "items": [None]}
     assert MemorySyncBatch.unpack(with_cursor.pack()) == with_cursor
@@ -324,34 +309,6 @@ def test_encode_frame_defaults_to_now() -> None:
         0,
         b"",
     )
-
-
-def test_seed_api_verbatim() -> None:
-    # The seed's "Sync Protocol" and "Testing" sections, as written there.
-    item = MemorySyncItem(
-        item_id="32-char-hex-id",
-        timestamp_ns=int(time.time() * 1e9),
-        tier=MemoryTier.WORKING,
-        operation=SyncOperation.INSERT,
-        priority=SyncPriority.NORMAL,
-        payload=json.dumps({"data": "value"}).encode(),
-    )
-    item1, item2 = item, tv3_item()
-    batch = MemorySyncBatch(
-        batch_id="batch-001",
-        source_node="node-a",
-        target_node="node-b",
-        tier=MemoryTier.WORKING,
-        items=[item1, item2],
-    )
-    packed = item.pack()
-    unpacked, _ = MemorySyncItem.unpack(packed)
-    assert unpacked == item
-    packed_batch = batch.pack()
-    unpacked_batch = MemorySyncBatch.unpack(packed_batch)
-    assert unpacked_batch == batch
-    assert json.loads(unpacked_batch.items[0].payload) == {"data": "value"}
-    assert abs(batch.created_ns - time.time_ns()) < 60 * 10**9  # type: ignore[operator]
 
 
 def test_batch_priority_is_the_most_urgent_items() -> None:

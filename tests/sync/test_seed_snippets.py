@@ -118,3 +118,6 @@ def test_testing_snippet() -> None:
     unpacked_batch = MemorySyncBatch.unpack(packed_batch)
     assert list(unpacked_batch.items) == [item]
     assert unpacked_batch.batch_id == "batch-001"
+    assert json.loads(unpacked_batch.items[0].payload) == {"data": "value"}
+    # The seed's batch has no creation time argument: it is stamped when built.
+    assert batch.created_ns is not None and abs(batch.created_ns - time.time_ns()) < 60 * 10**9
