@@ -10,7 +10,7 @@ from __future__ import annotations
 import shutil
 import sqlite3
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import memrepl
 from memrepl.protocol.enums import MemoryTier
@@ -18,8 +18,7 @@ from memrepl.storage import digests
 from memrepl.sync.antientropy import CheckResult, verify_digests
 from memrepl.sync.manager import MemorySyncManager
 
-if TYPE_CHECKING:
-    from conftest import Cluster
+from .conftest import Cluster
 
 REPLICATED = (
     "item_id, content, deleted, version_ts, version_origin, whole_ts, whole_origin, "

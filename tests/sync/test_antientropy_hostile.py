@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 
@@ -14,8 +14,7 @@ from memrepl.protocol.enums import MemoryTier, MessageTypes
 from memrepl.storage.digests import BUCKETS, GROUPS
 from memrepl.sync.antientropy import verify_digests
 
-if TYPE_CHECKING:
-    from conftest import Cluster
+from .conftest import Cluster
 
 
 def dump(path: Path) -> list[str]:
