@@ -62,6 +62,17 @@ def count(db: Path, tier: MemoryTier, *, live_only: bool = True) -> int:
     return int(rows(db, f"SELECT count(*) FROM {TABLES[tier]} {where}")[0][0])
 
 
+def memrepl_sync(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    """``python -m memrepl sync ARGS...`` run to the end (at most 60 s), its output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "memrepl", "sync", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 def wait_until(check: Callable[[], bool], timeout_s: float, what: str) -> float:
     """Poll ``check`` until it holds; the seconds it took. Fails with ``what`` on timeout."""
     started = time.monotonic()

@@ -9,13 +9,11 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 import memrepl
 
-from .helpers import Processes, converged, rows
+from .helpers import Processes, converged, memrepl_sync, rows
 
 REPLICATED = (
     "item_id, content, deleted, version_ts, version_origin, whole_ts, whole_origin, "
@@ -92,11 +90,11 @@ def test_memrepl_sync_checks_once(processes: Processes) -> None:
     c = processes.directory / "c.db"
     seed(c, "node-c")
     key = processes.directory / "cluster.key"
-    first = sync_cmd("--db", c, "--peer", a.address, "--key-file", key)
+    first = memrepl_sync("--db", c, "--peer", a.address, "--key-file", key)
     assert first.returncode == 0, first.stderr
     by_hand(c, "DELETE FROM episodic_items WHERE item_id IN ('node-a-e1', 'node-c-e2')")
 
-    again = sync_cmd("--db", c, "--peer", a.address, "--key-file", key, "--json")
+    again = memrepl_sync("--db", c, "--peer", a.address, "--key-file", key, "--json")
 
     assert again.returncode == 0, again.stderr
     lines = [json.loads(line) for line in again.stdout.splitlines()]
@@ -105,13 +103,3 @@ def test_memrepl_sync_checks_once(processes: Processes) -> None:
     assert check["items_sent"] == 0 and check["items_fetched"] == 2
     assert check["repaired"] == 2 and check["error"] is None
     assert rows(c, "SELECT count(*) FROM episodic_items")[0][0] == 40
-
-
-def sync_cmd(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "memrepl", "sync", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )

@@ -3,25 +3,12 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
-from pathlib import Path
 
 import memrepl
 from memrepl.protocol.enums import MemoryTier
 from memrepl.storage.items import LocalWrite
 
-from .helpers import Processes, count
-
-
-def sync(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "memrepl", "sync", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+from .helpers import Processes, count, memrepl_sync
 
 
 def test_sync_pushes_every_tier_to_a_serving_node(processes: Processes) -> None:
@@ -32,7 +19,7 @@ def test_sync_pushes_every_tier_to_a_serving_node(processes: Processes) -> None:
         store.working.add("w", {"x": 1})
         store.semantic.add("s", {"kind": "concept"})
     key = processes.directory / "cluster.key"
-    done = sync("--db", c, "--peer", a.address, "--key-file", key)
+    done = memrepl_sync("--db", c, "--peer", a.address, "--key-file", key)
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[0].split() == [
@@ -44,7 +31,9 @@ def test_sync_pushes_every_tier_to_a_serving_node(processes: Processes) -> None:
     # Then the anti-entropy check: the tiers were equal after the rounds.
     assert lines[5].startswith("anti-entropy: 0 of 3 tiers differed, 0 items")
     assert count(a.db, MemoryTier.EPISODIC) == 500
-    again = sync("--db", c, "--peer", a.address, "--key-file", key, "--tier", "episodic", "--json")
+    again = memrepl_sync(
+        "--db", c, "--peer", a.address, "--key-file", key, "--tier", "episodic", "--json"
+    )
     assert again.returncode == 0, again.stderr
     (result,) = [r for r in map(json.loads, again.stdout.splitlines()) if "tier" in r]
     assert (result["tier"], result["status"], result["ok"]) == ("episodic", "up-to-date", True)
@@ -57,7 +46,9 @@ def test_sync_with_a_wrong_key_fails_cleanly(processes: Processes) -> None:
     memrepl.open(c, node_id="c").close()
     wrong = processes.directory / "wrong.key"
     wrong.write_text("not-the-cluster-key-at-all-0000\n")
-    done = sync("--db", c, "--peer", a.address, "--key-file", wrong, "--connect-timeout", "1.5")
+    done = memrepl_sync(
+        "--db", c, "--peer", a.address, "--key-file", wrong, "--connect-timeout", "1.5"
+    )
     assert done.returncode == 1
     assert done.stderr.splitlines()[-1].startswith("memrepl: error: could not connect to 'a'")
     assert "handshake" in a.log_text()
