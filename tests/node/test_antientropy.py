@@ -13,20 +13,8 @@ from pathlib import Path
 
 import memrepl
 
+from ..replicas import replicated_rows
 from .helpers import Processes, converged, memrepl_sync, rows
-
-REPLICATED = (
-    "item_id, content, deleted, version_ts, version_origin, whole_ts, whole_origin, "
-    "whole_deleted, field_clocks, causal_context"
-)
-
-
-def replicated(db: Path) -> list[tuple[object, ...]]:
-    return [
-        row
-        for table in ("working_items", "episodic_items", "semantic_items")
-        for row in rows(db, f"SELECT {REPLICATED} FROM {table} ORDER BY item_id")
-    ]
 
 
 def seed(db: Path, node_id: str) -> None:
@@ -52,7 +40,7 @@ def test_the_daemon_repairs_a_hand_edit_on_its_own(processes: Processes) -> None
     a.start()
     b.start("--peer", a.address)
     processes.wait(converged([a.db, b.db]), 30, "the ordinary rounds converge")
-    before = replicated(a.db)
+    before = replicated_rows(a.db)
 
     by_hand(
         b.db,
@@ -63,8 +51,8 @@ def test_the_daemon_repairs_a_hand_edit_on_its_own(processes: Processes) -> None
 
     processes.wait(
         lambda: (
-            replicated(a.db) == replicated(b.db)
-            and len(replicated(a.db)) == len(before)
+            replicated_rows(a.db) == replicated_rows(b.db)
+            and len(replicated_rows(a.db)) == len(before)
             and rows(b.db, "SELECT count(*) FROM episodic_items WHERE item_id = 'node-a-e3'")
             == [(1,)]
         ),

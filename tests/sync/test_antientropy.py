@@ -10,7 +10,6 @@ from __future__ import annotations
 import shutil
 import sqlite3
 from pathlib import Path
-from typing import Any
 
 import memrepl
 from memrepl.protocol.enums import MemoryTier
@@ -18,21 +17,8 @@ from memrepl.storage import digests
 from memrepl.sync.antientropy import CheckResult, verify_digests
 from memrepl.sync.manager import MemorySyncManager
 
+from ..replicas import replicated_rows
 from .conftest import Cluster
-
-REPLICATED = (
-    "item_id, content, deleted, version_ts, version_origin, whole_ts, whole_origin, "
-    "whole_deleted, field_clocks, causal_context"
-)
-
-
-def replicated(path: Path) -> dict[str, list[tuple[Any, ...]]]:
-    """Every replicated column of every tier, by table, in id order."""
-    with sqlite3.connect(path) as conn:
-        return {
-            table: conn.execute(f"SELECT {REPLICATED} FROM {table} ORDER BY item_id").fetchall()
-            for table in ("working_items", "episodic_items", "semantic_items")
-        }
 
 
 def integrity(path: Path) -> str:
@@ -81,7 +67,7 @@ async def check(cluster: Cluster, a: str, b: str) -> CheckResult:
 
 def assert_identical(cluster: Cluster, a: str, b: str) -> None:
     path_a, path_b = (cluster.directory / f"{n}.db" for n in (a, b))
-    assert replicated(path_a) == replicated(path_b)
+    assert replicated_rows(path_a) == replicated_rows(path_b)
     assert graph_of(cluster.stores[a]) == graph_of(cluster.stores[b])
     assert integrity(path_a) == integrity(path_b) == "ok"
     for store in (cluster.stores[a], cluster.stores[b]):
@@ -96,7 +82,7 @@ async def two_synced_nodes(cluster: Cluster) -> tuple[MemorySyncManager, MemoryS
     fill(cluster.stores["node-a"], "a", 12)
     fill(cluster.stores["node-b"], "b", 12)
     await sync_both(cluster, "node-a", "node-b")
-    assert replicated(cluster.directory / "node-a.db") == replicated(
+    assert replicated_rows(cluster.directory / "node-a.db") == replicated_rows(
         cluster.directory / "node-b.db"
     )
     return a, b
@@ -122,7 +108,7 @@ async def test_rows_deleted_and_edited_by_hand_are_repaired(cluster: Cluster) ->
     by_hand(a_db, f"DELETE FROM semantic_items WHERE item_id = '{relation_of('b')}'")
     # The cursors say both are up to date: an ordinary round changes nothing.
     await sync_both(cluster, "node-a", "node-b")
-    assert replicated(a_db) != replicated(b_db)
+    assert replicated_rows(a_db) != replicated_rows(b_db)
 
     result = await check(cluster, "node-a", "node-b")
 
