@@ -29,6 +29,9 @@ The tree::
     ├── MeshError                transport faults (.peer_id)
     │   ├── AuthenticationError  wrong key, bad HMAC, replayed or reordered frame
     │   │   └── HandshakeError   a handshake that did not complete (.code, .reason)
+    │   ├── ClusterKeyError      a shared key too short to be random (.size, .minimum)
+    │   ├── CertificateError     a CA, node certificate or key that cannot be made, read or used
+    │   │   └── RevocationListError  a revocation list that cannot be read or parsed (.line)
     │   └── PeerUnavailableError no connection to that peer
     └── CommandError             a ``memrepl`` command that cannot do what it was asked
         └── UsageError           a command line that cannot be understood
@@ -96,6 +99,17 @@ class FaultCode(StrEnum):
     BAD_HANDSHAKE = "bad-handshake"
     #: The peer could not prove it holds the cluster key.
     AUTH_FAILED = "auth-failed"
+    #: The peer uses the other authentication mode (shared key against certificates).
+    AUTH_MODE_MISMATCH = "auth-mode-mismatch"
+    #: The peer's certificate was refused: not signed by the cluster CA, expired, absent, naming
+    #: no memrepl node -- or the peer spoke no TLS at all.
+    BAD_CERTIFICATE = "bad-certificate"
+    #: The node id the peer claims (or was dialled as) is not the one its certificate names.
+    IDENTITY_MISMATCH = "identity-mismatch"
+    #: The peer's certificate or node id is on this node's revocation list.
+    REVOKED = "revoked"
+    #: Too many failed handshakes from the peer's address: it is locked out for a while.
+    THROTTLED = "throttled"
     #: The peer's replication revision (storage.migrate.REPLICATION_REVISION) differs from ours.
     SCHEMA_MISMATCH = "schema-mismatch"
     #: The peer speaks another protocol version.
@@ -329,6 +343,35 @@ class HandshakeError(AuthenticationError):
         super().__init__(reason, peer_id=peer_id)
         self.code = code
         self.reason = reason
+
+
+class ClusterKeyError(MeshError):
+    """A shared cluster key refused before use: shorter than the minimum (``.size``,
+    ``.minimum``, in bytes after surrounding whitespace is stripped)."""
+
+    code = "cluster-key"
+
+    def __init__(self, message: str, *, size: int, minimum: int) -> None:
+        super().__init__(message)
+        self.size = size
+        self.minimum = minimum
+
+
+class CertificateError(MeshError):
+    """A CA, node certificate or private key that cannot be created, read or used, or a node
+    certificate that does not name the node using it."""
+
+    code = "certificate"
+
+
+class RevocationListError(CertificateError):
+    """A revocation list that cannot be read or has a line that is not an entry (``.line``)."""
+
+    code = "revocation-list"
+
+    def __init__(self, message: str, *, line: int | None = None) -> None:
+        super().__init__(message)
+        self.line = line
 
 
 class PeerUnavailableError(MeshError):

@@ -9,10 +9,12 @@ partial number), so scripts can start nodes on port 0.
 
 The rule that keeps it right: **SIGTERM and SIGINT stop the node cleanly** -- every round
 finishes the batch in hand, the mesh says goodbye to its peers, the store is closed -- and the
-command exits 0. A node never runs without the cluster key (``--key-file``).
+command exits 0. A node never runs unauthenticated: it needs a node certificate
+(``--certs-dir``) or the cluster key (``--key-file``).
 
-``serve`` creates the store when it does not exist and ``--node-id`` is given (a new node joins
-a cluster in one command); otherwise the store's own node id is used.
+``serve`` creates the store when it does not exist and ``--node-id`` is given, or a node
+certificate names the node (a new node joins a cluster in one command); otherwise the store's own
+node id is used.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from memrepl.cli.context import (
 from memrepl.errors import CommandError, UsageError
 from memrepl.node import Node, NodeConfig, NodeConfigError
 from memrepl.node.config import load_toml, parse_address, parse_peer
+from memrepl.node.credentials import certificate_node_id
 
 ORDER = 70
 
@@ -62,17 +65,39 @@ def address_arg(text: str) -> tuple[str, int]:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
-def add_mesh_options(parser: argparse.ArgumentParser) -> None:
-    """The options ``serve`` and ``sync`` share: the key and TLS."""
-    group = parser.add_argument_group("security")
+def add_mesh_options(parser: argparse.ArgumentParser, *, revocation: bool = False) -> None:
+    """The options ``serve`` and ``sync`` share: the certificate or the key, and TLS."""
+    group = parser.add_argument_group(
+        "security (certificate mode: --certs-dir; shared-key mode: --key-file)"
+    )
+    group.add_argument(
+        "--certs-dir",
+        type=Path,
+        metavar="DIR",
+        help="certificate mode: the directory 'memrepl cert issue --out DIR' wrote (node.crt, "
+        "node.key, ca.crt); the node id is the certificate's",
+    )
+    if revocation:
+        group.add_argument(
+            "--revocation-list",
+            type=Path,
+            metavar="PATH",
+            help="certificate mode: a file of revoked nodes ('node:ID' or 'serial:HEX' lines), "
+            "reloaded while running; revoked peers are cut off within seconds",
+        )
     group.add_argument(
         "--key-file",
         type=Path,
         metavar="PATH",
-        help="the cluster's shared key: a file of at least 16 secret bytes, the same on every "
-        "node (required; e.g. 'openssl rand -hex 32 > cluster.key')",
+        help="shared-key mode: a file of at least 32 random bytes, the same on every node "
+        "(e.g. 'openssl rand -hex 32 > cluster.key'); every key holder can act as any node",
     )
-    group.add_argument("--tls-cert", type=Path, metavar="PEM", help="TLS: this node's certificate")
+    group.add_argument(
+        "--tls-cert",
+        type=Path,
+        metavar="PEM",
+        help="TLS: this node's certificate (see --certs-dir)",
+    )
     group.add_argument("--tls-key", type=Path, metavar="PEM", help="TLS: its private key")
     group.add_argument(
         "--tls-ca",
@@ -93,8 +118,8 @@ def add_parsers(subparsers: Subparsers) -> None:
         "serve",
         help="run a node: sync the store with its peers over TCP until SIGTERM",
         description=(
-            "Run a node: sync the store with its peers over TCP (authenticated with the "
-            "cluster key,\noptionally TLS) until SIGTERM or SIGINT, which finish the batch in "
+            "Run a node: sync the store with its peers over TCP (authenticated with a node "
+            "certificate,\nor the cluster key) until SIGTERM or SIGINT, which finish the batch in "
             "hand and exit 0.\nSettings come from flags or --config FILE.toml (the same names, "
             "'_' for '-'); flags win.\nOnce listening, prints 'memrepl: listening on HOST:PORT "
             "as NODE' to stderr."
@@ -125,7 +150,7 @@ def add_parsers(subparsers: Subparsers) -> None:
         help=f"keep per peer and tier the last success and last error here, as JSON (rewritten "
         f"every {STATUS_EVERY_S:g} s and at exit)",
     )
-    add_mesh_options(parser)
+    add_mesh_options(parser, revocation=True)
     timing = parser.add_argument_group("replication (seconds)")
     timing.add_argument("--sync-interval", type=float, metavar="S", help="background round (30)")
     timing.add_argument("--high-delay", type=float, metavar="S", help="HIGH writes within (1)")
@@ -192,6 +217,8 @@ _FLAG_KEYS = (
     "tls_key",
     "tls_ca",
     "tls_server_hostname",
+    "certs_dir",
+    "revocation_list",
     "sync_interval",
     "high_delay",
     "poll_interval",
@@ -223,18 +250,19 @@ def build_config(args: argparse.Namespace) -> NodeConfig:
     flags["node_id"] = args.node_id
     flags["peers"] = dict(args.peer or [])
     config = NodeConfig.from_sources(file_values, flags, base=base)
+    if config.key_file is None and config.tls_cert is None:
+        raise CommandError(
+            "memrepl serve needs credentials: --certs-dir DIR (a node certificate from 'memrepl "
+            "cert issue') or --key-file PATH (the cluster's shared key, at least 32 random bytes)"
+        )
     if config.node_id is None:
         stored = read_stored_node_id(config.db) if config.db.is_file() else None
+        stored = stored or certificate_node_id(config)
         if stored is None:
             raise UsageError(
                 f"no node id for {str(config.db)!r}: pass --node-id ID to create the store"
             )
         config = NodeConfig.from_sources(file_values, {**flags, "node_id": stored}, base=base)
-    if config.key_file is None:
-        raise CommandError(
-            "memrepl serve needs the cluster key: --key-file PATH (at least 16 secret bytes, "
-            "the same file on every node)"
-        )
     return config
 
 
@@ -245,11 +273,46 @@ def write_atomically(path: Path, text: str) -> None:
     os.replace(temporary, path)
 
 
+#: The refusal codes of the mesh's gate: what ``auth.refused`` in ``--status-file`` counts.
+AUTH_CODES = frozenset(
+    {
+        "auth-failed",
+        "auth-mode-mismatch",
+        "bad-certificate",
+        "identity-mismatch",
+        "revoked",
+        "throttled",
+        "wrong-peer",
+    }
+)
+
+
+def auth_document(node: Node) -> dict[str, Any] | None:
+    """How the node authenticates and what its mesh refused (None without a TcpMesh)."""
+    stats = getattr(node.mesh, "stats", None)
+    if stats is None:
+        return None
+    mesh = stats()
+    if mesh.auth is None:
+        return None
+    total = mesh.total
+    return {
+        "mode": mesh.auth.mode,
+        "handshake_failures": total.handshake_failures,
+        "refused": {code: n for code, n in total.refused.items() if code in AUTH_CODES},
+        "last_refusal": mesh.auth.last_refusal,
+        "revoked_entries": mesh.auth.revoked_entries,
+        "revocation_error": mesh.auth.revocation_error,
+    }
+
+
 def status_document(node: Node) -> dict[str, Any]:
-    """What ``--status-file`` holds: per peer and tier, the last outcome (stamps in ns)."""
+    """What ``--status-file`` holds: per peer and tier, the last outcome (stamps in ns), and
+    the mesh's authentication summary (``auth``)."""
     return {
         "node_id": node.node_id,
         "written_at_ns": time.time_ns(),
+        "auth": auth_document(node),
         "peers": [
             {
                 "peer_id": s.peer_id,

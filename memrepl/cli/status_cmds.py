@@ -152,15 +152,37 @@ def node_errors(path: Path | None) -> dict[tuple[str, str], str | None]:
         raise CommandError(f"reading the node status file {str(path)!r}: {exc}") from exc
 
 
-def node_antientropy(path: Path | None) -> dict[str, Any] | None:
-    """The ``antientropy`` part of a ``memrepl serve --status-file`` document (None: none)."""
+def node_section(path: Path | None, name: str) -> dict[str, Any] | None:
+    """One section (``antientropy``, ``auth``) of a ``memrepl serve --status-file`` document
+    (None: no file, or no such section)."""
     if path is None:
         return None
     try:
-        found = json.loads(path.read_text()).get("antientropy")
+        found = json.loads(path.read_text()).get(name)
     except (OSError, ValueError, AttributeError) as exc:
         raise CommandError(f"reading the node status file {str(path)!r}: {exc}") from exc
     return found if isinstance(found, dict) else None
+
+
+def node_antientropy(path: Path | None) -> dict[str, Any] | None:
+    """The ``antientropy`` part of a ``memrepl serve --status-file`` document (None: none)."""
+    return node_section(path, "antientropy")
+
+
+def auth_line(auth: dict[str, Any]) -> str:
+    """One line: the mode, the handshakes refused by code, the revocation list, the last one."""
+    refused = auth.get("refused") or {}
+    total = sum(refused.values())
+    line = f"authentication: {auth.get('mode')}, {total} refused"
+    if refused:
+        line += " (" + ", ".join(f"{code} {n}" for code, n in sorted(refused.items())) + ")"
+    if auth.get("revoked_entries") is not None:
+        line += f", {auth['revoked_entries']} revoked"
+    if auth.get("revocation_error"):
+        line += f", revocation list: {auth['revocation_error']}"
+    if auth.get("last_refusal"):
+        line += f"; last: {auth['last_refusal']}"
+    return line
 
 
 def run_status(args: argparse.Namespace) -> int:
@@ -168,6 +190,8 @@ def run_status(args: argparse.Namespace) -> int:
     path = db_path(args)
     errors = node_errors(args.node_status)
     repairs = node_antientropy(args.node_status)
+    # From --node-status: how the node authenticates and what it refused.
+    auth = node_section(args.node_status, "auth")
     with open_store(args) as store, store.read() as conn:
         node_id = store.node_id
         revision = migrate.current_revision(conn)
@@ -185,6 +209,8 @@ def run_status(args: argparse.Namespace) -> int:
                 "revision": revision,
                 # What the handshake compares: peers must share it, not the head revision.
                 "replication_revision": migrate.REPLICATION_REVISION,
+                # From --node-status: how the node authenticates and what it refused.
+                "auth": auth,
                 "tiers": [asdict(status) for status in tiers],
                 "peers": [asdict(peer) for peer in peers],
                 "antientropy": repairs,
@@ -195,6 +221,8 @@ def run_status(args: argparse.Namespace) -> int:
         f"node {node_id}  store {path}  schema {revision}  "
         f"replication {migrate.REPLICATION_REVISION}"
     )
+    if auth is not None:
+        emit(auth_line(auth))
     emit()
     emit_table(
         ["tier", "items", "tombstones", "conflicts", "latest change", "purged through"],

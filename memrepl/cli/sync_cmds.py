@@ -106,10 +106,14 @@ def run_sync(args: argparse.Namespace) -> int:
         "tls_key": args.tls_key,
         "tls_ca": args.tls_ca,
         "tls_server_hostname": args.tls_server_hostname,
+        "certs_dir": args.certs_dir,
     }
     config = NodeConfig.from_sources({}, flags)
-    if config.key_file is None:
-        raise CommandError("memrepl sync needs the cluster key: --key-file PATH")
+    if config.key_file is None and config.tls_cert is None:
+        raise CommandError(
+            "memrepl sync needs credentials: --certs-dir DIR (certificate mode) or "
+            "--key-file PATH (shared-key mode)"
+        )
     settings = NodeSettings(
         scheduler=False, bootstrap_replicate=False, ack_timeout_s=args.ack_timeout
     )

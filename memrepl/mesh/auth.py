@@ -7,24 +7,36 @@ clock; the only randomness is :func:`new_nonce`.
 **Handshake.** Four HANDSHAKE frames, each a plain v2 frame (header + UTF-8 JSON payload, no
 trailer, payload at most :data:`MAX_HANDSHAKE_PAYLOAD_BYTES`), initiator = the dialler::
 
-    I -> R  {"type": "hello", "protocol": "memrepl-mesh/1", "node_id": I, "version": 2,
-             "schema": S, "nonce": hex(Ni)}
-    R -> I  {"type": "challenge", "protocol": ..., "node_id": R, "version": 2, "schema": S,
-             "nonce": hex(Nr), "proof": hex(HMAC(K, PROOF_R || T))}
+    I -> R  {"type": "hello", "protocol": "memrepl-mesh/2", "auth": A, "node_id": I,
+             "version": 2, "schema": S, "nonce": hex(Ni)}
+    R -> I  {"type": "challenge", "protocol": ..., "auth": A, "node_id": R, "version": 2,
+             "schema": S, "nonce": hex(Nr)}
     I -> R  {"type": "auth", "proof": hex(HMAC(K, PROOF_I || T))}
-    R -> I  {"type": "welcome"}
+    R -> I  {"type": "welcome", "proof": hex(HMAC(K, PROOF_R || T))}
 
 and, at any step instead, ``{"type": "refuse", "code": ..., "reason": ...}`` before closing.
-``K`` is the cluster's shared key, ``Ni``/``Nr`` are 32 fresh random bytes from each side, ``S``
-the replication revision (``memrepl.storage.migrate.REPLICATION_REVISION``, the newest migration
-that changed what peers exchange; both sides must agree), and the transcript ``T`` binds every
-value both sides agreed on: each of ``"memrepl-mesh/1"``, I, R, Ni, Nr, S (UTF-8) and the
-version (u16 BE), in that order, each preceded by its length as a u16 BE. Proofs are compared with
-``hmac.compare_digest``. The two proofs use different labels, so neither can be reflected as
+``A`` is the authentication mode, ``"shared-key"`` or ``"certificate"``; both ends must use the
+same. ``K`` is the cluster's shared key, ``Ni``/``Nr`` are 32 fresh random bytes from each side,
+``S`` the replication revision (``memrepl.storage.migrate.REPLICATION_REVISION``, the newest
+migration that changed what peers exchange; both sides must agree), and the transcript ``T``
+binds every value both sides agreed on: each of ``"memrepl-mesh/2"``, I, R, Ni, Nr, S (UTF-8) and
+the version (u16 BE), in that order, each preceded by its length as a u16 BE. Proofs are compared
+with ``hmac.compare_digest``. The two proofs use different labels, so neither can be reflected as
 the other; fresh nonces make every transcript, and so every session key, new.
 
-**Session.** ``session_key = HMAC-SHA256(K, SESSION_LABEL || T)``. After the handshake, every
-frame in both directions is followed by a 40-byte trailer::
+**The dialler proves first.** The listener sends nothing that depends on the key until the
+dialler's proof has verified: a stranger who connects gets a nonce, and a refusal, and nothing
+to test guesses of the key against offline. (A node only dials the addresses its operator gave
+it; a listener impersonating one of those does receive the dialler's proof, which is why a key
+must be at least 32 random bytes: :func:`memrepl.mesh.identity.cluster_key`.)
+
+In **certificate mode** (``A = "certificate"``) the connection is mutual TLS 1.3 and the proofs
+are left out (``auth`` and ``welcome`` carry no ``proof``): the TLS handshake has proven both
+certificates, and each side checks that the node id claimed in ``hello``/``challenge`` is the one
+the other's certificate names.
+
+**Session.** In shared-key mode ``session_key = HMAC-SHA256(K, SESSION_LABEL || T)``, and after
+the handshake every frame in both directions is followed by a 40-byte trailer::
 
     offset  size  field
          0     8  sequence number, u64 BE: 0 for the first frame in each direction, then +1
@@ -36,6 +48,11 @@ a frame is accepted only if its MAC verifies under this connection's key for thi
 its sequence number is exactly the next expected one; a refused frame does not advance the
 expected number, so replayed, reordered, altered and foreign-session frames are all refused and
 the honest stream carries on.
+
+In certificate mode frames have **no trailer** (:class:`TlsSession`): TLS already authenticates,
+numbers and orders every record of the connection, and refuses (by closing) anything altered,
+replayed or reordered; a second MAC under a key derived from nothing secret would add cost, not
+protection.
 """
 
 from __future__ import annotations
@@ -52,10 +69,10 @@ from memrepl.mesh.framing import FaultCode, FrameFaultError, RawFrame
 from memrepl.protocol.limits import PROTOCOL_VERSION
 
 __all__ = [
+    "AUTH_MODES",
     "INITIATOR_TO_RESPONDER",
     "MAC_BYTES",
     "MAX_HANDSHAKE_PAYLOAD_BYTES",
-    "MIN_KEY_BYTES",
     "NONCE_BYTES",
     "PROTOCOL_NAME",
     "RESPONDER_TO_INITIATOR",
@@ -67,6 +84,7 @@ __all__ = [
     "Hello",
     "Refuse",
     "Session",
+    "TlsSession",
     "Welcome",
     "decode_handshake",
     "frame_mac",
@@ -78,7 +96,7 @@ __all__ = [
 ]
 
 #: The name of this authentication scheme, sent in the handshake and bound into the transcript.
-PROTOCOL_NAME = "memrepl-mesh/1"
+PROTOCOL_NAME = "memrepl-mesh/2"
 #: Random bytes each side contributes to a handshake.
 NONCE_BYTES = 32
 #: Bytes of the trailer's sequence number (u64 BE).
@@ -87,20 +105,20 @@ SEQ_BYTES = 8
 MAC_BYTES = 32
 #: Bytes after each authenticated frame: sequence number, then HMAC.
 TRAILER_BYTES = SEQ_BYTES + MAC_BYTES
-#: A shared key shorter than this is refused at construction.
-MIN_KEY_BYTES = 16
 #: A HANDSHAKE payload over this is refused before it is read.
 MAX_HANDSHAKE_PAYLOAD_BYTES = 4096
 #: Node ids and replication revisions in a handshake are at most this many bytes of UTF-8.
 MAX_NAME_BYTES = 255
 
-PROOF_INITIATOR = b"memrepl-mesh/1 proof: initiator"
-PROOF_RESPONDER = b"memrepl-mesh/1 proof: responder"
-SESSION_LABEL = b"memrepl-mesh/1 session key"
+PROOF_INITIATOR = b"memrepl-mesh/2 proof: initiator"
+PROOF_RESPONDER = b"memrepl-mesh/2 proof: responder"
+SESSION_LABEL = b"memrepl-mesh/2 session key"
 #: The label MACed into every frame from the dialler to the listener.
-INITIATOR_TO_RESPONDER = b"memrepl-mesh/1 frame i>r"
+INITIATOR_TO_RESPONDER = b"memrepl-mesh/2 frame i>r"
 #: The label MACed into every frame from the listener to the dialler.
-RESPONDER_TO_INITIATOR = b"memrepl-mesh/1 frame r>i"
+RESPONDER_TO_INITIATOR = b"memrepl-mesh/2 frame r>i"
+#: The authentication modes a hello can name.
+AUTH_MODES = ("shared-key", "certificate")
 
 _SEQ = struct.Struct(">Q")
 _U16 = struct.Struct(">H")
@@ -174,6 +192,8 @@ class Session:
     recv_label: bytes
     send_seq: int = 0
     recv_seq: int = 0
+    #: Bytes after each frame on the wire.
+    trailer_bytes: int = TRAILER_BYTES
 
     @classmethod
     def for_role(cls, key: bytes, *, initiator: bool) -> Session:
@@ -216,6 +236,22 @@ class Session:
         self.recv_seq = seq + 1
 
 
+@dataclass(slots=True)
+class TlsSession:
+    """The session of a certificate-mode connection: frames go as they are, TLS protects them
+    (see the module docstring)."""
+
+    #: Bytes after each frame on the wire.
+    trailer_bytes: int = 0
+
+    def seal(self, frame: bytes, header_size: int = 32) -> bytes:
+        return frame
+
+    def check(self, frame: RawFrame) -> None:
+        if frame.trailer:  # pragma: no cover - the reader reads no trailer in this mode
+            raise FrameFaultError(FaultCode.BAD_HMAC, "unexpected trailer", in_sync=True)
+
+
 # -- handshake messages ---------------------------------------------------------------------
 
 
@@ -226,6 +262,7 @@ class Hello:
     node_id: str
     schema: str
     nonce: bytes
+    auth: str = "shared-key"
     version: int = PROTOCOL_VERSION
 
     def encode(self) -> bytes:
@@ -233,6 +270,7 @@ class Hello:
             {
                 "type": "hello",
                 "protocol": PROTOCOL_NAME,
+                "auth": self.auth,
                 "node_id": self.node_id,
                 "version": self.version,
                 "schema": self.schema,
@@ -243,12 +281,12 @@ class Hello:
 
 @dataclass(frozen=True, slots=True)
 class Challenge:
-    """The listener's answer: who it is, its nonce, and its proof over the transcript."""
+    """The listener's answer: who it is and its nonce -- nothing that depends on a key."""
 
     node_id: str
     schema: str
     nonce: bytes
-    proof: bytes
+    auth: str = "shared-key"
     version: int = PROTOCOL_VERSION
 
     def encode(self) -> bytes:
@@ -256,31 +294,34 @@ class Challenge:
             {
                 "type": "challenge",
                 "protocol": PROTOCOL_NAME,
+                "auth": self.auth,
                 "node_id": self.node_id,
                 "version": self.version,
                 "schema": self.schema,
                 "nonce": self.nonce.hex(),
-                "proof": self.proof.hex(),
             }
         )
 
 
 @dataclass(frozen=True, slots=True)
 class Auth:
-    """The dialler's proof over the transcript."""
+    """The dialler's proof over the transcript (None in certificate mode: it accepts)."""
 
-    proof: bytes
+    proof: bytes | None = None
 
     def encode(self) -> bytes:
-        return _dump({"type": "auth", "proof": self.proof.hex()})
+        return _dump({"type": "auth"} | _proof_field(self.proof))
 
 
 @dataclass(frozen=True, slots=True)
 class Welcome:
-    """The listener accepted the dialler; authenticated frames follow."""
+    """The listener accepted the dialler, with its own proof (None in certificate mode);
+    authenticated frames follow."""
+
+    proof: bytes | None = None
 
     def encode(self) -> bytes:
-        return _dump({"type": "welcome"})
+        return _dump({"type": "welcome"} | _proof_field(self.proof))
 
 
 @dataclass(frozen=True, slots=True)
@@ -295,6 +336,10 @@ class Refuse:
 
 
 HandshakeMessage = Hello | Challenge | Auth | Welcome | Refuse
+
+
+def _proof_field(proof: bytes | None) -> dict[str, str]:
+    return {} if proof is None else {"proof": proof.hex()}
 
 
 def _dump(obj: dict[str, Any]) -> bytes:
@@ -320,6 +365,17 @@ def _hex(obj: dict[str, Any], key: str, size: int) -> bytes:
         return bytes.fromhex(value)
     except ValueError:
         raise _bad(f"{key!r} must be {size} bytes of hex") from None
+
+
+def _optional_proof(obj: dict[str, Any]) -> bytes | None:
+    return None if obj.get("proof") is None else _hex(obj, "proof", MAC_BYTES)
+
+
+def _auth_mode(obj: dict[str, Any]) -> str:
+    value = obj.get("auth")
+    if value not in AUTH_MODES:
+        raise _bad(f"'auth' must be one of {', '.join(AUTH_MODES)}")
+    return str(value)
 
 
 def _version(obj: dict[str, Any]) -> int:
@@ -348,6 +404,7 @@ def decode_handshake(payload: bytes) -> HandshakeMessage:
             node_id=_name(obj, "node_id"),
             schema=_name(obj, "schema"),
             nonce=_hex(obj, "nonce", NONCE_BYTES),
+            auth=_auth_mode(obj),
             version=_version(obj),
         )
     if kind == "challenge":
@@ -355,13 +412,13 @@ def decode_handshake(payload: bytes) -> HandshakeMessage:
             node_id=_name(obj, "node_id"),
             schema=_name(obj, "schema"),
             nonce=_hex(obj, "nonce", NONCE_BYTES),
-            proof=_hex(obj, "proof", MAC_BYTES),
+            auth=_auth_mode(obj),
             version=_version(obj),
         )
     if kind == "auth":
-        return Auth(proof=_hex(obj, "proof", MAC_BYTES))
+        return Auth(proof=_optional_proof(obj))
     if kind == "welcome":
-        return Welcome()
+        return Welcome(proof=_optional_proof(obj))
     if kind == "refuse":
         code, reason = obj.get("code"), obj.get("reason")
         if type(code) is not str or type(reason) is not str:

@@ -63,6 +63,16 @@ class TcpMeshConfig:
     max_faults: int = 3
     #: Coroutine handlers running for one connection before its reader waits for one to finish.
     max_pending_handlers: int = 64
+    #: Failed handshakes in a row from one address (IP) after which it is locked out, for
+    #: ``auth_lockout_base_s``, doubling with each further failure up to ``auth_lockout_cap_s``
+    #: (:mod:`memrepl.mesh.throttle`).
+    auth_failures_allowed: int = 5
+    auth_lockout_base_s: float = 1.0
+    auth_lockout_cap_s: float = 30.0
+    #: Handshakes in progress at once from one address.
+    max_handshakes_per_address: int = 8
+    #: How often the revocation list file is checked for changes (certificate mode).
+    revocation_poll_s: float = 1.0
 
     def __post_init__(self) -> None:
         for item in fields(self):
@@ -78,6 +88,11 @@ class TcpMeshConfig:
             )
         if self.reconnect_cap_s < self.reconnect_base_s:
             raise MeshError("TcpMeshConfig.reconnect_cap_s must be at least reconnect_base_s")
+        if self.auth_lockout_cap_s < self.auth_lockout_base_s:
+            raise MeshError("TcpMeshConfig.auth_lockout_cap_s must be at least auth_lockout_base_s")
+        for name in ("auth_failures_allowed", "max_handshakes_per_address"):
+            if not isinstance(getattr(self, name), int):
+                raise MeshError(f"TcpMeshConfig.{name} must be an integer")
 
 
 def backoff_delay_s(

@@ -31,7 +31,7 @@ import json
 import logging
 from collections.abc import Callable
 
-from memrepl.mesh.auth import TRAILER_BYTES, Session
+from memrepl.mesh.auth import Session, TlsSession
 from memrepl.mesh.config import TcpMeshConfig
 from memrepl.mesh.framing import (
     FaultCode,
@@ -43,6 +43,7 @@ from memrepl.mesh.framing import (
 )
 from memrepl.mesh.handshake import nack_payload
 from memrepl.mesh.outbox import Outbox, frame_priority
+from memrepl.mesh.revocation import PeerIdentity
 from memrepl.mesh.stats import Counters
 from memrepl.protocol.enums import MessageTypes
 from memrepl.protocol.header import encode_frame
@@ -72,8 +73,8 @@ class Connection:
         *,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-        session: Session,
-        peer_id: str,
+        session: Session | TlsSession,
+        identity: PeerIdentity,
         dialled_by: str,
         outbox: Outbox,
         counters: Counters,
@@ -84,7 +85,9 @@ class Connection:
         self.reader = reader
         self.writer = writer
         self.session = session
-        self.peer_id = peer_id
+        #: Who the peer proved to be (its certificate, in certificate mode).
+        self.identity = identity
+        self.peer_id = identity.node_id
         #: The node that dialled this connection (decides between duplicates).
         self.dialled_by = dialled_by
         self.outbox = outbox
@@ -225,7 +228,7 @@ class Connection:
                 raw = await read_frame(
                     self.reader,
                     max_payload=config.max_frame_bytes,
-                    trailer_bytes=TRAILER_BYTES,
+                    trailer_bytes=self.session.trailer_bytes,
                     idle_timeout_s=config.idle_timeout_s,
                 )
                 if raw is None:

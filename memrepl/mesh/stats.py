@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-__all__ = ["Counters", "MeshStats", "PeerStats", "TrafficStats"]
+__all__ = ["AuthStats", "Counters", "MeshStats", "PeerStats", "TrafficStats"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,6 +93,9 @@ class PeerStats:
     #: encrypted with TLS.
     dialled_by: str | None
     tls: bool
+    #: The serial (hex) of the certificate the current connection's peer proved itself with;
+    #: None in shared-key mode or when not connected.
+    certificate_serial: str | None
     queued_frames: int
     queued_bytes: int
     #: VECTOR_SYNC frames sent and not yet answered by ACK or NACK.
@@ -107,6 +110,28 @@ class PeerStats:
 
 
 @dataclass(frozen=True, slots=True)
+class AuthStats:
+    """How the node authenticates, and what its gate refused (counts are in the totals'
+    ``refused``: ``auth-failed``, ``bad-certificate``, ``identity-mismatch``, ``revoked``,
+    ``throttled``...)."""
+
+    #: ``"certificate"`` or ``"shared-key"``.
+    mode: str
+    #: Entries of the revocation list in force (None: no list).
+    revoked_entries: int | None = None
+    #: Why the last reload of the revocation list failed (the previous entries stay in force).
+    revocation_error: str | None = None
+    #: Addresses the throttle currently tracks.
+    throttled_addresses: int = 0
+    #: The last connection the gate refused or cut off, as ``"code: reason"``.
+    last_refusal: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready copy."""
+        return asdict(self)
+
+
+@dataclass(frozen=True, slots=True)
 class MeshStats:
     """The whole mesh: where it listens, its totals, and every peer it knows."""
 
@@ -115,6 +140,7 @@ class MeshStats:
     port: int
     total: TrafficStats
     peers: Mapping[str, PeerStats]
+    auth: AuthStats | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready copy."""
@@ -122,6 +148,7 @@ class MeshStats:
             "node_id": self.node_id,
             "host": self.host,
             "port": self.port,
+            "auth": None if self.auth is None else self.auth.to_dict(),
             "total": self.total.to_dict(),
             "peers": {peer: stats.to_dict() for peer, stats in self.peers.items()},
         }

@@ -9,9 +9,13 @@ Usage::
         await mesh.wait_for_peer("node-b", timeout_s=10)
         await manager.sync_with_peer("node-b", MemoryTier.WORKING)
 
-Every message is a MEMSHADOW v2 frame (PROTOCOL.md §5) followed by a 40-byte trailer (sequence
-number and HMAC, :mod:`memrepl.mesh.auth`), on a connection opened by the mutual HMAC handshake
-(:mod:`memrepl.mesh.handshake`); TLS may wrap it for encryption. Semantics, as in ``LocalMesh``:
+A node proves who it is in one of two modes (:mod:`memrepl.mesh.identity`): with a node
+certificate from the cluster CA (``certificate=``: mutual TLS, the node id is the certificate's;
+a revocation list cuts revoked nodes off while running), or with the cluster's shared key
+(``shared_key``: the HMAC handshake, then every frame followed by a 40-byte trailer, sequence
+number and HMAC, :mod:`memrepl.mesh.auth`; TLS may wrap it for encryption). Every new connection
+goes through the :class:`~memrepl.mesh.gate.Gate` (throttle, TLS, certificate, revocation,
+handshake). Semantics, as in ``LocalMesh``:
 ``send`` only queues and never blocks; handlers get ``(data, peer_id)``, plain functions inline,
 coroutines as tasks; a handler's exception is logged and the connection carries on.
 
@@ -39,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import ssl
 import time
 from collections.abc import Coroutine, Mapping
@@ -46,13 +51,15 @@ from types import TracebackType
 from typing import Any
 
 from memrepl.errors import MeshError, PeerUnavailableError
-from memrepl.mesh.auth import MAX_NAME_BYTES, MIN_KEY_BYTES
+from memrepl.mesh.auth import MAX_NAME_BYTES
 from memrepl.mesh.config import TcpMeshConfig, backoff_delay_s
 from memrepl.mesh.connection import GOODBYE_TIMEOUT_S
 from memrepl.mesh.dispatch import Handlers
-from memrepl.mesh.framing import FaultCode, FrameFaultError, close_stream
-from memrepl.mesh.handshake import Established, HandshakeError, initiate, respond
+from memrepl.mesh.framing import FaultCode, close_stream
+from memrepl.mesh.gate import Gate, tls_reason
+from memrepl.mesh.identity import NodeCertificate, choose_credentials
 from memrepl.mesh.peers import PeerState, PeerTable
+from memrepl.mesh.revocation import RevocationWatcher
 from memrepl.mesh.stats import Counters, MeshStats
 from memrepl.protocol.enums import MessageTypes
 from memrepl.sync.transport import Handler
@@ -68,25 +75,32 @@ _RESERVED = frozenset({MessageTypes.HANDSHAKE, MessageTypes.DISCONNECT})
 class TcpMesh:
     """A node's endpoint on a TCP mesh; see the module docstring for its rules.
 
-    ``shared_key`` is the cluster's secret (at least 16 bytes; every node holds the same one).
+    Give ``shared_key`` (the cluster's secret, at least 32 bytes once surrounding whitespace is
+    stripped; every node holds the same one) OR ``certificate`` (this node's
+    :class:`~memrepl.mesh.identity.NodeCertificate`, whose node id must be ``node_id``; then
+    ``revocation_list`` may name the file of revoked nodes, reloaded while running).
     ``schema_revision`` is the replication revision of the memrepl running
     (``memrepl.storage.migrate.REPLICATION_REVISION``, the newest migration that changed what
     nodes exchange; the name and the ``schema-mismatch`` refusal code predate it): nodes that
     differ refuse each other. ``host``/``port`` is where to listen
     (port 0 picks a free one; read :attr:`port` after :meth:`start`). ``peers`` maps peer ids to
-    ``(host, port)`` to dial. ``server_ssl``/``client_ssl`` add TLS for listening and dialling
-    (``tls_server_hostname`` overrides the name checked in the listener's certificate; default:
-    the dialled host).
+    ``(host, port)`` to dial. In shared-key mode, ``server_ssl``/``client_ssl`` add TLS for
+    listening and dialling (``tls_server_hostname`` overrides the name checked in the listener's
+    certificate; default: the dialled host); certificate mode brings its own.
 
-    Raises :class:`~memrepl.errors.MeshError` for a bad argument.
+    Raises :class:`~memrepl.errors.MeshError` for a bad argument (its subclasses
+    ``ClusterKeyError`` for a short key, ``CertificateError`` for a certificate of another node,
+    ``RevocationListError`` for a list that cannot be read).
     """
 
     def __init__(
         self,
         node_id: str,
-        shared_key: bytes,
+        shared_key: bytes | None = None,
         *,
         schema_revision: str,
+        certificate: NodeCertificate | None = None,
+        revocation_list: str | os.PathLike[str] | None = None,
         host: str = "127.0.0.1",
         port: int = 0,
         peers: Mapping[str, tuple[str, int]] | None = None,
@@ -97,20 +111,34 @@ class TcpMesh:
     ) -> None:
         _check_name("node_id", node_id)
         _check_name("schema_revision", schema_revision)
-        if not isinstance(shared_key, bytes) or len(shared_key) < MIN_KEY_BYTES:
-            raise MeshError(f"the shared key must be at least {MIN_KEY_BYTES} bytes")
+        credentials = choose_credentials(node_id, shared_key, certificate, server_ssl, client_ssl)
+        if revocation_list is not None and certificate is None:
+            raise MeshError(
+                "a revocation list needs certificate mode: in shared-key mode every key holder "
+                "can claim any node id, so revoking one id would stop no one"
+            )
         self._node_id = node_id
-        self._key = shared_key
         self._schema = schema_revision
         self.host = host
         self._port = port
-        self._server_ssl = server_ssl
-        self._client_ssl = client_ssl
-        self._tls_server_hostname = tls_server_hostname
         self.config = config or TcpMeshConfig()
         self._handlers = Handlers(node_id)
         self._totals = Counters()
         self._table = PeerTable(node_id, self.config, self._totals)
+        self._gate = Gate(
+            node_id,
+            credentials,
+            schema=schema_revision,
+            config=self.config,
+            table=self._table,
+            totals=self._totals,
+            revocations=None
+            if revocation_list is None
+            else RevocationWatcher.load(revocation_list),
+            server_ssl=server_ssl,
+            client_ssl=client_ssl,
+            tls_server_hostname=tls_server_hostname,
+        )
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._running = False
@@ -206,13 +234,9 @@ class TcpMesh:
             raise MeshError("a closed TcpMesh cannot be started again")
         if self._running:
             return
-        self._server = await asyncio.start_server(
-            self._on_accept,
-            self.host,
-            self._port,
-            ssl=self._server_ssl,
-            ssl_handshake_timeout=self.config.handshake_timeout_s if self._server_ssl else None,
-        )
+        # TLS, when used, starts inside the gate: a refused certificate is then counted, logged
+        # and throttled like any other failed handshake.
+        self._server = await asyncio.start_server(self._on_accept, self.host, self._port)
         sockets = self._server.sockets
         if sockets:
             self._port = int(sockets[0].getsockname()[1])
@@ -221,7 +245,15 @@ class TcpMesh:
         for peer in self._table.all():
             peer.down_since = now
             self._start_dialer(peer)
-        log.info("mesh node %r listening on %s:%d", self._node_id, self.host, self._port)
+        if self._gate.revocations is not None:
+            self._spawn(self._watch_revocations(), "mesh-revocations")
+        log.info(
+            "mesh node %r listening on %s:%d (%s)",
+            self._node_id,
+            self.host,
+            self._port,
+            self._gate.mode,
+        )
 
     async def close(self) -> None:
         """Stop everything the mesh started and close every socket (idempotent)."""
@@ -284,7 +316,13 @@ class TcpMesh:
             port=self._port,
             total=self._totals.snapshot(),
             peers={peer.peer_id: peer.stats() for peer in self._table.all()},
+            auth=self._gate.auth_stats(),
         )
+
+    def check_revocations(self) -> int:
+        """Reload the revocation list if it changed and cut off every connection it now
+        revokes; the number cut off. (The mesh does this every ``revocation_poll_s``.)"""
+        return self._gate.cut_revoked()
 
     # -- internals -----------------------------------------------------------------------------
 
@@ -305,28 +343,10 @@ class TcpMesh:
         counters = (self._totals,) if peer is None else (self._totals, peer.counters)
         return self._handlers.deliver(msg_type, data, peer_id, counters)
 
-    def _handshake_failed(self, exc: Exception, remote: str, peer_id: str | None) -> None:
-        code = str(getattr(exc, "code", None) or type(exc).__name__)
-        text = f"{code}: {exc}"
-        self._table.record_handshake_failure(peer_id, code, text)
-        log.warning("handshake with %s (claims %r) failed: %s", remote, peer_id, text)
-
-    async def _handshake(
-        self, exchange: Coroutine[Any, Any, Established], remote: str, peer_id: str | None
-    ) -> Established | None:
-        """Run one side of the handshake under the handshake timeout; None (counted, logged) if
-        it fails."""
-        try:
-            async with asyncio.timeout(self.config.handshake_timeout_s):
-                return await exchange
-        except (HandshakeError, FrameFaultError) as exc:
-            claimed = exc.peer_id if isinstance(exc, HandshakeError) else None
-            self._handshake_failed(exc, remote, claimed or peer_id)
-        except TimeoutError:
-            self._handshake_failed(_timed_out(), remote, peer_id)
-        except (OSError, EOFError) as exc:
-            log.info("connection with %s lost during the handshake: %r", remote, exc)
-        return None
+    async def _watch_revocations(self) -> None:
+        while self._running:
+            await asyncio.sleep(self.config.revocation_poll_s)
+            self.check_revocations()
 
     async def _on_accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -336,17 +356,9 @@ class TcpMesh:
         try:
             if not self._running:
                 return
-            exchange = respond(
-                reader,
-                writer,
-                node_id=self._node_id,
-                key=self._key,
-                schema=self._schema,
-                idle_timeout_s=self.config.handshake_timeout_s,
-                counters=self._totals,
-            )
-            done = await self._handshake(exchange, _remote(writer), None)
-            if done is not None and self._running:
+            accepted = await self._gate.accept(reader, writer)
+            if accepted is not None and self._running:
+                done, (reader, writer) = accepted
                 await self._table.serve(
                     done, reader, writer, dialled_by=done.peer_id, deliver=self._deliver
                 )
@@ -378,33 +390,29 @@ class TcpMesh:
         host, port = peer.address
         remote = f"{host}:{port}"
         config = self.config
+        client_ssl = self._gate.client_ssl
         try:
             async with asyncio.timeout(config.connect_timeout_s):
                 reader, writer = await asyncio.open_connection(
                     host,
                     port,
-                    ssl=self._client_ssl,
-                    server_hostname=(self._tls_server_hostname or host)
-                    if self._client_ssl
+                    ssl=client_ssl,
+                    server_hostname=(self._gate.tls_server_hostname or host)
+                    if client_ssl
                     else None,
-                    ssl_handshake_timeout=config.handshake_timeout_s if self._client_ssl else None,
+                    ssl_handshake_timeout=config.handshake_timeout_s if client_ssl else None,
                 )
+        except ssl.SSLError as exc:
+            self._gate.failed(
+                FaultCode.BAD_CERTIFICATE.value, tls_reason(exc), remote, peer.peer_id
+            )
+            return False
         except (OSError, TimeoutError) as exc:
             peer.counters.last_error = f"connect to {remote}: {exc!r}"
             log.debug("cannot reach %r at %s: %r", peer.peer_id, remote, exc)
             return False
         try:
-            exchange = initiate(
-                reader,
-                writer,
-                node_id=self._node_id,
-                key=self._key,
-                schema=self._schema,
-                expected_peer=peer.peer_id,
-                idle_timeout_s=config.handshake_timeout_s,
-                counters=self._totals,
-            )
-            done = await self._handshake(exchange, remote, peer.peer_id)
+            done = await self._gate.secure_dialled(reader, writer, peer.peer_id, remote)
             if done is None:
                 return False
             if self._running:
@@ -416,19 +424,6 @@ class TcpMesh:
             await close_stream(writer)
 
 
-def _timed_out() -> FrameFaultError:
-    return FrameFaultError(
-        FaultCode.HANDSHAKE_TIMEOUT, "the handshake did not complete in time", in_sync=False
-    )
-
-
 def _check_name(what: str, value: object) -> None:
     if not isinstance(value, str) or not 0 < len(value.encode("utf-8")) <= MAX_NAME_BYTES:
         raise MeshError(f"{what} must be a string of 1..{MAX_NAME_BYTES} bytes, not {value!r}")
-
-
-def _remote(writer: asyncio.StreamWriter) -> str:
-    with contextlib.suppress(OSError, TypeError, ValueError):
-        host, port = writer.get_extra_info("peername")[:2]
-        return f"{host}:{port}"
-    return "an unknown address"

@@ -40,8 +40,8 @@ from pathlib import Path
 from typing import Any
 
 from memrepl.errors import MemreplError, NodeConfigError
-from memrepl.mesh.auth import MIN_KEY_BYTES
 from memrepl.mesh.config import TcpMeshConfig
+from memrepl.mesh.identity import cluster_key
 
 __all__ = [
     "DEFAULT_ACK_TIMEOUT_S",
@@ -192,24 +192,19 @@ def parse_peer(text: str) -> tuple[str, tuple[str, int]]:
 
 
 def read_key_file(path: Path) -> bytes:
-    """The cluster's shared key from ``path``: its bytes, surrounding whitespace stripped.
+    """The cluster's shared key from ``path``: its bytes without surrounding whitespace, exactly
+    what :func:`memrepl.mesh.identity.cluster_key` makes of the same bytes given to the API.
 
-    Any secret of at least 16 bytes works (``openssl rand -hex 32 > cluster.key``). Raises
-    NodeConfigError for a missing, unreadable or short key.
+    At least 32 bytes (``openssl rand -hex 32 > cluster.key`` writes 64). Raises
+    NodeConfigError for a missing or unreadable file, ClusterKeyError for a short key.
     """
     try:
-        key = path.read_bytes().strip()
+        raw = path.read_bytes()
     except OSError as exc:
         raise NodeConfigError(
             f"cannot read the key file {str(path)!r}: {exc}", key="key_file"
         ) from exc
-    if len(key) < MIN_KEY_BYTES:
-        raise NodeConfigError(
-            f"the key file {str(path)!r} holds {len(key)} bytes; the cluster key needs at "
-            f"least {MIN_KEY_BYTES}",
-            key="key_file",
-        )
-    return key
+    return cluster_key(raw, source=f"the key file {str(path)!r}")
 
 
 #: Settings keys of a config file / flags, and the NodeSettings field each one sets.
@@ -229,7 +224,17 @@ SETTINGS_KEYS: dict[str, str] = {
     "ack_timeout": "ack_timeout_s",
     "stop_timeout": "stop_timeout_s",
 }
-_PATH_KEYS = ("db", "key_file", "port_file", "status_file", "tls_cert", "tls_key", "tls_ca")
+_PATH_KEYS = (
+    "db",
+    "key_file",
+    "port_file",
+    "status_file",
+    "tls_cert",
+    "tls_key",
+    "tls_ca",
+    "certs_dir",
+    "revocation_list",
+)
 _TEXT_KEYS = ("node_id", "tls_server_hostname", "log_level")
 _OTHER_KEYS = ("listen", "peers", "mesh", "synchronous")
 KNOWN_KEYS = frozenset((*SETTINGS_KEYS, *_PATH_KEYS, *_TEXT_KEYS, *_OTHER_KEYS))
@@ -250,6 +255,11 @@ class NodeConfig:
     tls_key: Path | None = None
     tls_ca: Path | None = None
     tls_server_hostname: str | None = None
+    #: Certificate mode: the directory ``memrepl cert issue --out`` wrote (``node.crt``,
+    #: ``node.key``, ``ca.crt``); fills in ``tls_cert``/``tls_key``/``tls_ca`` not given.
+    certs_dir: Path | None = None
+    #: Certificate mode: the revocation list file, reloaded while running.
+    revocation_list: Path | None = None
     synchronous: str | None = None
     log_level: str = "INFO"
     settings: NodeSettings = field(default_factory=NodeSettings)
@@ -309,6 +319,15 @@ class NodeConfig:
         db = path("db")
         if db is None:
             raise NodeConfigError("no database: pass --db or set db in the config", key="db")
+        certs_dir = path("certs_dir")
+        if certs_dir is not None:
+            for key, name in (
+                ("tls_cert", "node.crt"),
+                ("tls_key", "node.key"),
+                ("tls_ca", "ca.crt"),
+            ):
+                if values.get(key) is None:
+                    values[key] = certs_dir / name
         return cls(
             db=db,
             node_id=values.get("node_id"),
@@ -321,6 +340,8 @@ class NodeConfig:
             tls_key=path("tls_key"),
             tls_ca=path("tls_ca"),
             tls_server_hostname=values.get("tls_server_hostname"),
+            certs_dir=certs_dir,
+            revocation_list=path("revocation_list"),
             synchronous=values.get("synchronous"),
             log_level=values.get("log_level") or "INFO",
             settings=settings,
@@ -328,10 +349,10 @@ class NodeConfig:
         )
 
     def shared_key(self) -> bytes:
-        """The cluster key from :attr:`key_file` (required: nodes never run unauthenticated)."""
+        """The cluster key from :attr:`key_file` (shared-key mode)."""
         if self.key_file is None:
             raise NodeConfigError(
-                "no cluster key: pass --key-file PATH (a file of at least 16 secret bytes, "
+                "no cluster key: pass --key-file PATH (a file of at least 32 random bytes, "
                 "the same on every node)",
                 key="key_file",
             )

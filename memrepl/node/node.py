@@ -30,15 +30,16 @@ import logging
 import os
 import ssl
 from collections.abc import Callable, Iterable, Mapping
-from pathlib import Path
 from types import TracebackType
 from typing import Any
 
 import memrepl
 from memrepl.errors import NodeStateError
 from memrepl.mesh.config import TcpMeshConfig
+from memrepl.mesh.identity import NodeCertificate, cluster_key
 from memrepl.mesh.tcp import TcpMesh
 from memrepl.node.config import NodeConfig, NodeConfigError, NodeSettings
+from memrepl.node.credentials import mesh_credentials, tls_contexts
 from memrepl.node.link import NodeLink, NodeSyncManager, ServingMesh
 from memrepl.node.scheduler import PeerTierStatus, Scheduler
 from memrepl.protocol.enums import MemoryTier
@@ -49,38 +50,24 @@ from memrepl.sync.manager import MemorySyncManager
 from memrepl.sync.results import SyncResult
 from memrepl.sync.transport import Mesh
 
-__all__ = ["Node", "tls_contexts"]
+__all__ = ["Node", "tls_contexts"]  # tls_contexts lives in memrepl.node.credentials
 
 log = logging.getLogger(__name__)
-
-
-def tls_contexts(cert: Path, key: Path, ca: Path | None) -> tuple[ssl.SSLContext, ssl.SSLContext]:
-    """``(server, client)`` TLS contexts from a certificate, its key and an optional CA bundle.
-
-    With ``ca``, each side also requires and verifies the other's certificate (mutual TLS).
-    Raises NodeConfigError for files that cannot be loaded.
-    """
-    try:
-        server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-        server.load_cert_chain(cert, key)
-        client = ssl.create_default_context(ssl.Purpose.SERVER_AUTH, cafile=ca)
-        client.load_cert_chain(cert, key)
-        if ca is not None:
-            server.load_verify_locations(ca)
-            server.verify_mode = ssl.CERT_REQUIRED
-    except (OSError, ssl.SSLError) as exc:
-        raise NodeConfigError(f"loading TLS files: {exc}", key="tls_cert") from exc
-    return server, client
 
 
 class Node:
     """A store replicating with its peers; see the module docstring.
 
-    ``db`` is the store's file (created if missing); ``key`` the cluster's shared key (at least
-    16 bytes, the same on every node). ``listen`` is where to accept peers (port 0: any free
-    port, see :attr:`address`); ``peers`` maps the ids of peers to dial to ``(host, port)``
-    (peers that dial this node are synced with as well). ``mesh`` replaces the TCP mesh with any
-    other :class:`Mesh` (then ``key``, ``listen``, ``peers`` and the TLS options are unused).
+    ``db`` is the store's file (created if missing). The node proves who it is with
+    ``certificate`` (a :class:`~memrepl.mesh.identity.NodeCertificate` for ``node_id``, from
+    the cluster CA; ``revocation_list`` names the file of revoked nodes, reloaded while
+    running) or with ``key``, the cluster's shared key (at least 32 bytes once surrounding
+    whitespace is stripped, the same on every node; ``open("cluster.key", "rb").read()`` and
+    ``--key-file cluster.key`` give the same key). ``listen`` is where to accept peers (port 0:
+    any free port, see :attr:`address`); ``peers`` maps the ids of peers to dial to ``(host,
+    port)`` (peers that dial this node are synced with as well). ``mesh`` replaces the TCP mesh
+    with any other :class:`Mesh` (then the credentials, ``listen``, ``peers`` and the TLS
+    options are unused).
     """
 
     def __init__(
@@ -89,6 +76,8 @@ class Node:
         *,
         node_id: str,
         key: bytes | None = None,
+        certificate: NodeCertificate | None = None,
+        revocation_list: str | os.PathLike[str] | None = None,
         listen: tuple[str, int] = ("127.0.0.1", 0),
         peers: Mapping[str, tuple[str, int]] | None = None,
         settings: NodeSettings | None = None,
@@ -99,12 +88,17 @@ class Node:
         synchronous: str | None = None,
         mesh: Mesh | None = None,
     ) -> None:
-        if mesh is None and key is None:
-            raise NodeConfigError("a node on a TCP mesh needs the cluster key", key="key_file")
+        if mesh is None and key is None and certificate is None:
+            raise NodeConfigError(
+                "a node on a TCP mesh needs a node certificate or the cluster key", key="key_file"
+            )
         self.db = db
         self.node_id = node_id
         self.settings = settings or NodeSettings()
-        self._key = key
+        # Checked (and stripped) now, so a short key fails before anything is opened.
+        self._key = None if key is None else cluster_key(key)
+        self._certificate = certificate
+        self._revocation_list = revocation_list
         self._listen = listen
         self._peers = dict(peers or {})
         self._mesh_config = mesh_config
@@ -123,24 +117,23 @@ class Node:
 
     @classmethod
     def from_config(cls, config: NodeConfig) -> Node:
-        """The node ``memrepl serve`` runs for ``config`` (reads the key and TLS files)."""
+        """The node ``memrepl serve`` runs for ``config`` (reads the key or certificate files;
+        :func:`~memrepl.node.credentials.mesh_credentials` decides the mode)."""
         if config.node_id is None:
             raise NodeConfigError("no node id: pass --node-id or set node_id", key="node_id")
-        server_ssl = client_ssl = None
-        if config.tls_cert is not None or config.tls_key is not None:
-            if config.tls_cert is None or config.tls_key is None:
-                raise NodeConfigError("TLS needs both --tls-cert and --tls-key", key="tls_cert")
-            server_ssl, client_ssl = tls_contexts(config.tls_cert, config.tls_key, config.tls_ca)
+        credentials = mesh_credentials(config)
         return cls(
             config.db,
             node_id=config.node_id,
-            key=config.shared_key(),
+            key=credentials.shared_key,
+            certificate=credentials.certificate,
+            revocation_list=credentials.revocation_list,
             listen=config.listen,
             peers=config.peers,
             settings=config.settings,
             mesh_config=config.mesh,
-            server_ssl=server_ssl,
-            client_ssl=client_ssl,
+            server_ssl=credentials.server_ssl,
+            client_ssl=credentials.client_ssl,
             tls_server_hostname=config.tls_server_hostname,
             synchronous=config.synchronous,
         )
@@ -265,11 +258,12 @@ class Node:
         if self._given_mesh is not None:
             self._mesh = self._given_mesh
         else:
-            assert self._key is not None
             host, port = self._listen
             self._mesh = TcpMesh(
                 self.node_id,
                 self._key,
+                certificate=self._certificate,
+                revocation_list=self._revocation_list,
                 schema_revision=migrate.REPLICATION_REVISION,
                 host=host,
                 port=port,

@@ -66,6 +66,7 @@ def test_the_shipped_command_modules() -> None:
         "graph_cmds",
         "serve_cmds",
         "sync_cmds",
+        "cert_cmds",
     ]
 
 

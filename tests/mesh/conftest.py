@@ -66,7 +66,7 @@ class Cluster:
         self,
         node_id: str,
         *,
-        key: bytes = KEY,
+        key: bytes | None = KEY,
         schema: str = SCHEMA,
         config: TcpMeshConfig = FAST,
         port: int = 0,
@@ -76,6 +76,8 @@ class Cluster:
     ) -> Node:
         if store is None:
             store = memrepl.open(self.directory / f"{node_id}.db", node_id=node_id)
+        if "certificate" in mesh_options:
+            key = None
         mesh = TcpMesh(
             node_id, key, schema_revision=schema, port=port, config=config, **mesh_options
         )

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import ssl
 import struct
 import time
 import zlib
@@ -15,6 +16,7 @@ from memrepl.mesh.auth import (
     TRAILER_BYTES,
     Auth,
     Challenge,
+    HandshakeMessage,
     Hello,
     Refuse,
     Session,
@@ -24,6 +26,7 @@ from memrepl.mesh.auth import (
     proof,
     session_key,
     transcript,
+    verify_proof,
 )
 from memrepl.mesh.framing import RawFrame, read_frame
 from memrepl.protocol.batch import MemorySyncBatch
@@ -52,11 +55,30 @@ class RawPeer:
         self.writer = writer
         self.node_id = node_id
         self.session: Session | None = None
+        #: The listener's challenge, as it arrived.
+        self.challenge_payload = b""
 
     @classmethod
-    async def connect(cls, port: int, node_id: str = "mallory") -> RawPeer:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    async def connect(
+        cls,
+        port: int,
+        node_id: str = "mallory",
+        *,
+        source: str = "127.0.0.1",
+        tls: ssl.SSLContext | None = None,
+    ) -> RawPeer:
+        """Connect from address ``source`` (any 127.x.y.z is this machine), over ``tls``."""
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", port, local_addr=(source, 0), ssl=tls
+        )
         return cls(reader, writer, node_id)
+
+    async def hello(self, schema: str, auth: str = "shared-key") -> HandshakeMessage:
+        """Send a hello as :attr:`node_id`; the listener's answer (a challenge or a refusal)."""
+        hello = Hello(self.node_id, schema, new_nonce(), auth)
+        await self.send_plain(MessageTypes.HANDSHAKE, hello.encode())
+        _, payload = await self.read_plain()
+        return decode_handshake(payload)
 
     async def close(self) -> None:
         self.writer.close()
@@ -84,11 +106,8 @@ class RawPeer:
         return MessageHeader.unpack(frame.header), frame.payload
 
     async def handshake(self, key: bytes, schema: str) -> Refuse | None:
-        """Run the dialler's side; returns the listener's refusal, or None once welcomed.
-
-        Unlike the mesh, it sends its proof even when the listener's does not verify (that is
-        what a peer with a wrong key would do).
-        """
+        """Run the dialler's side (shared-key mode); returns the listener's refusal, or None once
+        welcomed (and the listener's proof verified)."""
         nonce = new_nonce()
         await self.send_plain(MessageTypes.HANDSHAKE, Hello(self.node_id, schema, nonce).encode())
         _, payload = await self.read_plain()
@@ -96,6 +115,7 @@ class RawPeer:
         if isinstance(challenge, Refuse):
             return challenge
         assert isinstance(challenge, Challenge)
+        self.challenge_payload = payload
         terms = transcript(
             self.node_id,
             challenge.node_id,
@@ -109,7 +129,8 @@ class RawPeer:
         answer = decode_handshake(payload)
         if isinstance(answer, Refuse):
             return answer
-        assert isinstance(answer, Welcome)
+        assert isinstance(answer, Welcome) and answer.proof is not None
+        assert verify_proof(key, initiator=False, transcript_bytes=terms, claimed=answer.proof)
         self.session = Session.for_role(session_key(key, terms), initiator=True)
         return None
 

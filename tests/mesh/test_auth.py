@@ -57,7 +57,7 @@ def as_raw(sealed: bytes) -> RawFrame:
 
 def test_transcript_is_length_prefixed_fields() -> None:
     t = terms()
-    assert t.startswith(b"\x00\x0ememrepl-mesh/1\x00\x01a\x00\x01b\x00\x20" + NI)
+    assert t.startswith(b"\x00\x0ememrepl-mesh/2\x00\x01a\x00\x01b\x00\x20" + NI)
     assert t.endswith(b"\x00\x040002\x00\x02\x00\x02")
     # Moving a byte between fields changes the transcript.
     assert terms(initiator_id="ab", responder_id="") != terms(initiator_id="a", responder_id="bb")
@@ -128,13 +128,25 @@ def test_replay_reorder_and_reflection_are_refused() -> None:
 def test_handshake_messages_round_trip() -> None:
     messages: list[HandshakeMessage] = [
         Hello("a", "0002", NI),
-        Challenge("b", "0002", NR, bytes(32)),
+        Hello("a", "0002", NI, "certificate"),
+        Challenge("b", "0002", NR),
+        Challenge("b", "0002", NR, "certificate"),
         Auth(bytes(range(32))),
+        Auth(),
+        Welcome(bytes(range(32))),
         Welcome(),
         Refuse("auth-failed", "no"),
     ]
     for message in messages:
         assert decode_handshake(message.encode()) == message
+
+
+def test_the_listener_says_nothing_that_depends_on_the_key_before_the_dialler_proved() -> None:
+    """The challenge carries no proof: nothing an unauthenticated dialler could test guesses of
+    the key against. Only the welcome, sent after the dialler's proof verified, has one."""
+    challenge = json.loads(Challenge("b", "0002", NR).encode())
+    assert set(challenge) == {"type", "protocol", "auth", "node_id", "version", "schema", "nonce"}
+    assert "proof" in json.loads(Welcome(bytes(32)).encode())
 
 
 @pytest.mark.parametrize(
@@ -155,6 +167,14 @@ def test_handshake_messages_round_trip() -> None:
             | {"schema": "s", "nonce": "00" * 32}
         ).encode(),
         json.dumps({"type": "refuse", "code": 1, "reason": "x"}).encode(),
+        json.dumps(
+            {"type": "hello", "protocol": "memrepl-mesh/2", "auth": "password", "node_id": "a"}
+            | {"version": 2, "schema": "s", "nonce": "00" * 32}
+        ).encode(),
+        json.dumps(
+            {"type": "hello", "protocol": "memrepl-mesh/1", "auth": "shared-key", "node_id": "a"}
+            | {"version": 2, "schema": "s", "nonce": "00" * 32}
+        ).encode(),
         b"[" * 100_000,
     ],
 )

@@ -9,13 +9,20 @@ a compromised one, and shows that the receiver's checks hold frame by frame.
 
 from __future__ import annotations
 
+import json
+import secrets
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
+from memrepl.errors import ClusterKeyError
 from memrepl.mesh.auth import Hello, new_nonce
 from memrepl.mesh.config import TcpMeshConfig
+from memrepl.mesh.tcp import TcpMesh
+from memrepl.node import Node as MeshNode
+from memrepl.node.config import read_key_file
 from memrepl.protocol.enums import MemoryTier, MessageTypes
 
 from .conftest import KEY, SCHEMA, Cluster, Node, eventually, raw_rows
@@ -338,3 +345,88 @@ async def test_stalled_handshake_is_cut_off(cluster: Cluster) -> None:
     assert await raw.reader.read() == b""
     await raw.close()
     assert refused(b, "handshake-timeout", peer=None) == 1
+
+
+# -- the shared-key handshake: nothing to guess offline, long keys, throttling -----------------
+
+
+async def test_an_unauthenticated_dialler_gets_no_proof_from_the_listener(
+    pair: tuple[Node, Node],
+) -> None:
+    """Regression: the listener used to send HMAC(K, ...) in its challenge, before the dialler
+    proved anything, so one connection gave material to test guesses of the key offline."""
+    a, b = pair
+    raw = await RawPeer.connect(b.mesh.port)
+    refusal = await raw.handshake(WRONG_KEY, SCHEMA)
+    assert refusal is not None and refusal.code == "auth-failed"
+    sent_to_stranger = [raw.challenge_payload, refusal.encode()]
+    assert await raw.reader.read() == b""
+    await raw.close()
+    for payload in sent_to_stranger:
+        assert b"proof" not in payload
+        assert set(json.loads(payload)) <= {
+            "type", "protocol", "auth", "node_id", "version", "schema", "nonce", "code", "reason"
+        }  # fmt: skip
+    # Only a dialler that proved the key first gets the listener's proof (and it verifies).
+    honest = await RawPeer.connect(b.mesh.port, "honest")
+    assert await honest.handshake(KEY, SCHEMA) is None
+    await honest.close()
+    await serves_honest_peer(a, b)
+
+
+def test_short_keys_are_refused(tmp_path: Path) -> None:
+    for short in (b"x" * 31, b"  " + b"x" * 31 + b"\n", b"0123456789abcdef"):
+        with pytest.raises(ClusterKeyError, match="needs at least 32 random bytes") as caught:
+            TcpMesh("a", short, schema_revision=SCHEMA)
+        assert caught.value.minimum == 32 and caught.value.size < 32
+        with pytest.raises(ClusterKeyError):
+            MeshNode(tmp_path / "a.db", node_id="a", key=short)
+        path = tmp_path / "short.key"
+        path.write_bytes(short)
+        with pytest.raises(ClusterKeyError, match=r"short\.key"):
+            read_key_file(path)
+    assert not (tmp_path / "a.db").exists()
+    TcpMesh("a", b"x" * 32, schema_revision=SCHEMA)  # 32 is enough
+
+
+async def test_a_key_file_and_the_api_agree_on_a_trailing_newline(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """``--key-file cluster.key`` and ``Node(key=open("cluster.key", "rb").read())`` are the same
+    key: surrounding whitespace is stripped in both."""
+    path = tmp_path / "cluster.key"
+    path.write_text(secrets.token_hex(32) + "\n")
+    from_api = await cluster.add("b", key=path.read_bytes())
+    from_file = await cluster.add("a", key=read_key_file(path))
+    assert path.read_bytes().endswith(b"\n") and not read_key_file(path).endswith(b"\n")
+    cluster.dial(from_file, from_api)
+    await cluster.connected(from_file, from_api)
+
+
+async def test_failed_handshakes_are_throttled_per_address(
+    cluster: Cluster, caplog: pytest.LogCaptureFixture
+) -> None:
+    config = TcpMeshConfig(auth_failures_allowed=3, auth_lockout_base_s=60, auth_lockout_cap_s=60)
+    b = await cluster.add("b", config=config)
+    attacker = "127.0.0.2"  # any 127.x.y.z is this machine: another source address
+    for _ in range(3):
+        raw = await RawPeer.connect(b.mesh.port, source=attacker)
+        refusal = await raw.handshake(WRONG_KEY, SCHEMA)
+        assert refusal is not None and refusal.code == "auth-failed"
+        await raw.close()
+    # Locked out now: refused before any handshake, even with the right key.
+    raw = await RawPeer.connect(b.mesh.port, source=attacker)
+    refusal = await raw.handshake(KEY, SCHEMA)
+    assert refusal is not None and refusal.code == "throttled"
+    assert "too many failed handshakes from 127.0.0.2" in refusal.reason
+    await raw.close()
+    stats = b.mesh.stats()
+    assert stats.total.refused.get("auth-failed") == 3
+    assert stats.total.refused.get("throttled") == 1
+    assert stats.auth is not None and "throttled" in (stats.auth.last_refusal or "")
+    assert "throttling 127.0.0.2" in caplog.text
+    # Another address is not affected: an honest node connects and syncs.
+    a = await cluster.add("a", config=config)
+    cluster.dial(a, b)
+    await cluster.connected(a, b)
+    await serves_honest_peer(a, b)

@@ -40,12 +40,25 @@ def test_sync_pushes_every_tier_to_a_serving_node(processes: Processes) -> None:
     assert a.stop() == 0
 
 
+def test_sync_with_a_short_key_is_refused_before_dialling(processes: Processes) -> None:
+    c = processes.directory / "c.db"
+    memrepl.open(c, node_id="c").close()
+    short = processes.directory / "short.key"
+    short.write_text("0123456789abcdef0123456789abcde\n")  # 31 bytes and a newline
+    done = memrepl_sync("--db", c, "--peer", "a=127.0.0.1:9", "--key-file", short)
+    assert done.returncode == 1
+    assert done.stderr.splitlines() == [
+        f"memrepl: error: the key file {str(short)!r} holds 31 bytes; a cluster key needs at "
+        "least 32 random bytes (e.g. 'openssl rand -hex 32 > cluster.key')"
+    ]
+
+
 def test_sync_with_a_wrong_key_fails_cleanly(processes: Processes) -> None:
     a = processes.node("a").start()
     c = processes.directory / "c.db"
     memrepl.open(c, node_id="c").close()
     wrong = processes.directory / "wrong.key"
-    wrong.write_text("not-the-cluster-key-at-all-0000\n")
+    wrong.write_text("not-the-cluster-key-at-all-000000\n")
     done = memrepl_sync(
         "--db", c, "--peer", a.address, "--key-file", wrong, "--connect-timeout", "1.5"
     )
