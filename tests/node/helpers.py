@@ -105,6 +105,8 @@ class Serve:
     process: subprocess.Popen[bytes] | None = None
     port: int = 0
     runs: int = field(default=0)
+    #: How it authenticates: the cluster key file unless given (e.g. ``--certs-dir DIR``).
+    auth: list[str] | None = None
 
     @property
     def port_file(self) -> Path:
@@ -133,8 +135,7 @@ class Serve:
             str(self.db),
             "--node-id",
             self.node_id,
-            "--key-file",
-            str(self.directory / "cluster.key"),
+            *(self.auth or ["--key-file", str(self.directory / "cluster.key")]),
             "--listen",
             f"127.0.0.1:{self.port if port is None else port}",
             "--port-file",
@@ -186,9 +187,12 @@ class Processes:
         os.chmod(directory / "cluster.key", 0o600)
         self.nodes: dict[str, Serve] = {}
 
-    def node(self, node_id: str, *args: str) -> Serve:
-        """A node (not started yet) with its own store file and these extra serve flags."""
-        made = Serve(node_id, self.directory / f"{node_id}.db", self.directory, list(args))
+    def node(self, node_id: str, *args: str, auth: list[str] | None = None) -> Serve:
+        """A node (not started yet) with its own store file and these extra serve flags;
+        ``auth`` replaces ``--key-file cluster.key`` (e.g. ``["--certs-dir", DIR]``)."""
+        made = Serve(
+            node_id, self.directory / f"{node_id}.db", self.directory, list(args), auth=auth
+        )
         self.nodes[node_id] = made
         return made
 
