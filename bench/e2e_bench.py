@@ -1,13 +1,18 @@
 """End to end: two ``memrepl serve`` processes over TCP with authentication.
 
-Run: ``.venv/bin/python bench/e2e_bench.py`` (``make bench`` runs every bench script).
+Run: ``.venv/bin/python bench/e2e_bench.py`` (``make bench`` runs every bench script); it runs
+both authentication modes in turn, or the one ``--mode`` names:
 
-1. **Throughput.** Node A and node B run as child processes on 127.0.0.1 (HMAC handshake and
-   per-frame HMAC; no TLS). This process writes 100,000 episodic items (JSON content of about
-   150 bytes) into A's store file in ONE transaction, marked HIGH with ``--high-delay 0`` so A
-   starts its round at once, and times from that commit until B's durable inbound cursor for A
-   reaches A's last change: every item read from A's table, packed, sent, authenticated,
-   unpacked, applied in B's table and acknowledged. Reported as items/s.
+- ``shared-key``: the HMAC handshake and a per-frame HMAC trailer, no TLS;
+- ``certificate``: mutual TLS 1.3 with node certificates from a CA made for the run (``memrepl
+  ca create`` / ``memrepl cert issue``), no frame trailer (TLS protects the frames).
+
+1. **Throughput.** Node A and node B run as child processes on 127.0.0.1. This process writes
+   100,000 episodic items (JSON content of about 150 bytes) into A's store file in ONE
+   transaction, marked HIGH with ``--high-delay 0`` so A starts its round at once, and times
+   from that commit until B's durable inbound cursor for A reaches A's last change: every item
+   read from A's table, packed, sent, authenticated, unpacked, applied in B's table and
+   acknowledged. Reported as items/s.
 
    The baseline, measured in the same run: the same items cut into the same batches
    (``create_delta_batch`` on A's store, ``max_batch_items`` as the nodes use), applied
@@ -45,14 +50,41 @@ WORDS = ("memory", "agent", "task", "user", "context", "recall", "plan", "goal",
 KEY = "bench-cluster-key-0123456789abcdef"
 
 
-def serve(directory: Path, node_id: str, *extra: str) -> tuple[subprocess.Popen[bytes], int]:
+MODES = ("shared-key", "certificate")
+
+
+def credentials(directory: Path, mode: str) -> dict[str, list[str]]:
+    """Per node id, the serve flags that authenticate it in ``mode`` (files made here)."""
+    if mode == "shared-key":
+        (directory / "cluster.key").write_text(KEY + "\n")
+        return {node: ["--key-file", str(directory / "cluster.key")] for node in ("a", "b")}
+    memrepl_cli = [sys.executable, "-m", "memrepl"]
+    ca = str(directory / "ca")
+    subprocess.run(
+        [*memrepl_cli, "ca", "create", "--out", ca], check=True, stdout=subprocess.DEVNULL
+    )
+    flags = {}
+    for node in ("a", "b"):
+        out = directory / f"certs-{node}"
+        subprocess.run(
+            [*memrepl_cli, "cert", "issue", "--ca", ca, "--node-id", node, "--out", str(out)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+        flags[node] = ["--certs-dir", str(out)]
+    return flags
+
+
+def serve(
+    directory: Path, node_id: str, auth: list[str], *extra: str
+) -> tuple[subprocess.Popen[bytes], int]:
     port_file = directory / f"{node_id}.port"
     log = (directory / f"{node_id}.log").open("wb")
     process = subprocess.Popen(
         [
             sys.executable, "-m", "memrepl", "serve",
             "--db", str(directory / f"{node_id}.db"), "--node-id", node_id,
-            "--key-file", str(directory / "cluster.key"),
+            *auth,
             "--listen", "127.0.0.1:0", "--port-file", str(port_file),
             "--high-delay", "0", "--log-level", "WARNING",
             *extra,
@@ -174,20 +206,28 @@ def main() -> int:
     parser.add_argument("--items", type=int, default=100_000)
     parser.add_argument("--urgent-writes", type=int, default=200)
     parser.add_argument("--max-batch-items", type=int, default=100)
+    parser.add_argument("--mode", choices=MODES, help="only this authentication mode")
     parser.add_argument("--keep", action="store_true", help="keep the bench directory")
     args = parser.parse_args()
+    codes = [run(args, mode) for mode in ([args.mode] if args.mode else MODES)]
+    return max(codes)
+
+
+def run(args: argparse.Namespace, mode: str) -> int:
     rng = random.Random(7)
     directory = Path(tempfile.mkdtemp(prefix="memrepl-e2e-"))
-    (directory / "cluster.key").write_text(KEY + "\n")
+    auth = credentials(directory, mode)
     flags = ("--max-batch-items", str(args.max_batch_items))
     children: list[subprocess.Popen[bytes]] = []
     try:
-        a, port = serve(directory, "a", *flags)
+        a, port = serve(directory, "a", auth["a"], *flags)
         children.append(a)
-        children.append(serve(directory, "b", *flags, "--peer", f"a=127.0.0.1:{port}")[0])
+        children.append(
+            serve(directory, "b", auth["b"], *flags, "--peer", f"a=127.0.0.1:{port}")[0]
+        )
         time.sleep(1.0)  # connected, and the empty tiers' snapshot requests answered
 
-        print(f"e2e: {args.items:,} items A -> B over TCP with HMAC authentication")
+        print(f"e2e [{mode}]: {args.items:,} items A -> B over TCP")
         took, _ = throughput(directory, args.items, rng)
         e2e_rate = args.items / took
         base_took, base_items = baseline(directory, args.max_batch_items)
@@ -203,7 +243,7 @@ def main() -> int:
         latencies = sorted(urgent_latency(directory, args.urgent_writes, rng))
         median_ms = statistics.median(latencies) * 1000
         p99_ms = latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))] * 1000
-        print(f"e2e: URGENT write on A -> readable on B, {len(latencies)} writes")
+        print(f"e2e [{mode}]: URGENT write on A -> readable on B, {len(latencies)} writes")
         print(
             f"  median {median_ms:6.1f} ms   goal < 50 ms  "
             + ("ok" if median_ms < 50 else "MISSED")
