@@ -2,8 +2,10 @@
 
 What it does, in ``./demo-run`` (wiped first):
 
-1. writes a cluster key and starts three ``memrepl serve`` processes on 127.0.0.1 (port 0; each
-   reports its port in a port file; node-b dials node-a, node-c dials both);
+1. makes a cluster CA and a certificate per node (what ``memrepl ca create`` and ``memrepl cert
+   issue`` do: each node proves its own node id, README "Security: the trust model") and starts
+   three ``memrepl serve --certs-dir`` processes on 127.0.0.1 (port 0; each reports its port in
+   a port file; node-b dials node-a, node-c dials both);
 2. writes to all three tiers of each node's store -- from this process, through
    ``memrepl.open`` on the same files (a second process on a store is supported) -- including
    the same item ids on node-a and node-b at the same moment: concurrent writes, so conflicts;
@@ -20,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import secrets
 import shutil
 import signal
 import sqlite3
@@ -32,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import memrepl
+from memrepl.mesh import certs
 from memrepl.protocol.enums import MemoryTier, SyncPriority
 from memrepl.storage.items import LocalWrite
 
@@ -70,7 +72,7 @@ def start(node_id: str, directory: Path, peers: list[Child]) -> Child:
     command = [
         sys.executable, "-m", "memrepl", "serve",
         "--db", str(db), "--node-id", node_id,
-        "--key-file", str(directory / "cluster.key"),
+        "--certs-dir", str(directory / f"certs-{node_id}"),
         "--listen", "127.0.0.1:0", "--port-file", str(port_file),
         *SERVE_FLAGS,
     ]  # fmt: skip
@@ -187,12 +189,12 @@ def run(directory: Path = DEMO_DIR) -> None:
     """The demo; raises RuntimeError if a step fails (the caller prints it)."""
     shutil.rmtree(directory, ignore_errors=True)
     directory.mkdir(parents=True)
-    key = directory / "cluster.key"
-    key.write_text(secrets.token_hex(32) + "\n")
-    key.chmod(0o600)
+    certs.create_ca(directory / "ca")
+    for node_id in NODES:
+        certs.issue_node(directory / "ca", node_id, directory / f"certs-{node_id}")
     children: list[Child] = []
     try:
-        say(f"1. three nodes, each its own process and store, in {directory}/")
+        say(f"1. three nodes, each its own process, store and node certificate, in {directory}/")
         for node_id in NODES:
             children.append(start(node_id, directory, list(children)))
         say("2. writing to every tier of every store (node-a and node-b: the same ids at once)")
