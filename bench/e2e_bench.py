@@ -14,6 +14,10 @@ both authentication modes in turn, or the one ``--mode`` names:
    read from A's table, packed, sent, authenticated, unpacked, applied in B's table and
    acknowledged. Reported as items/s.
 
+   Also reported: the CPU time (user + system, from ``/proc``) the two node processes spent
+   during the transfer, per item. On a shared machine it moves far less with the load than the
+   wall-clock rate, so it is the figure to compare between builds and modes.
+
    The baseline, measured in the same run: the same items cut into the same batches
    (``create_delta_batch`` on A's store, ``max_batch_items`` as the nodes use), applied
    in-process with ``apply_sync_batch`` to a fresh store -- the database work alone, without
@@ -29,6 +33,7 @@ both authentication modes in turn, or the one ``--mode`` names:
 from __future__ import annotations
 
 import argparse
+import os
 import random
 import shutil
 import signal
@@ -99,6 +104,15 @@ def serve(
             raise RuntimeError(f"{node_id} did not start: see {directory / node_id}.log")
         time.sleep(0.02)
     return process, int(port_file.read_text())
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of process ``pid`` so far (Linux ``/proc``; 0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def contents(count: int, rng: random.Random) -> list[dict[str, object]]:
@@ -228,12 +242,21 @@ def run(args: argparse.Namespace, mode: str) -> int:
         time.sleep(1.0)  # connected, and the empty tiers' snapshot requests answered
 
         print(f"e2e [{mode}]: {args.items:,} items A -> B over TCP")
+        cpu_before = [cpu_seconds(child.pid) for child in children]
         took, _ = throughput(directory, args.items, rng)
+        cpu = [
+            cpu_seconds(child.pid) - before
+            for child, before in zip(children, cpu_before, strict=True)
+        ]
         e2e_rate = args.items / took
         base_took, base_items = baseline(directory, args.max_batch_items)
         base_rate = base_items / base_took
         ratio = e2e_rate / base_rate
         print(f"  end to end          {e2e_rate:>10,.0f} items/s  ({took:.2f} s)")
+        print(
+            f"  node CPU            {sum(cpu) / args.items * 1e6:>10.1f} us/item  "
+            f"(A {cpu[0] / args.items * 1e6:.1f}, B {cpu[1] / args.items * 1e6:.1f})"
+        )
         print(f"  apply_sync_batch    {base_rate:>10,.0f} items/s  ({base_took:.2f} s, in-process)")
         print(
             f"  ratio               {ratio:>10.2f}          goal >= 0.5  "

@@ -102,6 +102,16 @@ class Gate:
         self.table.record_handshake_failure(peer_id, code, text)
         log.warning("handshake with %s (claims %r) failed: %s", remote, peer_id, text)
 
+    def still_admitted(self, done: Established, remote: str) -> bool:
+        """Check the revocation list once more as the connection is adopted: a list reloaded
+        while this handshake ran (after its own check) must not let a revoked node in. The
+        caller adopts the connection with no ``await`` in between."""
+        reason = self.revoked(done.identity)
+        if reason is None:
+            return True
+        self.failed(FaultCode.REVOKED.value, reason, remote, done.peer_id)
+        return False
+
     def auth_stats(self) -> AuthStats:
         """The mode, the revocation list's state and the throttle's size."""
         watcher = self.revocations

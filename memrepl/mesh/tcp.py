@@ -56,7 +56,7 @@ from memrepl.mesh.config import TcpMeshConfig, backoff_delay_s
 from memrepl.mesh.connection import GOODBYE_TIMEOUT_S
 from memrepl.mesh.dispatch import Handlers
 from memrepl.mesh.framing import FaultCode, close_stream
-from memrepl.mesh.gate import Gate, tls_reason
+from memrepl.mesh.gate import Gate, remote_of, tls_reason
 from memrepl.mesh.identity import NodeCertificate, choose_credentials
 from memrepl.mesh.peers import PeerState, PeerTable
 from memrepl.mesh.revocation import RevocationWatcher
@@ -359,6 +359,8 @@ class TcpMesh:
             accepted = await self._gate.accept(reader, writer)
             if accepted is not None and self._running:
                 done, (reader, writer) = accepted
+                if not self._gate.still_admitted(done, remote_of(writer)[1]):
+                    return
                 await self._table.serve(
                     done, reader, writer, dialled_by=done.peer_id, deliver=self._deliver
                 )
@@ -413,7 +415,7 @@ class TcpMesh:
             return False
         try:
             done = await self._gate.secure_dialled(reader, writer, peer.peer_id, remote)
-            if done is None:
+            if done is None or not self._gate.still_admitted(done, remote):
                 return False
             if self._running:
                 await self._table.serve(

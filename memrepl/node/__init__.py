@@ -8,6 +8,7 @@
   replication").
 - :mod:`~memrepl.node.config`: :class:`NodeSettings` and ``memrepl serve``'s :class:`NodeConfig`
   (TOML file and flags).
+- :mod:`~memrepl.node.credentials`: certificate or shared-key mode, decided from the config.
 """
 
 from memrepl.node.config import NodeConfig, NodeConfigError, NodeSettings

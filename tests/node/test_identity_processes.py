@@ -4,6 +4,7 @@ operator sees (logs, ``--status-file``, ``memrepl status``)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -15,7 +16,12 @@ import memrepl
 from memrepl.cli.main import build_parser, main
 from memrepl.cli.serve_cmds import build_config
 from memrepl.mesh import certs
-from memrepl.protocol.enums import SyncPriority
+from memrepl.mesh.auth import HandshakeMessage, Hello, Refuse, decode_handshake, new_nonce
+from memrepl.mesh.framing import read_frame
+from memrepl.mesh.identity import NodeCertificate
+from memrepl.protocol.enums import MessageTypes, SyncPriority
+from memrepl.protocol.header import encode_frame
+from memrepl.storage.migrate import REPLICATION_REVISION
 
 from .helpers import Processes, converged, rows
 
@@ -51,6 +57,27 @@ def certs_dir(directory: Path, node_id: str, ca: str = "ca") -> list[str]:
     return ["--certs-dir", str(directory / f"{ca}-{node_id}")]
 
 
+def claim_as(port: int, certificate_dir: Path, claimed: str) -> HandshakeMessage:
+    """Connect with the certificate in ``certificate_dir`` and say hello as ``claimed``; the
+    daemon's answer."""
+
+    async def exchange() -> HandshakeMessage:
+        own = NodeCertificate.load(
+            certificate_dir / "node.crt", certificate_dir / "node.key", certificate_dir / "ca.crt"
+        )
+        reader, writer = await asyncio.open_connection("127.0.0.1", port, ssl=own.client_ssl)
+        try:
+            hello = Hello(claimed, REPLICATION_REVISION, new_nonce(), "certificate")
+            writer.write(encode_frame(MessageTypes.HANDSHAKE, hello.encode()))
+            frame = await read_frame(reader, max_payload=4096, trailer_bytes=0, idle_timeout_s=10)
+            assert frame is not None
+            return decode_handshake(frame.payload)
+        finally:
+            writer.close()
+
+    return asyncio.run(exchange())
+
+
 def has_item(db: Path, tier: str, item_id: str) -> bool:
     return bool(rows(db, f"SELECT 1 FROM {tier}_items WHERE item_id = ?", item_id))
 
@@ -80,6 +107,14 @@ def test_a_certificate_cluster_converges_and_a_revoked_node_is_cut_off(
             store.episodic.add(f"{node.node_id}-e", {"episode_id": "x", "occurred_at_ns": 1})
     processes.wait(converged([a.db, b.db, c.db]), 30, "the three nodes converge")
     assert "(certificate)" in a.log_text()
+
+    # Regression: an admitted node (c) claiming another's id (b) used to replace b's connection.
+    answer = claim_as(a.port, d / "ca-node-c", "node-b")
+    assert isinstance(answer, Refuse) and answer.code == "identity-mismatch", answer
+    processes.wait(
+        lambda: "failed: identity-mismatch" in a.log_text(), 10, "node-a logs the refusal"
+    )
+    assert "lost 'node-b'" not in a.log_text()  # b's connection was never touched
 
     revoked.write_text("# revoked nodes\nnode:node-c\n")  # no restart, no re-keying
     processes.wait(
