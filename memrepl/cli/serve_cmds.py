@@ -337,12 +337,25 @@ async def keep_status_file(node: Node, path: Path) -> None:
         await asyncio.sleep(STATUS_EVERY_S)
 
 
+def _drop_tls_eof_race(record: logging.LogRecord) -> bool:
+    """Drop asyncio's "returning true from eof_received() has no effect when using ssl".
+
+    The mesh starts TLS on accepted connections itself (``StreamWriter.start_tls``, so that a
+    refused certificate is counted and throttled); when a peer closes in the instant between
+    the TLS handshake and the stream noticing it is now TLS (a refused peer usually does),
+    CPython 3.11's streams log that line. It says nothing about the node: the connection is
+    ending either way.
+    """
+    return "eof_received() has no effect when using ssl" not in record.getMessage()
+
+
 def run_serve(args: argparse.Namespace) -> int:
     config = build_config(args)
     logging.basicConfig(level=config.log_level, stream=sys.stderr, format=LOG_FORMAT)
     if config.log_level != "DEBUG":
         # Alembic narrates every migration step at INFO; the node says what matters.
         logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("asyncio").addFilter(_drop_tls_eof_race)
     node = Node.from_config(config)
     return asyncio.run(serve(node, config))
 
