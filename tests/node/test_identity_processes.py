@@ -5,6 +5,7 @@ operator sees (logs, ``--status-file``, ``memrepl status``)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import subprocess
 import sys
@@ -74,6 +75,10 @@ def claim_as(port: int, certificate_dir: Path, claimed: str) -> HandshakeMessage
             return decode_handshake(frame.payload)
         finally:
             writer.close()
+            with contextlib.suppress(OSError, TimeoutError):
+                async with asyncio.timeout(5):
+                    await writer.wait_closed()
+            writer.transport.abort()  # whatever the TLS goodbye did: no socket left behind
 
     return asyncio.run(exchange())
 
@@ -156,7 +161,10 @@ def test_only_admitted_certificates_connect_to_a_daemon(processes: Processes) ->
     d = processes.directory
     issue_all(d, "node-a", "node-s")
     issue_all(d, "node-d", ca="other-ca")
-    a = processes.node("node-a", *FAST, auth=certs_dir(d, "node-a")).start()
+    (d / "a.toml").write_text("[mesh]\nauth_failures_allowed = 100000\n")  # see above
+    a = processes.node(
+        "node-a", *FAST, "--config", str(d / "a.toml"), auth=certs_dir(d, "node-a")
+    ).start()
     with memrepl.open(a.db, node_id="node-a") as store:
         store.working.add("from-a", {"secret": True})
 
