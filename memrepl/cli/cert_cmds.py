@@ -15,8 +15,9 @@ import argparse
 from dataclasses import asdict
 from pathlib import Path
 
-from memrepl.cli.context import Subparsers, UsageError, add_command, add_json_flag
+from memrepl.cli.context import Subparsers, add_command, add_json_flag
 from memrepl.cli.output import emit, emit_json
+from memrepl.errors import UsageError
 
 ORDER = 72
 
