@@ -18,6 +18,11 @@ The tree::
     ├── ClockSkewError           a stamp too far ahead of the wall clock (.timestamp_ns, .limit)
     ├── UnknownTierError         a tier that does not exist or is not registered (.tier)
     ├── InvalidArgumentError     a query argument of the wrong type or value (also a ValueError)
+    ├── RecallError              a search, namespace or embedding the API refuses
+    │   ├── InvalidNamespaceError  a namespace with an empty or non-string part, or a bad key
+    │   ├── InvalidQueryError    a keyword query FTS5 cannot parse (.query)
+    │   ├── InvalidFilterError   a filter on something that is not a field, or a bad operator
+    │   └── EmbedderError        an embedder that failed or returned bad vectors (.reason)
     ├── StoreError               opening or migrating a store
     │   ├── NodeIdMismatchError  reopening a store with another node id
     │   └── SchemaTooNewError    the database was written by a newer memrepl
@@ -253,6 +258,45 @@ class InvalidArgumentError(MemreplError, ValueError):
     ``neighbors``, ...). Also a ``ValueError``, as Python's own argument errors are."""
 
     code = "invalid-argument"
+
+
+class RecallError(MemreplError):
+    """A search, a namespace, a filter or an embedding that the API refuses; nothing changed."""
+
+    code = "recall"
+
+
+class InvalidNamespaceError(RecallError):
+    """A namespace that is not a tuple of non-empty strings (or too long), or a bad key."""
+
+    code = "invalid-namespace"
+
+
+class InvalidQueryError(RecallError):
+    """A keyword query in FTS5 syntax that FTS5 cannot parse."""
+
+    code = "invalid-query"
+
+    def __init__(self, message: str, *, query: str) -> None:
+        super().__init__(message)
+        self.query = query
+
+
+class InvalidFilterError(RecallError):
+    """A search filter on something that is not a content field, or with a bad operator."""
+
+    code = "invalid-filter"
+
+
+class EmbedderError(RecallError):
+    """An embedder that raised, or returned the wrong number of vectors, the wrong dimension,
+    NaN, infinity or a zero vector. ``reason`` is a short stable name for the fault."""
+
+    code = "embedder"
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class StoreError(MemreplError):

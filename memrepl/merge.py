@@ -8,11 +8,15 @@ state and the merge"). An item's state is an LWW-map:
 - ``field_clocks`` holds the version of each field written by MERGE *after* that whole write;
   every other field of ``content`` carries the whole write's version implicitly;
 - ``context`` is the causal context: for each node that wrote the item, the highest stamp it
-  wrote. It is what tells a concurrent write from a superseded one.
+  wrote. It is what tells a concurrent write from a superseded one;
+- ``placement`` is where the item is filed (its namespace and key, :mod:`memrepl.namespaces`):
+  a last-writer-wins register of its own, set by the writes that name a namespace and left
+  alone by the others, so a write that does not mention the namespace never moves the item.
 
-The rule that keeps it right: merging keeps the greatest whole write, and each field keeps its
-greatest version among those not older than that whole write. Both are maxima over a total order
-(:class:`Version`: stamp, then origin node id), so :func:`merge_states` is commutative,
+The rule that keeps it right: merging keeps the greatest whole write, each field keeps its
+greatest version among those not older than that whole write, and the placement with the greatest
+version is kept. All are maxima over a total order (:class:`Version`: stamp, then origin node id;
+a placement ranks by its version first), so :func:`merge_states` is commutative,
 associative and idempotent, for any number of writers and any delivery order. A later write after
 a DELETE resurrects the item: a newer whole write replaces the tombstone, a newer MERGE adds
 fields on top of it.
@@ -50,6 +54,25 @@ class Version(NamedTuple):
 BOTTOM = Version(0, "")
 
 
+class Placement(NamedTuple):
+    """Where an item is filed: an LWW register of its own inside the item's state.
+
+    Ranked as a tuple (``set_by`` first): two valid placements with one ``set_by`` are one
+    write's, hence equal, and the tuple order is total anyway, so the merge stays a join.
+    """
+
+    #: The write that set it; BOTTOM when no write ever named a namespace.
+    set_by: Version = BOTTOM
+    #: The namespace (:mod:`memrepl.namespaces`); () is none.
+    namespace: tuple[str, ...] = ()
+    #: The key inside the namespace, "" when none (the id is not a keyed id).
+    key: str = ""
+
+
+#: The placement of an item no write filed anywhere.
+UNPLACED = Placement()
+
+
 # Read-only empty mappings: the defaults of ItemState, shared by every instance that uses them.
 _NOTHING: Mapping[str, Any] = MappingProxyType({})
 
@@ -71,6 +94,8 @@ class ItemState(NamedTuple):
     field_clocks: Mapping[str, Version] = _NOTHING
     #: Causal context: node id -> highest stamp that node wrote to this item.
     context: Mapping[str, int] = _NOTHING
+    #: Namespace and key, with the write that set them.
+    placement: Placement = UNPLACED
 
     @property
     def version(self) -> Version:
@@ -121,22 +146,26 @@ def apply_local_write(
     operation: SyncOperation,
     content: JsonObject | None,
     version: Version,
+    place: tuple[tuple[str, ...], str] | None = None,
 ) -> ItemState:
     """The state after a local write of ``version`` on top of ``local`` (None: no such item).
 
     ``version`` must be above everything in ``local`` (the HLC guarantees it). INSERT and UPDATE
     replace the object, DELETE tombstones it (``content`` ignored), MERGE sets the given fields.
+    ``place`` (``(namespace, key)``, already checked) files the item there as of this write;
+    None leaves the placement as it was.
     """
     base = local if local is not None else EMPTY_STATE
+    placement = base.placement if place is None else Placement(version, *place)
     if base.context:
         context = dict(base.context)
         context[version.origin] = max(context.get(version.origin, 0), version.timestamp_ns)
     else:
         context = {version.origin: version.timestamp_ns}
     if operation in (SyncOperation.INSERT, SyncOperation.UPDATE):
-        return ItemState(dict(content or {}), version, False, {}, context)
+        return ItemState(dict(content or {}), version, False, {}, context, placement)
     if operation == SyncOperation.DELETE:
-        return ItemState({}, version, True, {}, context)
+        return ItemState({}, version, True, {}, context, placement)
     if operation == SyncOperation.MERGE:
         fields = dict(content or {})
         if not fields:
@@ -144,7 +173,7 @@ def apply_local_write(
             raise ItemError("MERGE needs at least one field")
         merged_content = {**base.content, **fields}
         clocks = {**base.field_clocks, **dict.fromkeys(fields, version)}
-        return ItemState(merged_content, base.whole, base.whole_deleted, clocks, context)
+        return ItemState(merged_content, base.whole, base.whole_deleted, clocks, context, placement)
     raise ItemError(f"{operation.name} is not a write operation")
 
 
@@ -152,11 +181,17 @@ def merge_states(a: ItemState, b: ItemState) -> ItemState:
     """The join of two states: commutative, associative and idempotent."""
     top = a if a.whole >= b.whole else b
     floor = top.whole
+    placement = a.placement if a.placement >= b.placement else b.placement
     if not a.field_clocks and not b.field_clocks and a.whole != b.whole:
         # Whole writes only (the common case): every field of the older side is older than the
         # floor, so the general rule below keeps exactly the newer side's content, unmerged.
         return ItemState(
-            top.content, floor, top.whole_deleted, {}, merge_contexts(a.context, b.context)
+            top.content,
+            floor,
+            top.whole_deleted,
+            {},
+            merge_contexts(a.context, b.context),
+            placement,
         )
     best: dict[str, tuple[Version, Any]] = {}
     for side in (a, b):
@@ -172,7 +207,7 @@ def merge_states(a: ItemState, b: ItemState) -> ItemState:
     content = {key: best[key][1] for key in sorted(best)}
     clocks = {key: written for key, (written, _) in best.items() if written > floor}
     return ItemState(
-        content, floor, top.whole_deleted, clocks, merge_contexts(a.context, b.context)
+        content, floor, top.whole_deleted, clocks, merge_contexts(a.context, b.context), placement
     )
 
 
@@ -200,7 +235,8 @@ class ConflictRule(StrEnum):
 
     #: The winner's state was kept whole; the loser's writes were discarded.
     LWW = "lww"
-    #: Fields of both sides survive (MERGE writes newer than the winning whole write).
+    #: Writes of both sides survive: MERGE writes newer than the winning whole write, or the
+    #: loser's placement (namespace) when it was set after the winner's.
     FIELD_MERGE = "field-merge"
     #: Two states of the same writes differed; the greater one (:func:`same_version_winner`)
     #: was kept whole.
@@ -284,7 +320,11 @@ def merge_remote(
     if remote_has_local:
         return MergeVerdict(_FAST_FORWARD, merged, merged != local)
     winner, loser = (local, remote) if local.version > remote.version else (remote, local)
-    kept_whole = merged.content == winner.content and merged.deleted == winner.deleted
+    kept_whole = (
+        merged.content == winner.content
+        and merged.deleted == winner.deleted
+        and merged.placement == winner.placement
+    )
     return MergeVerdict(
         _CONCURRENT, merged, True, winner, loser, _LWW if kept_whole else _FIELD_MERGE
     )

@@ -22,6 +22,7 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 from memrepl.storage.engine import create_engine, create_engine_from_url, write_engine
+from memrepl.storage.migrate import include_name
 from memrepl.storage.schema import metadata
 
 config = context.config
@@ -37,6 +38,7 @@ def _configure(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
+        include_name=include_name,
         render_as_batch=True,
         # memrepl's engine lets SQLAlchemy emit BEGIN, so SQLite's DDL is transactional.
         transactional_ddl=True,

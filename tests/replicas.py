@@ -21,13 +21,15 @@ from .files import query
 #: write, field clocks, causal context), none of the local bookkeeping.
 REPLICATED_COLUMNS = (
     "item_id, content, deleted, version_ts, version_origin, whole_ts, whole_origin, "
-    "whole_deleted, field_clocks, causal_context"
+    "whole_deleted, field_clocks, causal_context, namespace, item_key, namespace_ts, "
+    "namespace_origin"
 )
 
 
 def replicated(store: Store, tier: MemoryTier) -> list[tuple[Any, ...]]:
-    """``(item_id, timestamp_ns, origin_node, deleted, content JSON)`` of every row of ``tier``,
-    tombstones included, sorted (key order inside a JSON object is not part of its value)."""
+    """``(item_id, timestamp_ns, origin_node, deleted, content JSON, namespace, key)`` of every
+    row of ``tier``, tombstones included, sorted (key order inside a JSON object is not part of
+    its value)."""
     return sorted(
         (
             r["item_id"],
@@ -35,6 +37,8 @@ def replicated(store: Store, tier: MemoryTier) -> list[tuple[Any, ...]]:
             r["origin_node"],
             r["deleted"],
             json.dumps(r["content"], sort_keys=True),
+            r["namespace"],
+            r["key"],
         )
         for r in store.tier(tier).get_modified_since(0)
     )

@@ -18,6 +18,7 @@ LAYERS: list[tuple[str, int]] = [
     ("memrepl.protocol", 1),
     ("memrepl.clock", 2),
     ("memrepl.merge", 2),
+    ("memrepl.namespaces", 2),
     ("memrepl.storage", 3),
     ("memrepl.aio", 3),
     ("memrepl.sync", 4),

@@ -22,6 +22,7 @@ from memrepl.merge import (
     ConflictRule,
     ItemState,
     Outcome,
+    Placement,
     Version,
     apply_local_write,
     merge_remote,
@@ -41,6 +42,8 @@ WRITES = [
 class Replica:
     state: ItemState = EMPTY_STATE
     writes: frozenset[Version] = field(default_factory=frozenset)
+    #: Every write it contains that named a namespace (the ground truth for its placement).
+    placements: frozenset[Placement] = field(default_factory=frozenset)
 
 
 write_step = st.tuples(
@@ -49,6 +52,8 @@ write_step = st.tuples(
     st.sampled_from(WRITES),
     st.dictionaries(st.sampled_from("abcd"), st.integers(0, 3), max_size=3),
     st.integers(0, 3),  # stamp bump: 0 makes equal stamps across nodes likely
+    # The namespace the write files the item under; None leaves it where it is.
+    st.one_of(st.none(), st.sampled_from([(), ("a",), ("a", "b"), ("c",)])),
 )
 deliver_step = st.tuples(st.just("deliver"), st.integers(0, 4), st.integers(0, 4))
 histories = st.tuples(
@@ -66,7 +71,7 @@ def run_history(
     seen_states: list[ItemState] = []
     for step in steps:
         if step[0] == "write":
-            _, node, op, content, bump = step
+            _, node, op, content, bump, namespace = step
             assert isinstance(node, int) and isinstance(bump, int)
             replica = replicas[node % nodes]
             if op == SyncOperation.MERGE and not content:
@@ -79,8 +84,11 @@ def run_history(
                 op,  # type: ignore[arg-type]
                 content,  # type: ignore[arg-type]
                 version,
+                None if namespace is None else (namespace, ""),  # type: ignore[arg-type]
             )
             replica.writes = replica.writes | {version}
+            if namespace is not None:
+                replica.placements = replica.placements | {Placement(version, namespace)}  # type: ignore[arg-type]
         else:
             _, source, target = step
             assert isinstance(source, int) and isinstance(target, int)
@@ -90,6 +98,7 @@ def run_history(
                 check_verdict(local, remote, verdict.outcome)
             local.state = verdict.state
             local.writes = local.writes | remote.writes
+            local.placements = local.placements | remote.placements
         seen_states.extend(r.state for r in replicas)
     return replicas, seen_states
 
@@ -140,7 +149,9 @@ def test_every_delivery_order_of_the_same_states_converges(
         state = EMPTY_STATE
         for index in order:
             state = merge_remote(state, replicas[index].state).state
-        finals.add(repr(sorted(state.content.items())) + repr(state.version))
+        finals.add(
+            repr(sorted(state.content.items())) + repr(state.version) + repr(state.placement)
+        )
         expected = state
     assert len(finals) == 1
     # States are a function of the writes they contain: same writes, same state.
@@ -148,6 +159,18 @@ def test_every_delivery_order_of_the_same_states_converges(
     for replica in replicas:
         if replica.writes == everything:
             assert replica.state == expected
+
+
+@settings(max_examples=300, deadline=None)
+@given(histories)
+def test_an_items_placement_is_the_latest_write_that_named_a_namespace(
+    history: tuple[int, list[tuple[object, ...]]],
+) -> None:
+    replicas, _ = run_history(*history, check=False)
+    for replica in replicas:
+        expected = max(replica.placements, default=Placement())
+        assert replica.state.placement == expected
+        assert replica.state.placement.set_by <= replica.state.version
 
 
 def field_by_field_join(a: ItemState, b: ItemState) -> dict[str, object]:
@@ -222,6 +245,23 @@ def test_an_old_copy_of_an_overwritten_item_is_superseded_not_a_conflict() -> No
     assert verdict.outcome == Outcome.SUPERSEDED
     assert not verdict.changed
     assert verdict.rule is None
+
+
+def test_concurrent_moves_keep_the_later_namespace_and_log_a_field_merge() -> None:
+    base = apply_local_write(
+        None, SyncOperation.INSERT, {"a": 0}, Version(1, "x"), (("users", "alice"), "")
+    )
+    # x moves it (stamp 3); y updates its content later (stamp 4) without naming a namespace.
+    moved = apply_local_write(base, SyncOperation.MERGE, {"b": 1}, Version(3, "x"), (("t",), ""))
+    updated = apply_local_write(base, SyncOperation.UPDATE, {"c": 2}, Version(4, "y"))
+    assert updated.placement.namespace == ("users", "alice")
+    verdict = merge_remote(moved, updated)
+    assert verdict.outcome == Outcome.CONCURRENT
+    # y's whole write wins the content; x's move is the latest write that named a namespace.
+    assert verdict.state.content == {"c": 2}
+    assert verdict.state.placement == Placement(Version(3, "x"), ("t",), "")
+    assert verdict.rule == ConflictRule.FIELD_MERGE
+    assert merge_remote(updated, moved).state == verdict.state
 
 
 def test_replicate_and_an_empty_merge_are_not_writes() -> None:

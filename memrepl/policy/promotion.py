@@ -22,7 +22,8 @@ The rules that keep it right:
 The event's content is the working item's content plus ``promoted_from`` (the working id),
 ``episode_id`` (the item's own if it has a str one, else :data:`PROMOTED_EPISODE`) and
 ``occurred_at_ns`` (its own int, else the version stamp of its latest write -- replicated, so the
-same on every node).
+same on every node). The event is filed in the working item's namespace (not under its key: the
+event's id is not a keyed id), so an agent's memories of one user stay that user's.
 """
 
 from __future__ import annotations
@@ -117,7 +118,8 @@ def promote(store: Store, config: PolicyConfig, now_ns: int) -> tuple[list[str],
             skipped.append(item_id)
             continue
         event_id = promoted_id(item_id)
-        events.append(LocalWrite.merge(event_id, content, record["priority"]))
+        namespace = record["namespace"] or None
+        events.append(LocalWrite.merge(event_id, content, record["priority"], namespace=namespace))
         marks.append(LocalWrite.merge(item_id, {PROMOTED_MARK: event_id}, record["priority"]))
         promoted.append(item_id)
     if events:

@@ -76,6 +76,10 @@ class ItemVersionInfo:
     - ``whole_timestamp_ns`` / ``whole_origin`` / ``whole_deleted``: the last whole write
       (INSERT, UPDATE or DELETE); ``0`` / ``""`` / ``False`` if the item was only ever MERGEd.
     - ``field_clocks``: field name -> ``(stamp, origin)`` for fields MERGEd after that write.
+    - ``namespace`` / ``key`` / ``namespace_ts`` / ``namespace_origin``: where the item is filed
+      and the write that filed it (``()`` / ``""`` / ``0`` / ``""`` if no write did); carried
+      under the key ``"p"`` only when ``namespace_ts`` is not 0, so other items' bytes are as
+      before.
 
     The codec checks types and ranges only; what the values mean is the merge core's. The
     mappings are copied into plain dicts at construction: treat them as read-only. Raises
@@ -88,6 +92,10 @@ class ItemVersionInfo:
     whole_origin: str = ""
     whole_deleted: bool = False
     field_clocks: Mapping[str, tuple[int, str]] = field(default_factory=dict, hash=False)
+    namespace: tuple[str, ...] = ()
+    key: str = ""
+    namespace_ts: int = 0
+    namespace_origin: str = ""
 
     def __post_init__(self) -> None:
         if not (
@@ -97,6 +105,11 @@ class ItemVersionInfo:
             and isinstance(self.whole_deleted, bool)
             and isinstance(self.causal_context, Mapping)
             and isinstance(self.field_clocks, Mapping)
+            and isinstance(self.namespace, tuple | list)
+            and all(isinstance(part, str) for part in self.namespace)
+            and isinstance(self.key, str)
+            and _is_u64(self.namespace_ts)
+            and isinstance(self.namespace_origin, str)
         ):
             raise ItemError(f"version info: a field has the wrong type or range: {self!r}")
         context: dict[str, int] = {}
@@ -117,11 +130,13 @@ class ItemVersionInfo:
             clocks[name] = (int(clock[0]), clock[1])
         _set(self, "causal_context", context)
         _set(self, "field_clocks", clocks)
+        _set(self, "namespace", tuple(self.namespace))
 
     def to_json(self) -> dict[str, Any]:
-        """Return the compact JSON form carried in the batch metadata (keys o c w wo wd f)."""
+        """Return the compact JSON form carried in the batch metadata (keys o c w wo wd f, and
+        p = ``[namespace_ts, namespace_origin, [namespace parts], key]`` for a filed item)."""
         clocks = self.field_clocks
-        return {
+        encoded: dict[str, Any] = {
             "o": self.origin_node,
             "c": dict(self.causal_context),
             "w": self.whole_timestamp_ns,
@@ -131,12 +146,20 @@ class ItemVersionInfo:
             if clocks
             else {},
         }
+        if self.namespace_ts:
+            encoded["p"] = [
+                self.namespace_ts,
+                self.namespace_origin,
+                list(self.namespace),
+                self.key,
+            ]
+        return encoded
 
     @classmethod
     def from_json(cls, obj: object) -> ItemVersionInfo:
         """Build from :meth:`to_json`'s form, checking shape and types strictly.
 
-        Keys other than the six are ignored (additions that keep the meaning of these six).
+        Keys other than these seven are ignored (additions that keep the meaning of these).
         Raises :class:`ProtocolError` with code ``"bad-metadata"``.
         """
         if type(obj) is not dict:
@@ -175,6 +198,23 @@ class ItemVersionInfo:
             ):
                 raise _bad_metadata(f"field clock {name!r} is not [u64, string]")
             clocks[name] = (clock[0], clock[1])
+        placed = obj.get("p")
+        namespace: tuple[str, ...] = ()
+        key, placed_ts, placed_origin = "", 0, ""
+        if placed is not None:
+            if (
+                type(placed) is not list
+                or len(placed) != 4
+                or type(placed[0]) is not int
+                or not 0 < placed[0] <= U64_MAX
+                or type(placed[1]) is not str
+                or type(placed[2]) is not list
+                or any(type(part) is not str for part in placed[2])
+                or type(placed[3]) is not str
+            ):
+                raise _bad_metadata("an item's placement is not [u64, string, [strings], string]")
+            placed_ts, placed_origin, key = placed[0], placed[1], placed[3]
+            namespace = tuple(placed[2])
         info = _new(cls)
         _set(info, "origin_node", origin)
         _set(info, "causal_context", context)
@@ -182,6 +222,10 @@ class ItemVersionInfo:
         _set(info, "whole_origin", whole_origin)
         _set(info, "whole_deleted", whole_deleted)
         _set(info, "field_clocks", clocks)
+        _set(info, "namespace", namespace)
+        _set(info, "key", key)
+        _set(info, "namespace_ts", placed_ts)
+        _set(info, "namespace_origin", placed_origin)
         return info
 
 

@@ -31,6 +31,10 @@ Local write semantics (the seed's ``add``/``update``/``delete``/``merge``):
 - Content is a JSON object: a dict with str keys (at every depth) of JSON values, no NaN or
   Infinity, at most 65,535 bytes as ``json.dumps(content)``; ids are 1-32 bytes of UTF-8, no NUL.
 - Several writes to one id in one call apply in order, each on the state the previous one left.
+- ``namespace`` (and ``key``) on a write file the item there as of that write (a
+  last-writer-wins register of the item's state, :class:`memrepl.merge.Placement`); a write
+  without ``namespace`` leaves the item where it is (a new item: in no namespace). A ``key``
+  needs its ``namespace`` and the id :func:`memrepl.namespaces.keyed_id` gives for them.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from sqlalchemy.sql.elements import BindParameter
 from memrepl.clock import HybridLogicalClock
 from memrepl.errors import (
     InvalidContentError,
+    InvalidNamespaceError,
     ItemError,
     ItemExistsError,
     ItemNotFoundError,
@@ -63,6 +68,7 @@ from memrepl.merge import (
     apply_local_write,
     merge_remote,
 )
+from memrepl.namespaces import check_key, check_namespace, keyed_id
 from memrepl.protocol.enums import MemoryTier, SyncOperation, SyncPriority
 from memrepl.protocol.item import check_item_id
 from memrepl.storage import digests, driver
@@ -82,6 +88,9 @@ _WRITE_OPERATIONS = frozenset(
 )
 # Columns an upsert leaves alone on an existing row: local bookkeeping owned by other writers.
 _KEPT_ON_UPSERT = frozenset({"item_id", "created_at_ns", "access_count", "last_accessed_ns"})
+# Indexed item columns only a whole upsert sets: an update of the state alone leaves them (and
+# their index entries) alone, so it is used only when they keep their values.
+_UPSERT_ONLY = frozenset({"namespace"})
 
 
 class LocalWrite(NamedTuple):
@@ -89,7 +98,9 @@ class LocalWrite(NamedTuple):
     a bulk load builds one per item).
 
     ``local`` sets tier-local columns (for example working memory's ``pinned``); columns not named
-    keep their value, or the tier's default on a new row.
+    keep their value, or the tier's default on a new row. ``namespace`` (a tuple of non-empty
+    strings, ``()`` for none) files the item there; None leaves it where it is. ``key`` records
+    the key of a keyed id (:func:`memrepl.keyed_id`) and needs ``namespace``.
     """
 
     item_id: str
@@ -97,20 +108,34 @@ class LocalWrite(NamedTuple):
     content: Mapping[str, Any] | None = None
     priority: SyncPriority = SyncPriority.NORMAL
     local: Mapping[str, Any] = MappingProxyType({})
+    namespace: Sequence[str] | None = None
+    key: str | None = None
 
     @classmethod
     def add(
-        cls, item_id: str, content: Mapping[str, Any], priority: SyncPriority = SyncPriority.NORMAL
+        cls,
+        item_id: str,
+        content: Mapping[str, Any],
+        priority: SyncPriority = SyncPriority.NORMAL,
+        *,
+        namespace: Sequence[str] | None = None,
+        key: str | None = None,
     ) -> LocalWrite:
         """An ``add`` (INSERT)."""
-        return cls(item_id, SyncOperation.INSERT, content, priority)
+        return cls(item_id, SyncOperation.INSERT, content, priority, _NO_LOCAL, namespace, key)
 
     @classmethod
     def update(
-        cls, item_id: str, content: Mapping[str, Any], priority: SyncPriority = SyncPriority.NORMAL
+        cls,
+        item_id: str,
+        content: Mapping[str, Any],
+        priority: SyncPriority = SyncPriority.NORMAL,
+        *,
+        namespace: Sequence[str] | None = None,
+        key: str | None = None,
     ) -> LocalWrite:
         """An ``update`` (UPDATE)."""
-        return cls(item_id, SyncOperation.UPDATE, content, priority)
+        return cls(item_id, SyncOperation.UPDATE, content, priority, _NO_LOCAL, namespace, key)
 
     @classmethod
     def delete(cls, item_id: str, priority: SyncPriority = SyncPriority.NORMAL) -> LocalWrite:
@@ -119,10 +144,19 @@ class LocalWrite(NamedTuple):
 
     @classmethod
     def merge(
-        cls, item_id: str, content: Mapping[str, Any], priority: SyncPriority = SyncPriority.NORMAL
+        cls,
+        item_id: str,
+        content: Mapping[str, Any],
+        priority: SyncPriority = SyncPriority.NORMAL,
+        *,
+        namespace: Sequence[str] | None = None,
+        key: str | None = None,
     ) -> LocalWrite:
         """A ``merge`` (MERGE)."""
-        return cls(item_id, SyncOperation.MERGE, content, priority)
+        return cls(item_id, SyncOperation.MERGE, content, priority, _NO_LOCAL, namespace, key)
+
+
+_NO_LOCAL: Mapping[str, Any] = MappingProxyType({})
 
 
 class RemoteItem(NamedTuple):
@@ -145,7 +179,7 @@ class _Statements:
     #: The upsert of whole rows; parameters are :func:`row_tuple` (table column order).
     upsert: str
     #: The update of an existing row's state columns only (the shared item columns an upsert
-    #: does not keep: ``content`` .. ``received_from``); parameters are
+    #: does not keep, but the namespace: ``content`` .. ``namespace_origin``); parameters are
     #: ``row_tuple(...)[1:state_end]``, then the id.
     update_state: str
     state_end: int
@@ -167,7 +201,9 @@ def _statements(table: Table) -> _Statements:
     names = tuple(column.name for column in table.columns)
     assert compiled_upsert.keys == names
     state_columns = tuple(
-        column.name for column in item_columns() if column.name not in _KEPT_ON_UPSERT
+        column.name
+        for column in item_columns()
+        if column.name not in _KEPT_ON_UPSERT and column.name not in _UPSERT_ONLY
     )
     # Right after the id, so that a slice of a row tuple gives their values.
     assert names[1 : 1 + len(state_columns)] == state_columns
@@ -238,10 +274,10 @@ def _store(
     """Write ``changed`` (``stored``: their rows before the call), run the tier hook, note them
     for after-commit hooks.
 
-    A row whose tier columns (derived and local) keep their values gets an UPDATE of its state
-    columns only: SQLite rewrites the index entries of every column an UPDATE sets, changed or
-    not, and those columns carry the tiers' indexes (episode, time, graph ends, expiry). Every
-    other row is upserted whole.
+    A row whose tier columns (derived and local) and namespace keep their values gets an UPDATE
+    of its state columns only: SQLite rewrites the index entries of every column an UPDATE sets,
+    changed or not, and those columns carry the tiers' indexes (episode, time, graph ends,
+    expiry, namespace). Every other row is upserted whole.
     """
     if not changed:
         return
@@ -255,7 +291,11 @@ def _store(
         hashes.append(
             (row[0], digests.item_hash(before) if before is not None else None, tuple_hash(row))
         )
-        if before is not None and before.extras == item.extras:
+        if (
+            before is not None
+            and before.extras == item.extras
+            and before.state.placement.namespace == item.state.placement.namespace
+        ):
             state_only.append((*row[1 : statements.state_end], row[0]))
         else:
             whole.append(row)
@@ -293,7 +333,35 @@ def _local_extras(
     return extras
 
 
-def _check_write(spec: TierSpec, write: LocalWrite) -> tuple[dict[str, Any], str] | None:
+def _check_place(write: LocalWrite) -> tuple[tuple[str, ...], str] | None:
+    """The ``(namespace, key)`` a write files its item under; None when it names none."""
+    if write.namespace is None:
+        if write.key is not None:
+            raise InvalidNamespaceError(
+                f"item {write.item_id!r}: a key needs its namespace (give namespace= too)"
+            )
+        return None
+    namespace = check_namespace(write.namespace)
+    if write.key is None:
+        return namespace, ""
+    key = check_key(write.key)
+    expected = keyed_id(namespace, key)
+    if write.item_id != expected:
+        raise InvalidNamespaceError(
+            f"item {write.item_id!r}: the id of key {key!r} in {namespace!r} is "
+            f"keyed_id(namespace, key) = {expected!r}"
+        )
+    return namespace, key
+
+
+_Checked = tuple[tuple[dict[str, Any], str] | None, tuple[tuple[str, ...], str] | None]
+
+
+def _check_write(spec: TierSpec, write: LocalWrite) -> _Checked:
+    return _check_content(spec, write), _check_place(write)
+
+
+def _check_content(spec: TierSpec, write: LocalWrite) -> tuple[dict[str, Any], str] | None:
     item_id = check_item_id(write.item_id)
     if write.operation not in _WRITE_OPERATIONS:
         raise ItemError(
@@ -354,7 +422,7 @@ def write_local(
     latest = dict(stored)
     results: list[StoredItem] = []
     changed: dict[str, StoredItem] = {}
-    for write, checked in zip(writes, contents, strict=True):
+    for write, (checked, place) in zip(writes, contents, strict=True):
         current = latest.get(write.item_id)
         _check_semantics(write, current)
         stamp = clock.tick()
@@ -364,6 +432,7 @@ def write_local(
             write.operation,
             content,
             Version(stamp, node_id),
+            place,
         )
         if write.operation == SyncOperation.MERGE:
             text = encode_content(state.content)

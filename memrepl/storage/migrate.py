@@ -30,20 +30,28 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from memrepl.errors import SchemaTooNewError, StoreError
+from memrepl.storage.keyword import is_index_table
 
 if TYPE_CHECKING:
     from alembic.config import Config
 
 #: The revision the schema of this memrepl is at (the single head of ``migrations/``).
-HEAD_REVISION = "0004"
+HEAD_REVISION = "0007"
 
 #: The newest revision that changed replication (its script says ``changes_replication = True``):
 #: what the mesh handshake carries and peers must agree on. Nodes whose stores differ only by
 #: later, storage-only revisions still sync.
-REPLICATION_REVISION = "0004"
+REPLICATION_REVISION = "0005"
 
 #: The package the migrations ship as inside the wheel.
 MIGRATIONS_PACKAGE = "memrepl._migrations"
+
+
+def include_name(name: str | None, type_: str, parent_names: object) -> bool:
+    """Alembic's ``include_name`` hook: leave the keyword indexes alone -- FTS5 virtual tables
+    (and FTS5's shadow tables) that migration 0006 creates with raw DDL, which the metadata
+    cannot describe (:mod:`memrepl.storage.keyword`)."""
+    return not (type_ == "table" and name is not None and is_index_table(name))
 
 
 def current_revision(conn: Connection) -> str | None:

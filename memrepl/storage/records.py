@@ -25,7 +25,8 @@ from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore
 from json.scanner import make_scanner
 from typing import Any
 
-from memrepl.merge import ItemState, Version
+from memrepl.merge import UNPLACED, ItemState, Placement, Version
+from memrepl.namespaces import decode_namespace, encode_namespace
 from memrepl.protocol.enums import SyncPriority
 from memrepl.storage.schema import TIER_SPECS, TierSpec, item_columns
 
@@ -87,13 +88,17 @@ class StoredItem:
         ``copy=False`` shares the content object instead of copying it: only for an item that
         nothing else will see (one just read from its row).
 
-        Keys: ``item_id``, ``content`` (a copy), ``deleted``, ``timestamp_ns`` and
+        Keys: ``item_id``, ``namespace`` (a tuple, ``()`` for none), ``key`` (None when the id
+        is not a keyed id), ``content`` (a copy), ``deleted``, ``timestamp_ns`` and
         ``origin_node`` (the latest write's version), ``priority``, ``modified_at``,
         ``created_at_ns``, ``access_count``, ``last_accessed_ns``, then the tier's own columns.
         """
         version = self.state.version
+        placement = self.state.placement
         record: Record = {
             "item_id": self.item_id,
+            "namespace": placement.namespace,
+            "key": placement.key or None,
             "content": decode_json(self.encoded_content()) if copy else self.state.content,
             "deleted": self.state.deleted,
             "timestamp_ns": version.timestamp_ns,
@@ -250,6 +255,7 @@ def row_tuple(spec: TierSpec, item: StoredItem) -> tuple[Any, ...]:
     state = item.state
     version_ts, version_origin = state.version
     whole_ts, whole_origin = state.whole
+    (placed_ts, placed_origin), namespace, key = state.placement
     return (
         item.item_id,
         item.encoded_content(),
@@ -264,9 +270,13 @@ def row_tuple(spec: TierSpec, item: StoredItem) -> tuple[Any, ...]:
         int(item.priority),
         item.modified_at,
         item.received_from,
+        key or None,
+        placed_ts,
+        placed_origin,
         item.created_at_ns,
         item.access_count,
         item.last_accessed_ns,
+        encode_namespace(namespace) if namespace else "",
         *map(item.extras.get, _EXTRA_NAMES[spec.table.name]),
     )
 
@@ -287,9 +297,13 @@ def item_from_values(spec: TierSpec, values: Sequence[Any]) -> StoredItem:
         priority,
         modified_at,
         received_from,
+        item_key,
+        namespace_ts,
+        namespace_origin,
         created_at_ns,
         access_count,
         last_accessed_ns,
+        namespace,
     ) = values[:_COMMON_COLUMNS]
     state = ItemState(
         decode_json(content),
@@ -297,6 +311,11 @@ def item_from_values(spec: TierSpec, values: Sequence[Any]) -> StoredItem:
         bool(whole_deleted),
         decode_field_clocks(field_clocks),
         decode_json(causal_context),
+        Placement(
+            Version(namespace_ts, namespace_origin), decode_namespace(namespace), item_key or ""
+        )
+        if namespace_ts
+        else UNPLACED,
     )
     return StoredItem(
         item_id,

@@ -28,6 +28,12 @@ tombstones included:
 ``created_at_ns``         stamp of the write that first created the row on this node
 ``access_count``          local reads of the item (never replicated, never touches modified_at)
 ``last_accessed_ns``      wall time of the last local read, NULL if never read
+``namespace``             the item's namespace as text (``users/alice``; ``''`` for none; see
+                          :mod:`memrepl.namespaces`), indexed; replicated with the item
+``item_key``              the key the item's id was derived from (:func:`memrepl.keyed_id`), NULL
+                          when none; replicated
+``namespace_ts``          stamp of the write that set the namespace and key, 0 if none did
+``namespace_origin``      its node id ('' if none)
 ========================  ==========================================================================
 
 Tier extras: ``working_items.pinned`` and ``.expires_at_ns`` (local: never evicted / local TTL);
@@ -56,11 +62,13 @@ from sqlalchemy import (
     Column,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     PrimaryKeyConstraint,
     Table,
     Text,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Connection
 
@@ -88,9 +96,15 @@ def item_columns() -> list[Column[Any]]:
         Column("priority", Integer, nullable=False),
         Column("modified_at", Integer, nullable=False),
         Column("received_from", Text, nullable=True),
+        # The placement (merge.Placement), after the state columns an update of the state
+        # alone sets; the indexed namespace text last, with the columns only a whole upsert sets.
+        Column("item_key", Text, nullable=True),
+        Column("namespace_ts", Integer, nullable=False, server_default="0"),
+        Column("namespace_origin", Text, nullable=False, server_default=text("''")),
         Column("created_at_ns", Integer, nullable=False),
         Column("access_count", Integer, nullable=False, server_default="0"),
         Column("last_accessed_ns", Integer, nullable=True),
+        Column("namespace", Text, nullable=False, server_default=text("''")),
     ]
 
 
@@ -101,6 +115,7 @@ def _tier_table(name: str, *extra: Column[Any] | Index) -> Table:
         *item_columns(),
         *extra,
         Index(f"ix_{name}_modified_at", "modified_at", unique=True),
+        Index(f"ix_{name}_namespace", "namespace"),
     )
 
 
@@ -300,4 +315,32 @@ tier_digests = Table(
     Column("digest", Integer, nullable=False),
     Column("row_count", Integer, nullable=False),
     PrimaryKeyConstraint("tier", "bucket"),
+)
+
+#: The vector index (migration 0007): one row per embedded live item, local and derived (it never
+#: travels; memrepl.storage.vector_index). ``source_modified_at`` is the item's ``modified_at``
+#: when it was embedded; ``vector`` its unit vector as float32 bytes; ``namespace`` a copy of its
+#: namespace's text, to narrow a search before reading rows.
+item_vectors = Table(
+    "item_vectors",
+    metadata,
+    Column("tier", Integer, nullable=False),
+    Column("item_id", Text, nullable=False),
+    Column("source_modified_at", Integer, nullable=False),
+    Column("namespace", Text, nullable=False),
+    Column("vector", LargeBinary, nullable=False),
+    PrimaryKeyConstraint("tier", "item_id"),
+    Index("ix_item_vectors_tier_source", "tier", "source_modified_at"),
+)
+
+#: Per tier, which embedder filled ``item_vectors`` (its name and dimension) and how far: the
+#: highest ``modified_at`` of the tier it has embedded (the indexer's cursor on the change feed).
+vector_indexes = Table(
+    "vector_indexes",
+    metadata,
+    Column("tier", Integer, primary_key=True, autoincrement=False),
+    Column("embedder", Text, nullable=False),
+    Column("dims", Integer, nullable=False),
+    Column("cursor", Integer, nullable=False),
+    Column("updated_at_ns", Integer, nullable=False),
 )

@@ -47,8 +47,10 @@ from memrepl.storage.engine import (
     write_engine,
 )
 from memrepl.storage.graph_tiers import AsyncSemanticMemory, SemanticMemory
+from memrepl.storage.indexer import AsyncIndexer, ThreadIndexer
 from memrepl.storage.items import collect_changes, stop_collecting
 from memrepl.storage.node import ClockSettings, check_node_id, ensure_node, stamping, stored_node_id
+from memrepl.storage.recall import AsyncRecallMethods, RecallMethods
 from memrepl.storage.records import StoredItem
 from memrepl.storage.tiers import (
     AsyncEpisodicMemory,
@@ -132,6 +134,8 @@ class StoreBase:
         self.working_capacity = working_capacity
         self._tiers: dict[MemoryTier, _TierBase] = {}
         self._closed = False
+        #: The vector indexer, once an embedder is attached (``attach_embedder``).
+        self._indexer: ThreadIndexer | AsyncIndexer | None = None
 
     def tier(self, tier: MemoryTier | int) -> _TierBase:
         """The tier object for ``tier``; UnknownTierError for anything else."""
@@ -144,13 +148,15 @@ class StoreBase:
     def _dispatch(self, changes: Changes) -> None:
         for tier, items in changes:
             self._tiers[tier]._after_commit(items)
+        if changes and self._indexer is not None:
+            self._indexer.notify()
 
     def __repr__(self) -> str:
         where = self.path if self.path is not None else MEMORY
         return f"<{type(self).__name__} node_id={self.node_id!r} path={str(where)!r}>"
 
 
-class Store(StoreBase):
+class Store(RecallMethods, StoreBase):
     """A synchronous memrepl store: three tiers in one SQLite file. Open it with :func:`open`."""
 
     working: WorkingMemory
@@ -251,6 +257,8 @@ class Store(StoreBase):
 
     def close(self) -> None:
         """Close every connection; the store can no longer be used. Idempotent."""
+        if isinstance(self._indexer, ThreadIndexer):
+            self._indexer.close()
         with self._write_lock:
             self._closed = True
             if not self._writing:
@@ -269,7 +277,7 @@ class Store(StoreBase):
         self.close()
 
 
-class AsyncStore(StoreBase):
+class AsyncStore(AsyncRecallMethods, StoreBase):
     """The asyncio twin of :class:`Store`. Open it with ``await memrepl.aio.open(...)``."""
 
     working: AsyncWorkingMemory
@@ -331,6 +339,8 @@ class AsyncStore(StoreBase):
 
     async def close(self) -> None:
         """Close every connection (awaits the engine's disposal). Idempotent."""
+        if isinstance(self._indexer, AsyncIndexer):
+            await self._indexer.close()
         self._closed = True
         await self.engine.dispose()
 

@@ -43,6 +43,7 @@ from memrepl.protocol.enums import MemoryTier, SyncPriority
 from memrepl.storage import episodic, working
 from memrepl.storage.items import LocalWrite, modified_since, read_item, write_local
 from memrepl.storage.node import ClockSettings, stamping
+from memrepl.storage.recall import AsyncTierRecallMethods, TierRecallMethods
 from memrepl.storage.records import Record, StoredItem
 from memrepl.storage.schema import EPISODIC, WORKING, TierSpec
 
@@ -120,7 +121,7 @@ class _TierBase:
         return f"<{type(self).__name__} node_id={self.node_id!r}>"
 
 
-class Tier(_TierBase):
+class Tier(TierRecallMethods, _TierBase):
     """A memory tier over a synchronous :class:`~memrepl.storage.store.Store`.
 
     Every write is one ``BEGIN IMMEDIATE`` transaction: validated first, so a refused call
@@ -172,16 +173,35 @@ class Tier(_TierBase):
             return _get_op(conn, self._ctx, item_id)
 
     def add(
-        self, item_id: str, content: Mapping[str, Any], *, priority: SyncPriority = _NORMAL
+        self,
+        item_id: str,
+        content: Mapping[str, Any],
+        *,
+        priority: SyncPriority = _NORMAL,
+        namespace: Sequence[str] | None = None,
+        key: str | None = None,
     ) -> Record:
-        """Create an item (or resurrect a deleted one). ItemExistsError if it is live."""
-        return self.write_many([LocalWrite.add(item_id, content, priority)])[0]
+        """Create an item (or resurrect a deleted one). ItemExistsError if it is live.
+
+        ``namespace`` (a tuple of non-empty strings) files the item there; None leaves it where
+        it is (a new item: in none). ``key``: the key of a keyed id (:func:`memrepl.keyed_id`).
+        The same two keywords work on ``update`` and ``merge``.
+        """
+        write = LocalWrite.add(item_id, content, priority, namespace=namespace, key=key)
+        return self.write_many([write])[0]
 
     def update(
-        self, item_id: str, content: Mapping[str, Any], *, priority: SyncPriority = _NORMAL
+        self,
+        item_id: str,
+        content: Mapping[str, Any],
+        *,
+        priority: SyncPriority = _NORMAL,
+        namespace: Sequence[str] | None = None,
+        key: str | None = None,
     ) -> Record:
         """Replace a live item's content. ItemNotFoundError if it is missing or deleted."""
-        return self.write_many([LocalWrite.update(item_id, content, priority)])[0]
+        write = LocalWrite.update(item_id, content, priority, namespace=namespace, key=key)
+        return self.write_many([write])[0]
 
     def delete(self, item_id: str, *, priority: SyncPriority = _NORMAL) -> Record:
         """Delete a live item, leaving a tombstone that replicates. ItemNotFoundError if not
@@ -189,10 +209,17 @@ class Tier(_TierBase):
         return self.write_many([LocalWrite.delete(item_id, priority)])[0]
 
     def merge(
-        self, item_id: str, content: Mapping[str, Any], *, priority: SyncPriority = _NORMAL
+        self,
+        item_id: str,
+        content: Mapping[str, Any],
+        *,
+        priority: SyncPriority = _NORMAL,
+        namespace: Sequence[str] | None = None,
+        key: str | None = None,
     ) -> Record:
         """Set the given fields, keeping the others; creates the item if missing."""
-        return self.write_many([LocalWrite.merge(item_id, content, priority)])[0]
+        write = LocalWrite.merge(item_id, content, priority, namespace=namespace, key=key)
+        return self.write_many([write])[0]
 
     def write_many(self, writes: Sequence[LocalWrite]) -> list[Record]:
         """Apply many writes in ONE transaction, in order; the record after each write.
@@ -203,7 +230,7 @@ class Tier(_TierBase):
             return _write_op(conn, self._ctx, list(writes))
 
 
-class AsyncTier(_TierBase):
+class AsyncTier(AsyncTierRecallMethods, _TierBase):
     """The asyncio twin of :class:`Tier`: the same methods as coroutines, the same operations
     run through ``AsyncConnection.run_sync``."""
 
@@ -232,26 +259,47 @@ class AsyncTier(_TierBase):
             return await conn.run_sync(_get_op, self._ctx, item_id)
 
     async def add(
-        self, item_id: str, content: Mapping[str, Any], *, priority: SyncPriority = _NORMAL
+        self,
+        item_id: str,
+        content: Mapping[str, Any],
+        *,
+        priority: SyncPriority = _NORMAL,
+        namespace: Sequence[str] | None = None,
+        key: str | None = None,
     ) -> Record:
         """See :meth:`Tier.add`."""
-        return (await self.write_many([LocalWrite.add(item_id, content, priority)]))[0]
+        write = LocalWrite.add(item_id, content, priority, namespace=namespace, key=key)
+        return (await self.write_many([write]))[0]
 
     async def update(
-        self, item_id: str, content: Mapping[str, Any], *, priority: SyncPriority = _NORMAL
+        self,
+        item_id: str,
+        content: Mapping[str, Any],
+        *,
+        priority: SyncPriority = _NORMAL,
+        namespace: Sequence[str] | None = None,
+        key: str | None = None,
     ) -> Record:
         """See :meth:`Tier.update`."""
-        return (await self.write_many([LocalWrite.update(item_id, content, priority)]))[0]
+        write = LocalWrite.update(item_id, content, priority, namespace=namespace, key=key)
+        return (await self.write_many([write]))[0]
 
     async def delete(self, item_id: str, *, priority: SyncPriority = _NORMAL) -> Record:
         """See :meth:`Tier.delete`."""
         return (await self.write_many([LocalWrite.delete(item_id, priority)]))[0]
 
     async def merge(
-        self, item_id: str, content: Mapping[str, Any], *, priority: SyncPriority = _NORMAL
+        self,
+        item_id: str,
+        content: Mapping[str, Any],
+        *,
+        priority: SyncPriority = _NORMAL,
+        namespace: Sequence[str] | None = None,
+        key: str | None = None,
     ) -> Record:
         """See :meth:`Tier.merge`."""
-        return (await self.write_many([LocalWrite.merge(item_id, content, priority)]))[0]
+        write = LocalWrite.merge(item_id, content, priority, namespace=namespace, key=key)
+        return (await self.write_many([write]))[0]
 
     async def write_many(self, writes: Sequence[LocalWrite]) -> list[Record]:
         """See :meth:`Tier.write_many`."""
@@ -300,9 +348,12 @@ class WorkingMemory(Tier):
         priority: SyncPriority = _NORMAL,
         pinned: bool | None = None,
         ttl_s: float | None = None,
+        namespace: Sequence[str] | None = None,
+        key: str | None = None,
     ) -> Record:
         """:meth:`Tier.add`, optionally pinning the item or giving it a TTL in seconds (local)."""
-        write = self._local(LocalWrite.add(item_id, content, priority), pinned, ttl_s)
+        write = LocalWrite.add(item_id, content, priority, namespace=namespace, key=key)
+        write = self._local(write, pinned, ttl_s)
         return self.write_many([write])[0]
 
     def update(
@@ -313,9 +364,12 @@ class WorkingMemory(Tier):
         priority: SyncPriority = _NORMAL,
         pinned: bool | None = None,
         ttl_s: float | None = None,
+        namespace: Sequence[str] | None = None,
+        key: str | None = None,
     ) -> Record:
         """:meth:`Tier.update`, optionally (un)pinning or setting a TTL (local)."""
-        write = self._local(LocalWrite.update(item_id, content, priority), pinned, ttl_s)
+        write = LocalWrite.update(item_id, content, priority, namespace=namespace, key=key)
+        write = self._local(write, pinned, ttl_s)
         return self.write_many([write])[0]
 
     def merge(
@@ -326,9 +380,12 @@ class WorkingMemory(Tier):
         priority: SyncPriority = _NORMAL,
         pinned: bool | None = None,
         ttl_s: float | None = None,
+        namespace: Sequence[str] | None = None,
+        key: str | None = None,
     ) -> Record:
         """:meth:`Tier.merge`, optionally (un)pinning or setting a TTL (local)."""
-        write = self._local(LocalWrite.merge(item_id, content, priority), pinned, ttl_s)
+        write = LocalWrite.merge(item_id, content, priority, namespace=namespace, key=key)
+        write = self._local(write, pinned, ttl_s)
         return self.write_many([write])[0]
 
     def pin(self, item_id: str) -> None:

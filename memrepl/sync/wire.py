@@ -16,8 +16,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from memrepl.errors import ProtocolError
-from memrepl.merge import BOTTOM, ItemState, Version, apply_local_write
+from memrepl.errors import InvalidNamespaceError, ProtocolError
+from memrepl.merge import BOTTOM, UNPLACED, ItemState, Placement, Version, apply_local_write
+from memrepl.namespaces import check_key, check_namespace
 from memrepl.protocol.enums import MemoryTier, SyncOperation, SyncPriority
 from memrepl.protocol.item import ItemVersionInfo, MemorySyncItem
 from memrepl.storage.records import decode_json, encode_content
@@ -38,6 +39,7 @@ def item_from_state(
     elif payload is None:
         # The stored form is the wire form (PROTOCOL.md §2: the content's json.dumps).
         payload = encode_content(dict(state.content)).encode()
+    (placed_ts, placed_origin), namespace, key = state.placement
     info = ItemVersionInfo(
         origin_node=version.origin,
         causal_context=state.context,
@@ -45,6 +47,10 @@ def item_from_state(
         whole_origin=state.whole.origin,
         whole_deleted=state.whole_deleted and state.whole != BOTTOM,
         field_clocks={k: (v.timestamp_ns, v.origin) for k, v in state.field_clocks.items()},
+        namespace=namespace,
+        key=key,
+        namespace_ts=placed_ts,
+        namespace_origin=placed_origin,
     )
     return MemorySyncItem(
         item_id=item_id,
@@ -84,9 +90,21 @@ def decode_item(item: MemorySyncItem, *, source_node: str) -> tuple[ItemState, s
         {name: Version(*clock) for name, clock in clocks.items()} if clocks else {},
         # The version info owns a fresh dict (built when it was decoded): shared, read-only.
         info.causal_context,
+        _placement(item, info) if info.namespace_ts else UNPLACED,
     )
+    if not info.namespace_ts and (info.namespace or info.key or info.namespace_origin):
+        raise _bad(item, "a namespace or key without the write that set it")
     _check_consistent(item, state, (item.timestamp_ns, info.origin_node))
     return state, text
+
+
+def _placement(item: MemorySyncItem, info: ItemVersionInfo) -> Placement:
+    try:
+        namespace = check_namespace(info.namespace)
+        key = check_key(info.key) if info.key else ""
+    except InvalidNamespaceError as exc:
+        raise _bad(item, str(exc)) from exc
+    return Placement(Version(info.namespace_ts, info.namespace_origin), namespace, key)
 
 
 def _decode_payload(item: MemorySyncItem) -> tuple[str | None, dict[str, Any]]:
@@ -122,7 +140,10 @@ def _check_consistent(item: MemorySyncItem, state: ItemState, claimed: tuple[int
             raise _bad(item, f"field clock for absent field {name!r}")
         if clock <= whole:
             raise _bad(item, f"field {name!r} is older than the whole write")
-    for write in (whole, *clocks.values()):
+    placed = state.placement.set_by
+    if placed > state.version:
+        raise _bad(item, "its namespace was set by a write later than the item's latest")
+    for write in (whole, *clocks.values(), placed):
         if write.timestamp_ns and context.get(write.origin, 0) < write.timestamp_ns:
             raise _bad(item, "causal context misses the item's own writes")
     if state.deleted and state.content:

@@ -253,6 +253,9 @@ def test_help_and_version(cli: Cli) -> None:
         "conflicts",
         "sql",
         "graph",
+        "search",
+        "namespaces",
+        "index",
     ]
     listed = re.findall(r"^    ([a-z]+)  ", helped.out, flags=re.MULTILINE)
     assert listed[: len(commands)] == commands

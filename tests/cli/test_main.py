@@ -64,6 +64,7 @@ def test_the_shipped_command_modules() -> None:
         "conflict_cmds",
         "sql_cmds",
         "graph_cmds",
+        "recall_cmds",
         "serve_cmds",
         "sync_cmds",
         "cert_cmds",

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from memrepl.protocol.enums import MemoryTier
+from memrepl.storage.migrate import HEAD_REVISION, REPLICATION_REVISION
 
 from .conftest import Cli, Nodes
 
@@ -19,8 +20,8 @@ def test_a_store_without_peers(db: Path, cli: Cli) -> None:
 
     data = cli("status", "--json", "--db", db).json()
     assert data["node_id"] == "node-a"
-    assert data["revision"] == "0004"
-    assert data["replication_revision"] == "0004"
+    assert data["revision"] == HEAD_REVISION
+    assert data["replication_revision"] == REPLICATION_REVISION
     tiers = {tier["tier"]: tier for tier in data["tiers"]}
     assert tiers["working"]["items"] == 1
     assert tiers["working"]["tombstones"] == 1
@@ -38,7 +39,9 @@ def test_a_store_without_peers(db: Path, cli: Cli) -> None:
     text = cli("status", "--db", db)
     assert text.code == 0
     lines = text.out.splitlines()
-    assert lines[0] == f"node node-a  store {db}  schema 0004  replication 0004"
+    assert lines[0] == (
+        f"node node-a  store {db}  schema {HEAD_REVISION}  replication {REPLICATION_REVISION}"
+    )
     assert lines[2].split()[:4] == ["tier", "items", "tombstones", "conflicts"]
     assert lines[4].split()[:4] == ["working", "1", "1", "0"]
     assert lines[-1] == "no peers yet: nothing was synced with this store"

@@ -97,10 +97,22 @@ def test_db_current_never_writes(db: Path, cli: Cli) -> None:
 
 
 def test_db_upgrade_from_an_older_revision(db: Path, cli: Cli) -> None:
-    # Take the store back to 0001 by hand: 0003 dropped an index 0001 had, 0002 and 0004 added
-    # a table each.
+    # Take the store back to 0001 by hand: 0007 added the vector tables and a trigger per tier
+    # table, 0006 the keyword indexes, 0005 columns and an index on each tier table; 0004 and
+    # 0002 added a table each, 0003 dropped an index 0001 had.
     conn = sqlite3.connect(db)
     with conn:
+        for table in ("working_items", "episodic_items", "semantic_items"):
+            conn.execute(f"DROP TRIGGER {table}_vectors_delete")
+        conn.execute("DROP TABLE item_vectors")
+        conn.execute("DROP TABLE vector_indexes")
+        for table in ("working_items", "episodic_items", "semantic_items"):
+            for event in ("insert", "delete", "update"):
+                conn.execute(f"DROP TRIGGER {table}_fts_{event}")
+            conn.execute(f"DROP TABLE {table}_fts")
+            conn.execute(f"DROP INDEX ix_{table}_namespace")
+            for column in ("namespace", "namespace_origin", "namespace_ts", "item_key"):
+                conn.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
         conn.execute("CREATE INDEX ix_conflicts_tier_item ON conflicts (tier, item_id)")
         conn.execute("DROP TABLE tombstone_horizons")
         conn.execute("DROP TABLE tier_digests")  # 0004 adds it

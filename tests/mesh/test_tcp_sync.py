@@ -219,15 +219,30 @@ async def test_schema_mismatch_never_connects(
 
 
 async def test_a_node_before_the_replication_revision_is_refused(cluster: Cluster) -> None:
-    """Migration 0004 changes replication (digest queries, the same-version merge rule): a node
-    still advertising replication revision "0002" (stores at 0002 or 0003) is refused until it
-    is upgraded, instead of syncing and never converging on hand-edited items."""
-    assert HEAD_REVISION == REPLICATION_REVISION == SCHEMA == "0004"
+    """Migration 0005 changes replication (namespaces travel and merge with items): a node
+    still advertising replication revision "0004" (stores at 0004) is refused until it is
+    upgraded, instead of syncing and dropping the namespaces it relays."""
+    assert REPLICATION_REVISION == SCHEMA == "0005"
     a = await cluster.add("a")
-    b = await cluster.add("b", schema="0002")
+    b = await cluster.add("b", schema="0004")
     cluster.dial(a, b)
     await eventually(lambda: a.mesh.stats().total.refused.get("schema-mismatch", 0) >= 1)
     assert a.mesh.peers() == [] and b.mesh.peers() == []
+
+
+async def test_a_storage_only_migration_is_a_rolling_upgrade(cluster: Cluster) -> None:
+    """A node at head advertises its replication revision, not its head: one still at that
+    revision (before the later, storage-only migrations: the search indexes) syncs with it."""
+    assert HEAD_REVISION != REPLICATION_REVISION and SCHEMA == REPLICATION_REVISION
+    a = await cluster.add("a")
+    b = await cluster.add("b", schema=REPLICATION_REVISION)
+    cluster.dial(a, b)
+    await cluster.connected(a, b)
+    write_everywhere(a)
+    write_everywhere(b)
+    await sync_all([a, b])
+    assert replicated_store(a.store) == replicated_store(b.store)
+    assert a.mesh.stats().total.refused == {} and b.mesh.stats().total.refused == {}
 
 
 async def test_mesh_can_be_used_as_async_context_manager() -> None:

@@ -113,6 +113,16 @@ def test_promoted_event_keeps_its_own_episode_and_time(store: Store) -> None:
     assert [r["item_id"] for r in store.episodic.events_of_episode("ep")] == [promoted_id("w1")]
 
 
+def test_promoted_event_stays_in_the_items_namespace(store: Store) -> None:
+    store.working.add("w1", {"note": "likes tea"}, namespace=("users", "alice"))
+    store.working.add("w2", {"note": "no namespace"})
+    read(store, "w1", 3)
+    read(store, "w2", 3)
+    assert sorted(consolidate(store).promoted) == ["w1", "w2"]
+    filed = {r["item_id"]: r["namespace"] for r in store.episodic.get_modified_since(0)}
+    assert filed == {promoted_id("w1"): ("users", "alice"), promoted_id("w2"): ()}
+
+
 def test_expired_deleted_and_pinned_items(store: Store) -> None:
     store.working.add("gone", {"n": 1}, ttl_s=1)
     read(store, "gone", 3)

