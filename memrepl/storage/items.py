@@ -71,7 +71,7 @@ from memrepl.merge import (
 from memrepl.namespaces import check_key, check_namespace, keyed_id
 from memrepl.protocol.enums import MemoryTier, SyncOperation, SyncPriority
 from memrepl.protocol.item import check_item_id
-from memrepl.storage import digests, driver
+from memrepl.storage import digests, driver, keyword
 from memrepl.storage.digests import tuple_hash
 from memrepl.storage.driver import DriverStatement, compile_statement
 from memrepl.storage.records import StoredItem, encode_content, item_from_values, row_tuple
@@ -310,6 +310,17 @@ def _store(
                 f"{spec.table.name}: {updated} of {len(state_only)} state updates found their row"
             )
     digests.record_changes(conn, spec.tier, hashes)
+    # The keyword index follows, in this transaction: out with the old text, in with the new.
+    text_of = keyword.indexed_text
+    removed = []
+    for item in changed:
+        before = stored.get(item.item_id)
+        if before is not None and not before.deleted:
+            removed.append((before.modified_at, text_of(before.state.content)))
+    added = [
+        (item.modified_at, text_of(item.state.content)) for item in changed if not item.deleted
+    ]
+    keyword.index_changes(conn, spec, removed, added)
     # Noted before the tier hook runs: what the hook forgets (eviction) must come after, so that
     # after-commit hooks end with an item's final state.
     pending = conn.info.get(CHANGES_KEY)
@@ -620,6 +631,12 @@ def forget_items(conn: Connection, spec: TierSpec, ids: Iterable[str]) -> list[S
     digests.record_changes(
         conn, spec.tier, [(item.item_id, digests.item_hash(item), None) for item in found.values()]
     )
+    indexed = [
+        (item.modified_at, keyword.indexed_text(item.state.content))
+        for item in found.values()
+        if not item.deleted
+    ]
+    keyword.index_changes(conn, spec, indexed, [])
     pending = conn.info.get(CHANGES_KEY)
     if pending is not None:
         pending.append((spec.tier, [replace(item, state=EMPTY_STATE) for item in found.values()]))

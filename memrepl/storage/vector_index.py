@@ -33,15 +33,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import delete, func, select, text
+from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from memrepl.namespaces import prefix_bounds
 from memrepl.protocol.enums import MemoryTier
 from memrepl.storage.embedders import check_embedder, check_vectors, embedder_name, numpy
-from memrepl.storage.keyword import text_of
-from memrepl.storage.records import StoredItem, item_from_values
+from memrepl.storage.keyword import indexed_text
+from memrepl.storage.records import StoredItem, decode_json, item_from_values
 from memrepl.storage.schema import TierSpec, item_vectors, vector_indexes
 
 if TYPE_CHECKING:
@@ -111,19 +111,25 @@ def read_changes(
 ) -> Changes | None:
     """The next ``limit`` changes to index (None: up to date), in ``modified_at`` order."""
     cursor = cursor_of(conn, spec.tier, name, dims)
-    items = spec.table.name
+    table = spec.table
     rows = conn.execute(
-        text(
-            f"SELECT item_id, modified_at, deleted, namespace, {text_of(items)} FROM {items} "
-            "WHERE modified_at > :cursor ORDER BY modified_at LIMIT :limit"
-        ),
-        {"cursor": cursor, "limit": limit},
+        select(
+            table.c.item_id,
+            table.c.modified_at,
+            table.c.deleted,
+            table.c.namespace,
+            table.c.content,
+        )
+        .where(table.c.modified_at > cursor)
+        .order_by(table.c.modified_at)
+        .limit(limit)
     ).all()
     if not rows:
         return None
     embed, drop = [], []
-    for item_id, modified_at, deleted, namespace, body in rows:
-        if deleted or not body or not body.strip():
+    for item_id, modified_at, deleted, namespace, content in rows:
+        body = "" if deleted else indexed_text(decode_json(content))
+        if not body.strip():
             drop.append(item_id)
         else:
             embed.append((item_id, modified_at, namespace, body))

@@ -107,8 +107,6 @@ def test_db_upgrade_from_an_older_revision(db: Path, cli: Cli) -> None:
         conn.execute("DROP TABLE item_vectors")
         conn.execute("DROP TABLE vector_indexes")
         for table in ("working_items", "episodic_items", "semantic_items"):
-            for event in ("insert", "delete", "update"):
-                conn.execute(f"DROP TRIGGER {table}_fts_{event}")
             conn.execute(f"DROP TABLE {table}_fts")
             conn.execute(f"DROP INDEX ix_{table}_namespace")
             for column in ("namespace", "namespace_origin", "namespace_ts", "item_key"):

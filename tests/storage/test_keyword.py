@@ -5,6 +5,7 @@ rebuilds and the migration that creates the index."""
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import time
 from collections.abc import Callable
@@ -12,6 +13,8 @@ from pathlib import Path
 
 import pytest
 from alembic.script import ScriptDirectory
+from hypothesis import given
+from hypothesis import strategies as st
 
 import memrepl.aio
 from memrepl.errors import InvalidFilterError, InvalidQueryError, RecallError
@@ -216,11 +219,23 @@ def test_the_asyncio_twin_searches_and_rebuilds(db_path: Path) -> None:
     asyncio.run(main())
 
 
-def test_the_migration_builds_what_the_code_builds() -> None:
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=5),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=3), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
+
+
+@given(st.dictionaries(st.text(max_size=3), json_values, max_size=4))
+def test_the_migration_indexes_what_the_code_indexes(content: dict[str, object]) -> None:
     script = ScriptDirectory.from_config(alembic_config()).get_revision("0006")
     assert script is not None
     for spec in TIER_SPECS.values():
         assert script.module.statements(spec.table.name) == keyword.ddl(spec)
+    text = json.dumps(content)
+    assert script.module.indexed_text(json.loads(text)) == keyword.indexed_text(json.loads(text))
 
 
 def test_the_migration_indexes_existing_items(opener: Callable[..., Store], db_path: Path) -> None:

@@ -206,14 +206,15 @@ def test_write_many_commits_once(store: Store, tier: MemoryTier) -> None:
     writes = [LocalWrite.add(f"i{n}", {"n": n}) for n in range(50)]
     statements = first_words(statements_run(store, lambda: store.tier(tier).write_many(writes)))
     # Clock read, one load of the rows, one executemany upsert (50 INSERTs as SQLite runs them),
-    # one executemany of the digest buckets it touched (one INSERT each), (working: the
-    # capacity/expiry check), clock save, one COMMIT.
+    # one executemany into the keyword index (50 more), one executemany of the digest buckets it
+    # touched (one INSERT each), (working: the capacity/expiry check), clock save, one COMMIT.
     capacity_check = ["SELECT"] if tier == MemoryTier.WORKING else []
     buckets = len({bucket_of(f"i{n}") for n in range(50)})
     assert statements == [
         "BEGIN",
         "SELECT",
         "SELECT",
+        *["INSERT"] * 50,
         *["INSERT"] * 50,
         *["INSERT"] * buckets,
         *capacity_check,

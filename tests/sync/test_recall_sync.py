@@ -207,6 +207,11 @@ def test_keyword_search_is_exactly_the_live_items_containing_the_word(
                     for word in WORDS:
                         found = set(ids(store.tier(tier).search(word, limit=100)))
                         assert found == brute_force(store, tier, word), (node, tier, word)
+        for store in stores.values():
+            # And a rebuild from the rows gives the same results.
+            before = {w: ids(store.search(w, tiers=TIERS, limit=100)) for w in WORDS}
+            store.rebuild_indexes(TIERS)
+            assert {w: ids(store.search(w, tiers=TIERS, limit=100)) for w in WORDS} == before
     finally:
         for store in stores.values():
             store.close()
