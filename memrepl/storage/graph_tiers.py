@@ -1,4 +1,5 @@
-"""The semantic tier (L3) objects, sync and asyncio: the seed's tier interface plus the graph.
+"""The semantic tier (L3) objects, sync and asyncio: the seed's tier interface plus the graph,
+and graph-aware recall (``search(..., expand=1)``).
 
 Both keep a :class:`~memrepl.storage.semantic.SemanticGraph` (a networkx ``MultiDiGraph``) equal
 to the ``semantic_items`` table: loaded when the store opens, then followed by every committed
@@ -12,12 +13,19 @@ I/O.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
+from sqlalchemy.engine import Connection
+
+from memrepl.errors import RecallError
+from memrepl.namespaces import is_under
 from memrepl.protocol.enums import SyncPriority
 from memrepl.storage import semantic
+from memrepl.storage.items import load_items
 from memrepl.storage.records import Record, StoredItem
-from memrepl.storage.schema import SEMANTIC
+from memrepl.storage.schema import SEMANTIC, TierSpec
+from memrepl.storage.search import Hit, SearchResults, hit_of
 from memrepl.storage.tiers import AsyncTier, Tier, _TierBase
 
 _NORMAL = SyncPriority.NORMAL
@@ -58,6 +66,68 @@ class _GraphQueries(_TierBase):
         return self._graph_state.pending_relations()
 
 
+def _check_expand(expand: object) -> int:
+    if isinstance(expand, bool) or not isinstance(expand, int) or expand < 0:
+        raise RecallError(f"expand must be a non-negative int (graph depth), not {expand!r}")
+    return expand
+
+
+def expand_op(
+    conn: Connection,
+    spec: TierSpec,
+    graph: semantic.SemanticGraph,
+    results: SearchResults,
+    *,
+    depth: int,
+    namespace: Sequence[str],
+) -> SearchResults:
+    """Graph-aware recall: the matches of a semantic search, then the concepts within ``depth``
+    edges of them (either direction), and the graph of all of those.
+
+    Seeds are the matching concepts, and the two ends of each matching relation (an end that
+    is not itself a match comes first among the neighbours, at distance 1, via the relation).
+    Neighbours are live concepts under the search's ``namespace`` (the filter is not applied to
+    them: they are context, not matches), ordered by distance, then by their seed's rank; their
+    hits have ``score`` None, ``depth`` their distance and ``via`` the seed (or relation) that
+    led to them. ``results.graph`` holds the concepts among the hits and the edges between
+    them. The search's ``limit`` counts matches only.
+    """
+    seeds: list[str] = []
+    ends: dict[str, tuple[int, str]] = {}
+    matched = {hit.item_id for hit in results}
+    for hit in results:
+        kind = hit.extras.get("kind")
+        if kind == "concept":
+            seeds.append(hit.item_id)
+        elif kind == "relation":
+            for end in (hit.extras.get("source_id"), hit.extras.get("target_id")):
+                if isinstance(end, str):
+                    seeds.append(end)
+                    if end not in matched:
+                        ends.setdefault(end, (1, hit.item_id))
+    around = {
+        **ends,
+        **{k: v for k, v in graph.neighbourhood(seeds, depth).items() if k not in ends},
+    }
+    around = {k: v for k, v in around.items() if k not in matched and graph.concept(k) is not None}
+    rows = load_items(conn, spec, around)
+    neighbours: list[Hit] = []
+    for item_id, (distance, via) in around.items():
+        item = rows.get(item_id)
+        if (
+            item is None
+            or item.deleted
+            or not is_under(item.state.placement.namespace, tuple(namespace))
+        ):
+            continue
+        neighbours.append(replace(hit_of(spec, item, None), depth=distance, via=via))
+    order = {hit.item_id: rank for rank, hit in enumerate(results)}
+    neighbours.sort(key=lambda hit: (hit.depth, order.get(hit.via or "", len(order)), hit.item_id))
+    hits = [*results.hits, *neighbours]
+    view = graph.subgraph(hit.item_id for hit in hits)
+    return SearchResults(hits, results.pending, view)
+
+
 def _concept_write(
     name: str, concept_type: str, attributes: dict[str, Any]
 ) -> tuple[str, dict[str, Any]]:
@@ -86,6 +156,23 @@ class SemanticMemory(_GraphQueries, Tier):
         """Rebuild the graph from the table (after another process wrote the file)."""
         with self._store.read() as conn:
             self._graph_state.load(conn, self.spec)
+
+    def search(self, query: str | None = None, *, expand: int = 0, **options: Any) -> SearchResults:
+        """:meth:`Tier.search`, and with ``expand`` > 0 graph-aware recall: the matching concepts
+        with their neighbourhood to that depth (:func:`expand_op`)."""
+        depth = _check_expand(expand)
+        results = super().search(query, **options)
+        if not depth:
+            return results
+        with self._store.read() as conn:
+            return expand_op(
+                conn,
+                self.spec,
+                self._graph_state,
+                results,
+                depth=depth,
+                namespace=options.get("namespace") or (),
+            )
 
     def add_concept(
         self,
@@ -127,6 +214,24 @@ class AsyncSemanticMemory(_GraphQueries, AsyncTier):
         """See :meth:`SemanticMemory.reload_graph`."""
         async with self._store.read() as conn:
             await conn.run_sync(self._graph_state.load, self.spec)
+
+    async def search(
+        self, query: str | None = None, *, expand: int = 0, **options: Any
+    ) -> SearchResults:
+        """See :meth:`SemanticMemory.search`."""
+        depth = _check_expand(expand)
+        results = await super().search(query, **options)
+        if not depth:
+            return results
+        async with self._store.read() as conn:
+            return await conn.run_sync(
+                expand_op,
+                self.spec,
+                self._graph_state,
+                results,
+                depth=depth,
+                namespace=options.get("namespace") or (),
+            )
 
     async def add_concept(
         self,

@@ -258,6 +258,27 @@ class SemanticGraph:
             return None
         return list(path)
 
+    def neighbourhood(self, seeds: Iterable[str], depth: int) -> dict[str, tuple[int, str]]:
+        """Concepts within ``depth`` edges of the ``seeds`` (either direction), not the seeds:
+        ``{concept id: (distance, the seed it was reached from)}``, breadth first, seeds in
+        the order given (so the nearer, better-ranked seed names each neighbour)."""
+        start = [seed for seed in dict.fromkeys(seeds) if seed in self._concepts]
+        found: dict[str, tuple[int, str]] = {}
+        seen = set(start)
+        frontier = [(seed, seed) for seed in start]
+        for distance in range(1, depth + 1):
+            following = []
+            for node, seed in frontier:
+                around = sorted(
+                    {*self.graph.successors(node), *self.graph.predecessors(node)} - seen
+                )
+                for neighbour in around:
+                    seen.add(neighbour)
+                    found[neighbour] = (distance, seed)
+                    following.append((neighbour, seed))
+            frontier = following
+        return found
+
     def subgraph(self, concept_ids: Iterable[str]) -> GraphView:
         """The given concepts (those in the graph) and the edges among them."""
         wanted = [cid for cid in dict.fromkeys(concept_ids) if cid in self._concepts]

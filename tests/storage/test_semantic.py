@@ -264,3 +264,58 @@ def test_graph_follows_an_applied_batch(tmp_path: Path) -> None:
     finally:
         for store in stores.values():
             store.close()
+
+
+def test_graph_aware_recall_returns_the_neighbourhood(store: Store) -> None:
+    semantic = store.semantic
+    paris = semantic.add_concept("Paris", "city", note="the city of light")["item_id"]
+    france = semantic.add_concept("France", "country")["item_id"]
+    europe = semantic.add_concept("Europe", "continent")["item_id"]
+    seine = semantic.add_concept("Seine", "river")["item_id"]
+    tokyo = semantic.add_concept("Tokyo", "city")["item_id"]
+    semantic.add_relation(paris, "capital_of", france)
+    semantic.add_relation(france, "part_of", europe)
+    semantic.add_relation(seine, "flows_through", paris)
+    plain = semantic.search("light")
+    assert [hit.item_id for hit in plain] == [paris] and plain.graph is None
+
+    one = semantic.search("light", expand=1)
+    assert [(hit.item_id, hit.depth, hit.via) for hit in one] == [
+        (paris, 0, None),
+        (france, 1, paris),
+        (seine, 1, paris),
+    ]
+    assert one[1].score is None and one[1].content["name"] == "France"
+    assert one.graph is not None
+    assert set(one.graph.nodes) == {paris, france, seine}
+    assert {(edge.source, edge.target) for edge in one.graph.edges} == {
+        (paris, france),
+        (seine, paris),
+    }
+    two = semantic.search("light", expand=2)
+    assert [(hit.item_id, hit.depth) for hit in two][3:] == [(europe, 2)]
+    assert tokyo not in {hit.item_id for hit in two}
+    # A matching relation brings its two ends.
+    flows = semantic.search("flows", expand=1)
+    assert {hit.item_id for hit in flows if hit.depth == 1} >= {seine, paris}
+
+
+def test_graph_aware_recall_keeps_to_the_namespace(store: Store) -> None:
+    from memrepl.errors import RecallError
+    from memrepl.storage.semantic import concept_id
+
+    alice, bob = ("users", "alice"), ("users", "bob")
+    tea = concept_id("tea")
+    store.semantic.merge(
+        tea, {"kind": "concept", "name": "tea", "type": "concept"}, namespace=alice
+    )
+    green = concept_id("green")
+    store.semantic.merge(
+        green, {"kind": "concept", "name": "green", "type": "concept"}, namespace=bob
+    )
+    store.semantic.add_relation(tea, "is", green)
+    found = store.semantic.search("tea", namespace=alice, expand=1)
+    assert [hit.item_id for hit in found] == [tea]
+    assert [hit.item_id for hit in store.semantic.search("tea", expand=1)] == [tea, green]
+    with pytest.raises(RecallError):
+        store.semantic.search("tea", expand=-1)
