@@ -125,13 +125,16 @@ def build_keyword_fixture(path: Path, items: int, zipf: Zipf, rng: random.Random
         store.rebuild_indexes([MemoryTier.EPISODIC])
 
 
-def median_ms(action: Callable[[Any], object], inputs: list[Any]) -> float:
-    times = []
+def medians_ms(actions: list[Callable[[Any], object]], inputs: list[Any]) -> list[float]:
+    """The median milliseconds of each action over ``inputs``, the actions alternating on each
+    input (so a busy moment of a shared machine falls on all of them alike)."""
+    times: list[list[float]] = [[] for _ in actions]
     for value in inputs:
-        start = time.perf_counter()
-        action(value)
-        times.append((time.perf_counter() - start) * 1000)
-    return statistics.median(times)
+        for spent, action in zip(times, actions, strict=True):
+            start = time.perf_counter()
+            action(value)
+            spent.append((time.perf_counter() - start) * 1000)
+    return [statistics.median(spent) for spent in times]
 
 
 def bench_keyword(directory: Path, items: int, queries: int, rng: random.Random) -> None:
@@ -157,10 +160,12 @@ def bench_keyword(directory: Path, items: int, queries: int, rng: random.Random)
             store.search(pair, tiers=[MemoryTier.EPISODIC])
             bare(pair)
         found = statistics.median(len(store.search(p, tiers=[2])) for p in pairs[:50])
-        ours = median_ms(lambda p: store.search(p, tiers=[MemoryTier.EPISODIC]), pairs)
-        floor = median_ms(bare, pairs)
-        namespaced = median_ms(
-            lambda p: store.search(p, tiers=[MemoryTier.EPISODIC], namespace=("users", "u7")),
+        ours, floor, namespaced = medians_ms(
+            [
+                lambda p: store.search(p, tiers=[MemoryTier.EPISODIC]),
+                bare,
+                lambda p: store.search(p, tiers=[MemoryTier.EPISODIC], namespace=("users", "u7")),
+            ],
             pairs,
         )
     raw.close()
@@ -242,8 +247,9 @@ def bench_vectors(directory: Path, count: int, queries: int) -> None:
         start = time.perf_counter()
         store.search("warm", tiers=[2], mode="vector")
         load_s = time.perf_counter() - start
-        ours = median_ms(lambda _: store.search("q", tiers=[2], mode="vector"), query_vectors)
-        floor = median_ms(bare, query_vectors)
+        ours, floor = medians_ms(
+            [lambda _: store.search("q", tiers=[2], mode="vector"), bare], query_vectors
+        )
     print(
         f"vector search, {count:,} items of {DIMS} dimensions, top 10 ({queries} queries):\n"
         f"  store.search(mode='vector') median {ours:.2f} ms; numpy scan alone {floor:.2f} ms "

@@ -18,10 +18,14 @@ from memrepl.errors import (
     ClusterKeyError,
     CompressionError,
     ConfigError,
+    EmbedderError,
     HandshakeError,
     InvalidArgumentError,
     InvalidContentError,
+    InvalidFilterError,
     InvalidItemIdError,
+    InvalidNamespaceError,
+    InvalidQueryError,
     ItemError,
     ItemExistsError,
     ItemNotFoundError,
@@ -35,11 +39,13 @@ from memrepl.errors import (
     PeerUnavailableError,
     PolicyConfigError,
     ProtocolError,
+    RecallError,
     RevocationListError,
     SchemaTooNewError,
     StoreError,
     UnknownTierError,
 )
+from memrepl.namespaces import keyed_id
 from memrepl.policy import ConsolidationResult, PolicyConfig, consolidate
 from memrepl.protocol import (
     HeaderFlags,
@@ -61,6 +67,8 @@ from memrepl.storage import (
     WorkingMemory,
     open,
 )
+from memrepl.storage.embedders import Embedder, HashingEmbedder, MiniLMEmbedder
+from memrepl.storage.search import Hit, SearchResults
 from memrepl.sync.manager import MemorySyncManager
 from memrepl.sync.results import SyncResult, SyncStatus
 
@@ -76,12 +84,19 @@ __all__ = [
     "CompressionError",
     "ConfigError",
     "ConsolidationResult",
+    "Embedder",
+    "EmbedderError",
     "EpisodicMemory",
     "HandshakeError",
+    "HashingEmbedder",
     "HeaderFlags",
+    "Hit",
     "InvalidArgumentError",
     "InvalidContentError",
+    "InvalidFilterError",
     "InvalidItemIdError",
+    "InvalidNamespaceError",
+    "InvalidQueryError",
     "ItemError",
     "ItemExistsError",
     "ItemNotFoundError",
@@ -95,6 +110,7 @@ __all__ = [
     "MemreplError",
     "MeshError",
     "MessageTypes",
+    "MiniLMEmbedder",
     "MisaddressedBatchError",
     "NodeConfigError",
     "NodeIdMismatchError",
@@ -104,8 +120,10 @@ __all__ = [
     "PolicyConfigError",
     "Priority",
     "ProtocolError",
+    "RecallError",
     "RevocationListError",
     "SchemaTooNewError",
+    "SearchResults",
     "SemanticMemory",
     "Store",
     "StoreError",
@@ -118,5 +136,6 @@ __all__ = [
     "WorkingMemory",
     "__version__",
     "consolidate",
+    "keyed_id",
     "open",
 ]
