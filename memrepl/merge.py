@@ -271,6 +271,7 @@ def _rank(state: ItemState, text: str | None) -> tuple[Any, ...]:
         state.whole_deleted,
         sorted(state.field_clocks.items()),
         sorted(state.context.items()),
+        state.placement,
     )
 
 
@@ -279,7 +280,8 @@ def same_version_winner(
 ) -> ItemState:
     """Of two different states of the same writes, the one every node keeps: the greater by
     (content text, whole write, whether it was a DELETE, sorted field clocks, sorted causal
-    context). Deterministic and symmetric, so the replicas that hold either converge on it.
+    context, placement). Deterministic and symmetric, so the replicas that hold either converge
+    on it.
 
     Honest replicas never hold two such states: a write's state is made once and copied. They
     arise when a row is changed without a new write (``sqlite3`` by hand, a restored file that

@@ -4,7 +4,9 @@ a tier.
 Each row of a tier table has a **row hash**: 62 bits of BLAKE2b over the item id and its
 replicated state as the merge sees it -- the content's stored text, the last whole write (stamp,
 origin, whether it was a DELETE), the field clocks and the causal context (the last two in their
-canonical, sorted text). Local columns (access counts, working memory's ``pinned`` and expiry,
+canonical, sorted text), and, for an item filed in a namespace, its placement (the write that
+set it, the namespace's text and the key; an unfiled item hashes as it did before namespaces).
+Local columns (access counts, working memory's ``pinned`` and expiry,
 ``modified_at``, ``received_from``) and the replication priority are not part of it: they differ
 between replicas by design. The derived columns (``deleted``, ``version_ts``, ``version_origin``,
 a tier's indexed content keys) follow from the state and are not hashed either.
@@ -43,6 +45,7 @@ from sqlalchemy import delete, func, literal_column, select
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
+from memrepl.namespaces import encode_namespace
 from memrepl.protocol.enums import MemoryTier
 from memrepl.storage import driver
 from memrepl.storage.driver import compile_statement
@@ -53,7 +56,7 @@ from memrepl.storage.records import (
     encode_context,
     encode_field_clocks,
 )
-from memrepl.storage.schema import TierSpec, tier_digests
+from memrepl.storage.schema import TierSpec, item_columns, tier_digests
 
 #: Buckets per tier (a power of two): about 61 items each in a 1,000,000-item tier.
 BUCKETS = 1 << 14
@@ -67,6 +70,12 @@ _LOW_BITS = 31
 _LOW_MASK = (1 << _LOW_BITS) - 1
 
 _blake2b = hashlib.blake2b
+# Where a row tuple (records.row_tuple, table column order) holds the placement.
+_ITEM_COLUMNS = [column.name for column in item_columns()]
+_PLACED_TS = _ITEM_COLUMNS.index("namespace_ts")
+_PLACED_ORIGIN = _ITEM_COLUMNS.index("namespace_origin")
+_NAMESPACE = _ITEM_COLUMNS.index("namespace")
+_KEY = _ITEM_COLUMNS.index("item_key")
 
 
 def bucket_of(item_id: str) -> int:
@@ -74,14 +83,19 @@ def bucket_of(item_id: str) -> int:
     return zlib.crc32(item_id.encode()) & (BUCKETS - 1)
 
 
-def row_hash(values: Sequence[Any]) -> int:
+def row_hash(values: Sequence[Any], placed: Sequence[Any] | None = None) -> int:
     """The 62-bit hash of one row's replicated state: ``values`` are its item id, content text,
-    whole-write stamp, origin and DELETE flag, field clock text and context text (canonical)."""
+    whole-write stamp, origin and DELETE flag, field clock text and context text (canonical);
+    ``placed`` its placement, ``(namespace_ts, namespace_origin, namespace text, key or "")``,
+    for a filed item (None, or a 0 stamp: not filed)."""
     item_id, content, whole_ts, whole_origin, whole_deleted, field_clocks, context = values
     text = (
         f"{item_id}\0{content}\0{whole_ts}\0{whole_origin}\0{1 if whole_deleted else 0}"
         f"\0{field_clocks}\0{context}"
     )
+    if placed and placed[0]:
+        placed_ts, placed_origin, namespace, key = placed
+        text += f"\0{placed_ts}\0{placed_origin}\0{namespace}\0{key or ''}"
     return int.from_bytes(_blake2b(text.encode(), digest_size=8).digest(), "big") >> 2
 
 
@@ -89,6 +103,7 @@ def item_hash(item: StoredItem) -> int:
     """The row hash of a stored item."""
     state = item.state
     whole_ts, whole_origin = state.whole
+    (placed_ts, placed_origin), namespace, key = state.placement
     return row_hash(
         (
             item.item_id,
@@ -98,14 +113,18 @@ def item_hash(item: StoredItem) -> int:
             state.whole_deleted,
             encode_field_clocks(state.field_clocks),
             encode_context(state.context),
-        )
+        ),
+        (placed_ts, placed_origin, encode_namespace(namespace), key),
     )
 
 
 def tuple_hash(row: Sequence[Any]) -> int:
     """The row hash of a row tuple (:func:`memrepl.storage.records.row_tuple`, whose field clock
     and context text are canonical)."""
-    return row_hash((row[0], row[1], row[5], row[6], row[7], row[8], row[9]))
+    return row_hash(
+        (row[0], row[1], row[5], row[6], row[7], row[8], row[9]),
+        (row[_PLACED_TS], row[_PLACED_ORIGIN], row[_NAMESPACE], row[_KEY]),
+    )
 
 
 #: One change to a tier row: ``(item_id, hash of the row before or None, hash after or None)``.
@@ -226,9 +245,9 @@ class Entry:
     version_ts: int
 
 
-def _state_columns(spec: TierSpec) -> list[Any]:
+def _state_columns(spec: TierSpec, *, placed: bool = True) -> list[Any]:
     c = spec.table.c
-    return [
+    columns = [
         c.item_id,
         c.content,
         c.whole_ts,
@@ -238,6 +257,9 @@ def _state_columns(spec: TierSpec) -> list[Any]:
         c.causal_context,
         c.version_ts,
     ]
+    if placed:
+        columns += [c.namespace_ts, c.namespace_origin, c.namespace, c.item_key]
+    return columns
 
 
 def _canonical(text: str, decode: Any, encode: Any) -> str:
@@ -259,25 +281,35 @@ def _hash_values(values: Sequence[Any]) -> int:
             whole_deleted,
             _canonical(field_clocks, decode_field_clocks, encode_field_clocks),
             _canonical(context, decode_json, encode_context),
-        )
+        ),
+        values[8:12],
     )
 
 
-_SCANS: dict[str, str] = {}
+_SCANS: dict[tuple[str, bool], str] = {}
 
 
-def _scan_sql(spec: TierSpec) -> str:
-    sql = _SCANS.get(spec.table.name)
+def _scan_sql(spec: TierSpec, placed: bool) -> str:
+    key = (spec.table.name, placed)
+    sql = _SCANS.get(key)
     if sql is None:
-        sql = _SCANS[spec.table.name] = compile_statement(select(*_state_columns(spec))).sql
+        columns = _state_columns(spec, placed=placed)
+        sql = _SCANS[key] = compile_statement(select(*columns)).sql
     return sql
+
+
+def _has_placement(conn: Connection, spec: TierSpec) -> bool:
+    """Whether the tier table has the placement columns yet: migration 0004 recomputes digests
+    with this code before migration 0005 adds them (rows without them hash as unfiled)."""
+    rows = driver.execute(conn, f"PRAGMA table_info({spec.table.name})")
+    return any(row[1] == "namespace_ts" for row in rows)
 
 
 def recompute(conn: Connection, spec: TierSpec) -> dict[int, tuple[int, int]]:
     """The tier's bucket digests computed from its rows (a full scan): ``{bucket: (digest,
     rows)}`` for the buckets that hold rows."""
     found: dict[int, list[int]] = {}
-    for values in driver.scan(conn, _scan_sql(spec)):
+    for values in driver.scan(conn, _scan_sql(spec, _has_placement(conn, spec))):
         bucket = bucket_of(values[0])
         sums = found.get(bucket)
         if sums is None:

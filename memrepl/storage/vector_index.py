@@ -272,18 +272,26 @@ class VectorCache:
                 if text_form == exact or low <= text_form < high
                 for slot in slots
             ]
+            if not chosen:
+                return []
             candidates = np.fromiter(chosen, dtype=np.int64, count=len(chosen))
+            scores = self.matrix[candidates] @ query
         else:
-            candidates = np.flatnonzero(self.alive[:size])
-        if len(candidates) == 0:
-            return []
-        scores = self.matrix[candidates] @ query if namespace else self.matrix[:size] @ query
-        if not namespace:
-            scores = scores[candidates]
-        count = min(count, len(candidates))
-        best = np.argpartition(-scores, count - 1)[:count]
+            # The whole matrix in one product; dead slots (removed items) can never win.
+            candidates = None
+            scores = self.matrix[:size] @ query
+            dead = ~self.alive[:size]
+            if dead.any():
+                scores[dead] = -np.inf
+        count = min(count, len(scores))
+        best = np.argpartition(scores, len(scores) - count)[len(scores) - count :]
         best = best[np.argsort(-scores[best], kind="stable")]
-        return [(self.ids[candidates[i]], float(scores[i])) for i in best]
+        slots = best if candidates is None else candidates[best]
+        return [
+            (self.ids[slot], float(scores[index]))
+            for slot, index in zip(slots, best, strict=True)
+            if np.isfinite(scores[index])
+        ]
 
 
 class VectorIndex:

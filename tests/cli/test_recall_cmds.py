@@ -7,7 +7,8 @@ from pathlib import Path
 import memrepl
 from memrepl.namespaces import keyed_id
 
-from .conftest import Cli, file_state
+from ..files import dump
+from .conftest import Cli
 
 
 def fill(db: Path) -> None:
@@ -49,13 +50,13 @@ def test_search_by_namespace_filter_tier_and_as_json(db: Path, cli: Cli) -> None
 
 def test_bad_search_arguments(db: Path, cli: Cli) -> None:
     fill(db)
-    before = file_state(db)
+    before = dump(db)
     assert cli("search", "tea", "--namespace", "users//bob", "--db", db).code == 2
     assert cli("search", "tea", "--filter", "no-operator", "--db", db).code == 2
     failed = cli("search", "tea AND", "--syntax", "fts5", "--db", db)
     assert failed.code == 1 and "FTS5" in failed.err
     assert cli("search", "tea AND", "--db", db).code == 0  # plain words always work
-    assert file_state(db) == before
+    assert dump(db) == before
 
 
 def test_namespaces_lists_what_is_in_use(db: Path, cli: Cli) -> None:

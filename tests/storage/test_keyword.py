@@ -23,7 +23,8 @@ from memrepl.storage import Store, keyword
 from memrepl.storage.migrate import alembic_config
 from memrepl.storage.schema import TIER_SPECS
 
-from .conftest import PYTHON, REPO, dump, query, subprocess_env
+from ..files import dump, query
+from .conftest import PYTHON, REPO, subprocess_env
 
 
 def ids(results: object) -> list[str]:

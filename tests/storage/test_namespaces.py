@@ -5,6 +5,7 @@ indexed text, keyed ids are deterministic, bad input is refused untouched, and
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -24,7 +25,7 @@ from memrepl.namespaces import (
 from memrepl.protocol.enums import MemoryTier
 from memrepl.storage import LocalWrite, Store
 
-from .conftest import dump, query
+from ..files import dump, query
 
 parts = st.text(min_size=1, max_size=8).filter(lambda part: "\x00" not in part)
 
@@ -187,3 +188,30 @@ def test_an_item_written_before_namespaces_existed_is_in_none(
     assert query(db_path, "SELECT namespace, item_key, namespace_ts FROM working_items") == [
         ("", None, 0)
     ]
+
+
+def test_anti_entropy_digests_see_the_namespace(store: Store) -> None:
+    from memrepl.storage import digests
+    from memrepl.storage.items import load_items
+
+    store.working.add("filed", {"v": 1}, namespace=("users", "alice"))
+    store.working.add("plain", {"v": 1})
+    with store.read() as conn:
+        rows = load_items(conn, store.working.spec, ["filed", "plain"])
+        # The digests kept in the write's transaction equal those recomputed from the rows.
+        assert digests.find_errors(conn, store.working.spec) == {}
+    filed, plain = rows["filed"], rows["plain"]
+    unfiled = dataclasses.replace(
+        filed, state=filed.state._replace(placement=plain.state.placement)
+    )
+    assert digests.item_hash(filed) != digests.item_hash(unfiled)
+    # An item in no namespace hashes as it did before namespaces existed.
+    values = (plain.item_id, plain.encoded_content(), *plain.state.whole)
+    assert digests.item_hash(plain) == digests.row_hash(
+        (
+            *values,
+            plain.state.whole_deleted,
+            "{}",
+            digests.encode_context(plain.state.context),
+        )
+    )

@@ -19,7 +19,7 @@ from memrepl.protocol.enums import MemoryTier
 from memrepl.storage import Store
 from memrepl.storage.embedders import HashingEmbedder, MiniLMEmbedder, is_minilm_installed
 
-from .conftest import query
+from ..files import query
 
 WAIT_S = 60  # generous: a loaded 2-core runner
 

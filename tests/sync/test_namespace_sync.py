@@ -7,7 +7,6 @@ import json
 import sqlite3
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import pytest
 
@@ -18,8 +17,7 @@ from memrepl.protocol.enums import MemoryTier, SyncOperation
 from memrepl.protocol.item import ItemVersionInfo, MemorySyncItem
 from memrepl.protocol.limits import HEADER_SIZE
 
-if TYPE_CHECKING:
-    from conftest import Cluster
+from .conftest import Cluster
 
 WORKING = MemoryTier.WORKING
 

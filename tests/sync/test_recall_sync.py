@@ -13,7 +13,7 @@ import tempfile
 import unicodedata
 from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -25,8 +25,7 @@ from memrepl.storage.store import Store
 from memrepl.sync.manager import MemorySyncManager
 from memrepl.sync.results import SyncStatus
 
-if TYPE_CHECKING:
-    from conftest import Cluster
+from .conftest import Cluster
 
 WORKING, EPISODIC = MemoryTier.WORKING, MemoryTier.EPISODIC
 
