@@ -60,14 +60,16 @@ class HybridLogicalClock:
 
     def check_skew(self, timestamp_ns: int) -> None:
         """Raise :class:`ClockSkewError` if ``timestamp_ns`` is too far ahead of the wall clock."""
-        limit = self._wall() + self._max_skew_ns
+        wall = self._wall()
+        limit = wall + self._max_skew_ns
         if timestamp_ns > limit or timestamp_ns > MAX_TIMESTAMP_NS:
-            ahead_s = (timestamp_ns - (limit - self._max_skew_ns)) / 1e9
+            ahead_ns = timestamp_ns - wall
             raise ClockSkewError(
-                f"refusing stamp {timestamp_ns}: {ahead_s:.3f} s ahead of the local wall clock "
-                f"(tolerance {self._max_skew_ns / 1e9:g} s)",
+                f"refusing stamp {timestamp_ns}: {ahead_ns / 1e9:.3f} s ahead of the local wall "
+                f"clock (tolerance {self._max_skew_ns / 1e9:g} s)",
                 timestamp_ns=timestamp_ns,
                 limit=min(limit, MAX_TIMESTAMP_NS),
+                ahead_ns=ahead_ns,
             )
 
     def observe(self, timestamp_ns: int) -> None:

@@ -14,8 +14,11 @@ The tree::
     │   └── ItemNotFoundError    update()/delete() of an id that is not live
     ├── BatchError               a batch the API refuses to build or apply
     │   ├── BatchTooLargeError   more than 255 items (.limit)
-    │   └── MisaddressedBatchError  a batch addressed to another node
-    ├── ClockSkewError           a stamp too far ahead of the wall clock (.timestamp_ns, .limit)
+    │   ├── MisaddressedBatchError  a batch addressed to another node
+    │   ├── BadCursorError       a sender cursor above 2**63 - 1: no clock's stamp (.cursor)
+    │   └── UnrequestedSnapshotError  snapshot batches this node did not ask for (.snapshot_id)
+    ├── ClockSkewError           a stamp too far ahead of the wall clock (.timestamp_ns, .limit,
+    │                            .ahead_ns)
     ├── UnknownTierError         a tier that does not exist or is not registered (.tier)
     ├── InvalidArgumentError     a query argument of the wrong type or value (also a ValueError)
     ├── RecallError              a search, namespace or embedding the API refuses
@@ -25,7 +28,9 @@ The tree::
     │   └── EmbedderError        an embedder that failed or returned bad vectors (.reason)
     ├── StoreError               opening or migrating a store
     │   ├── NodeIdMismatchError  reopening a store with another node id
-    │   └── SchemaTooNewError    the database was written by a newer memrepl
+    │   ├── SchemaTooNewError    the database was written by a newer memrepl
+    │   ├── StoreInUseError      another node process already runs on the store (.pid, .address)
+    │   └── ClockRewindError     the clock cannot be rewound safely (the reason says why)
     ├── ConfigError              a setting that cannot be used (.key)
     │   ├── NodeConfigError      a node setting, flag or config file value
     │   └── PolicyConfigError    a memory policy threshold or preset name
@@ -37,7 +42,8 @@ The tree::
     │   ├── ClusterKeyError      a shared key too short to be random (.size, .minimum)
     │   ├── CertificateError     a CA, node certificate or key that cannot be made, read or used
     │   │   └── RevocationListError  a revocation list that cannot be read or parsed (.line)
-    │   └── PeerUnavailableError no connection to that peer
+    │   ├── PeerUnavailableError no connection to that peer
+    │   └── ControlError         the control channel of a running node (memrepl sync beside it)
     └── CommandError             a ``memrepl`` command that cannot do what it was asked
         └── UsageError           a command line that cannot be understood
 
@@ -232,15 +238,44 @@ class MisaddressedBatchError(BatchError):
         self.node_id = node_id
 
 
+class BadCursorError(BatchError):
+    """A batch whose cursor (or purge horizon) is above 2**63 - 1: no clock's stamp can be. (A
+    cursor too far ahead of the wall clock is a :class:`ClockSkewError`.)"""
+
+    code = "bad-cursor"
+
+    def __init__(self, message: str, *, cursor: int, limit: int) -> None:
+        super().__init__(message)
+        self.cursor = cursor
+        self.limit = limit
+
+
+class UnrequestedSnapshotError(BatchError):
+    """Snapshot batches from a peer this node did not ask for a snapshot (nothing is applied)."""
+
+    code = "unrequested-snapshot"
+
+    def __init__(self, message: str, *, snapshot_id: str, peer_id: str) -> None:
+        super().__init__(message)
+        self.snapshot_id = snapshot_id
+        self.peer_id = peer_id
+
+
 class ClockSkewError(MemreplError):
-    """A stamp further ahead of the local wall clock than the configured tolerance."""
+    """A stamp further ahead of the local wall clock than the configured tolerance.
+
+    ``ahead_ns`` is how far ahead of the local wall clock the stamp was when it was refused.
+    """
 
     code = "clock-skew"
 
-    def __init__(self, message: str, *, timestamp_ns: int, limit: int) -> None:
+    def __init__(
+        self, message: str, *, timestamp_ns: int, limit: int, ahead_ns: int | None = None
+    ) -> None:
         super().__init__(message)
         self.timestamp_ns = timestamp_ns
         self.limit = limit
+        self.ahead_ns = ahead_ns
 
 
 class UnknownTierError(MemreplError):
@@ -324,6 +359,25 @@ class SchemaTooNewError(StoreError):
     def __init__(self, message: str, *, revision: str) -> None:
         super().__init__(message)
         self.revision = revision
+
+
+class StoreInUseError(StoreError):
+    """Another node process (``memrepl serve``, ``memrepl sync``, an embedded ``Node``) holds
+    the store's node lock; ``pid`` and ``address`` name it when it said."""
+
+    code = "store-in-use"
+
+    def __init__(self, message: str, *, pid: int | None, address: str | None) -> None:
+        super().__init__(message)
+        self.pid = pid
+        self.address = address
+
+
+class ClockRewindError(StoreError):
+    """``memrepl clock rewind`` refused: rewinding would break replication (the message says
+    what is in the way)."""
+
+    code = "clock-rewind"
 
 
 class ConfigError(MemreplError):
@@ -422,6 +476,12 @@ class PeerUnavailableError(MeshError):
     """No connection to that peer (unknown, down, or disconnected)."""
 
     code = "peer-unavailable"
+
+
+class ControlError(MeshError):
+    """The control channel of a running node failed or refused a request."""
+
+    code = "control"
 
 
 class CommandError(MemreplError):

@@ -24,12 +24,16 @@ def query(path: Path | None, sql: str, *params: Any) -> list[tuple[Any, ...]]:
         conn.close()
 
 
-def dump(path: Path | None) -> str:
+def dump(path: Path | None, *, skip_refusals: bool = False) -> str:
     """Every table's schema and rows (the node row and its clock included), as SQL text: equal
-    dumps mean nothing was written."""
+    dumps mean nothing was written. ``skip_refusals`` leaves out the rows of ``sync_refusals``,
+    the one write a refused batch makes (it counts the refusal)."""
     assert path is not None, "a store on a file"
     conn = sqlite3.connect(path)
     try:
-        return "\n".join(conn.iterdump())
+        lines = conn.iterdump()
+        if skip_refusals:
+            lines = (line for line in lines if not line.startswith('INSERT INTO "sync_refusals"'))
+        return "\n".join(lines)
     finally:
         conn.close()

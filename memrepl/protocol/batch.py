@@ -114,7 +114,11 @@ class MemorySyncBatch:
     ``created_ns`` defaults to the wall clock at construction. ``sync_vector`` is copied into a
     plain dict (treat it as read-only). ``cursor`` is the sender's highest local change stamp that
     the batch covers (memrepl's extension; ``None`` for a v2 batch). ``snapshot`` marks the
-    batches of a snapshot (:class:`SnapshotMark`; ``None`` for a delta).
+    batches of a snapshot (:class:`SnapshotMark`; ``None`` for a delta). ``purge_horizon`` is the
+    highest ``modified_at`` of a tombstone the sender collected in the tier (its
+    ``tombstone_horizons`` entry, a stamp of the sender's clock): a probe carries it so that a
+    receiver below it asks for a snapshot, and a snapshot's final batch so that the receiver
+    knows what the sender may have forgotten (``None``: not said).
 
     Construction raises :class:`BatchTooLargeError` (over 255 items), :class:`UnknownTierError`,
     or :class:`BatchError` (a field of the wrong type, flags outside one byte, a stamp outside
@@ -131,6 +135,7 @@ class MemorySyncBatch:
     created_ns: int | None = None
     cursor: int | None = None
     snapshot: SnapshotMark | None = None
+    purge_horizon: int | None = None
 
     def __post_init__(self) -> None:
         for name in _STRING_KEYS:
@@ -168,6 +173,10 @@ class MemorySyncBatch:
             raise BatchError(f"batch {self.batch_id!r}: cursor {self.cursor!r} is not a u64")
         if self.snapshot is not None and not isinstance(self.snapshot, SnapshotMark):
             raise BatchError(f"batch {self.batch_id!r}: snapshot is not a SnapshotMark")
+        if self.purge_horizon is not None and not _is_u64(self.purge_horizon):
+            raise BatchError(
+                f"batch {self.batch_id!r}: purge_horizon {self.purge_horizon!r} is not a u64"
+            )
         _set(self, "tier", tier)
         _set(self, "items", items)
         _set(self, "flags", _SYNC_FLAGS[flags])
@@ -175,6 +184,8 @@ class MemorySyncBatch:
         _set(self, "created_ns", int(created_ns))
         if self.cursor is not None:
             _set(self, "cursor", int(self.cursor))
+        if self.purge_horizon is not None:
+            _set(self, "purge_horizon", int(self.purge_horizon))
 
     @property
     def priority(self) -> SyncPriority:
@@ -219,6 +230,7 @@ class MemorySyncBatch:
         if (
             self.cursor is not None
             or self.snapshot is not None
+            or self.purge_horizon is not None
             or versions.count(None) != len(versions)
         ):
             extension: dict[str, Any] = {
@@ -228,6 +240,8 @@ class MemorySyncBatch:
             }
             if self.snapshot is not None:
                 extension["snapshot"] = self.snapshot.to_json()
+            if self.purge_horizon is not None:
+                extension["purged_through"] = self.purge_horizon
             metadata[EXTENSION_KEY] = extension
         metadata_bytes = json.dumps(metadata).encode("utf-8")
         if len(metadata_bytes) > MAX_METADATA_BYTES:
@@ -296,8 +310,11 @@ class MemorySyncBatch:
         versions: list[ItemVersionInfo | None] | None = None
         cursor: int | None = None
         snapshot: SnapshotMark | None = None
+        horizon: int | None = None
         if EXTENSION_KEY in metadata:
-            versions, cursor, snapshot = _check_extension(metadata[EXTENSION_KEY], item_count)
+            versions, cursor, snapshot, horizon = _check_extension(
+                metadata[EXTENSION_KEY], item_count
+            )
         if flags & _COMPRESSED:
             # The tightest bound the announced count allows (PROTOCOL.md §6).
             items_data = decompress_items(
@@ -318,6 +335,7 @@ class MemorySyncBatch:
         _set(batch, "created_ns", header.timestamp_ns)
         _set(batch, "cursor", cursor)
         _set(batch, "snapshot", snapshot)
+        _set(batch, "purge_horizon", horizon)
         return batch
 
 
@@ -369,8 +387,9 @@ def _check_v2_metadata(
 
 def _check_extension(
     extension: object, item_count: int
-) -> tuple[list[ItemVersionInfo | None], int | None, SnapshotMark | None]:
-    """Check memrepl's extension; return the per-item versions, the cursor and the snapshot."""
+) -> tuple[list[ItemVersionInfo | None], int | None, SnapshotMark | None, int | None]:
+    """Check memrepl's extension; return the per-item versions, the cursor, the snapshot mark
+    and the purge horizon."""
     if type(extension) is not dict:
         raise _bad_metadata(f"{EXTENSION_KEY!r} is not an object")
     version = extension.get("v")
@@ -390,4 +409,7 @@ def _check_extension(
     versions = [None if entry is None else from_json(entry) for entry in raw_items]
     raw_snapshot = extension.get("snapshot")
     snapshot = None if raw_snapshot is None else SnapshotMark.from_json(raw_snapshot)
-    return versions, cursor, snapshot
+    horizon = extension.get("purged_through")
+    if horizon is not None and (type(horizon) is not int or not 0 <= horizon <= U64_MAX):
+        raise _bad_metadata(f"{EXTENSION_KEY!r} purged_through is not null or a u64")
+    return versions, cursor, snapshot, horizon

@@ -641,3 +641,20 @@ def forget_items(conn: Connection, spec: TierSpec, ids: Iterable[str]) -> list[S
     if pending is not None:
         pending.append((spec.tier, [replace(item, state=EMPTY_STATE) for item in found.values()]))
     return list(found.values())
+
+
+def resend_items(
+    conn: Connection, spec: TierSpec, clock: HybridLogicalClock, ids: Iterable[str]
+) -> list[StoredItem]:
+    """Give rows a fresh ``modified_at`` and no ``received_from``, their state unchanged.
+
+    The next delta to every peer then carries them again, the peer they came from included: used
+    when a peer turns out to lack items it had seen (the end of a snapshot). Returns the rows as
+    they now are.
+    """
+    stored = load_items(conn, spec, ids)
+    changed = [
+        replace(item, modified_at=clock.tick(), received_from=None) for item in stored.values()
+    ]
+    _store(conn, spec, changed, stored)
+    return changed

@@ -47,7 +47,10 @@ batch: winner, loser, the state kept, the rule), ``sync_vectors`` (per tier and 
 local ``modified_at`` the peer acknowledged), ``inbound_cursors`` (per tier and peer, the highest
 sender cursor applied here), ``tier_digests`` (per tier and hash bucket of item ids, an
 order-independent sum of the bucket's row hashes and its row count: what anti-entropy compares,
-kept in the same transaction as the rows; :mod:`memrepl.storage.digests`).
+kept in the same transaction as the rows; :mod:`memrepl.storage.digests`), ``tombstone_horizons``
+(per tier, the highest collected tombstone), ``forgotten_items`` (every item a snapshot made this
+node forget, with its content) and ``sync_refusals`` (per peer, tier, direction and code:
+batches refused, counted).
 """
 
 from __future__ import annotations
@@ -343,4 +346,48 @@ vector_indexes = Table(
     Column("dims", Integer, nullable=False),
     Column("cursor", Integer, nullable=False),
     Column("updated_at_ns", Integer, nullable=False),
+)
+
+#: Every item a snapshot made this node forget (migration 0008), kept whole: a snapshot may drop
+#: items whose deletes the sender already collected (memrepl.sync.snapshots), and nothing may
+#: vanish without a trace. Plain rows for SQL, never replicated.
+forgotten_items = Table(
+    "forgotten_items",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("tier", Integer, nullable=False),
+    Column("item_id", Text, nullable=False),
+    Column("content", Text, nullable=False),
+    Column("deleted", Boolean, nullable=False),
+    Column("version_ts", Integer, nullable=False),
+    Column("version_origin", Text, nullable=False),
+    Column("causal_context", Text, nullable=False),
+    Column("modified_at", Integer, nullable=False),
+    Column("received_from", Text, nullable=True),
+    Column("peer_id", Text, nullable=False),
+    Column("snapshot_id", Text, nullable=False),
+    Column("purged_through", Integer, nullable=False),
+    Column("forgotten_at_ns", Integer, nullable=False),
+    Index("ix_forgotten_items_tier_item", "tier", "item_id"),
+    sqlite_autoincrement=True,
+)
+
+#: Batches refused, per peer, tier (0: unknown), direction and code (migration 0008):
+#: ``inbound`` -- this node refused a batch the peer sent; ``outbound`` -- the peer refused one
+#: of ours. ``ahead_ns``: for clock trouble, how far ahead of the refusing node's wall clock the
+#: refused stamp was (inbound only). Local, never replicated; read by ``memrepl status``.
+sync_refusals = Table(
+    "sync_refusals",
+    metadata,
+    Column("peer_id", Text, nullable=False),
+    Column("tier", Integer, nullable=False),
+    Column("direction", Text, nullable=False),
+    Column("code", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("count", Integer, nullable=False),
+    Column("first_at_ns", Integer, nullable=False),
+    Column("last_at_ns", Integer, nullable=False),
+    Column("ahead_ns", Integer, nullable=True),
+    PrimaryKeyConstraint("peer_id", "tier", "direction", "code"),
+    CheckConstraint("direction IN ('inbound', 'outbound')", name="ck_sync_refusals_direction"),
 )

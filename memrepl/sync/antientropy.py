@@ -255,7 +255,7 @@ class AntiEntropy:
         except ProtocolError as exc:
             log.warning("bad digest answer from %s: %s", peer_id, exc)
             return
-        self.manager.resolve(answer["id"], (peer_id, answer, len(data)))
+        self.manager.resolve(peer_id, answer["id"], (peer_id, answer, len(data)))
 
     async def push(self, peer_id: str, reg: Tier, ids: Sequence[str]) -> tuple[int, int, int]:
         """Send the rows of ``ids`` this node holds to ``peer_id`` as repair batches, each
@@ -277,7 +277,9 @@ class AntiEntropy:
             )
             packed = batch.pack(compress_threshold=self.manager.compress_threshold)
             size += len(packed)
-            answer = await self.manager.exchange_packed(peer_id, batch.batch_id, packed)
+            answer = await self.manager.exchange_packed(
+                peer_id, batch.batch_id, packed, tier=int(reg.tier)
+            )
             if not isinstance(answer, Ack):
                 detail = (
                     f"{answer.code}: {answer.reason}" if isinstance(answer, Nack) else answer.value

@@ -8,8 +8,16 @@ sync vectors").
 
 Incoming (:func:`apply_batch`): the whole batch in the caller's ONE write transaction: every
 item merged by the merge core, the concurrent pairs logged, the clock moved past the incoming
-stamps, and the sender's cursor stored. Validation happens first (:func:`decode_batch`), so a
-refused batch writes nothing.
+stamps, and the sender's cursor stored. Validation happens first (:func:`check_cursors`,
+:func:`decode_batch`), so a refused batch writes nothing.
+
+A cursor is a stamp of the sender's clock (its ``modified_at``), so it is checked like one, once
+per batch: above ``2**63 - 1`` no stamp can be (SQLite integers are signed: ``bad-cursor``), and
+further ahead of the local wall clock than the skew tolerance it cannot be right -- every stamp a
+node's clock reaches was either its own wall time or a stamp it accepted under the same
+tolerance, so the sender's clock is ahead (``clock-skew``, like a skewed item stamp). A cursor
+that passed would stick: stored as the sender's inbound cursor, it is where every later round
+from that sender resumes (ARCHITECTURE.md, "Deltas, cursors and sync vectors").
 """
 
 from __future__ import annotations
@@ -19,8 +27,8 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Connection
 
-from memrepl.clock import HybridLogicalClock
-from memrepl.errors import ProtocolError
+from memrepl.clock import MAX_TIMESTAMP_NS, HybridLogicalClock, WallClock
+from memrepl.errors import BadCursorError, ClockSkewError, ProtocolError
 from memrepl.merge import Outcome
 from memrepl.protocol.batch import MemorySyncBatch
 from memrepl.protocol.enums import MemoryTier, SyncOperation
@@ -75,6 +83,52 @@ def is_replicate_request(batch: MemorySyncBatch) -> bool:
     return any(item.operation == replicate for item in batch.items)
 
 
+def check_replicate_request(batch: MemorySyncBatch) -> None:
+    """Refuse a REPLICATE request that is not exactly one REPLICATE item of the batch's tier,
+    without a cursor, snapshot mark or purge horizon (ProtocolError ``bad-replicate-request``)."""
+    items = batch.items
+    if (
+        len(items) != 1
+        or items[0].operation != SyncOperation.REPLICATE
+        or items[0].tier != batch.tier
+        or batch.cursor is not None
+        or batch.snapshot is not None
+        or batch.purge_horizon is not None
+    ):
+        raise ProtocolError(
+            f"batch {batch.batch_id!r}: a REPLICATE request is one REPLICATE item of the "
+            "batch's tier and nothing else",
+            code="bad-replicate-request",
+        )
+
+
+def check_cursors(batch: MemorySyncBatch, wall: WallClock, max_skew_ns: int) -> None:
+    """Refuse a batch whose cursor or purge horizon cannot be a stamp of its sender's clock; see
+    the module docstring. Above ``2**63 - 1``: :class:`BadCursorError`; too far ahead of the
+    wall clock: :class:`ClockSkewError` (the sender's clock is ahead, as for a skewed item
+    stamp). Both messages name the value."""
+    for what, stamp in (("cursor", batch.cursor), ("purge horizon", batch.purge_horizon)):
+        if stamp is None:
+            continue
+        if stamp > MAX_TIMESTAMP_NS:
+            raise BadCursorError(
+                f"batch {batch.batch_id!r} from {batch.source_node!r}: {what} {stamp} is above "
+                f"2**63 - 1, the largest stamp a clock can reach",
+                cursor=stamp,
+                limit=MAX_TIMESTAMP_NS,
+            )
+        now = wall()
+        if stamp > now + max_skew_ns:
+            raise ClockSkewError(
+                f"batch {batch.batch_id!r} from {batch.source_node!r}: {what} {stamp} is "
+                f"{(stamp - now) / 1e9:.3f} s ahead of the local wall clock (tolerance "
+                f"{max_skew_ns / 1e9:g} s): it cannot be a stamp of the sender's clock",
+                timestamp_ns=stamp,
+                limit=now + max_skew_ns,
+                ahead_ns=stamp - now,
+            )
+
+
 def decode_batch(batch: MemorySyncBatch) -> list[RemoteItem]:
     """The batch's items as states to merge; refuses the whole batch on the first fault.
 
@@ -110,8 +164,14 @@ def apply_batch(
     clock: HybridLogicalClock,
     batch: MemorySyncBatch,
     remote: Sequence[RemoteItem],
+    *,
+    cursor: int | None,
 ) -> Applied:
-    """Apply decoded items with their bookkeeping, inside the caller's write transaction."""
+    """Apply decoded items with their bookkeeping, inside the caller's write transaction.
+
+    ``cursor`` (checked by :func:`check_cursors`) moves the sender's inbound cursor; None leaves
+    it (a batch without one, or a snapshot batch before the final one).
+    """
     merged = apply_remote_states(conn, spec, clock, remote, from_peer=batch.source_node)
     verdicts = merged.verdicts
     conflicting = (Outcome.CONCURRENT, Outcome.DIVERGED)
@@ -138,14 +198,12 @@ def apply_batch(
             batch_id=batch.batch_id,
             detected_at_ns=clock.tick(),
         )
-    if batch.cursor is not None:
-        cursor = advance_applied_cursor(
-            conn, spec.tier, batch.source_node, batch.cursor, clock.last_ns
-        )
+    if cursor is not None:
+        stored = advance_applied_cursor(conn, spec.tier, batch.source_node, cursor, clock.last_ns)
     else:
-        cursor = applied_cursor(conn, spec.tier, batch.source_node)
+        stored = applied_cursor(conn, spec.tier, batch.source_node)
     applied = sum(verdict.changed for verdict in verdicts)
-    return Applied(applied, len(concurrent), cursor)
+    return Applied(applied, len(concurrent), stored)
 
 
 def _kept_text(before: StoredItem | None, after: StoredItem | None) -> str | None:

@@ -1,19 +1,29 @@
 """``MemorySyncManager``: the seed's sync manager, over durable tiers and any ``Mesh``.
 
-It owns no state of its own: sync vectors, inbound cursors, the conflict log and the clock live
-in the database of the tiers registered with it, so a restarted manager carries on where the last
-one stopped. Each incoming batch is applied in ONE write transaction with its bookkeeping; each
-outgoing batch is marked synced only when its ACK arrives.
+It owns no state of its own but the open snapshot requests: sync vectors, inbound cursors, the
+conflict log, the record of forgotten items and refusals, and the clock live in the database of
+the tiers registered with it, so a restarted manager carries on where the last one stopped. Each
+incoming batch is applied in ONE write transaction with its bookkeeping; each outgoing batch is
+marked synced only when its ACK arrives.
 
-The exchange, for one tier (ARCHITECTURE.md, "Deltas, cursors and sync vectors"):
+The exchange, for one tier (ARCHITECTURE.md, "Deltas, cursors and sync vectors"; the steps are
+:class:`~memrepl.sync.rounds.SyncRound`):
 
-1. the sender opens with an empty VECTOR_SYNC batch; the ACK reports the receiver's durable
-   inbound cursor, which is where the sender resumes (even if it lost its own bookkeeping);
-2. if tombstones above that cursor were already collected, the sender sends a snapshot
-   (REPLICATE semantics) instead of a delta, so no delete is lost;
-3. it sends batches of at most ``max_batch_items`` in ``modified_at`` order, each acknowledged
-   before the next, recording the acknowledged cursor in the sync vector (every 16 batches
-   and when the round ends), until nothing is left.
+1. the sender opens with an empty VECTOR_SYNC batch (the probe) carrying its purge horizon; the
+   ACK reports the receiver's durable inbound cursor, which is where the sender resumes (even if
+   it lost its own bookkeeping);
+2. a receiver whose cursor is below that horizon may have missed deletes no delta can carry any
+   more: it asks for a snapshot (a REPLICATE request), and the sender answers with the tier's
+   whole state (memrepl.sync.snapshots, memrepl.sync.answers); nothing else ever sends one;
+3. otherwise the sender sends batches of at most ``max_batch_items`` in ``modified_at`` order,
+   each acknowledged before the next, recording the acknowledged cursor in the sync vector
+   (every 16 batches and when the round ends), until nothing is left.
+
+What a peer's input can do here (the incoming path, :meth:`MemorySyncManager.handle_sync`): every
+message gets an ACK or a NACK with a stable code, never a traceback. A batch moves only its own
+sender's inbound cursor, and only to a cursor that can be a stamp of the sender's clock; snapshot
+batches are accepted only inside a snapshot this node asked for; an ACK or NACK settles only a
+batch sent to the peer it came from. Refusals are counted per peer in ``sync_refusals``.
 """
 
 from __future__ import annotations
@@ -27,8 +37,6 @@ from typing import Any
 
 from memrepl.errors import (
     BatchTooLargeError,
-    MemreplError,
-    MisaddressedBatchError,
     NodeIdMismatchError,
     PeerUnavailableError,
     ProtocolError,
@@ -41,12 +49,15 @@ from memrepl.protocol.limits import MAX_BATCH_ITEMS
 from memrepl.storage.store import resolve_tier
 from memrepl.storage.tiers import Tier
 from memrepl.sync import tombstones, vectors
+from memrepl.sync.answers import SnapshotAnswers
 from memrepl.sync.antientropy import AntiEntropy, CheckResult
-from memrepl.sync.batches import apply_batch, decode_batch, is_replicate_request, read_delta
+from memrepl.sync.batches import read_delta
 from memrepl.sync.messages import Ack, Nack
+from memrepl.sync.receiver import BatchReceiver
+from memrepl.sync.refusals import Direction, record_refusal
 from memrepl.sync.results import SyncResult, SyncStatus, status_result
 from memrepl.sync.rounds import SyncRound
-from memrepl.sync.snapshots import forget_missing
+from memrepl.sync.snapshots import SnapshotRequests
 from memrepl.sync.transport import Mesh
 
 log = logging.getLogger(__name__)
@@ -65,7 +76,9 @@ class MemorySyncManager:
 
     ``mesh`` may be None for batch-level use (``create_delta_batch``/``apply_sync_batch``);
     ``sync_with_peer`` needs one. With a mesh, the manager answers VECTOR_SYNC batches on its
-    own: it applies them and replies ACK or NACK.
+    own: it applies them and replies ACK or NACK. ``tombstone_grace_s`` also bounds what a
+    snapshot may make this node forget (memrepl.sync.snapshots): give every node of a cluster
+    the same.
     """
 
     def __init__(
@@ -90,13 +103,16 @@ class MemorySyncManager:
         self.tombstone_grace_ns = int(tombstone_grace_s * 1e9)
         self.compress_threshold = compress_threshold
         self._tiers: dict[MemoryTier, Tier] = {}
-        # Answers awaited, by batch or query id: an Ack or Nack, or a digest answer.
-        self._waiting: dict[str, asyncio.Future[Any]] = {}
+        # Answers awaited (an Ack or Nack, or a digest answer), by (peer, batch or query id):
+        # only the peer asked can settle one.
+        self._waiting: dict[tuple[str, str], asyncio.Future[Any]] = {}
         self._locks: dict[tuple[str, MemoryTier], asyncio.Lock] = {}
         self._background: set[asyncio.Task[None]] = set()
-        # Per snapshot in progress, by (tier, sender, snapshot id): the sender's acknowledged
-        # cursor when it began, and the ids received so far.
-        self._snapshot_ids: dict[tuple[MemoryTier, str, str], tuple[int, set[str]]] = {}
+        #: The snapshots this node asked peers for (memrepl.sync.snapshots).
+        self.snapshot_requests = SnapshotRequests()
+        #: The REPLICATE requests peers sent this node (memrepl.sync.answers).
+        self.snapshot_answers = SnapshotAnswers(self._start_answer)
+        self._receiver = BatchReceiver(self)
         if mesh is not None:
             if mesh.node_id != node_id:
                 raise NodeIdMismatchError(
@@ -210,8 +226,16 @@ class MemorySyncManager:
             cursor=delta.cursor,
         )
 
-    def probe_batch(self, tier: MemoryTier, target: str, *, replicate: bool) -> MemorySyncBatch:
-        """An empty batch whose ACK reports the peer's inbound cursor (or a REPLICATE request)."""
+    def probe_batch(
+        self,
+        tier: MemoryTier,
+        target: str,
+        *,
+        replicate: bool,
+        purge_horizon: int | None = None,
+    ) -> MemorySyncBatch:
+        """An empty batch whose ACK reports the peer's inbound cursor (``purge_horizon``: this
+        node's, so that a peer below it asks for a snapshot), or a REPLICATE request."""
         items = []
         if replicate:
             items.append(
@@ -229,6 +253,7 @@ class MemorySyncManager:
             tier=tier,
             items=items,
             flags=SyncFlags.REQUIRES_ACK,
+            purge_horizon=purge_horizon,
         )
 
     # -- incoming ---------------------------------------------------------------------------
@@ -239,102 +264,58 @@ class MemorySyncManager:
         ``applied`` counts items that changed local state, ``conflicts`` concurrent versions
         detected (and logged). Refused whole, with nothing written, for a batch addressed to
         another node (:class:`MisaddressedBatchError`), an unregistered tier
-        (:class:`UnknownTierError`), a stamp too far ahead (:class:`ClockSkewError`) or a
-        malformed item (:class:`ProtocolError`).
+        (:class:`UnknownTierError`), a stamp too far ahead (:class:`ClockSkewError`), a cursor
+        that cannot be a stamp (:class:`BadCursorError`), a snapshot batch this node did not
+        ask for (:class:`UnrequestedSnapshotError`) or a malformed item (:class:`ProtocolError`).
         """
-        result = self._apply(batch)
-        return result[0], result[1]
-
-    def _apply(self, batch: MemorySyncBatch) -> tuple[int, int, int]:
-        if batch.target_node != self.node_id:
-            raise MisaddressedBatchError(
-                f"batch {batch.batch_id!r} is addressed to {batch.target_node!r}, "
-                f"this is {self.node_id!r}",
-                target_node=batch.target_node,
-                node_id=self.node_id,
-            )
-        reg = self.registered(batch.tier)
-        if is_replicate_request(batch):
-            raise ProtocolError(
-                f"batch {batch.batch_id!r} is a REPLICATE request, not data",
-                code="unexpected-replicate",
-            )
-        mark = batch.snapshot
-        key = (reg.tier, batch.source_node, mark.snapshot_id if mark else "")
-        store = reg.store
-        with store.write() as conn, store.stamping(conn) as clock:
-            remote = decode_batch(batch)
-            applied = apply_batch(conn, reg.spec, clock, batch, remote)
-            if mark is not None and key not in self._snapshot_ids and not mark.final:
-                # What the sender had acknowledged when the snapshot began: later local writes
-                # may reach it during the snapshot, yet are absent from batches already read.
-                acked = vectors.acked_cursors(conn, reg.tier).get(batch.source_node, 0)
-                self._snapshot_ids[key] = (acked, set())
-            if mark is not None and mark.final:
-                started = self._snapshot_ids.get(key)
-                if started is None:
-                    log.warning(
-                        "snapshot %s from %s ended without its start here (restarted?): "
-                        "nothing forgotten",
-                        mark.snapshot_id,
-                        batch.source_node,
-                    )
-                else:
-                    acked_at_start, present = started
-                    present.update(item.item_id for item in batch.items)
-                    forget_missing(conn, reg.spec, batch.source_node, present, acked_at_start)
-        # Only a committed batch counts towards its snapshot.
-        if mark is not None and mark.final:
-            self._snapshot_ids.pop(key, None)
-        elif mark is not None:
-            self._snapshot_ids[key][1].update(item.item_id for item in batch.items)
-        return applied.applied, applied.conflicts, applied.cursor
+        applied, _ = self._receiver.apply(batch)
+        return applied.applied, applied.conflicts
 
     def handle_sync(self, data: bytes, peer_id: str) -> asyncio.Task[None] | None:
         """The seed's ``handle_sync``: unpack, apply, answer ACK or NACK through the mesh.
 
-        For a REPLICATE request it returns the task that sends the snapshot, so a mesh (or a
-        test) can wait for it; otherwise None.
+        Every input ends in an ACK or a NACK whose code names the fault (memrepl.sync.receiver).
+        For a REPLICATE request, or a batch after which this node asks for a snapshot, it returns
+        the task that sends the snapshot or the request, so a mesh (or a test) can wait for it;
+        otherwise None.
         """
-        batch_id = ""
+        return self._receiver.handle(data, peer_id)
+
+    def record_refusal(
+        self,
+        peer_id: str,
+        tier: int,
+        direction: Direction,
+        *,
+        code: str,
+        reason: str,
+        ahead_ns: int | None = None,
+    ) -> None:
+        """Count a refusal in ``sync_refusals`` (memrepl.sync.refusals: best effort)."""
+        memory = next(iter(self._tiers.values()), None)
+        if memory is None:
+            return
         try:
-            batch = MemorySyncBatch.unpack(data)
-            batch_id = batch.batch_id
-            if batch.source_node != peer_id:
-                raise ProtocolError(
-                    f"batch from connection {peer_id!r} claims source {batch.source_node!r}",
-                    code="wrong-source",
+            with memory.store.write() as conn:
+                record_refusal(
+                    conn,
+                    peer_id=peer_id,
+                    tier=tier,
+                    direction=direction,
+                    code=code,
+                    reason=reason,
+                    now_ns=time.time_ns(),
+                    ahead_ns=ahead_ns,
                 )
-            if is_replicate_request(batch):
-                self.registered(batch.tier)
-                self._reply(peer_id, MessageTypes.ACK, Ack(batch_id, batch.tier, 0, 0, 0).encode())
-                return self._start_background(self._answer_replicate(peer_id, batch.tier))
-            applied, conflicts, cursor = self._apply(batch)
-        except MemreplError as exc:
-            log.warning("refused batch %r from %s: %s", batch_id, peer_id, exc)
-            # The error's own code (memrepl.errors): stable, whatever its class is called.
-            self._reply(peer_id, MessageTypes.NACK, Nack(batch_id, exc.code, str(exc)).encode())
-            return None
-        ack = Ack(batch_id, int(batch.tier), cursor, applied, conflicts)
-        self._reply(peer_id, MessageTypes.ACK, ack.encode())
-        return None
+        except Exception:
+            log.warning("could not record a refusal (%s, %s)", peer_id, code, exc_info=True)
 
-    async def _answer_replicate(self, peer_id: str, tier: MemoryTier) -> None:
-        result = await self.sync_with_peer(peer_id, tier, snapshot=True)
-        if not result.ok:
-            log.warning(
-                "snapshot of %s for %s ended %s: %s",
-                tier.name,
-                peer_id,
-                result.status,
-                result.error,
-            )
-
-    def _reply(self, peer_id: str, msg_type: MessageTypes, data: bytes) -> None:
+    def reply(self, peer_id: str, msg_type: MessageTypes, answer: Ack | Nack) -> None:
+        """Send an ACK or a NACK (a peer that is gone by now is logged, not raised)."""
         if self.mesh is None:
             return
         try:
-            self.mesh.send(peer_id, msg_type, data)
+            self.mesh.send(peer_id, msg_type, answer.encode())
         except PeerUnavailableError as exc:
             log.warning("could not answer %s: %s", peer_id, exc)
 
@@ -344,7 +325,7 @@ class MemorySyncManager:
         except ProtocolError as exc:
             log.warning("bad ACK from %s: %s", peer_id, exc)
             return
-        self.resolve(ack.batch_id, ack)
+        self.resolve(peer_id, ack.batch_id, ack)
 
     def _on_nack(self, data: bytes, peer_id: str) -> None:
         try:
@@ -352,61 +333,105 @@ class MemorySyncManager:
         except ProtocolError as exc:
             log.warning("bad NACK from %s: %s", peer_id, exc)
             return
-        self.resolve(nack.batch_id, nack)
+        self.resolve(peer_id, nack.batch_id, nack)
 
-    def resolve(self, request_id: str, answer: object) -> None:
-        """Hand an answer (an ACK, a NACK, a digest answer) to whoever awaits ``request_id``."""
-        future = self._waiting.pop(request_id, None)
+    def resolve(self, peer_id: str, request_id: str, answer: object) -> None:
+        """Hand an answer (an ACK, a NACK, a digest answer) from ``peer_id`` to whoever awaits
+        ``request_id`` from that peer (an answer from any other peer settles nothing)."""
+        future = self._waiting.pop((peer_id, request_id), None)
         if future is not None and not future.done():
             future.set_result(answer)
 
-    # -- a sync round -----------------------------------------------------------------------
-
-    async def sync_with_peer(
-        self, peer_id: str, tier: MemoryTier | int, *, snapshot: bool = False
-    ) -> SyncResult:
-        """Bring ``peer_id`` up to date for ``tier``; see the module docstring for the steps.
-
-        Returns a :class:`SyncResult`; a timeout, a NACK or an unreachable peer come back as its
-        status (nothing unacknowledged is ever marked synced). ``snapshot=True`` sends the whole
-        tier (REPLICATE) instead of a delta.
-        """
-        reg = self.registered(tier)
-        lock = self._locks.setdefault((peer_id, reg.tier), asyncio.Lock())
-        async with lock:
-            return await SyncRound(self, reg, peer_id, snapshot).run()
+    # -- snapshots ----------------------------------------------------------------------------
 
     async def request_replicate(self, peer_id: str, tier: MemoryTier | int) -> SyncResult:
         """Ask ``peer_id`` to send this node its whole ``tier`` (bootstrap or repair).
 
-        Returns when the peer has acknowledged the request; the snapshot follows as ordinary
-        batches, applied as they come.
+        The request is recorded first: only the snapshot it names is accepted from that peer
+        (memrepl.sync.snapshots). Returns when the peer has acknowledged the request; the
+        snapshot follows as ordinary batches, applied as they come.
         """
         reg = self.registered(tier)
-        answer = await self.exchange(peer_id, self.probe_batch(reg.tier, peer_id, replicate=True))
+        batch = self.probe_batch(reg.tier, peer_id, replicate=True)
+        with reg.store.read() as conn:
+            acked = vectors.acked_cursors(conn, reg.tier).get(peer_id, 0)
+        request = self.snapshot_requests.open(
+            reg.tier, peer_id, batch.batch_id, acked=acked, now_ns=time.time_ns()
+        )
+        answer = await self.exchange(peer_id, batch)
+        if not isinstance(answer, Ack):
+            self.snapshot_requests.close(request)
         return status_result(peer_id, reg.tier, answer)
+
+    async def ask_for_snapshot(self, peer_id: str, tier: MemoryTier) -> None:
+        result = await self.request_replicate(peer_id, tier)
+        if not result.ok:
+            log.warning(
+                "asking %s for a snapshot of the %s tier: %s",
+                peer_id,
+                tier.name.lower(),
+                result.error,
+            )
+
+    def _start_answer(self, peer_id: str, tier: MemoryTier) -> asyncio.Task[None] | None:
+        return self.start_task(self._answer_replicate(peer_id, tier))
+
+    async def _answer_replicate(self, peer_id: str, tier: MemoryTier) -> None:
+        reg = self.registered(tier)
+        lock = self._locks.setdefault((peer_id, tier), asyncio.Lock())
+        async with lock:
+            snapshot_id = self.snapshot_answers.take(peer_id, tier)
+            if snapshot_id is None:
+                return
+            result = await SyncRound(self, reg, peer_id, snapshot_id=snapshot_id).run()
+        if not result.ok:
+            log.warning(
+                "snapshot of %s for %s ended %s: %s",
+                tier.name,
+                peer_id,
+                result.status,
+                result.error,
+            )
+
+    # -- a sync round -----------------------------------------------------------------------
+
+    async def sync_with_peer(self, peer_id: str, tier: MemoryTier | int) -> SyncResult:
+        """Bring ``peer_id`` up to date for ``tier``; see the module docstring for the steps.
+
+        Returns a :class:`SyncResult`; a timeout, a NACK or an unreachable peer come back as its
+        status (nothing unacknowledged is ever marked synced). A peer below this node's purge
+        horizon asks for a snapshot, which this round then sends (``result.snapshot``).
+        """
+        reg = self.registered(tier)
+        lock = self._locks.setdefault((peer_id, reg.tier), asyncio.Lock())
+        async with lock:
+            return await SyncRound(self, reg, peer_id).run()
 
     async def exchange(self, peer_id: str, batch: MemorySyncBatch) -> Ack | Nack | SyncStatus:
         """Send one batch and wait for its answer (or a status saying why there is none)."""
         packed = batch.pack(compress_threshold=self.compress_threshold)
-        return await self.exchange_packed(peer_id, batch.batch_id, packed)
+        return await self.exchange_packed(peer_id, batch.batch_id, packed, tier=int(batch.tier))
 
     async def exchange_packed(
-        self, peer_id: str, batch_id: str, packed: bytes
+        self, peer_id: str, batch_id: str, packed: bytes, *, tier: int = 0
     ) -> Ack | Nack | SyncStatus:
-        """:meth:`exchange` of a batch already packed."""
+        """:meth:`exchange` of a batch already packed. A NACK is counted in ``sync_refusals``
+        (``outbound``: the peer refused this node's batch of ``tier``)."""
         answer = await self.ask(peer_id, batch_id, MessageTypes.VECTOR_SYNC, packed)
+        if isinstance(answer, Nack):
+            self.record_refusal(peer_id, tier, "outbound", code=answer.code, reason=answer.reason)
         if isinstance(answer, Ack | Nack | SyncStatus):
             return answer
         return SyncStatus.REJECTED  # pragma: no cover - a batch id only ever gets an ACK/NACK
 
     async def ask(self, peer_id: str, request_id: str, msg_type: MessageTypes, data: bytes) -> Any:
-        """Send one message and wait for the answer filed under ``request_id`` (see
+        """Send one message and wait for the answer ``peer_id`` files under ``request_id`` (see
         :meth:`resolve`), or return the status saying why none came."""
         if self.mesh is None:
             raise PeerUnavailableError("sync_with_peer needs a mesh", peer_id=peer_id)
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        self._waiting[request_id] = future
+        key = (peer_id, request_id)
+        self._waiting[key] = future
         try:
             self.mesh.send(peer_id, msg_type, data)
             return await asyncio.wait_for(future, self.ack_timeout_s)
@@ -415,7 +440,7 @@ class MemorySyncManager:
         except TimeoutError:
             return SyncStatus.TIMEOUT
         finally:
-            self._waiting.pop(request_id, None)
+            self._waiting.pop(key, None)
 
     async def check_peer(self, peer_id: str) -> CheckResult:
         """One anti-entropy check with ``peer_id``: compare the digests of every registered
@@ -425,22 +450,20 @@ class MemorySyncManager:
         return await self.antientropy.check(peer_id)
 
     def start_task(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
-        """Run ``coroutine`` as a task this manager tracks (see :meth:`drain`)."""
-        return self._start_background(coroutine)
-
-    def _start_background(self, coroutine: Coroutine[Any, Any, None]) -> asyncio.Task[None] | None:
+        """Run ``coroutine`` as a task this manager tracks (see :meth:`drain`); None (and the
+        coroutine closed) without a running event loop."""
         try:
             task = asyncio.get_running_loop().create_task(coroutine)
         except RuntimeError:
             coroutine.close()
-            log.warning("a REPLICATE request needs a running event loop to answer it")
+            log.warning("answering a snapshot request needs a running event loop")
             return None
         self._background.add(task)
         task.add_done_callback(self._background.discard)
         return task
 
     async def drain(self) -> None:
-        """Wait for the snapshots this manager is sending in answer to REPLICATE requests."""
+        """Wait for the snapshots this manager is sending or asking for in the background."""
         while self._background:
             await asyncio.gather(*list(self._background), return_exceptions=True)
 
@@ -450,7 +473,7 @@ class MemorySyncManager:
         """Delete tombstones every known peer acknowledged longer than the grace period ago.
 
         Returns how many were deleted. A peer whose cursor is below the new horizon is later
-        answered with a snapshot, never a delta that would miss these deletes.
+        told so by its rounds' probes, and asks for a snapshot.
         """
         chosen = [self.registered(tier)] if tier is not None else list(self._tiers.values())
         purged = 0

@@ -8,7 +8,8 @@ section 5). The receiver answers each batch with an ACK or a NACK whose data is 
   that lost its own bookkeeping resumes from what the receiver really holds;
 - NACK: ``{"batch_id", "code", "reason"}``, ``code`` being the refusing error's stable name.
 
-Decoding is strict: anything else raises :class:`~memrepl.errors.ProtocolError`.
+Decoding is strict: anything else -- including an ACK integer outside ``0 .. 2**63 - 1`` --
+raises :class:`~memrepl.errors.ProtocolError`.
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ from typing import Any, TypeVar
 from memrepl.errors import ProtocolError
 
 T = TypeVar("T")
+
+#: The largest integer an ACK may carry: stamps and counts are stored as signed 64-bit.
+MAX_ACK_INTEGER = 2**63 - 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,10 +52,10 @@ class Ack:
         obj = _object(data, "ACK")
         return cls(
             batch_id=_field(obj, "batch_id", str, "ACK"),
-            tier=_field(obj, "tier", int, "ACK"),
-            cursor=_field(obj, "cursor", int, "ACK"),
-            applied=_field(obj, "applied", int, "ACK"),
-            conflicts=_field(obj, "conflicts", int, "ACK"),
+            tier=_count(obj, "tier"),
+            cursor=_count(obj, "cursor"),
+            applied=_count(obj, "applied"),
+            conflicts=_count(obj, "conflicts"),
         )
 
 
@@ -86,6 +90,14 @@ def _object(data: bytes, what: str) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise ProtocolError(f"{what}: expected a JSON object", code="bad-message")
     return obj
+
+
+def _count(obj: dict[str, Any], key: str) -> int:
+    """An ACK's integer field: 0 .. 2**63 - 1 (a stamp or a count SQLite can hold)."""
+    value = _field(obj, key, int, "ACK")
+    if not 0 <= value <= MAX_ACK_INTEGER:
+        raise ProtocolError(f"ACK: {key!r} {value} is not in 0..2**63-1", code="bad-message")
+    return value
 
 
 def _field(obj: dict[str, Any], key: str, kind: type[T], what: str) -> T:

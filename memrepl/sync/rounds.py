@@ -3,18 +3,25 @@
 The rule that keeps it right: a batch's cursor is recorded in the sync vector only after its ACK
 (every :data:`ACK_SAVE_EVERY_BATCHES` batches and when the round ends), and the round starts from
 the cursor the receiver itself reports (its durable inbound cursor), so nothing unacknowledged is
-ever marked synced and nothing the receiver lacks is ever skipped. A
-snapshot (REPLICATE) is the same loop from cursor 0 without the echo filter, every batch marked
-with one snapshot id and closed by a final marked batch, after which the receiver forgets what
-the sender no longer holds (memrepl.sync.snapshots).
+ever marked synced and nothing the receiver lacks is ever skipped. That reported cursor is a
+position in this node's own change stream, so it can never be above this node's clock: an ACK
+that says otherwise is refused and recorded nowhere.
+
+A snapshot (REPLICATE) is sent only because the receiver asked: the probe carries this node's
+purge horizon, a receiver below it asks (memrepl.sync.answers hands the request to the round),
+and the round sends the same loop from cursor 0 without the echo filter, every batch marked with
+the request's id, closed by a final marked batch that carries the purge horizon again, at which
+the receiver forgets what that horizon explains (memrepl.sync.snapshots). A round answering a
+request made on the receiver's own account (bootstrap, repair) is given its id and probes without
+a horizon, so it does not provoke a second request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import logging
 import time
-import uuid
 from typing import TYPE_CHECKING
 
 from memrepl.protocol.batch import MemorySyncBatch, SnapshotMark
@@ -40,15 +47,26 @@ class SyncRound:
     """One call of :meth:`MemorySyncManager.sync_with_peer` for one peer and tier."""
 
     def __init__(
-        self, manager: MemorySyncManager, memory: Tier, peer_id: str, snapshot: bool
+        self,
+        manager: MemorySyncManager,
+        memory: Tier,
+        peer_id: str,
+        *,
+        snapshot_id: str | None = None,
     ) -> None:
         self.manager = manager
         self.memory = memory
         self.tier = memory.tier
         self.peer_id = peer_id
-        self.snapshot = snapshot
+        #: The id of the snapshot the peer asked for (None: a delta, unless it asks now).
+        self.snapshot_id = snapshot_id
         self.echoes = False
         self.batches = self.items = self.applied = self.conflicts = 0
+
+    @property
+    def snapshot(self) -> bool:
+        """Whether this round sends a snapshot."""
+        return self.snapshot_id is not None
 
     def result(self, status: SyncStatus, cursor: int, error: str | None = None) -> SyncResult:
         return SyncResult(
@@ -66,24 +84,48 @@ class SyncRound:
 
     async def run(self) -> SyncResult:
         manager = self.manager
-        answer = await manager.exchange(
-            self.peer_id, manager.probe_batch(self.tier, self.peer_id, replicate=False)
-        )
-        if not isinstance(answer, Ack):
-            return status_result(self.peer_id, self.tier, answer)
-        # The receiver's durable inbound cursor is the truth about what it holds: resume there,
-        # even below our own record (it may have lost data) -- never skip past it.
-        cursor = answer.cursor
-        with self.memory.store.write() as conn:
-            acked_before = vectors.acked_cursors(conn, self.tier).get(self.peer_id, 0)
-            vectors.set_acked_cursor(conn, self.tier, self.peer_id, cursor, time.time_ns())
-        # Below the purge horizon a delta can no longer carry every delete: send a snapshot.
-        if not self.snapshot and cursor < self._horizon():
-            self.snapshot = True
+        answers = manager.snapshot_answers
+        horizon = self._horizon() if self.snapshot_id is None else 0
+        # Registered before the probe goes out: the peer's request may overtake the probe's ACK.
+        wanted = answers.expect(self.peer_id, self.tier) if horizon else None
+        try:
+            probe = manager.probe_batch(
+                self.tier, self.peer_id, replicate=False, purge_horizon=horizon or None
+            )
+            answer = await manager.exchange(self.peer_id, probe)
+            if not isinstance(answer, Ack):
+                return status_result(self.peer_id, self.tier, answer)
+            # The receiver's durable inbound cursor is the truth about what it holds: resume
+            # there, even below our own record (it may have lost data) -- never skip past it.
+            cursor = answer.cursor
+            acked_before = self._take_reported_cursor(cursor)
+            if acked_before is None:
+                return self.result(
+                    SyncStatus.REJECTED,
+                    0,
+                    f"bad-ack-cursor: {self.peer_id} reports cursor {cursor}, beyond every "
+                    "change this node ever made",
+                )
+            if wanted is not None and (cursor < horizon or wanted.done()):
+                # Below the purge horizon a delta can no longer carry every delete: the peer
+                # was told, and asks for a snapshot.
+                try:
+                    async with asyncio.timeout(manager.ack_timeout_s):
+                        self.snapshot_id = await wanted
+                except TimeoutError:
+                    return self.result(
+                        SyncStatus.TIMEOUT,
+                        cursor,
+                        f"{self.peer_id} is below this node's purge horizon and did not ask "
+                        f"for a snapshot within {manager.ack_timeout_s:g} s",
+                    )
+        finally:
+            if wanted is not None:
+                answers.done_expecting(self.peer_id, self.tier, wanted)
         # Below what it acknowledged before, the peer may have lost data, including what it once
         # sent us: resend from its cursor without holding back its own items (the echo filter).
         self.echoes = cursor < acked_before
-        mark = SnapshotMark(uuid.uuid4().hex[:16]) if self.snapshot else None
+        mark = SnapshotMark(self.snapshot_id) if self.snapshot_id is not None else None
         since = 0 if self.snapshot else cursor
         if mark is not None:
             # An empty opening batch, so the receiver knows the snapshot started even if the
@@ -109,9 +151,11 @@ class SyncRound:
                     status = SyncStatus.SYNCED if self.batches else SyncStatus.UP_TO_DATE
                     return self.result(status, cursor)
                 if mark is not None:
-                    # The last batch of a snapshot is an empty one marked final.
+                    # The last batch of a snapshot is an empty one marked final, with the purge
+                    # horizon read after every other batch: what it may make the peer forget.
                     mark_now = dataclasses.replace(mark, final=done)
-                    batch = dataclasses.replace(batch, snapshot=mark_now)
+                    horizon_now = self._horizon() if done else None
+                    batch = dataclasses.replace(batch, snapshot=mark_now, purge_horizon=horizon_now)
                 error = await self._send(batch)
                 if error is not None:
                     return self.result(error[0], cursor, error[1])
@@ -135,6 +179,27 @@ class SyncRound:
             # Ended normally (caught up, refused, timed out): record what was acknowledged.
             if cursor != saved:
                 self._save_acked(cursor)
+
+    def _take_reported_cursor(self, cursor: int) -> int | None:
+        """Record the peer's reported cursor as its sync vector entry; return the entry before.
+
+        None (nothing recorded) when the cursor is beyond this node's clock: no batch of this
+        node ever carried it.
+        """
+        store = self.memory.store
+        with store.write() as conn, store.stamping(conn) as clock:
+            if cursor > clock.last_ns:
+                log.warning(
+                    "%s reported cursor %d for the %s tier, beyond this node's clock (%d): refused",
+                    self.peer_id,
+                    cursor,
+                    self.tier.name.lower(),
+                    clock.last_ns,
+                )
+                return None
+            acked_before = vectors.acked_cursors(conn, self.tier).get(self.peer_id, 0)
+            vectors.set_acked_cursor(conn, self.tier, self.peer_id, cursor, time.time_ns())
+        return acked_before
 
     def _save_acked(self, cursor: int) -> int:
         with self.memory.store.write() as conn:

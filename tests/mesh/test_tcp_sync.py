@@ -219,12 +219,12 @@ async def test_schema_mismatch_never_connects(
 
 
 async def test_a_node_before_the_replication_revision_is_refused(cluster: Cluster) -> None:
-    """Migration 0005 changes replication (namespaces travel and merge with items): a node
-    still advertising replication revision "0004" (stores at 0004) is refused until it is
-    upgraded, instead of syncing and dropping the namespaces it relays."""
-    assert REPLICATION_REVISION == SCHEMA == "0005"
+    """Migration 0008 changes replication (snapshots the receiver asks for): a node still
+    advertising replication revision "0005" (namespaces; stores at 0005 to 0007) is refused
+    until it is upgraded, instead of sending snapshots nobody asked for and never asking for one."""
+    assert REPLICATION_REVISION == SCHEMA == "0008"
     a = await cluster.add("a")
-    b = await cluster.add("b", schema="0004")
+    b = await cluster.add("b", schema="0005")
     cluster.dial(a, b)
     await eventually(lambda: a.mesh.stats().total.refused.get("schema-mismatch", 0) >= 1)
     assert a.mesh.peers() == [] and b.mesh.peers() == []

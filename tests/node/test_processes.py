@@ -187,7 +187,9 @@ def test_a_node_below_the_purge_horizon_gets_a_snapshot(processes: Processes) ->
         "0.5",
     )
     a = processes.node("a", *FAST, *collecting).start()
-    b = processes.node("b", *FAST).start("--peer", a.address)
+    # The same tombstone grace on both: b forgets, on a's word, only deletes a peer with its own
+    # grace could have collected (memrepl.sync.snapshots).
+    b = processes.node("b", *FAST, "--tombstone-grace", "0").start("--peer", a.address)
     write_mix(a.db, "a", "a", n=30)
     processes.wait(converged([a.db, b.db]), 20, "first convergence")
     assert b.stop() == 0
@@ -210,6 +212,18 @@ def test_a_node_below_the_purge_horizon_gets_a_snapshot(processes: Processes) ->
     b.start("--peer", a.address)
     processes.wait(converged([a.db, b.db], live_only=True), 20, "b is brought back with a snapshot")
     assert rows(b.db, "SELECT count(*) FROM episodic_items WHERE item_id = 'a-e10'") == [(0,)]
+    # b asked for the snapshot, and kept what it forgot, whole, in forgotten_items: the live
+    # items whose deletes a collected, and the tombstone of a-e3 (deleted before b left).
+    forgot = (
+        "SELECT item_id, peer_id, json_extract(content, '$.occurred_at_ns') FROM forgotten_items "
+        "WHERE deleted = 0"
+    )
+    assert sorted(rows(b.db, forgot)) == sorted(
+        (item_id, "a", int(item_id.removeprefix("a-e"))) for item_id in deleted
+    )
+    tombstone = "SELECT item_id FROM forgotten_items WHERE deleted = 1"
+    assert rows(b.db, tombstone) == [("a-e3",)]
+    assert "asking it for a snapshot" in b.log_text()
     # The round's result is logged once its last ACK is in, a moment after b holds it all.
     processes.wait(lambda: "as a snapshot" in a.log_text(), 5, "a logs the snapshot it sent")
     assert (a.stop(), b.stop()) == (0, 0)

@@ -281,6 +281,7 @@ def _batches(extended: bool) -> st.SearchStrategy[MemorySyncBatch]:
         sync_vector=st.dictionaries(node_ids, u64, max_size=4),
         created_ns=u64,
         cursor=(st.none() | u64) if extended else st.none(),
+        purge_horizon=(st.none() | u64) if extended else st.none(),
     )
 
 

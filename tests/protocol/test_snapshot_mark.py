@@ -41,3 +41,30 @@ def test_a_malformed_mark_is_a_protocol_error() -> None:
         MemorySyncBatch.unpack(tampered)
     assert caught.value.code == "bad-metadata"
     assert json.loads(packed[36:].decode())["memrepl"]["snapshot"] == {"id": "s", "final": False}
+
+
+def test_the_purge_horizon_survives_pack_and_unpack() -> None:
+    horizon = 2**64 - 1
+    marked = MemorySyncBatch(
+        batch_id="b",
+        source_node="a",
+        target_node="c",
+        tier=MemoryTier.WORKING,
+        items=[],
+        created_ns=1,
+        snapshot=SnapshotMark("s", final=True),
+        purge_horizon=horizon,
+    )
+    assert MemorySyncBatch.unpack(marked.pack()).purge_horizon == horizon
+    assert MemorySyncBatch.unpack(batch(None).pack()).purge_horizon is None
+
+
+def test_a_purge_horizon_that_is_not_a_u64_is_a_protocol_error() -> None:
+    packed = MemorySyncBatch(
+        batch_id="b", source_node="a", target_node="c", tier=MemoryTier.WORKING, items=[],
+        created_ns=1, purge_horizon=12345,
+    ).pack()  # fmt: skip
+    tampered = packed.replace(b'"purged_through": 12345', b'"purged_through": -1234')
+    with pytest.raises(ProtocolError) as caught:
+        MemorySyncBatch.unpack(tampered)
+    assert caught.value.code == "bad-metadata"

@@ -100,8 +100,10 @@ def test_every_migration_says_whether_peers_must_upgrade_with_it() -> None:
     says = {r.revision: getattr(r.module, "changes_replication", None) for r in newest_first}
     assert all(isinstance(flag, bool) for flag in says.values()), says
     assert next(r for r in says if says[r]) == REPLICATION_REVISION
-    # 0003 only drops a redundant index: a rolling upgrade from 0002.
+    # 0003 only drops a redundant index: a rolling upgrade from 0002. 0008 (the receiver asks
+    # for snapshots) changes replication: nodes on either side of it refuse each other.
     assert says["0003"] is False
+    assert says["0008"] is True
 
 
 def test_upgrade_from_0002_keeps_the_conflict_log_and_drops_the_redundant_index(

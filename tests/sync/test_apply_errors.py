@@ -264,7 +264,11 @@ async def rejected_over_the_mesh(cluster: Cluster, code: str) -> None:
     assert result.error is not None and result.error.startswith(f"{code}: "), result.error
     assert (result.batches, result.applied) == (0, 0)
     assert a.get_sync_vector(WORKING) == vector
-    assert dump(cluster.stores["b"].path) == before
+    assert dump(cluster.stores["b"].path, skip_refusals=True) == before
+    # The refusal is counted on both sides: b refused a's batch, a was refused by b.
+    counted = "SELECT direction, code, count FROM sync_refusals WHERE peer_id = ?"
+    assert query(cluster.stores["b"].path, counted, "a") == [("inbound", code, 1)]
+    assert query(cluster.stores["a"].path, counted, "b") == [("outbound", code, 1)]
 
 
 async def test_clock_skew_is_nacked_over_the_mesh(cluster: Cluster) -> None:

@@ -262,10 +262,11 @@ async def test_snapshot_brings_the_peer_above_the_purge_horizon(cluster: Cluster
 
 async def test_returning_peer_below_the_purge_horizon_gets_a_snapshot(cluster: Cluster) -> None:
     """c left before some deletes; a forgot it, purged them; c comes back: a snapshot, and c
-    ends equal to a (it drops the items whose deletes it can no longer receive)."""
+    ends equal to a (it drops the items whose deletes it can no longer receive). Both nodes have
+    the same tombstone grace, as a cluster's nodes should (memrepl.sync.snapshots)."""
     tier = MemoryTier.SEMANTIC
     a = cluster.add("a", tombstone_grace_s=0)
-    cluster.add("c")
+    cluster.add("c", tombstone_grace_s=0)
     write_some(cluster.stores["a"], tier, "a", 30)
     await a.sync_with_peer("c", tier)
     a.forget_peer(tier, "c")
