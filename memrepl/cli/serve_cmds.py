@@ -10,7 +10,10 @@ partial number), so scripts can start nodes on port 0.
 The rule that keeps it right: **SIGTERM and SIGINT stop the node cleanly** -- every round
 finishes the batch in hand, the mesh says goodbye to its peers, the store is closed -- and the
 command exits 0. A node never runs unauthenticated: it needs a node certificate
-(``--certs-dir``) or the cluster key (``--key-file``).
+(``--certs-dir``) or the cluster key (``--key-file``). One node process per store: a second
+``serve`` (or any node) on the same file exits 1 with one line naming the running one
+(memrepl.node.lock); ``memrepl sync`` beside it asks it to do the round through its control
+channel (memrepl.node.control).
 
 ``serve`` creates the store when it does not exist and ``--node-id`` is given, or a node
 certificate names the node (a new node joins a cluster in one command); otherwise the store's own
@@ -356,7 +359,7 @@ def run_serve(args: argparse.Namespace) -> int:
         # Alembic narrates every migration step at INFO; the node says what matters.
         logging.getLogger("alembic").setLevel(logging.WARNING)
     logging.getLogger("asyncio").addFilter(_drop_tls_eof_race)
-    node = Node.from_config(config)
+    node = Node.from_config(config, control=True, command="memrepl serve")
     return asyncio.run(serve(node, config))
 
 

@@ -2,10 +2,16 @@
 
 The store named by ``--db`` pushes its changes to the peer (a ``memrepl serve`` node): for each
 tier (or the one ``--tier`` names), :meth:`MemorySyncManager.sync_with_peer` sends what the peer
-has not acknowledged -- a delta, or a snapshot when the peer's cursor is below this store's purge
-horizon. While connected, the peer's own changes may come back too (a serving node pushes to
-whoever connects), but this command waits only for its own round. During a long transfer a
-progress line on stderr counts the batches and items sent so far.
+has not acknowledged -- a delta, or the snapshot the peer asks for when its cursor is below this
+store's purge horizon. While connected, the peer's own changes may come back too (a serving node
+pushes to whoever connects), but this command waits only for its own round. During a long
+transfer a progress line on stderr counts the batches and items sent so far.
+
+Who does the round: if a node already runs on the store (``memrepl serve``: it holds the store's
+node lock, memrepl.node.lock), that node does it, asked through its control channel
+(memrepl.node.control) -- a second process claiming the same node id would displace the daemon's
+connection to the peer. Otherwise this command runs a short-lived node itself, holding the lock
+while it does (it needs ``--key-file`` then).
 
 The rule that keeps it right: the exit code is 0 only if every tier's round ended with the peer
 caught up (``SyncResult.ok``) and the anti-entropy check ended without an error; otherwise 1,
@@ -13,7 +19,8 @@ with each result printed, so a script can retry.
 
 After the rounds, one anti-entropy check (:mod:`memrepl.sync.antientropy`): this store's digests
 are recomputed from its rows (finding rows changed by hand), compared with the peer's, and what
-differs is repaired both ways. ``--no-check`` skips it.
+differs is repaired both ways. ``--no-check`` skips it. A running node asked to do the round does
+the check too.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import asyncio
 import dataclasses
 import sys
 import time
-from dataclasses import asdict
+from pathlib import Path
 from typing import Any
 
 from memrepl.cli.context import (
@@ -40,9 +47,11 @@ from memrepl.cli.output import emit, emit_json_lines, emit_table
 from memrepl.cli.serve_cmds import add_mesh_options, peer_arg
 from memrepl.errors import CommandError
 from memrepl.node import Node, NodeConfig, NodeLink, NodeSettings
+from memrepl.node.control import request_sync
+from memrepl.node.lock import STARTING_NODE, LockInfo, holder
 from memrepl.protocol.enums import MemoryTier
 from memrepl.sync.antientropy import CheckResult
-from memrepl.sync.results import SyncResult
+from memrepl.sync.results import SyncResult, result_to_json
 
 ORDER = 71
 
@@ -90,12 +99,66 @@ def add_parsers(subparsers: Subparsers) -> None:
     add_json_flag(parser, "print one JSON object per tier instead of a table")
 
 
+#: How long to wait for a node that holds the lock but has not said where its channel is yet.
+STARTING_NODE_WAIT_S = 5.0
+
+
 def run_sync(args: argparse.Namespace) -> int:
     path = db_path(args)
     require_existing(path)
     node_id = args.node_id or read_stored_node_id(path)
     if node_id is None:
         raise CommandError(f"the store at {str(path)!r} has no node id: pass --node-id ID")
+    tiers = [args.tier] if args.tier is not None else list(MemoryTier)
+    running = _running_node(path)
+    if running is not None:
+        results, check = asyncio.run(_sync_through(running, args, tiers))
+    else:
+        results, check = _sync_here(args, path, node_id, tiers)
+    _print(results, check, as_json=args.json)
+    checked = check is None or check.get("error") is None
+    return 0 if checked and all(result.ok for result in results) else 1
+
+
+def _running_node(path: Path) -> LockInfo | None:
+    """The node running on the store, once it says where its control channel is."""
+    deadline = time.monotonic() + STARTING_NODE_WAIT_S
+    while True:
+        running = holder(path)
+        if running is None or running.control is not None:
+            return running
+        starting = running.command in ("memrepl serve", STARTING_NODE)
+        if not starting or time.monotonic() > deadline:
+            raise CommandError(
+                f"{path} is in use by a node without a control channel ({running.describe()}): "
+                "try again when it has stopped"
+            )
+        time.sleep(0.05)
+
+
+async def _sync_through(
+    running: LockInfo, args: argparse.Namespace, tiers: list[MemoryTier]
+) -> tuple[list[SyncResult], dict[str, Any] | None]:
+    assert running.control is not None
+    peer_id, (host, port) = args.peer
+    shower = _ProgressLine(peer_id)
+    try:
+        return await request_sync(
+            running.control,
+            peer_id=peer_id,
+            address=f"{host}:{port}",
+            tiers=tiers,
+            connect_timeout_s=args.connect_timeout,
+            check=not args.no_check,
+            progress=shower.show,
+        )
+    finally:
+        shower.end()
+
+
+def _sync_here(
+    args: argparse.Namespace, path: Path, node_id: str, tiers: list[MemoryTier]
+) -> tuple[list[SyncResult], dict[str, Any] | None]:
     peer_id, address = args.peer
     flags = {
         "db": path,
@@ -117,15 +180,18 @@ def run_sync(args: argparse.Namespace) -> int:
     settings = NodeSettings(
         scheduler=False, bootstrap_replicate=False, ack_timeout_s=args.ack_timeout
     )
-    node = Node.from_config(dataclasses.replace(config, settings=settings))
-    tiers = [args.tier] if args.tier is not None else list(MemoryTier)
+    node = Node.from_config(dataclasses.replace(config, settings=settings), command="memrepl sync")
     results, check = asyncio.run(
         _sync(node, peer_id, tiers, args.connect_timeout, check=not args.no_check)
     )
-    if args.json:
-        lines = [_as_json(result) for result in results]
+    return results, (None if check is None else check.as_dict())
+
+
+def _print(results: list[SyncResult], check: dict[str, Any] | None, *, as_json: bool) -> None:
+    if as_json:
+        lines = [result_to_json(result) for result in results]
         if check is not None:
-            lines.append({"antientropy": check.as_dict()})
+            lines.append({"antientropy": check})
         emit_json_lines(lines)
     else:
         emit_table(
@@ -147,21 +213,12 @@ def run_sync(args: argparse.Namespace) -> int:
         )
         if check is not None:
             emit(
-                f"anti-entropy: {check.tiers_differing} of {check.tiers_compared} tiers differed, "
-                f"{check.items_differing} items; {check.items_sent} sent, {check.items_fetched} "
-                f"fetched, {check.repaired} repaired, {check.skipped} skipped"
-                + (f"; error: {check.error}" if check.error else "")
+                f"anti-entropy: {check['tiers_differing']} of {check['tiers_compared']} tiers "
+                f"differed, {check['items_differing']} items; {check['items_sent']} sent, "
+                f"{check['items_fetched']} fetched, {check['repaired']} repaired, "
+                f"{check['skipped']} skipped"
+                + (f"; error: {check['error']}" if check["error"] else "")
             )
-    checked = check is None or check.ok
-    return 0 if checked and all(result.ok for result in results) else 1
-
-
-def _as_json(result: SyncResult) -> dict[str, Any]:
-    data = asdict(result)
-    data["tier"] = tier_name(result.tier)
-    data["status"] = result.status.value
-    data["ok"] = result.ok
-    return data
 
 
 async def _sync(
@@ -200,27 +257,46 @@ def _last_error(node: Node, peer_id: str) -> str:
     return f" (last error: {error})" if error else ""
 
 
+class _ProgressLine:
+    """The progress line on stderr: rewritten in place on a terminal, else every few seconds."""
+
+    def __init__(self, peer_id: str) -> None:
+        self.peer_id = peer_id
+        self.interactive = sys.stderr.isatty()
+        self.started = time.monotonic()
+        self.last_shown = 0.0
+        self.shown = False
+
+    def show(self, tier: str, batches: int, items: int) -> None:
+        now = time.monotonic()
+        if not self.interactive and now - self.last_shown < 5 * PROGRESS_EVERY_S:
+            return
+        elapsed = max(now - self.started, 1e-9)
+        line = (
+            f"memrepl: sync {tier} -> {self.peer_id}: {batches:,} batches, "
+            f"{items:,} items sent ({items / elapsed:,.0f} items/s)"
+        )
+        sys.stderr.write(("\r" + line) if self.interactive else (line + "\n"))
+        sys.stderr.flush()
+        self.shown = True
+        self.last_shown = now
+
+    def end(self) -> None:
+        if self.shown and self.interactive:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
 async def _show_progress(link: NodeLink, peer_id: str, tier: MemoryTier) -> None:
-    """After PROGRESS_AFTER_S, a line on stderr with the batches and items sent so far."""
-    started = time.monotonic()
+    """After PROGRESS_AFTER_S, the progress line with the batches and items sent so far."""
     batches0, items0 = link.batches_sent[peer_id], link.items_sent[peer_id]
-    interactive = sys.stderr.isatty()
-    shown = False
+    shower = _ProgressLine(peer_id)
     try:
         await asyncio.sleep(PROGRESS_AFTER_S)
         while True:
             batches = link.batches_sent[peer_id] - batches0
             items = link.items_sent[peer_id] - items0
-            elapsed = time.monotonic() - started
-            line = (
-                f"memrepl: sync {tier_name(tier)} -> {peer_id}: {batches:,} batches, "
-                f"{items:,} items sent ({items / elapsed:,.0f} items/s)"
-            )
-            sys.stderr.write(("\r" + line) if interactive else (line + "\n"))
-            sys.stderr.flush()
-            shown = True
-            await asyncio.sleep(PROGRESS_EVERY_S if interactive else 5 * PROGRESS_EVERY_S)
+            shower.show(tier_name(tier), batches, items)
+            await asyncio.sleep(PROGRESS_EVERY_S)
     finally:
-        if shown and interactive:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
+        shower.end()

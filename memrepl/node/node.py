@@ -21,6 +21,11 @@ The rules that keep it right:
 - **Stopping leaves nothing behind**: rounds and the manager's snapshot answers are awaited (for
   at most ``stop_timeout_s``, then cancelled -- always safe, see :mod:`memrepl.node.scheduler`),
   then the mesh is closed (its tasks and sockets), then the store.
+- **One node process per store**: :meth:`Node.start` takes the store's node lock
+  (:mod:`memrepl.node.lock`) before it opens anything, and :meth:`Node.stop` releases it last; a
+  second node on the same file is refused with :class:`~memrepl.errors.StoreInUseError`. With
+  ``control=True`` the node also serves the control channel (:mod:`memrepl.node.control`) that
+  ``memrepl sync`` uses beside it.
 """
 
 from __future__ import annotations
@@ -39,8 +44,10 @@ from memrepl.mesh.config import TcpMeshConfig
 from memrepl.mesh.identity import NodeCertificate, cluster_key
 from memrepl.mesh.tcp import TcpMesh
 from memrepl.node.config import NodeConfig, NodeConfigError, NodeSettings
+from memrepl.node.control import ControlServer
 from memrepl.node.credentials import mesh_credentials, tls_contexts
 from memrepl.node.link import NodeLink, NodeSyncManager, ServingMesh
+from memrepl.node.lock import LockInfo, NodeLock
 from memrepl.node.scheduler import PeerTierStatus, Scheduler
 from memrepl.protocol.enums import MemoryTier
 from memrepl.storage import migrate
@@ -68,6 +75,8 @@ class Node:
     port)`` (peers that dial this node are synced with as well). ``mesh`` replaces the TCP mesh
     with any other :class:`Mesh` (then the credentials, ``listen``, ``peers`` and the TLS
     options are unused).
+    ``control=True`` serves the control channel (``memrepl serve`` does); ``command`` says what
+    runs the node, in the lock file and in the refusal another process gets.
     """
 
     def __init__(
@@ -87,6 +96,8 @@ class Node:
         tls_server_hostname: str | None = None,
         synchronous: str | None = None,
         mesh: Mesh | None = None,
+        control: bool = False,
+        command: str = "an embedded Node",
     ) -> None:
         if mesh is None and key is None and certificate is None:
             raise NodeConfigError(
@@ -114,9 +125,14 @@ class Node:
         self._scheduler: Scheduler | None = None
         self._hooked: list[Any] = []
         self._state = "new"
+        self._lock = NodeLock(db)
+        self._command = command
+        self._control: ControlServer | None = ControlServer(self) if control else None
 
     @classmethod
-    def from_config(cls, config: NodeConfig) -> Node:
+    def from_config(
+        cls, config: NodeConfig, *, control: bool = False, command: str = "an embedded Node"
+    ) -> Node:
         """The node ``memrepl serve`` runs for ``config`` (reads the key or certificate files;
         :func:`~memrepl.node.credentials.mesh_credentials` decides the mode)."""
         if config.node_id is None:
@@ -136,6 +152,8 @@ class Node:
             client_ssl=credentials.client_ssl,
             tls_server_hostname=config.tls_server_hostname,
             synchronous=config.synchronous,
+            control=control,
+            command=command,
         )
 
     # -- what a running node exposes -----------------------------------------------------------
@@ -234,17 +252,25 @@ class Node:
     async def start(self) -> None:
         """Open the store, start the mesh and the scheduler.
 
-        Raises what :func:`memrepl.open` raises (StoreError...), MeshError, or OSError when the
+        Raises :class:`~memrepl.errors.StoreInUseError` if another node process runs on the
+        store, what :func:`memrepl.open` raises (StoreError...), MeshError, or OSError when the
         address cannot be bound; on error everything opened so far is closed again.
         """
         if self._state != "new":
             raise NodeStateError(f"node {self.node_id!r} was already started")
         self._state = "starting"
-        if self._synchronous is None:
-            self._store = memrepl.open(self.db, node_id=self.node_id)
-        else:
-            self._store = memrepl.open(self.db, node_id=self.node_id, synchronous=self._synchronous)
         try:
+            self._lock.acquire(self._lock_info())
+        except BaseException:
+            self._state = "stopped"
+            raise
+        try:
+            if self._synchronous is None:
+                self._store = memrepl.open(self.db, node_id=self.node_id)
+            else:
+                self._store = memrepl.open(
+                    self.db, node_id=self.node_id, synchronous=self._synchronous
+                )
             await self._start_parts(self._store)
         except BaseException:
             await self._close_parts()
@@ -252,6 +278,20 @@ class Node:
             raise
         self._state = "running"
         log.info("node %s started", self.node_id)
+
+    def _lock_info(self) -> LockInfo:
+        address = None
+        if isinstance(self._mesh, TcpMesh):
+            host, port = self._mesh.address
+            address = f"{host}:{port}"
+        control = self._control.path if self._control is not None else None
+        return LockInfo(
+            pid=os.getpid(),
+            node_id=self.node_id,
+            command=self._command,
+            address=address,
+            control=None if control is None else os.fspath(control),
+        )
 
     async def _start_parts(self, store: Store) -> None:
         settings = self.settings
@@ -289,6 +329,9 @@ class Node:
         if isinstance(self._mesh, ServingMesh):
             await self._mesh.start()
         scheduler.start()
+        if self._control is not None:
+            await self._control.start()
+        self._lock.update(self._lock_info())
 
     def _hook_commits(self, store: Store, wake: Callable[[], None]) -> None:
         """Chain ``wake`` after each tier's after-commit hook: this process's commits."""
@@ -315,6 +358,8 @@ class Node:
         log.info("node %s stopped", self.node_id)
 
     async def _close_parts(self) -> None:
+        if self._control is not None:
+            await self._control.close()
         if self._link is not None:
             self._link.draining = True
         if self._scheduler is not None:
@@ -329,6 +374,7 @@ class Node:
         if self._store is not None:
             self._store.close()
         self._store = self._manager = self._scheduler = None
+        self._lock.release()
 
     async def __aenter__(self) -> Node:
         await self.start()

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from enum import StrEnum
+from typing import Any
 
 from memrepl.protocol.enums import MemoryTier
 from memrepl.sync.messages import Ack, Nack
@@ -58,3 +59,29 @@ def status_result(peer_id: str, tier: MemoryTier, answer: Ack | Nack | SyncStatu
             peer_id, tier, SyncStatus.REJECTED, error=f"{answer.code}: {answer.reason}"
         )
     return SyncResult(peer_id, tier, answer, error=f"peer {peer_id!r}: {answer.value}")
+
+
+def result_to_json(result: SyncResult) -> dict[str, Any]:
+    """A result as a JSON object (``memrepl sync --json``, the control channel): the fields,
+    the tier by name, the status by value, and ``ok``."""
+    data = asdict(result)
+    data["tier"] = result.tier.name.lower()
+    data["status"] = result.status.value
+    data["ok"] = result.ok
+    return data
+
+
+def result_from_json(data: dict[str, Any]) -> SyncResult:
+    """The result :func:`result_to_json` made (ValueError, KeyError or TypeError if it is not)."""
+    return SyncResult(
+        peer_id=str(data["peer_id"]),
+        tier=MemoryTier[str(data["tier"]).upper()],
+        status=SyncStatus(data["status"]),
+        batches=int(data["batches"]),
+        items=int(data["items"]),
+        applied=int(data["applied"]),
+        conflicts=int(data["conflicts"]),
+        cursor=int(data["cursor"]),
+        snapshot=bool(data["snapshot"]),
+        error=None if data["error"] is None else str(data["error"]),
+    )
