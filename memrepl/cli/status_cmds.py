@@ -7,12 +7,15 @@ ARCHITECTURE.md calls plain and queryable: the tier tables, ``sync_vectors``,
 ``(latest change - acked cursor) / 1e9``, in seconds of this node's clock.
 
 There is no "last error" column: no table records sync errors (the node daemon logs them).
+Refused batches are counted (``sync_refusals``), and with the clock and forgotten items they
+are shown by :mod:`memrepl.cli.trust_status` when there is something to see.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -28,6 +31,7 @@ from memrepl.cli.context import (
     open_store,
 )
 from memrepl.cli.output import emit, emit_json, emit_table, format_ns
+from memrepl.cli.trust_status import emit_trust, trust_json, trust_status
 from memrepl.errors import CommandError
 from memrepl.protocol.enums import MemoryTier
 from memrepl.storage import migrate
@@ -201,6 +205,8 @@ def run_status(args: argparse.Namespace) -> int:
             for tier, status in zip(MemoryTier, tiers, strict=True)
             for peer in peer_statuses(conn, TIER_SPECS[tier], status.latest_modified_at)
         ]
+        trust = trust_status(conn, time.time_ns())
+        tolerance_ns = store.clock_settings.max_skew_ns
     if args.json:
         emit_json(
             {
@@ -214,6 +220,7 @@ def run_status(args: argparse.Namespace) -> int:
                 "tiers": [asdict(status) for status in tiers],
                 "peers": [asdict(peer) for peer in peers],
                 "antientropy": repairs,
+                **trust_json(trust),
             }
         )
         return 0
@@ -239,6 +246,7 @@ def run_status(args: argparse.Namespace) -> int:
         ],
         right=(1, 2, 3),
     )
+    emit_trust(trust, tolerance_ns=tolerance_ns)
     emit()
     if repairs is not None and repairs.get("checks"):
         emit_table(

@@ -107,6 +107,8 @@ class Serve:
     runs: int = field(default=0)
     #: How it authenticates: the cluster key file unless given (e.g. ``--certs-dir DIR``).
     auth: list[str] | None = None
+    #: What runs ``memrepl`` after the interpreter (another script: see fastclock.py).
+    launcher: list[str] = field(default_factory=lambda: ["-m", "memrepl"])
 
     @property
     def port_file(self) -> Path:
@@ -128,8 +130,7 @@ class Serve:
         self.port_file.unlink(missing_ok=True)
         command = [
             sys.executable,
-            "-m",
-            "memrepl",
+            *self.launcher,
             "serve",
             "--db",
             str(self.db),
