@@ -1,0 +1,84 @@
+"""A hostile key holder on the real wire, for the attack tests against ``memrepl serve``.
+
+:class:`HostilePeer` authenticates with the cluster key (mesh.rawpeer.RawPeer: the real handshake
+and frame trailer), then answers the node's rounds honestly -- every batch the node sends it is
+ACKed with the cursor an honest peer would report -- while the test sends whatever batches it
+builds and reads the node's answer to each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Any
+
+from mesh.rawpeer import RawPeer
+
+from memrepl.protocol.batch import MemorySyncBatch
+from memrepl.protocol.enums import MessageTypes
+from memrepl.storage.migrate import REPLICATION_REVISION
+from memrepl.sync.messages import Ack
+
+ANSWER_TIMEOUT_S = 15.0
+
+
+class HostilePeer:
+    """One authenticated connection to a node, driven by a test (see the module docstring)."""
+
+    def __init__(self, raw: RawPeer, node: str) -> None:
+        self.raw = raw
+        self.node = node
+        #: Every batch the node sent (its probes, data, REPLICATE requests), in order.
+        self.received: list[MemorySyncBatch] = []
+        self._inbound: dict[int, int] = {}
+        self._waiting: dict[str, asyncio.Future[tuple[str, dict[str, Any]]]] = {}
+        self._reader: asyncio.Task[None] | None = None
+
+    @classmethod
+    async def connect(cls, port: int, key: bytes, *, node_id: str, node: str) -> HostilePeer:
+        raw = await RawPeer.connect(port, node_id)
+        refused = await raw.handshake(key, REPLICATION_REVISION)
+        assert refused is None, refused
+        peer = cls(raw, node)
+        peer._reader = asyncio.create_task(peer._read())
+        return peer
+
+    async def close(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._reader
+        await self.raw.close()
+
+    async def _read(self) -> None:
+        while (got := await self.raw.read_sealed()) is not None:
+            header, payload = got
+            if header.msg_type is MessageTypes.VECTOR_SYNC:
+                batch = MemorySyncBatch.unpack(payload)
+                self.received.append(batch)
+                tier = int(batch.tier)
+                if batch.cursor is not None:
+                    self._inbound[tier] = max(self._inbound.get(tier, 0), batch.cursor)
+                ack = Ack(batch.batch_id, tier, self._inbound.get(tier, 0), len(batch.items), 0)
+                await self.raw.write(self.raw.seal(MessageTypes.ACK, ack.encode()))
+            elif header.msg_type in (MessageTypes.ACK, MessageTypes.NACK):
+                answer = json.loads(payload)
+                future = self._waiting.pop(answer["batch_id"], None)
+                if future is not None and not future.done():
+                    future.set_result((header.msg_type.name, answer))
+
+    async def send(self, batch: MemorySyncBatch) -> tuple[str, dict[str, Any]]:
+        """Send ``batch``; the node's answer: ``("ACK"|"NACK", its JSON)``."""
+        future: asyncio.Future[tuple[str, dict[str, Any]]] = (
+            asyncio.get_running_loop().create_future()
+        )
+        self._waiting[batch.batch_id] = future
+        await self.raw.write(self.raw.seal(MessageTypes.VECTOR_SYNC, batch.pack()))
+        return await asyncio.wait_for(future, ANSWER_TIMEOUT_S)
+
+    def items_received(self) -> int:
+        return sum(len(batch.items) for batch in self.received if batch.cursor is not None)
+
+    def replicate_requests(self) -> list[MemorySyncBatch]:
+        return [b for b in self.received if b.items and b.items[0].item_id == "*"]
