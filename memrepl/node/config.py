@@ -119,10 +119,9 @@ class NodeSettings:
     catch_up_delay_s: float = 0.2
     #: An empty local tier asks the first peer that connects for a snapshot (REPLICATE). Off by
     #: default: a peer's catch-up round already brings a new node everything (as a delta from
-    #: cursor 0, or as a snapshot below its purge horizon), and while a requested snapshot is in
-    #: flight, local writes this node pushes to that peer can be forgotten when the snapshot
-    #: ends (memrepl.sync.snapshots compares with the acknowledgement at the END of the snapshot,
-    #: not at its start) -- turn it on once that is fixed.
+    #: cursor 0, or, below its purge horizon, as the snapshot this node then asks for). Local
+    #: writes made while a requested snapshot is in flight are safe: what counts as seen by the
+    #: sender is what it had acknowledged when the request was made (memrepl.sync.snapshots).
     bootstrap_replicate: bool = False
     #: Items per batch (1..255).
     max_batch_items: int = 100
