@@ -456,7 +456,7 @@ class MemorySyncManager:
             task = asyncio.get_running_loop().create_task(coroutine)
         except RuntimeError:
             coroutine.close()
-            log.warning("answering a snapshot request needs a running event loop")
+            log.warning("asking for or sending a snapshot needs a running event loop")
             return None
         self._background.add(task)
         task.add_done_callback(self._background.discard)
