@@ -31,7 +31,8 @@ and sets the clock to the last of them. Why that is safe:
   already built with the old stamps.
 
 What it leaves: the conflict log and ``forgotten_items`` keep the stamps they recorded (history,
-not state); ``inbound_cursors`` are positions of the peers' clocks, not this one's.
+not state); ``inbound_cursors`` are positions of the peers' clocks, not this one's. The tier
+digests (anti-entropy) follow the rewritten rows in the same transaction.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ from sqlalchemy.engine import Connection
 
 from memrepl.errors import ClockRewindError
 from memrepl.merge import ItemState, Version
+from memrepl.storage import digests
 from memrepl.storage.records import StoredItem, column_names, item_from_values, row_tuple
 from memrepl.storage.schema import TIER_SPECS, TierSpec, node, sync_vectors, tombstone_horizons
 
@@ -101,6 +103,12 @@ def rewind_clock(conn: Connection, node_id: str, *, wall_ns: int, tolerance_ns: 
         # base is at least base + i), so the unique index never sees two rows on one value.
         items = [_remapped(item, node_id, mapped) for item in found]
         _write(conn, spec, items)
+        # The stamps are part of each row's hash: keep the tier's digests right.
+        changes = [
+            (old.item_id, digests.item_hash(old), digests.item_hash(new))
+            for old, new in zip(found, items, strict=True)
+        ]
+        digests.record_changes(conn, spec.tier, changes)
         count += len(items)
     for tier, horizon in horizons:
         conn.execute(

@@ -68,6 +68,7 @@ def test_the_shipped_command_modules() -> None:
         "serve_cmds",
         "sync_cmds",
         "cert_cmds",
+        "clock_cmds",
     ]
 
 

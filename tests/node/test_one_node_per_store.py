@@ -95,8 +95,12 @@ def test_sync_beside_a_running_daemon_asks_it_to_do_the_round(processes: Process
     key = processes.directory / "cluster.key"
     done = memrepl_cli("sync", "--db", a.db, "--peer", b.address, "--key-file", key, "--json")
     assert done.returncode == 0, done.stderr + processes.logs()
-    results = {r["tier"]: r for r in map(json.loads, done.stdout.splitlines())}
+    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    results = {r["tier"]: r for r in lines if "tier" in r}
     assert sorted(results) == ["episodic", "semantic", "working"]
+    # The daemon ran the anti-entropy check after its rounds, as memrepl sync alone would.
+    (check,) = [line["antientropy"] for line in lines if "antientropy" in line]
+    assert (check["peer_id"], check["error"], check["tiers_compared"]) == ("b", None, 3)
     assert (results["episodic"]["status"], results["episodic"]["items"]) == ("synced", 300)
     assert count(b.db, MemoryTier.EPISODIC) == 300
     # The daemon did it: one connection all along, nobody displaced.

@@ -17,6 +17,7 @@ import pytest
 import memrepl
 from memrepl.errors import ClockRewindError, ClockSkewError
 from memrepl.protocol.enums import MemoryTier
+from memrepl.storage import digests
 from memrepl.storage.items import LocalWrite
 from memrepl.storage.rewind import rewind_clock
 from memrepl.storage.store import Store
@@ -116,6 +117,10 @@ def test_a_rewound_clock_replicates_again_at_once(skewed: tuple[Path, Path]) -> 
             assert state(f_path, table) == old
         positions = [m for (m,) in rows(f_path, "SELECT modified_at FROM working_items")]
         assert len(set(positions)) == len(positions) and max(positions) <= done.after_ns
+        # The anti-entropy digests follow the re-stamped rows.
+        with f.read() as conn:
+            for tier in TIERS:
+                assert digests.find_errors(conn, f.tier(tier).spec) == {}
         # h accepts everything now, and the two converge.
         with memrepl.open(h_path, node_id="h") as h:
             assert pass_everything(f, h) > 0

@@ -28,6 +28,7 @@ from memrepl.mesh import LocalMesh
 from memrepl.protocol.batch import MemorySyncBatch, SnapshotMark
 from memrepl.protocol.enums import MemoryTier, MessageTypes, SyncOperation
 from memrepl.protocol.item import ItemVersionInfo, MemorySyncItem
+from memrepl.storage import digests
 from memrepl.storage.items import LocalWrite, max_modified_at
 from memrepl.sync import vectors
 from memrepl.sync.manager import MemorySyncManager
@@ -360,6 +361,8 @@ def test_every_hostile_batch_gets_an_ack_or_a_specific_nack(
         assert answer["code"] in SPECIFIC_CODES, answer
         assert dump(victim.path) == before
         return
+    with victim.store.read() as conn:  # the anti-entropy digests follow every accepted change
+        assert digests.find_errors(conn, victim.store.working.spec) == {}
     after = victim.cursors()
     moved = {key for key in after if after[key] != cursors.get(key)}
     assert moved <= {(int(hostile.tier), "mallory")}
