@@ -203,8 +203,9 @@ class BatchReceiver:
 def _log_snapshot_end(request: SnapshotRequest, ended: SnapshotEnd) -> None:
     tier = request.tier.name.lower()
     if not ended.forgotten and not ended.resent:
-        log.info("snapshot %s of the %s tier from %s applied", request.snapshot_id, tier,
-                 request.peer_id)  # fmt: skip
+        log.info(
+            "snapshot %s of the %s tier from %s applied", request.snapshot_id, tier, request.peer_id
+        )
         return
     log.warning(
         "snapshot %s of the %s tier from %s lacked %d items this node had: %d forgotten (latest "

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -60,10 +61,8 @@ def test_the_purge_horizon_survives_pack_and_unpack() -> None:
 
 
 def test_a_purge_horizon_that_is_not_a_u64_is_a_protocol_error() -> None:
-    packed = MemorySyncBatch(
-        batch_id="b", source_node="a", target_node="c", tier=MemoryTier.WORKING, items=[],
-        created_ns=1, purge_horizon=12345,
-    ).pack()  # fmt: skip
+    marked = dataclasses.replace(batch(None), purge_horizon=12345)
+    packed = marked.pack()
     tampered = packed.replace(b'"purged_through": 12345', b'"purged_through": -1234')
     with pytest.raises(ProtocolError) as caught:
         MemorySyncBatch.unpack(tampered)

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 from hostile import RawPeer, batch, dump, empty_snapshot, query, v2_insert
+from sqlalchemy import select
 
 from memrepl.errors import UnrequestedSnapshotError
 from memrepl.protocol.batch import MemorySyncBatch, SnapshotMark
@@ -34,14 +35,11 @@ TIER = MemoryTier.EPISODIC
 
 
 def live(store: Store, tier: MemoryTier = TIER) -> dict[str, str]:
+    """``{item_id: content text}`` of the live items of a tier."""
+    table = store.tier(tier).spec.table
+    query = select(table.c.item_id, table.c.content).where(table.c.deleted.is_(False))
     with store.read() as conn:
-        table = store.tier(tier).spec.table
-        return dict(
-            conn.execute(
-                table.select().with_only_columns(table.c.item_id, table.c.content)
-                .where(table.c.deleted.is_(False))
-            ).all()
-        )  # fmt: skip
+        return {item_id: content for item_id, content in conn.execute(query)}
 
 
 def inbound(store: Store, peer: str, tier: MemoryTier = TIER) -> int:
