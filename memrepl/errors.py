@@ -17,8 +17,7 @@ The tree::
     │   ├── MisaddressedBatchError  a batch addressed to another node
     │   ├── BadCursorError       a sender cursor above 2**63 - 1: no clock's stamp (.cursor)
     │   └── UnrequestedSnapshotError  snapshot batches this node did not ask for (.snapshot_id)
-    ├── ClockSkewError           a stamp too far ahead of the wall clock (.timestamp_ns, .limit,
-    │                            .ahead_ns)
+    ├── ClockSkewError           a stamp too far ahead of the wall clock (.timestamp_ns, .ahead_ns)
     ├── UnknownTierError         a tier that does not exist or is not registered (.tier)
     ├── InvalidArgumentError     a query argument of the wrong type or value (also a ValueError)
     ├── RecallError              a search, namespace or embedding the API refuses

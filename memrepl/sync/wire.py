@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from memrepl.errors import InvalidNamespaceError, ProtocolError
+from memrepl.errors import InvalidNamespaceError, ItemError, ProtocolError
 from memrepl.merge import BOTTOM, UNPLACED, ItemState, Placement, Version, apply_local_write
 from memrepl.namespaces import check_key, check_namespace
 from memrepl.protocol.enums import MemoryTier, SyncOperation, SyncPriority
@@ -127,7 +127,11 @@ def _state_from_v2_item(
     if item.operation == SyncOperation.REPLICATE:
         raise _bad(item, "REPLICATE is a request, not an item state")
     version = Version(item.timestamp_ns, source_node)
-    return apply_local_write(None, item.operation, content, version)
+    try:
+        return apply_local_write(None, item.operation, content, version)
+    except ItemError as exc:
+        # A write the merge core cannot make (a MERGE without fields): the item is malformed.
+        raise _bad(item, str(exc)) from exc
 
 
 def _check_consistent(item: MemorySyncItem, state: ItemState, claimed: tuple[int, str]) -> None:

@@ -13,12 +13,12 @@ import contextlib
 import json
 from typing import Any
 
-from mesh.rawpeer import RawPeer
-
 from memrepl.protocol.batch import MemorySyncBatch
 from memrepl.protocol.enums import MessageTypes
 from memrepl.storage.migrate import REPLICATION_REVISION
 from memrepl.sync.messages import Ack
+
+from ..mesh.rawpeer import RawPeer
 
 ANSWER_TIMEOUT_S = 15.0
 

@@ -10,9 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sqlite3
 import time
-from pathlib import Path
 from typing import Any
 
 from memrepl.mesh import LocalMesh
@@ -130,28 +128,3 @@ def empty_snapshot(
         purge_horizon=horizon,
     )
     return [opening, final]
-
-
-def dump(path: Path | None, *, skip_refusals: bool = True) -> list[str]:
-    """Every table's schema and rows as SQL text (without ``sync_refusals`` rows, by default:
-    counting a refusal is the one write a refused batch makes)."""
-    assert path is not None
-    conn = sqlite3.connect(path)
-    try:
-        lines = list(conn.iterdump())
-    finally:
-        conn.close()
-    if skip_refusals:
-        lines = [line for line in lines if not line.startswith('INSERT INTO "sync_refusals"')]
-    return lines
-
-
-def query(path: Path | None, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    """Run one statement on the file, as another process would (committed)."""
-    assert path is not None
-    conn = sqlite3.connect(path, timeout=10)
-    try:
-        with conn:
-            return conn.execute(sql, params).fetchall()
-    finally:
-        conn.close()

@@ -10,6 +10,7 @@ The last test feeds hypothesis-made hostile batches and checks every one against
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import time
@@ -17,7 +18,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from hostile import RawPeer, batch, dump, query, replicate_item, v2_insert
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -33,6 +33,9 @@ from memrepl.storage.items import LocalWrite, max_modified_at
 from memrepl.sync import vectors
 from memrepl.sync.manager import MemorySyncManager
 from memrepl.sync.results import SyncStatus
+
+from ..files import dump, query
+from .hostile import RawPeer, batch, replicate_item, v2_insert
 
 WORKING = MemoryTier.WORKING
 SKEW_NS = DEFAULT_MAX_CLOCK_SKEW_NS
@@ -109,13 +112,13 @@ def test_a_cursor_that_cannot_be_a_stamp_is_nacked_naming_it(
     """The stall attack of issue 12 (cursor 2**63 - 1 stored as the sender's inbound cursor), and
     the OverflowError of a cursor above it: refused, nothing applied, nothing moved."""
     value = time.time_ns() + SKEW_NS + 5 * 10**9 if cursor == "ahead" else int(cursor)
-    before, cursors = dump(victim.path), victim.cursors()
+    before, cursors = dump(victim.path, skip_refusals=True), victim.cursors()
     hostile = batch("mallory", "victim", items=[v2_insert("stall", {"x": 1})], cursor=value)
     victim.mallory.send("victim", hostile)
     kind, answer = last_answer(victim.mallory)
     assert (kind, answer["code"], answer["batch_id"]) == ("NACK", code, hostile.batch_id)
     assert str(value) in str(answer["reason"])
-    assert dump(victim.path) == before and victim.cursors() == cursors
+    assert dump(victim.path, skip_refusals=True) == before and victim.cursors() == cursors
     refused = query(
         victim.path,
         "SELECT tier, direction, code, count FROM sync_refusals WHERE peer_id = 'mallory'",
@@ -124,10 +127,10 @@ def test_a_cursor_that_cannot_be_a_stamp_is_nacked_naming_it(
 
 
 def test_an_impossible_purge_horizon_is_nacked_too(victim: Victim) -> None:
-    before = dump(victim.path)
+    before = dump(victim.path, skip_refusals=True)
     victim.mallory.send("victim", batch("mallory", "victim", purge_horizon=2**64 - 1))
     assert last_answer(victim.mallory)[1]["code"] == "bad-cursor"
-    assert dump(victim.path) == before
+    assert dump(victim.path, skip_refusals=True) == before
 
 
 def test_the_library_call_raises_the_same_errors(victim: Victim) -> None:
@@ -140,11 +143,11 @@ def test_the_library_call_raises_the_same_errors(victim: Victim) -> None:
 
 
 def test_a_batch_moves_only_its_own_senders_cursor(victim: Victim) -> None:
-    before, cursors = dump(victim.path), victim.cursors()
+    before, cursors = dump(victim.path, skip_refusals=True), victim.cursors()
     claimed = batch("honest", "victim", items=[v2_insert("x", {"x": 1})], cursor=5_000)
     victim.mallory.send("victim", claimed)
     assert last_answer(victim.mallory)[1]["code"] == "wrong-source"
-    assert dump(victim.path) == before and victim.cursors() == cursors
+    assert dump(victim.path, skip_refusals=True) == before and victim.cursors() == cursors
     # Its own batch moves its own cursor only.
     victim.mallory.send("victim", batch("mallory", "victim", cursor=3_000))
     assert last_answer(victim.mallory)[0] == "ACK"
@@ -176,10 +179,10 @@ SEMANTIC = MemoryTier.SEMANTIC
 def test_bad_replicate_requests_are_nacked(
     victim: Victim, request_batch: MemorySyncBatch, code: str
 ) -> None:
-    before = dump(victim.path)
+    before = dump(victim.path, skip_refusals=True)
     victim.mallory.send("victim", request_batch)
     assert last_answer(victim.mallory)[1]["code"] == code
-    assert dump(victim.path) == before
+    assert dump(victim.path, skip_refusals=True) == before
 
 
 # -- ACKs ----------------------------------------------------------------------------------------
@@ -351,7 +354,11 @@ def test_every_hostile_batch_gets_an_ack_or_a_specific_nack(
             acked = max_modified_at(conn, victim.store.working.spec)
         requests.open(WORKING, "mallory", "open", acked=acked, now_ns=time.time_ns())
     victim.mallory.received.clear()
-    before, cursors, forgot = dump(victim.path), victim.cursors(), forgotten(victim)
+    before, cursors, forgot = (
+        dump(victim.path, skip_refusals=True),
+        victim.cursors(),
+        forgotten(victim),
+    )
     victim.mallory.send("victim", hostile)
     answers = victim.mallory.answers()
     assert len(answers) == 1, answers
@@ -359,7 +366,7 @@ def test_every_hostile_batch_gets_an_ack_or_a_specific_nack(
     assert answer["batch_id"] == hostile.batch_id
     if kind == "NACK":
         assert answer["code"] in SPECIFIC_CODES, answer
-        assert dump(victim.path) == before
+        assert dump(victim.path, skip_refusals=True) == before
         return
     with victim.store.read() as conn:  # the anti-entropy digests follow every accepted change
         assert digests.find_errors(conn, victim.store.working.spec) == {}
@@ -377,3 +384,14 @@ def test_every_hostile_batch_gets_an_ack_or_a_specific_nack(
     for _, version_ts, _, peer_id, snapshot_id in new:
         assert (peer_id, snapshot_id) == ("mallory", "open")
         assert isinstance(version_ts, int) and version_ts <= bound
+
+
+def test_a_v2_merge_without_fields_is_a_malformed_item(victim: Victim) -> None:
+    """Found by the fuzz above: the merge core refuses a MERGE that sets no field, and the peer
+    must hear ``bad-item-state``, not a generic code."""
+    empty_merge = dataclasses.replace(v2_insert("own-1", {}), operation=SyncOperation.MERGE)
+    before = dump(victim.path, skip_refusals=True)
+    victim.mallory.send("victim", batch("mallory", "victim", items=[empty_merge]))
+    kind, answer = last_answer(victim.mallory)
+    assert (kind, answer["code"]) == ("NACK", "bad-item-state")
+    assert dump(victim.path, skip_refusals=True) == before
