@@ -13,8 +13,8 @@ used or seen (LWW would otherwise let an older write win). What CAN be changed i
 else holds. :func:`rewind_clock` therefore maps, in one write transaction, every stamp of this
 node's clock above ``base = wall now + the skew tolerance`` -- the ``modified_at`` and
 ``created_at_ns`` of rows, the stamps of writes whose origin is this node (latest, whole, field
-clocks, causal context), a tombstone horizon -- onto ``base + 1, base + 2, ...`` in their order,
-and sets the clock to the last of them. Why that is safe:
+clocks, causal context, the write that set a namespace), a tombstone horizon -- onto ``base + 1,
+base + 2, ...`` in their order, and sets the clock to the last of them. Why that is safe:
 
 - **Nobody else holds those stamps.** A peer accepts a stamp or a cursor only up to its own wall
   clock plus the tolerance; with its clock right (and the same tolerance), everything it ever
@@ -45,15 +45,21 @@ from sqlalchemy import bindparam, select, update
 from sqlalchemy.engine import Connection
 
 from memrepl.errors import ClockRewindError
-from memrepl.merge import ItemState, Version
+from memrepl.merge import Version
 from memrepl.storage import digests
 from memrepl.storage.records import StoredItem, column_names, item_from_values, row_tuple
 from memrepl.storage.schema import TIER_SPECS, TierSpec, node, sync_vectors, tombstone_horizons
 
 #: The columns a rewind rewrites in a tier table.
 _REWRITTEN = (
-    "version_ts", "whole_ts", "field_clocks", "causal_context", "modified_at", "created_at_ns",
-)  # fmt: skip
+    "version_ts",
+    "whole_ts",
+    "field_clocks",
+    "causal_context",
+    "namespace_ts",
+    "modified_at",
+    "created_at_ns",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +153,7 @@ def _own_stamps(item: StoredItem, node_id: str) -> Iterable[int]:
     state = item.state
     yield item.modified_at
     yield item.created_at_ns
-    for write in (state.whole, *state.field_clocks.values()):
+    for write in (state.whole, *state.field_clocks.values(), state.placement.set_by):
         if write.origin == node_id:
             yield write.timestamp_ns
     own = state.context.get(node_id)
@@ -159,7 +165,7 @@ def _check_foreign(spec: TierSpec, item: StoredItem, node_id: str, base: int) ->
     state = item.state
     foreign = [
         (write.origin, write.timestamp_ns)
-        for write in (state.whole, *state.field_clocks.values())
+        for write in (state.whole, *state.field_clocks.values(), state.placement.set_by)
         if write.origin != node_id
     ]
     foreign += [(origin, stamp) for origin, stamp in state.context.items() if origin != node_id]
@@ -180,12 +186,11 @@ def _remapped(item: StoredItem, node_id: str, mapped: Callable[[int], int]) -> S
     context = dict(state.context)
     if node_id in context:
         context[node_id] = mapped(context[node_id])
-    new_state = ItemState(
-        state.content,
-        own(state.whole),
-        state.whole_deleted,
-        {name: own(write) for name, write in state.field_clocks.items()},
-        context,
+    new_state = state._replace(
+        whole=own(state.whole),
+        field_clocks={name: own(write) for name, write in state.field_clocks.items()},
+        context=context,
+        placement=state.placement._replace(set_by=own(state.placement.set_by)),
     )
     return replace(
         item,

@@ -94,6 +94,7 @@ def skewed(tmp_path: Path) -> tuple[Path, Path]:
         f.working.merge("h-1", {"touched": "by f"})
         f.working.update("f-2", {"by": "f", "updated": True})
         f.working.delete("f-3")
+        f.working.add("filed", {"by": "f"}, namespace=("users", "alice"))
         f.semantic.merge("shared", {"seen_by": "f"})
         with pytest.raises(ClockSkewError):
             pass_everything(f, h)
@@ -110,8 +111,8 @@ def test_a_rewound_clock_replicates_again_at_once(skewed: tuple[Path, Path]) -> 
         assert done.before_ns > wall + HOUR_NS - 10**9
         assert done.base_ns == wall + TOLERANCE_NS
         assert done.after_ns == done.base_ns + done.stamps
-        # Every row f changed while its clock was fast: its five, the five from h, "shared".
-        assert done.rows == 11
+        # Every row f changed while its clock was fast: its six, the five from h, "shared".
+        assert done.rows == 12
         # Same rows, contents and order of change; unique positions, none above the clock.
         for table, old in before.items():
             assert state(f_path, table) == old
@@ -128,6 +129,7 @@ def test_a_rewound_clock_replicates_again_at_once(skewed: tuple[Path, Path]) -> 
             for tier in TIERS:
                 assert contents(f, tier) == contents(h, tier)
             assert h.working.get_by_id("h-1")["content"] == {"by": "h", "i": 1, "touched": "by f"}
+            assert h.working.get_by_id("filed")["namespace"] == ("users", "alice")
         # A new write is stamped just above the rewound clock, not an hour ahead.
         record = f.working.add("later", {"v": 1})
         assert done.after_ns < record["modified_at"] <= time.time_ns() + TOLERANCE_NS + 10**9
