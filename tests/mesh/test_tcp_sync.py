@@ -230,6 +230,10 @@ async def test_a_node_before_the_replication_revision_is_refused(cluster: Cluste
     assert a.mesh.peers() == [] and b.mesh.peers() == []
 
 
+@pytest.mark.skipif(
+    HEAD_REVISION == REPLICATION_REVISION,
+    reason="no storage-only migration after the replication revision today (0008 is both)",
+)
 async def test_a_storage_only_migration_is_a_rolling_upgrade(cluster: Cluster) -> None:
     """A node at head advertises its replication revision, not its head: one still at that
     revision (before the later, storage-only migrations: the search indexes) syncs with it."""
