@@ -12,6 +12,10 @@ The rules that keep it right:
 - **The OS holds the lock, not the file.** It is an ``fcntl.flock`` on the open file, which the
   kernel drops when the process ends in any way (SIGKILL included): a leftover file never blocks
   a restart, and no pid is ever trusted to still mean the same process.
+- **One lock per database file, whatever path names it.** The lock file sits next to the store's
+  real path, symbolic links resolved (as SQLite resolves them for its ``-wal`` and ``-shm``), so
+  ``serve --db link.db`` and ``serve --db a.db`` on the same file meet the same lock. (A hard
+  link is a second name nothing can resolve: do not make one to a store.)
 - **The file is never deleted.** Unlinking it on release would let a process that opened the old
   file lock it while a newer one locks a new file at the same path: two holders. It is emptied
   instead.
@@ -82,8 +86,8 @@ class LockInfo:
 
 
 def lock_path(db: str | os.PathLike[str]) -> Path:
-    """The node lock file of the store at ``db``."""
-    return Path(os.fspath(db) + LOCK_SUFFIX)
+    """The node lock file of the store at ``db``: next to its real path (links resolved)."""
+    return Path(os.path.realpath(db) + LOCK_SUFFIX)
 
 
 class NodeLock:
@@ -92,6 +96,8 @@ class NodeLock:
 
     def __init__(self, db: str | os.PathLike[str]) -> None:
         self.path = None if os.fspath(db) == MEMORY else lock_path(db)
+        #: The store as the caller named it (for the refusal's message).
+        self.store = os.fspath(db)
         self._fd: int | None = None
 
     @property
@@ -112,7 +118,7 @@ class NodeLock:
         except BlockingIOError:
             other = _read(fd)
             os.close(fd)
-            store = str(self.path)[: -len(LOCK_SUFFIX)]
+            store = self.store
             who = other.describe() if other is not None else "another process"
             raise StoreInUseError(
                 f"{store} is already in use by a running node ({who}): one node process per "

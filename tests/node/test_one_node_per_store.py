@@ -70,6 +70,39 @@ def test_a_second_serve_on_one_store_refuses_naming_the_first(processes: Process
     assert a.stop() == 0
 
 
+def test_a_symlink_to_the_store_meets_the_same_lock(processes: Processes) -> None:
+    """A store reached through a symbolic link is the same database (SQLite resolves the link
+    for its -wal and -shm): a second serve, a clock rewind, a sync through it all meet the
+    running daemon. The lock used to sit next to the path as given, so each ran beside it."""
+    a = processes.node("a", *QUIET).start()
+    link = processes.directory / "link.db"
+    link.symlink_to(a.db)
+    assert a.process is not None
+    second = memrepl_cli(
+        "serve", "--db", link, "--key-file", processes.directory / "cluster.key",
+        "--listen", "127.0.0.1:0", timeout_s=30,
+    )  # fmt: skip
+    assert second.returncode == 1, second.stderr
+    assert second.stderr.startswith(f"memrepl: error: {link} is already in use by a running node")
+    assert f"(pid {a.process.pid}, memrepl serve, listening on 127.0.0.1:{a.port})" in (
+        second.stderr
+    )
+    rewind = memrepl_cli("clock", "rewind", "--db", link)
+    assert rewind.returncode == 1
+    assert rewind.stderr.startswith(f"memrepl: error: {link} is already in use by a running node")
+    # memrepl sync through the link finds the daemon and asks it: without a key file, only the
+    # daemon could have tried to reach the peer (alone, sync would refuse for lack of one).
+    done = memrepl_cli(
+        "sync", "--db", link, "--peer", "ghost=127.0.0.1:9", "--connect-timeout", "1"
+    )
+    assert done.returncode == 1
+    assert done.stderr.splitlines()[-1].startswith(
+        "memrepl: error: could not connect to 'ghost' within 1 s"
+    )
+    assert a.running
+    assert a.stop() == 0
+
+
 def test_a_killed_serve_does_not_block_a_restart(processes: Processes) -> None:
     a = processes.node("a", *QUIET).start()
     b = processes.node("b", *QUIET).start("--peer", a.address)
