@@ -30,7 +30,11 @@ The rules that keep it right: a peer's query only reads (answers are built from 
 read transaction, and ``fetch`` sends items the peer could get from ordinary rounds anyway); what
 changes a store is the ordinary merge of ordinary batches, so a hostile digest message cannot make
 a node forget or overwrite anything a batch could not. Every query is answered, by an answer or a
-NACK naming the fault.
+NACK naming the fault. And what a query costs is bounded by this node, not by the asker: the
+queries that read rows (``entries``) or send them (``fetch``) are answered one at a time per peer
+(an honest checker waits for each answer; another one meanwhile is refused, ``query-busy``), and
+an ``entries`` query whose buckets hold more rows than one answer may carry, by this node's own
+digests, is refused before a row is read.
 """
 
 from __future__ import annotations
@@ -170,6 +174,8 @@ class AntiEntropy:
     def __init__(self, manager: MemorySyncManager) -> None:
         self.manager = manager
         self._locks: dict[str, asyncio.Lock] = {}
+        #: Peers with an ``entries`` or ``fetch`` query being answered (one each at a time).
+        self._answering: set[str] = set()
         mesh = manager.mesh
         assert mesh is not None
         mesh.register_handler(MessageTypes.MEMORY_QUERY, self.handle_query)
@@ -185,11 +191,26 @@ class AntiEntropy:
             query = msgs.decode_query(data)
             query_id = query.id
             if query.op in ("entries", "fetch"):
-                return self.manager.start_task(self._answer_later(query, peer_id))
+                return self._start_answer(query, peer_id)
             self._send(peer_id, MessageTypes.MEMORY_RESPONSE, self._answer(query))
         except MemreplError as exc:
             self._refuse(peer_id, query_id, exc)
         return None
+
+    def _start_answer(self, query: msgs.Query, peer_id: str) -> asyncio.Task[None] | None:
+        """Answer a query that reads or sends rows, in a task -- unless one of this peer's is
+        being answered already (an honest checker asks one at a time): then ``query-busy``."""
+        if peer_id in self._answering:
+            raise ProtocolError(
+                f"digest query {query.id!r}: this node is still answering another entries or "
+                "fetch query of this peer; ask one at a time",
+                code=msgs.BUSY,
+            )
+        self._answering.add(peer_id)
+        task = self.manager.start_task(self._answer_later(query, peer_id))
+        if task is None:
+            self._answering.discard(peer_id)
+        return task
 
     def _refuse(self, peer_id: str, query_id: str, exc: MemreplError) -> None:
         log.warning("refused digest query %r from %s: %s", query_id, peer_id, exc)
@@ -220,13 +241,7 @@ class AntiEntropy:
         try:
             reg = self.manager.registered(query.tier)
             if query.op == "entries":
-                found, horizon, room = await asyncio.to_thread(_entries, reg, query.numbers)
-                if len(found) > msgs.MAX_ANSWER_ENTRIES:
-                    raise ProtocolError(
-                        f"digest query: {len(found)} rows in the asked buckets, more than "
-                        f"{msgs.MAX_ANSWER_ENTRIES}: ask for fewer buckets",
-                        code="too-many-entries",
-                    )
+                found, horizon, room = await asyncio.to_thread(_answer_entries, reg, query.numbers)
                 answer = msgs.encode_answer(
                     query.id,
                     entries=[[e.item_id, e.row_hash, e.version_ts] for e in found],
@@ -239,6 +254,8 @@ class AntiEntropy:
         except MemreplError as exc:
             self._refuse(peer_id, query.id, exc)
             return
+        finally:
+            self._answering.discard(peer_id)
         self._send(peer_id, MessageTypes.MEMORY_RESPONSE, answer)
 
     def _send(self, peer_id: str, msg_type: MessageTypes, data: bytes) -> None:
@@ -476,6 +493,29 @@ def _chunks_by_rows(buckets: Sequence[tuple[int, int]], limit: int) -> list[list
     if current:
         chunks.append(current)
     return chunks
+
+
+def _too_many(rows: int) -> ProtocolError:
+    return ProtocolError(
+        f"digest query: {rows} rows in the asked buckets, more than {msgs.MAX_ANSWER_ENTRIES}: "
+        "ask for fewer buckets",
+        code="too-many-entries",
+    )
+
+
+def _answer_entries(reg: Tier, buckets: Sequence[int]) -> tuple[list[Entry], int, int | None]:
+    """:func:`_entries` for a peer's query (a thread): refused by this node's own digests'
+    row counts before any row is read -- finding a bucket's rows reads every id of the tier, and
+    a query for every bucket would hold the whole tier in memory -- and by the rows found."""
+    with reg.store.read() as conn:
+        counts = digests.stored(conn, reg.tier)
+    rows = sum(counts[bucket][1] for bucket in buckets if bucket in counts)
+    if rows > msgs.MAX_ANSWER_ENTRIES:
+        raise _too_many(rows)
+    found, horizon, room = _entries(reg, buckets)
+    if len(found) > msgs.MAX_ANSWER_ENTRIES:
+        raise _too_many(len(found))
+    return found, horizon, room
 
 
 def _entries(reg: Tier, buckets: Sequence[int]) -> tuple[list[Entry], int, int | None]:

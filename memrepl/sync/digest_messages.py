@@ -20,7 +20,9 @@ query                   fields                                               ans
 ======================  ===================================================  =====================
 
 Every answer repeats the query's ``id``. A query that cannot be answered gets a NACK
-(``{"batch_id": <query id>, "code", "reason"}``) whose code names the fault. The rule that keeps
+(``{"batch_id": <query id>, "code", "reason"}``) whose code names the fault. A peer asks
+``entries`` and ``fetch`` one at a time: another one while the first is answered is refused
+(``query-busy``). The rule that keeps
 it right: everything a peer sends is checked here -- types, ranges, sizes -- before anything
 reads the store, and a bad message raises :class:`~memrepl.errors.ProtocolError` with a stable
 ``.code``, never another exception.
@@ -53,6 +55,9 @@ MAX_ANSWER_ENTRIES = 50_000
 #: The code of every malformed anti-entropy message.
 BAD_QUERY = "bad-digest-query"
 BAD_ANSWER = "bad-digest-answer"
+#: The code of an ``entries`` or ``fetch`` query sent while another one of the same peer is
+#: being answered (they are answered one at a time per peer).
+BUSY = "query-busy"
 
 OPS = ("summary", "groups", "leaves", "entries", "fetch")
 

@@ -3,7 +3,9 @@
 :class:`HostilePeer` authenticates with the cluster key (mesh.rawpeer.RawPeer: the real handshake
 and frame trailer), then answers the node's rounds honestly -- every batch the node sends it is
 ACKed with the cursor an honest peer would report -- while the test sends whatever batches it
-builds and reads the node's answer to each.
+builds and reads the node's answer to each, or asks digest queries (anti-entropy). With
+:attr:`HostilePeer.hold_repairs` set, the repair batches the node sends (ids ``ae-...``) are kept
+unanswered until :meth:`HostilePeer.ack_held`.
 """
 
 from __future__ import annotations
@@ -34,6 +36,9 @@ class HostilePeer:
         self._inbound: dict[int, int] = {}
         self._waiting: dict[str, asyncio.Future[tuple[str, dict[str, Any]]]] = {}
         self._reader: asyncio.Task[None] | None = None
+        #: Leave the node's repair batches unanswered (see :meth:`ack_held`).
+        self.hold_repairs = False
+        self.held: list[MemorySyncBatch] = []
 
     @classmethod
     async def connect(cls, port: int, key: bytes, *, node_id: str, node: str) -> HostilePeer:
@@ -57,25 +62,55 @@ class HostilePeer:
             if header.msg_type is MessageTypes.VECTOR_SYNC:
                 batch = MemorySyncBatch.unpack(payload)
                 self.received.append(batch)
-                tier = int(batch.tier)
-                if batch.cursor is not None:
-                    self._inbound[tier] = max(self._inbound.get(tier, 0), batch.cursor)
-                ack = Ack(batch.batch_id, tier, self._inbound.get(tier, 0), len(batch.items), 0)
-                await self.raw.write(self.raw.seal(MessageTypes.ACK, ack.encode()))
+                if self.hold_repairs and batch.batch_id.startswith("ae-"):
+                    self.held.append(batch)
+                    continue
+                await self._ack(batch)
             elif header.msg_type in (MessageTypes.ACK, MessageTypes.NACK):
                 answer = json.loads(payload)
-                future = self._waiting.pop(answer["batch_id"], None)
-                if future is not None and not future.done():
-                    future.set_result((header.msg_type.name, answer))
+                self._settle(answer["batch_id"], header.msg_type.name, answer)
+            elif header.msg_type is MessageTypes.MEMORY_RESPONSE:
+                answer = json.loads(payload)
+                self._settle(answer["id"], header.msg_type.name, answer)
 
-    async def send(self, batch: MemorySyncBatch) -> tuple[str, dict[str, Any]]:
-        """Send ``batch``; the node's answer: ``("ACK"|"NACK", its JSON)``."""
+    def _settle(self, request_id: str, kind: str, answer: dict[str, Any]) -> None:
+        future = self._waiting.pop(request_id, None)
+        if future is not None and not future.done():
+            future.set_result((kind, answer))
+
+    async def _ack(self, batch: MemorySyncBatch) -> None:
+        tier = int(batch.tier)
+        if batch.cursor is not None:
+            self._inbound[tier] = max(self._inbound.get(tier, 0), batch.cursor)
+        ack = Ack(batch.batch_id, tier, self._inbound.get(tier, 0), len(batch.items), 0)
+        await self.raw.write(self.raw.seal(MessageTypes.ACK, ack.encode()))
+
+    async def ack_held(self) -> None:
+        """ACK the repair batches kept unanswered so far."""
+        held, self.held = self.held, []
+        for batch in held:
+            await self._ack(batch)
+
+    async def ask(self, query: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        """Send a digest query (its ``id`` names it); the node's answer: ``("MEMORY_RESPONSE" |
+        "NACK", its JSON)``."""
+        return await self.request(
+            query["id"], MessageTypes.MEMORY_QUERY, json.dumps(query).encode()
+        )
+
+    async def request(
+        self, request_id: str, msg_type: MessageTypes, data: bytes
+    ) -> tuple[str, dict[str, Any]]:
         future: asyncio.Future[tuple[str, dict[str, Any]]] = (
             asyncio.get_running_loop().create_future()
         )
-        self._waiting[batch.batch_id] = future
-        await self.raw.write(self.raw.seal(MessageTypes.VECTOR_SYNC, batch.pack()))
+        self._waiting[request_id] = future
+        await self.raw.write(self.raw.seal(msg_type, data))
         return await asyncio.wait_for(future, ANSWER_TIMEOUT_S)
+
+    async def send(self, batch: MemorySyncBatch) -> tuple[str, dict[str, Any]]:
+        """Send ``batch``; the node's answer: ``("ACK"|"NACK", its JSON)``."""
+        return await self.request(batch.batch_id, MessageTypes.VECTOR_SYNC, batch.pack())
 
     def items_received(self) -> int:
         return sum(len(batch.items) for batch in self.received if batch.cursor is not None)

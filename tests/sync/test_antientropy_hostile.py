@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 
 from memrepl.protocol.enums import MemoryTier, MessageTypes
-from memrepl.storage.digests import BUCKETS, GROUPS
+from memrepl.storage.digests import BUCKETS, GROUPS, bucket_of
 from memrepl.sync.antientropy import verify_digests
+from memrepl.sync.digest_messages import MAX_ANSWER_ENTRIES
 
 from .conftest import Cluster
 
@@ -178,3 +179,25 @@ async def test_a_lying_peer_cannot_make_a_node_forget(cluster: Cluster) -> None:
     assert result.ok and result.skipped == 3 and pushed == []
     assert dump(cluster.directory / "node-a.db") == before
     assert verify_digests(store.episodic) == 0
+
+
+async def test_an_entries_query_too_large_by_the_digests_is_refused_before_reading_rows(
+    cluster: Cluster,
+) -> None:
+    # Finding a bucket's rows reads every id of the tier, and a query for every bucket used to
+    # hold the whole tier in memory before its size was checked. The node's own digests say how
+    # many rows the asked buckets hold: here (made wrong by hand) more than an answer may
+    # carry, so the query is refused without reading a row -- the one row really there would
+    # otherwise have been answered.
+    cluster.add("node-b")
+    cluster.stores["node-b"].episodic.add("e1", {"n": 1})
+    bucket = bucket_of("e1")
+    with sqlite3.connect(cluster.directory / "node-b.db") as conn:
+        conn.execute(
+            "UPDATE tier_digests SET row_count = ? WHERE tier = 2 AND bucket = ?",
+            (MAX_ANSWER_ENTRIES + 1, bucket),
+        )
+    raw = Raw(cluster, "node-x")
+    msg_type, body = await raw.ask(cluster, "node-b", query(op="entries", tier=2, buckets=[bucket]))
+    assert (msg_type, body["code"]) == (MessageTypes.NACK, "too-many-entries")
+    assert f"{MAX_ANSWER_ENTRIES + 1} rows in the asked buckets" in body["reason"]
