@@ -10,6 +10,10 @@ down the branches that differ:
    differing group.
 3. ``entries``: ``(item id, row hash, stamp)`` of every row in the differing buckets, both sides.
    An id whose hashes differ, or that one side lacks, is a difference.
+   The peer's digests said how many rows those buckets hold; an answer that lists far fewer ends
+   the check (``bad-digest-answer``): otherwise a peer claiming full buckets and answering
+   with empty ones would make the checker query -- and read its own tier for -- each of the
+   16,384 buckets, one after another.
 4. The initiator pushes its copies as ordinary batches and ``fetch``-es the peer's: every item
    goes through the ordinary merge (``apply_sync_batch``), so what the repair decided is in the
    conflict log like any other merge (a hand edit that kept its version is a ``same-version``
@@ -72,6 +76,11 @@ DEFAULT_VERIFY_INTERVAL_S = 3600.0
 ENTRIES_PER_QUERY = 20_000
 #: The prefix of repair batches' ids.
 REPAIR_BATCH_PREFIX = "ae-"
+#: An entries answer may list fewer rows than the peer's digests counted in those buckets (rows
+#: can go between two answers: tombstones collected, working memory evicted) -- but not fewer
+#: than half of them, less this many: then its digests are not what it holds (a lie, or rows
+#: changed by hand that its next verification finds), and the check ends.
+ANSWER_SLACK_ROWS = 64
 
 
 @dataclass(slots=True)
@@ -391,20 +400,31 @@ class AntiEntropy:
         except ProtocolError as exc:
             raise CheckEndedError(f"{exc.code}: {exc}") from exc
         buckets: list[tuple[int, int]] = []
+        #: What the peer's digests count in each differing bucket.
+        counted: dict[int, int] = {}
         with reg.store.read() as conn:
             for group in differing:
                 mine: list[Node] = digests.leaves(conn, tier, group)
                 result.ranges_compared += GROUP_BUCKETS
                 for offset, (a, b) in enumerate(zip(mine, their_leaves[group], strict=True)):
                     if a != b:
-                        buckets.append((group * GROUP_BUCKETS + offset, max(a.items, b.items)))
+                        bucket = group * GROUP_BUCKETS + offset
+                        buckets.append((bucket, max(a.items, b.items)))
+                        counted[bucket] = b.items
         result.buckets_differing += len(buckets)
         for chunk in _chunks_by_rows(buckets, ENTRIES_PER_QUERY):
-            await self._repair_buckets(peer_id, reg, chunk, result)
+            await self._repair_buckets(peer_id, reg, chunk, sum(counted[b] for b in chunk), result)
 
     async def _repair_buckets(
-        self, peer_id: str, reg: Tier, buckets: Sequence[int], result: CheckResult
+        self,
+        peer_id: str,
+        reg: Tier,
+        buckets: Sequence[int],
+        counted: int,
+        result: CheckResult,
     ) -> None:
+        """Compare and repair the rows of ``buckets``, in which the peer's digests count
+        ``counted`` rows."""
         query = msgs.Query(self._new_id(), "entries", reg.tier, tuple(buckets))
         answer = await self._ask(peer_id, query, result)
         try:
@@ -413,6 +433,11 @@ class AntiEntropy:
             their_room = msgs.answer_int(answer, "room", optional=True)
         except ProtocolError as exc:
             raise CheckEndedError(f"{exc.code}: {exc}") from exc
+        if counted > 2 * len(theirs) + ANSWER_SLACK_ROWS:
+            raise CheckEndedError(
+                f"{msgs.BAD_ANSWER}: the digests of {peer_id!r} count {counted} rows in "
+                f"{len(buckets)} buckets, its entries answer lists {len(theirs)}"
+            )
         found, my_horizon, my_room = await asyncio.to_thread(_entries, reg, buckets)
         mine = {e.item_id: e for e in found}
         to_send: list[str] = []

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+from collections.abc import Callable
 from typing import Any
 
 from memrepl.protocol.batch import MemorySyncBatch
@@ -39,6 +40,10 @@ class HostilePeer:
         #: Leave the node's repair batches unanswered (see :meth:`ack_held`).
         self.hold_repairs = False
         self.held: list[MemorySyncBatch] = []
+        #: How to answer the node's digest queries: the fields of the answer to each (None:
+        #: leave them unanswered). Every query the node sent, in order, is in :attr:`queries`.
+        self.answer_queries: Callable[[dict[str, Any]], dict[str, Any]] | None = None
+        self.queries: list[dict[str, Any]] = []
 
     @classmethod
     async def connect(cls, port: int, key: bytes, *, node_id: str, node: str) -> HostilePeer:
@@ -72,6 +77,13 @@ class HostilePeer:
             elif header.msg_type is MessageTypes.MEMORY_RESPONSE:
                 answer = json.loads(payload)
                 self._settle(answer["id"], header.msg_type.name, answer)
+            elif header.msg_type is MessageTypes.MEMORY_QUERY:
+                query = json.loads(payload)
+                self.queries.append(query)
+                if self.answer_queries is not None:
+                    body = {"id": query["id"], **self.answer_queries(query)}
+                    data = json.dumps(body).encode()
+                    await self.raw.write(self.raw.seal(MessageTypes.MEMORY_RESPONSE, data))
 
     def _settle(self, request_id: str, kind: str, answer: dict[str, Any]) -> None:
         future = self._waiting.pop(request_id, None)

@@ -5,15 +5,19 @@ attacker, and each is now bounded by the node:
 
 - digest queries that read or send rows (anti-entropy ``entries`` and ``fetch``) piled up in
   parallel, each reading the whole tier into memory: answered one at a time per peer;
+- digest answers claiming every bucket full and listing nothing, which made the checking node
+  query (and read its own tier for) each of the 16,384 buckets in turn, every check: the check
+  ends at the first answer that lists far fewer rows than the peer's digests counted;
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import memrepl
-from memrepl.storage.digests import BUCKETS
+from memrepl.storage.digests import BUCKETS, GROUP_BUCKETS, GROUPS
 from memrepl.storage.items import LocalWrite
 
 from .helpers import KEY, Processes
@@ -63,5 +67,51 @@ def test_digest_queries_that_read_rows_are_answered_one_at_a_time(processes: Pro
 
     asyncio.run(attack())
     assert "refused digest query 'q1' from mallory" in v.log_text()
+    assert "Traceback" not in v.log_text()
+    assert v.stop() == 0
+
+
+def full_buckets_listing_nothing(query: dict[str, Any]) -> dict[str, Any]:
+    """Mallory's answers: its episodic tier differs, every bucket holds 20,001 rows -- and an
+    entries query finds none of them."""
+    full = [7, 20_001]
+    return {
+        "summary": {"tiers": {"2": [7, 20_001 * BUCKETS]}},
+        "groups": {"nodes": [full] * GROUPS},
+        "leaves": {"nodes": {str(g): [full] * GROUP_BUCKETS for g in query.get("groups", [])}},
+        "entries": {"entries": [], "horizon": 0, "room": None},
+    }[query["op"]]
+
+
+def test_a_check_ends_when_the_peers_rows_are_not_what_its_digests_count(
+    processes: Processes,
+) -> None:
+    v = processes.node("v", *FAST, "--antientropy-interval", "0.5")
+    with memrepl.open(v.db, node_id="v") as store:
+        store.episodic.write_many([LocalWrite.add(f"e{i}", {"i": i}) for i in range(20)])
+    v.start()
+
+    def ended() -> int:
+        return v.log_text().count("anti-entropy with mallory: ")
+
+    def entries_asked(mallory: HostilePeer) -> int:
+        return sum(q["op"] == "entries" for q in mallory.queries)
+
+    async def attack() -> tuple[int, int]:
+        mallory = await HostilePeer.connect(v.port, KEY.encode(), node_id="mallory", node="v")
+        mallory.answer_queries = full_buckets_listing_nothing
+        try:
+            deadline = time.monotonic() + 30
+            while ended() < 2 and entries_asked(mallory) < 50:
+                assert time.monotonic() < deadline, "v never checked with mallory"
+                await asyncio.sleep(0.05)
+            return ended(), entries_asked(mallory)
+        finally:
+            await mallory.close()
+
+    checks, asked = asyncio.run(attack())
+    # One entries query per check (one more may be on its way in a check not ended yet).
+    assert checks >= 2 and asked <= checks + 1, (checks, asked)
+    assert "bad-digest-answer: the digests of 'mallory' count" in v.log_text()
     assert "Traceback" not in v.log_text()
     assert v.stop() == 0
