@@ -15,7 +15,8 @@ anything is written, per batch (never per item, so the apply path stays as cheap
   that cannot be a stamp of the sender's clock is refused (memrepl.sync.batches.check_cursors).
 - **Snapshots only as asked** (memrepl.sync.snapshots): marked batches outside the snapshot this
   node requested from that peer are refused; a snapshot batch moves the inbound cursor only with
-  the final one, which forgets within the bound and records what it forgot.
+  the final one, which forgets within the bound and records what it forgot. A peer's purge
+  horizon makes this node ask it for a snapshot again only after a back-off.
 - **A REPLICATE request** is exactly one REPLICATE item of a registered tier, addressed here; it
   is ACKed and answered with a snapshot (memrepl.sync.answers).
 """
@@ -24,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Connection
@@ -87,6 +89,16 @@ class BatchReceiver:
         manager.reply(peer_id, MessageTypes.ACK, ack)
         if not needs_snapshot:
             return None
+        wait_s = manager.snapshot_requests.may_ask(batch.tier, peer_id, time.monotonic())
+        if wait_s:
+            log.warning(
+                "%s's purge horizon for the %s tier is above what this node has from it again, "
+                "soon after its last snapshot: not asking for another one for %.0f s",
+                peer_id,
+                batch.tier.name.lower(),
+                wait_s,
+            )
+            return None
         log.info(
             "%s's purge horizon for the %s tier is above what this node has from it: asking it "
             "for a snapshot",
@@ -133,7 +145,7 @@ class BatchReceiver:
             # Only a committed batch counts towards its snapshot.
             request.present.update(item.item_id for item in batch.items)
             if ended is not None:
-                requests.close(request)
+                requests.finished(request, time.monotonic())
                 _log_snapshot_end(request, ended)
         horizon = batch.purge_horizon
         needs_snapshot = mark is None and horizon is not None and applied.cursor < horizon

@@ -29,6 +29,15 @@ can make a node drop data, it is fenced in by these rules:
   ``forgotten_items`` in the same transaction. Every item the sender lacks but had seen and that
   is kept gets a fresh ``modified_at`` (and no ``received_from``), so the next round sends it
   back to the sender.
+- **A peer's word makes this node ask for a snapshot rarely.** Finishing a snapshot costs this
+  node a pass over every row the sender had seen, and re-stamps -- so re-sends to every peer --
+  whatever it lacked; a sender that claims a purge horizon above this node's cursor after every
+  snapshot (an honest one cannot: it purges only below what this node acknowledged, and a
+  snapshot brings this node to its latest position) would make it do that over and over. So
+  after a snapshot from a peer finished, this node asks that peer for the next one of the tier
+  only after :data:`REASK_BASE_S`, doubling with each further one up to :data:`REASK_CAP_S`
+  (:meth:`SnapshotRequests.may_ask`); a snapshot asked for on this node's own account
+  (bootstrap, ``request_replicate``) is never held back.
 """
 
 from __future__ import annotations
@@ -64,11 +73,27 @@ class SnapshotRequest:
     present: set[str] = field(default_factory=set)
 
 
+#: After a snapshot from a peer finished, the next one of that tier is asked for on the peer's
+#: word only this long after it, doubling with each further snapshot up to the cap (a quiet cap
+#: since the last one starts over). An honest sender never needs a second one that soon.
+REASK_BASE_S = 300.0
+REASK_CAP_S = 86_400.0
+
+
+@dataclass(slots=True)
+class _Finished:
+    """The snapshots of one tier from one peer finished lately."""
+
+    at: float
+    streak: int
+
+
 class SnapshotRequests:
     """The open snapshot requests of one manager, by tier and peer (see the module docstring)."""
 
     def __init__(self) -> None:
         self._open: dict[tuple[MemoryTier, str], SnapshotRequest] = {}
+        self._finished: dict[tuple[MemoryTier, str], _Finished] = {}
 
     def open(
         self, tier: MemoryTier, peer_id: str, snapshot_id: str, *, acked: int, now_ns: int
@@ -83,6 +108,23 @@ class SnapshotRequests:
         key = (request.tier, request.peer_id)
         if self._open.get(key) is request:
             del self._open[key]
+
+    def finished(self, request: SnapshotRequest, now_s: float) -> None:
+        """``request``'s snapshot was applied to its end (``now_s``: ``time.monotonic()``)."""
+        key = (request.tier, request.peer_id)
+        last = self._finished.get(key)
+        streak = 1 if last is None or now_s - last.at > REASK_CAP_S else last.streak + 1
+        self._finished[key] = _Finished(now_s, streak)
+        self.close(request)
+
+    def may_ask(self, tier: MemoryTier, peer_id: str, now_s: float) -> float:
+        """0 if this node may ask ``peer_id`` for a snapshot of ``tier`` on the peer's word now,
+        else the seconds until it may (see the module docstring)."""
+        last = self._finished.get((tier, peer_id))
+        if last is None:
+            return 0.0
+        wait = min(REASK_CAP_S, REASK_BASE_S * float(2 ** min(last.streak - 1, 32)))
+        return max(0.0, last.at + wait - now_s)
 
     def get(self, tier: MemoryTier, peer_id: str) -> SnapshotRequest | None:
         return self._open.get((tier, peer_id))

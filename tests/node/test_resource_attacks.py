@@ -8,20 +8,26 @@ attacker, and each is now bounded by the node:
 - digest answers claiming every bucket full and listing nothing, which made the checking node
   query (and read its own tier for) each of the 16,384 buckets in turn, every check: the check
   ends at the first answer that lists far fewer rows than the peer's digests counted;
+- a snapshot lured again and again (a probe claiming a purge horizon above the node's cursor,
+  then an empty snapshot), each making the node re-stamp -- and re-send to every peer --
+  every row the peer had seen: after one, the node asks that peer again only after a back-off.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from typing import Any
 
 import memrepl
+from memrepl.protocol.enums import MemoryTier
 from memrepl.storage.digests import BUCKETS, GROUP_BUCKETS, GROUPS
 from memrepl.storage.items import LocalWrite
 
 from .helpers import KEY, Processes
 from .hostile_tcp import HostilePeer
+from .test_attacks import empty_snapshot, hand_made
 
 FAST = ("--sync-interval", "0.5", "--high-delay", "0.1", "--ack-timeout", "10")
 
@@ -113,5 +119,52 @@ def test_a_check_ends_when_the_peers_rows_are_not_what_its_digests_count(
     # One entries query per check (one more may be on its way in a check not ended yet).
     assert checks >= 2 and asked <= checks + 1, (checks, asked)
     assert "bad-digest-answer: the digests of 'mallory' count" in v.log_text()
+    assert "Traceback" not in v.log_text()
+    assert v.stop() == 0
+
+
+def test_a_peer_cannot_lure_snapshot_after_snapshot(processes: Processes) -> None:
+    """Three small messages (a probe with a purge horizon of "now", then an empty snapshot of
+    two batches) made v re-stamp and send back all 300 rows, and mallory could repeat it back
+    to back (3,000 rows re-sent 5 times in 3.5 s in the review). The first lure still works --
+    v cannot tell it from an honest snapshot -- the second finds v not asking."""
+    v = processes.node("v", *FAST)
+    with memrepl.open(v.db, node_id="v") as store:
+        store.episodic.write_many([LocalWrite.add(f"e{i}", {"i": i}) for i in range(300)])
+    v.start()
+
+    async def lure(mallory: HostilePeer) -> None:
+        probe = hand_made("v", MemoryTier.EPISODIC, purge_horizon=time.time_ns())
+        assert (await mallory.send(probe))[0] == "ACK"
+
+    async def attack() -> tuple[int, int]:
+        mallory = await HostilePeer.connect(v.port, KEY.encode(), node_id="mallory", node="v")
+        try:
+            deadline = time.monotonic() + 20
+            while mallory.items_received() < 300:
+                assert time.monotonic() < deadline, "v never sent its rows to mallory"
+                await asyncio.sleep(0.05)
+            await lure(mallory)
+            while not mallory.replicate_requests():
+                assert time.monotonic() < deadline, "v never asked for the first snapshot"
+                await asyncio.sleep(0.02)
+            (request,) = mallory.replicate_requests()
+            for batch in empty_snapshot("v", MemoryTier.EPISODIC, request.batch_id):
+                assert (await mallory.send(batch))[0] == "ACK"
+            while mallory.items_received() < 600:
+                assert time.monotonic() < deadline, "v did not send its rows back"
+                await asyncio.sleep(0.05)
+            await lure(mallory)
+            while "not asking for another one" not in v.log_text():
+                assert time.monotonic() < deadline, "v did not decline the second lure"
+                await asyncio.sleep(0.02)
+            return len(mallory.replicate_requests()), mallory.items_received()
+        finally:
+            await mallory.close()
+
+    requests, received = asyncio.run(attack())
+    assert (requests, received) == (1, 600)
+    (wait,) = re.findall(r"not asking for another one for (\d+) s", v.log_text())
+    assert 280 <= int(wait) <= 300
     assert "Traceback" not in v.log_text()
     assert v.stop() == 0

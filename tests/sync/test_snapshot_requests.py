@@ -25,7 +25,7 @@ from memrepl.storage.items import LocalWrite
 from memrepl.storage.store import Store
 from memrepl.sync import tombstones, vectors
 from memrepl.sync.manager import MemorySyncManager
-from memrepl.sync.snapshots import forget_bound
+from memrepl.sync.snapshots import REASK_BASE_S, REASK_CAP_S, SnapshotRequests, forget_bound
 
 from ..files import dump, query
 from .conftest import Cluster
@@ -257,3 +257,30 @@ async def test_the_request_can_overtake_the_probe_ack(cluster: Cluster) -> None:
     result = await round_
     assert result.ok and result.snapshot, result
     assert live(cluster.stores["b"]) == live(cluster.stores["a"])
+
+
+def test_a_peer_is_asked_for_snapshots_ever_more_rarely() -> None:
+    """After a finished snapshot, the next one a peer's horizon can make this node ask for waits
+    REASK_BASE_S, doubling with each one after it, up to REASK_CAP_S; a quiet cap starts over.
+    Other peers and tiers are not held back."""
+    requests = SnapshotRequests()
+    tier, other = MemoryTier.EPISODIC, MemoryTier.WORKING
+    assert requests.may_ask(tier, "m", 0.0) == 0.0
+
+    def finish(at: float) -> None:
+        requests.finished(requests.open(tier, "m", f"s{at}", acked=0, now_ns=0), at)
+
+    finish(1000.0)
+    assert requests.may_ask(tier, "m", 1000.0) == REASK_BASE_S
+    assert requests.may_ask(tier, "m", 1000.0 + REASK_BASE_S) == 0.0
+    assert (requests.may_ask(other, "m", 1000.0), requests.may_ask(tier, "n", 1000.0)) == (0, 0)
+    finish(2000.0)
+    assert requests.may_ask(tier, "m", 2000.0) == 2 * REASK_BASE_S
+    at = 2000.0
+    for _ in range(20):
+        at += 10.0
+        finish(at)
+    assert requests.may_ask(tier, "m", at) == REASK_CAP_S
+    finish(at + REASK_CAP_S + 1)
+    assert requests.may_ask(tier, "m", at + REASK_CAP_S + 1) == REASK_BASE_S
+    assert requests.get(tier, "m") is None  # finishing closes the request
