@@ -69,8 +69,11 @@ class TcpMeshConfig:
     auth_failures_allowed: int = 5
     auth_lockout_base_s: float = 1.0
     auth_lockout_cap_s: float = 30.0
-    #: Handshakes in progress at once from one address.
+    #: Handshakes in progress at once from one address, and from all addresses together (more
+    #: are closed at once: strangers holding handshakes open until their timeout must not use up
+    #: the process's file descriptors).
     max_handshakes_per_address: int = 8
+    max_handshakes: int = 128
     #: How often the revocation list file is checked for changes (certificate mode).
     revocation_poll_s: float = 1.0
 
@@ -90,7 +93,7 @@ class TcpMeshConfig:
             raise MeshError("TcpMeshConfig.reconnect_cap_s must be at least reconnect_base_s")
         if self.auth_lockout_cap_s < self.auth_lockout_base_s:
             raise MeshError("TcpMeshConfig.auth_lockout_cap_s must be at least auth_lockout_base_s")
-        for name in ("auth_failures_allowed", "max_handshakes_per_address"):
+        for name in ("auth_failures_allowed", "max_handshakes_per_address", "max_handshakes"):
             if not isinstance(getattr(self, name), int):
                 raise MeshError(f"TcpMeshConfig.{name} must be an integer")
 

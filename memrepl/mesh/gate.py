@@ -8,7 +8,8 @@ counting, logging and (where it can) telling the peer why.
 
 The order of the checks on an accepted connection is the rule that keeps it cheap to refuse:
 
-1. the throttle (no TLS, no handshake for a locked-out address);
+1. the throttle (no TLS, no handshake for a locked-out address, nor beyond the node's limit of
+   handshakes in progress);
 2. TLS, done here rather than by the server socket so that a refused certificate is counted,
    logged and throttled like any other failed handshake;
 3. certificate mode: the peer certificate's node id, then the revocation list;
@@ -25,7 +26,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 import ssl
+import time
 from collections.abc import Coroutine
 from typing import Any
 
@@ -83,7 +86,9 @@ class Gate:
             base_s=config.auth_lockout_base_s,
             cap_s=config.auth_lockout_cap_s,
             max_pending=config.max_handshakes_per_address,
+            max_total_pending=config.max_handshakes,
         )
+        self._full_warned = -math.inf
 
     @property
     def mode(self) -> str:
@@ -157,6 +162,7 @@ class Gate:
             self.totals.refused[FaultCode.THROTTLED.value] += 1
             self.last_refusal = f"{FaultCode.THROTTLED.value}: {why} ({remote})"
             log.debug("refused a connection from %s: throttled (%s)", remote, why)
+            self._warn_if_full()
             if self.server_ssl is None:  # on a TLS port, plain text would only confuse it
                 with contextlib.suppress(OSError, TimeoutError):
                     async with asyncio.timeout(1.0):
@@ -204,6 +210,20 @@ class Gate:
             schema=self.schema,
             idle_timeout_s=self.config.handshake_timeout_s,
             counters=self.totals,
+        )
+
+    def _warn_if_full(self) -> None:
+        """Say (at most once a minute) that new connections are closed because the node's
+        handshakes in progress are at their limit: honest peers cannot connect meanwhile."""
+        throttle = self.throttle
+        now = time.monotonic()
+        if throttle.pending < throttle.max_total_pending or now < self._full_warned + 60.0:
+            return
+        self._full_warned = now
+        log.warning(
+            "%d handshakes in progress, the most this node runs at once (max_handshakes): new "
+            "connections are closed until some end",
+            throttle.pending,
         )
 
     # -- dialled connections -------------------------------------------------------------------

@@ -7,7 +7,10 @@ The ``allowed``-th failure, and each one after it, locks the address out for
 closed before any work (no TLS, no handshake). A handshake that succeeds ends the streak; a streak
 is forgotten ``forget_s`` after its last failure. Besides, an address may have at most
 ``max_pending`` handshakes in progress at once, so a burst of parallel connections cannot run
-ahead of the count.
+ahead of the count; and the node as a whole at most ``max_total_pending``, so that strangers with
+many addresses (an IPv6 prefix, a botnet) holding handshakes open until their timeout cannot use
+up the process's file descriptors -- without which it can neither dial its peers nor open its
+database files.
 
 The rule that keeps it right: **the table is bounded** -- at most ``max_addresses`` entries, the
 longest-idle dropped first -- so a stranger with many addresses costs memory in proportion to
@@ -42,6 +45,7 @@ class FailureThrottle:
         base_s: float,
         cap_s: float,
         max_pending: int,
+        max_total_pending: int = 128,
         max_addresses: int = 4096,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -49,7 +53,10 @@ class FailureThrottle:
         self.base_s = base_s
         self.cap_s = cap_s
         self.max_pending = max_pending
+        self.max_total_pending = max_total_pending
         self.max_addresses = max_addresses
+        #: Handshakes in progress from every address together.
+        self.pending = 0
         self.forget_s = 10 * cap_s
         self._clock = clock
         self._streaks: dict[str, _Streak] = {}
@@ -60,6 +67,8 @@ class FailureThrottle:
     def admit(self, address: str) -> str | None:
         """Start a handshake from ``address``: None if it may go ahead (then call
         :meth:`finished` exactly once), else why not."""
+        if self.pending >= self.max_total_pending:
+            return f"{self.pending} handshakes already in progress (this node's limit)"
         now = self._clock()
         streak = self._streaks.get(address)
         if streak is not None and now - streak.last_seen > self.forget_s and not streak.pending:
@@ -77,13 +86,15 @@ class FailureThrottle:
             streak = self._streaks[address] = _Streak(last_seen=now)
             self._prune()
         streak.pending += 1
+        self.pending += 1
         return None
 
     def finished(self, address: str, *, ok: bool) -> float:
         """End a handshake :meth:`admit` let through; the lockout it starts, in seconds (0 if
         none)."""
+        self.pending = max(0, self.pending - 1)
         streak = self._streaks.get(address)
-        if streak is None:  # pruned meanwhile
+        if streak is None:  # pragma: no cover - entries with a handshake in progress stay
             return 0.0
         streak.pending = max(0, streak.pending - 1)
         now = self._clock()

@@ -154,3 +154,15 @@ def test_the_throttle_bounds_parallel_handshakes_and_its_own_size() -> None:
     assert len(throttle) <= 101
     clock.now += 81  # a streak is forgotten 10 * cap after its last failure
     assert throttle.admit("10.1.3.231") is None
+
+
+def test_the_throttle_bounds_the_handshakes_of_every_address_together() -> None:
+    throttle = FailureThrottle(
+        allowed=3, base_s=1.0, cap_s=8.0, max_pending=2, max_total_pending=5, clock=FakeClock()
+    )
+    for n in range(5):
+        assert throttle.admit(f"10.2.0.{n}") is None
+    assert "5 handshakes already in progress" in (throttle.admit("10.2.0.9") or "")
+    throttle.finished("10.2.0.0", ok=False)
+    assert throttle.pending == 4
+    assert throttle.admit("10.2.0.9") is None

@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import resource
 import signal
 import sqlite3
 import subprocess
@@ -109,6 +110,8 @@ class Serve:
     auth: list[str] | None = None
     #: What runs ``memrepl`` after the interpreter (another script: see fastclock.py).
     launcher: list[str] = field(default_factory=lambda: ["-m", "memrepl"])
+    #: The process's limit of open files (None: inherited; Linux only).
+    open_files: int | None = None
 
     @property
     def port_file(self) -> Path:
@@ -149,6 +152,10 @@ class Serve:
             log.write(f"---- run {self.runs}: {' '.join(command)}\n".encode())
             log.flush()
             self.process = subprocess.Popen(command, stdout=log, stderr=log)
+        if self.open_files is not None:
+            # Set from outside (Linux), before the child opens more than its first few files.
+            limit = (self.open_files, self.open_files)
+            resource.prlimit(self.process.pid, resource.RLIMIT_NOFILE, limit)
         deadline = time.monotonic() + START_TIMEOUT_S
         while not self.port_file.exists() or not self.port_file.read_text().strip():
             if self.process.poll() is not None:

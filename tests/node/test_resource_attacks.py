@@ -10,13 +10,18 @@ attacker, and each is now bounded by the node:
   ends at the first answer that lists far fewer rows than the peer's digests counted;
 - a snapshot lured again and again (a probe claiming a purge horizon above the node's cursor,
   then an empty snapshot), each making the node re-stamp -- and re-send to every peer --
-  every row the peer had seen: after one, the node asks that peer again only after a back-off.
+  every row the peer had seen: after one, the node asks that peer again only after a back-off;
+- a stranger with many addresses holding handshakes open until their timeout (8 per address
+  were allowed, with no limit on the addresses) used up the node's file descriptors: accept()
+  failed in a loop, logging a traceback each time, and the node could neither take a
+  ``memrepl sync`` nor dial a peer. The node now runs at most ``max_handshakes`` at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
+import threading
 import time
 from typing import Any
 
@@ -25,7 +30,7 @@ from memrepl.protocol.enums import MemoryTier
 from memrepl.storage.digests import BUCKETS, GROUP_BUCKETS, GROUPS
 from memrepl.storage.items import LocalWrite
 
-from .helpers import KEY, Processes
+from .helpers import KEY, Processes, count, memrepl_sync, wait_until
 from .hostile_tcp import HostilePeer
 from .test_attacks import empty_snapshot, hand_made
 
@@ -168,3 +173,66 @@ def test_a_peer_cannot_lure_snapshot_after_snapshot(processes: Processes) -> Non
     assert 280 <= int(wait) <= 300
     assert "Traceback" not in v.log_text()
     assert v.stop() == 0
+
+
+class HandshakeFlood:
+    """Strangers on 127.0.0.2 and on (8 connections each, the per-address limit) that connect
+    to a port and never say a word, until :meth:`stop`."""
+
+    def __init__(self, port: int, addresses: int) -> None:
+        self.port = port
+        self.addresses = addresses
+        self.opened = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=asyncio.run, args=(self._run(),), daemon=True)
+
+    def start(self) -> HandshakeFlood:
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(30)
+
+    async def _run(self) -> None:
+        writers = []
+        for address in range(2, 2 + self.addresses):
+            for _ in range(8):
+                _, writer = await asyncio.open_connection(
+                    "127.0.0.1", self.port, local_addr=(f"127.0.0.{address}", 0)
+                )
+                writers.append(writer)
+                self.opened += 1
+        while not self._stop.is_set():
+            await asyncio.sleep(0.05)
+        for writer in writers:
+            writer.close()
+
+
+def test_strangers_holding_handshakes_open_cannot_starve_the_node(
+    processes: Processes,
+) -> None:
+    g = processes.node("g", *FAST).start()
+    config = processes.directory / "f.toml"
+    # A long handshake timeout keeps the strangers' connections in the node for the whole test.
+    config.write_text("[mesh]\nmax_handshakes = 16\nhandshake_timeout_s = 120\n")
+    f = processes.node("f", "--sync-interval", "600", "--config", str(config))
+    # A node's own use is about 16 files, and it may accept up to 100 connections at once
+    # before it looks at them; 240 strangers would exhaust 200.
+    f.open_files = 200
+    with memrepl.open(f.db, node_id="f") as store:
+        store.episodic.write_many([LocalWrite.add(f"e{i}", {"i": i}) for i in range(50)])
+    f.start()
+    flood = HandshakeFlood(f.port, addresses=30).start()
+    try:
+        wait_until(lambda: flood.opened == 240, 30, "the strangers connect")
+        # The node still takes `memrepl sync` on its control socket, and dials the peer.
+        done = memrepl_sync("--db", f.db, "--peer", g.address, "--tier", "episodic", "--json")
+        assert done.returncode == 0, done.stderr + f.log_text()
+        assert count(g.db, MemoryTier.EPISODIC) == 50
+    finally:
+        flood.stop()
+    log = f.log_text()
+    assert "Too many open files" not in log
+    assert "16 handshakes in progress, the most this node runs at once" in log
+    assert (f.stop(), g.stop()) == (0, 0)
