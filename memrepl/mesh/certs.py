@@ -87,17 +87,23 @@ def node_uri(node_id: str) -> str:
 def node_id_of(cert: x509.Certificate) -> str | None:
     """The node id ``cert`` names (its one ``memrepl://node/`` URI), or None if it names none.
 
-    Raises :class:`CertificateError` for a certificate naming two or more nodes.
+    Raises :class:`CertificateError` for a certificate naming two or more nodes, or a node id
+    whose percent-encoding is not UTF-8.
     """
     try:
         names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
     except x509.ExtensionNotFound:
         return None
-    found = [
-        unquote(uri[len(NODE_URI_PREFIX) :], errors="strict")
-        for uri in names.get_values_for_type(x509.UniformResourceIdentifier)
-        if uri.startswith(NODE_URI_PREFIX)
-    ]
+    try:
+        found = [
+            unquote(uri[len(NODE_URI_PREFIX) :], errors="strict")
+            for uri in names.get_values_for_type(x509.UniformResourceIdentifier)
+            if uri.startswith(NODE_URI_PREFIX)
+        ]
+    except UnicodeDecodeError as exc:
+        raise CertificateError(
+            f"the certificate's node URI is not UTF-8 once decoded: {exc}"
+        ) from exc
     if len(found) > 1:
         raise CertificateError(f"the certificate names {len(found)} memrepl nodes: {found}")
     return found[0] if found and found[0] else None

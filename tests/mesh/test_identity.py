@@ -7,11 +7,16 @@ and the honest peer keeps converging.
 
 from __future__ import annotations
 
+import datetime
 import ssl
 import uuid
 from pathlib import Path
 
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 
 from memrepl.errors import CertificateError, MeshError, RevocationListError
 from memrepl.mesh import certs
@@ -278,3 +283,63 @@ async def test_mixed_modes_refuse_each_other_with_a_reason(cluster: Cluster, pki
     answer = await raw.hello(SCHEMA, auth="certificate")
     assert isinstance(answer, Challenge) and answer.node_id == "b"  # the honest path goes on
     await raw.close()
+
+
+def ca_signed(pki: Pki, out: Path, *uris: str) -> tuple[Path, Path]:
+    """A certificate the cluster CA signed with these URIs as its names, and its key: what a
+    careless CA operator (or other tooling sharing the CA) might issue."""
+    ca_cert = certs.load_certificate(pki.ca / certs.CA_CERT)
+    ca_key = serialization.load_pem_private_key((pki.ca / certs.CA_KEY).read_bytes(), None)
+    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "odd")]))
+        .issuer_name(ca_cert.subject)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(hours=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(u) for u in uris]),
+            critical=False,
+        )
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
+            critical=False,
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    out.mkdir()
+    (out / "node.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (out / "node.key").write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return out / "node.crt", out / "node.key"
+
+
+async def test_a_node_uri_that_is_not_utf8_is_a_bad_certificate(
+    cluster: Cluster, pki: Pki, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A CA-signed certificate whose node URI percent-encodes bytes that are not UTF-8 used to
+    end its handshake in a UnicodeDecodeError traceback, uncounted and unanswered."""
+    b = await add(cluster, pki, "b")
+    cert, key = ca_signed(pki, tmp_path / "odd", "memrepl://node/%ff%fe")
+    with pytest.raises(CertificateError, match="not UTF-8"):
+        certs.node_id_of(certs.load_certificate(cert))
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    tls.check_hostname, tls.verify_mode = False, ssl.CERT_NONE
+    tls.load_cert_chain(cert, key)
+    raw = await RawPeer.connect(b.mesh.port, "odd", tls=tls)
+    answer = await raw.hello(SCHEMA, auth="certificate")
+    await raw.close()
+    assert isinstance(answer, Refuse) and answer.code == "bad-certificate", answer
+    assert "not UTF-8" in answer.reason
+    await eventually(lambda: refused(b, "bad-certificate") == 1)
+    assert "Traceback" not in caplog.text and "UnicodeDecodeError" not in caplog.text
