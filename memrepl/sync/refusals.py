@@ -7,9 +7,12 @@ this node learns of it while its own wall clock still looks right to it). One ro
 (0 when the batch could not be read far enough to say), direction and code, counted, with the
 latest reason and, for clock trouble, how far ahead the refused stamp was.
 
-The rule that keeps it right: recording is best effort and never changes the answer. The NACK
+The rules that keep it right: recording is best effort and never changes the answer. The NACK
 goes out first; the row is written in a transaction of its own, and a failure to write it is
-logged, not raised (a refusal must not turn into a traceback on the peer's input).
+logged, not raised (a refusal must not turn into a traceback on the peer's input). And the table
+stays small whatever a peer sends: the code of an ``outbound`` refusal is the peer's word, so a
+peer has at most :data:`MAX_CODES` codes per tier and direction; a refusal under any further
+code is counted under :data:`OTHER_CODE`, its reason starting with the code the peer gave.
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ Direction = Literal["inbound", "outbound"]
 
 #: Reasons are kept to this many characters (a peer chooses the text of its NACKs).
 MAX_REASON_CHARS = 500
+#: Distinct codes kept per peer, tier and direction; later ones are counted under OTHER_CODE.
+MAX_CODES = 32
+OTHER_CODE = "other"
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,11 +62,15 @@ def record_refusal(
     ahead_ns: int | None = None,
 ) -> None:
     """Count one refusal (in the caller's write transaction)."""
+    code = code[:MAX_REASON_CHARS]
+    if _codes_full(conn, peer_id, tier, direction, code):
+        reason = f"{code}: {reason}"
+        code = OTHER_CODE
     values = {
         "peer_id": peer_id,
         "tier": tier,
         "direction": direction,
-        "code": code[:MAX_REASON_CHARS],
+        "code": code,
         "reason": reason[:MAX_REASON_CHARS],
         "count": 1,
         "first_at_ns": now_ns,
@@ -79,6 +89,17 @@ def record_refusal(
             },
         )
     )
+
+
+def _codes_full(conn: Connection, peer_id: str, tier: int, direction: str, code: str) -> bool:
+    """Whether ``code`` would be one more than :data:`MAX_CODES` for the peer, tier and
+    direction (a code it already has, and :data:`OTHER_CODE`, never are)."""
+    table = sync_refusals
+    mine = (table.c.peer_id == peer_id) & (table.c.tier == tier) & (table.c.direction == direction)
+    if code == OTHER_CODE or conn.execute(select(1).where(mine & (table.c.code == code))).first():
+        return False
+    others = select(func.count()).select_from(table).where(mine & (table.c.code != OTHER_CODE))
+    return int(conn.execute(others).scalar_one()) >= MAX_CODES
 
 
 def refusals(conn: Connection) -> list[Refusal]:

@@ -19,7 +19,7 @@ from typing import Any
 from memrepl.protocol.batch import MemorySyncBatch
 from memrepl.protocol.enums import MessageTypes
 from memrepl.storage.migrate import REPLICATION_REVISION
-from memrepl.sync.messages import Ack
+from memrepl.sync.messages import Ack, Nack
 
 from ..mesh.rawpeer import RawPeer
 
@@ -44,6 +44,8 @@ class HostilePeer:
         #: leave them unanswered). Every query the node sent, in order, is in :attr:`queries`.
         self.answer_queries: Callable[[dict[str, Any]], dict[str, Any]] | None = None
         self.queries: list[dict[str, Any]] = []
+        #: Refuse the node's batches instead: the ``(code, reason)`` of the NACK for each.
+        self.nack_batches: Callable[[MemorySyncBatch], tuple[str, str]] | None = None
 
     @classmethod
     async def connect(cls, port: int, key: bytes, *, node_id: str, node: str) -> HostilePeer:
@@ -69,6 +71,11 @@ class HostilePeer:
                 self.received.append(batch)
                 if self.hold_repairs and batch.batch_id.startswith("ae-"):
                     self.held.append(batch)
+                    continue
+                if self.nack_batches is not None:
+                    code, reason = self.nack_batches(batch)
+                    nack = Nack(batch.batch_id, code, reason).encode()
+                    await self.raw.write(self.raw.seal(MessageTypes.NACK, nack))
                     continue
                 await self._ack(batch)
             elif header.msg_type in (MessageTypes.ACK, MessageTypes.NACK):

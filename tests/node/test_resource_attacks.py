@@ -14,12 +14,16 @@ attacker, and each is now bounded by the node:
 - a stranger with many addresses holding handshakes open until their timeout (8 per address
   were allowed, with no limit on the addresses) used up the node's file descriptors: accept()
   failed in a loop, logging a traceback each time, and the node could neither take a
-  ``memrepl sync`` nor dial a peer. The node now runs at most ``max_handshakes`` at once.
+  ``memrepl sync`` nor dial a peer. The node now runs at most ``max_handshakes`` at once;
+- NACKs under a new made-up code every time, each a new row of ``sync_refusals`` (and a line
+  of ``memrepl status``): a peer has at most 32 codes per tier and direction, the rest are
+  counted under ``other``.
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import re
 import threading
 import time
@@ -30,7 +34,7 @@ from memrepl.protocol.enums import MemoryTier
 from memrepl.storage.digests import BUCKETS, GROUP_BUCKETS, GROUPS
 from memrepl.storage.items import LocalWrite
 
-from .helpers import KEY, Processes, count, memrepl_sync, wait_until
+from .helpers import KEY, Processes, Serve, count, memrepl_sync, rows, wait_until
 from .hostile_tcp import HostilePeer
 from .test_attacks import empty_snapshot, hand_made
 
@@ -236,3 +240,46 @@ def test_strangers_holding_handshakes_open_cannot_starve_the_node(
     assert "Too many open files" not in log
     assert "16 handshakes in progress, the most this node runs at once" in log
     assert (f.stop(), g.stop()) == (0, 0)
+
+
+def test_a_peer_cannot_grow_the_refusal_record_with_made_up_codes(processes: Processes) -> None:
+    v = processes.node("v", "--sync-interval", "0.1", "--ack-timeout", "10").start()
+    made_up = itertools.count()
+
+    def refuse(batch: Any) -> tuple[str, str]:
+        return f"made-up-{next(made_up)}", "no reason"
+
+    async def attack() -> None:
+        mallory = await HostilePeer.connect(v.port, KEY.encode(), node_id="mallory", node="v")
+        mallory.nack_batches = refuse
+        try:
+            deadline = time.monotonic() + 60
+            while refused(v) < 110:
+                assert time.monotonic() < deadline, "v did not send mallory enough batches"
+                await asyncio.sleep(0.1)
+        finally:
+            await mallory.close()
+
+    asyncio.run(attack())
+    per_tier = rows(
+        v.db,
+        "SELECT tier, count(*), sum(code = 'other') FROM sync_refusals "
+        "WHERE peer_id = 'mallory' AND direction = 'outbound' GROUP BY tier",
+    )
+    assert per_tier and all(codes <= 33 for _, codes, _ in per_tier), per_tier
+    assert any(other for _, _, other in per_tier), per_tier  # some tier went past 32 codes
+    ((reason,),) = rows(v.db, "SELECT reason FROM sync_refusals WHERE code = 'other' LIMIT 1") or [
+        ("",)
+    ]
+    assert reason.startswith("made-up-"), reason
+    assert v.stop() == 0
+
+
+def refused(node: Serve) -> int:
+    """The outbound refusals ``node`` recorded for mallory."""
+    ((total,),) = rows(
+        node.db,
+        "SELECT coalesce(sum(count), 0) FROM sync_refusals "
+        "WHERE peer_id = 'mallory' AND direction = 'outbound'",
+    )
+    return int(total)
