@@ -40,7 +40,7 @@ from memrepl.mesh.identity import Credentials, NodeCertificate, peer_identity
 from memrepl.mesh.peers import PeerTable
 from memrepl.mesh.revocation import PeerIdentity, RevocationWatcher
 from memrepl.mesh.stats import AuthStats, Counters
-from memrepl.mesh.throttle import FailureThrottle
+from memrepl.mesh.throttle import FailureThrottle, source_of
 
 __all__ = ["Gate", "remote_of"]
 
@@ -156,7 +156,8 @@ class Gate:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> tuple[Established, Streams] | None:
         """Authenticate an accepted connection; None if it was refused (the caller closes)."""
-        host, remote = remote_of(writer)
+        address, remote = remote_of(writer)
+        host = source_of(address)
         why = self.throttle.admit(host)
         if why is not None:
             self.totals.refused[FaultCode.THROTTLED.value] += 1

@@ -1,7 +1,8 @@
 """Throttling failed handshakes per source address, so that a key or a certificate cannot be
 guessed or a node worn down by hammering its port.
 
-Per remote address (the IP, without the port) the listener keeps a streak of failed handshakes.
+Per remote address (the IP, without the port; for IPv6 its /64 prefix, :func:`source_of`) the
+listener keeps a streak of failed handshakes.
 The ``allowed``-th failure, and each one after it, locks the address out for
 ``min(cap_s, base_s * 2**k)`` seconds (k = 0, 1, 2...): while locked out, its new connections are
 closed before any work (no TLS, no handshake). A handshake that succeeds ends the streak; a streak
@@ -20,11 +21,30 @@ same address as an attacker (one NAT) are locked out with it, for new connection
 
 from __future__ import annotations
 
+import ipaddress
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-__all__ = ["FailureThrottle"]
+__all__ = ["FailureThrottle", "source_of"]
+
+#: IPv6 sources are counted per prefix of this length: one host (one ISP customer) is routinely
+#: given a whole /64, so counting each address would let it try 2**64 times as often.
+IPV6_PREFIX = 64
+
+
+def source_of(host: str) -> str:
+    """What the throttle counts a connection from ``host`` against: the IPv4 address (also
+    when IPv4-mapped into IPv6), an IPv6 address's /64 prefix, or ``host`` as it is (not an IP)."""
+    try:
+        address = ipaddress.ip_address(host.split("%", 1)[0])
+    except ValueError:
+        return host
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{address}/{IPV6_PREFIX}", strict=False))
+    return str(address)
 
 
 @dataclass(slots=True)

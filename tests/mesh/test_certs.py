@@ -16,7 +16,7 @@ from memrepl.errors import CertificateError, RevocationListError
 from memrepl.mesh import certs
 from memrepl.mesh.identity import NodeCertificate
 from memrepl.mesh.revocation import PeerIdentity, RevocationList
-from memrepl.mesh.throttle import FailureThrottle
+from memrepl.mesh.throttle import FailureThrottle, source_of
 
 
 def test_a_node_certificate_names_its_node_and_is_signed_by_the_ca(tmp_path: Path) -> None:
@@ -166,3 +166,22 @@ def test_the_throttle_bounds_the_handshakes_of_every_address_together() -> None:
     throttle.finished("10.2.0.0", ok=False)
     assert throttle.pending == 4
     assert throttle.admit("10.2.0.9") is None
+
+
+def test_the_throttle_counts_an_ipv6_host_by_its_64_prefix() -> None:
+    # One host is routinely given a whole /64: per address, it could try 2**64 times as often.
+    assert (
+        source_of("2001:db8:1:2:aaaa::1")
+        == source_of("2001:db8:1:2:ffff::9")
+        == ("2001:db8:1:2::/64")
+    )
+    assert source_of("2001:db8:1:3::1") != source_of("2001:db8:1:2::1")
+    assert source_of("fe80::1%eth0") == "fe80::/64"
+    assert source_of("::ffff:10.0.0.7") == source_of("10.0.0.7") == "10.0.0.7"
+    assert source_of("?") == "?"
+    throttle = FailureThrottle(allowed=2, base_s=1.0, cap_s=8.0, max_pending=2, clock=FakeClock())
+    for n in range(2):
+        source = source_of(f"2001:db8::{n + 1:x}")
+        assert throttle.admit(source) is None
+        throttle.finished(source, ok=False)
+    assert "locked out" in (throttle.admit(source_of("2001:db8::99")) or "")
