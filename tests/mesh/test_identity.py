@@ -285,43 +285,81 @@ async def test_mixed_modes_refuse_each_other_with_a_reason(cluster: Cluster, pki
     await raw.close()
 
 
-def ca_signed(pki: Pki, out: Path, *uris: str) -> tuple[Path, Path]:
-    """A certificate the cluster CA signed with these URIs as its names, and its key: what a
-    careless CA operator (or other tooling sharing the CA) might issue."""
-    ca_cert = certs.load_certificate(pki.ca / certs.CA_CERT)
-    ca_key = serialization.load_pem_private_key((pki.ca / certs.CA_KEY).read_bytes(), None)
-    assert isinstance(ca_key, ec.EllipticCurvePrivateKey)
+Signer = tuple[x509.Certificate, ec.EllipticCurvePrivateKey]
+
+
+def ca_of(pki: Pki) -> Signer:
+    cert = certs.load_certificate(pki.ca / certs.CA_CERT)
+    key = serialization.load_pem_private_key((pki.ca / certs.CA_KEY).read_bytes(), None)
+    assert isinstance(key, ec.EllipticCurvePrivateKey)
+    return cert, key
+
+
+def signed(
+    signer: Signer,
+    name: str,
+    *uris: str,
+    ca: bool = False,
+    days: float = 1.0,
+) -> Signer:
+    """A certificate ``signer`` signed, with these URIs as its names, and its key: what a careless
+    CA operator, other tooling sharing the CA, or a node's own key might make."""
+    issuer, issuer_key = signer
     key = ec.generate_private_key(ec.SECP256R1())
     now = datetime.datetime.now(datetime.UTC)
-    cert = (
+    builder = (
         x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "odd")]))
-        .issuer_name(ca_cert.subject)
+        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
+        .issuer_name(issuer.subject)
         .public_key(key.public_key())
         .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(hours=1))
-        .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .not_valid_before(now - datetime.timedelta(days=2))
+        .not_valid_after(now + datetime.timedelta(days=days))
+        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
         .add_extension(
-            x509.SubjectAlternativeName([x509.UniformResourceIdentifier(u) for u in uris]),
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
             critical=False,
         )
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()),
-            critical=False,
-        )
-        .sign(ca_key, hashes.SHA256())
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
     )
+    if ca:
+        usage = dict.fromkeys(
+            ("digital_signature", "content_commitment", "key_encipherment", "data_encipherment",
+             "key_agreement", "encipher_only", "decipher_only"), False,
+        )  # fmt: skip
+        builder = builder.add_extension(
+            x509.KeyUsage(key_cert_sign=True, crl_sign=True, **usage), critical=True
+        )
+    if uris:
+        names = [x509.UniformResourceIdentifier(uri) for uri in uris]
+        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
+    return builder.sign(issuer_key, hashes.SHA256()), key
+
+
+def client_tls(out: Path, leaf: Signer, *chain: x509.Certificate) -> ssl.SSLContext:
+    """A TLS client context presenting ``leaf`` (and ``chain`` after it)."""
     out.mkdir()
-    (out / "node.crt").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    pem = serialization.Encoding.PEM
+    (out / "node.crt").write_bytes(b"".join(c.public_bytes(pem) for c in (leaf[0], *chain)))
     (out / "node.key").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
+        leaf[1].private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
-    return out / "node.crt", out / "node.key"
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    tls.check_hostname, tls.verify_mode = False, ssl.CERT_NONE
+    tls.load_cert_chain(out / "node.crt", out / "node.key")
+    return tls
+
+
+async def try_as(port: int, node_id: str, tls: ssl.SSLContext) -> object:
+    """Connect with ``tls`` claiming ``node_id``: the listener's refusal, or how it hung up."""
+    try:
+        raw = await RawPeer.connect(port, node_id, tls=tls)
+        try:
+            return await raw.hello(SCHEMA, auth="certificate")
+        finally:
+            await raw.close()
+    except (AssertionError, OSError, ssl.SSLError) as exc:
+        return exc
 
 
 async def test_a_node_uri_that_is_not_utf8_is_a_bad_certificate(
@@ -330,16 +368,52 @@ async def test_a_node_uri_that_is_not_utf8_is_a_bad_certificate(
     """A CA-signed certificate whose node URI percent-encodes bytes that are not UTF-8 used to
     end its handshake in a UnicodeDecodeError traceback, uncounted and unanswered."""
     b = await add(cluster, pki, "b")
-    cert, key = ca_signed(pki, tmp_path / "odd", "memrepl://node/%ff%fe")
+    odd = signed(ca_of(pki), "odd", "memrepl://node/%ff%fe")
     with pytest.raises(CertificateError, match="not UTF-8"):
-        certs.node_id_of(certs.load_certificate(cert))
-    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
-    tls.check_hostname, tls.verify_mode = False, ssl.CERT_NONE
-    tls.load_cert_chain(cert, key)
-    raw = await RawPeer.connect(b.mesh.port, "odd", tls=tls)
-    answer = await raw.hello(SCHEMA, auth="certificate")
-    await raw.close()
+        certs.node_id_of(odd[0])
+    answer = await try_as(b.mesh.port, "odd", client_tls(tmp_path / "odd", odd))
     assert isinstance(answer, Refuse) and answer.code == "bad-certificate", answer
     assert "not UTF-8" in answer.reason
     await eventually(lambda: refused(b, "bad-certificate") == 1)
     assert "Traceback" not in caplog.text and "UnicodeDecodeError" not in caplog.text
+
+
+async def test_certificates_the_ca_did_not_issue_to_a_node_are_refused(
+    cluster: Cluster, pki: Pki, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Each way to hold a certificate for node id 'a' without the CA having issued one to 'a'
+    today: refused, counted as bad-certificate, logged with the reason, and the real 'a' (never
+    connected here) is not displaced from anything."""
+    b = await add(cluster, pki, "b")
+    ca = ca_of(pki)
+    mallory = pki.issue("mallory")
+    mallory_key = serialization.load_pem_private_key(mallory.key.read_bytes(), None)
+    assert isinstance(mallory_key, ec.EllipticCurvePrivateKey)
+    own = (certs.load_certificate(mallory.cert), mallory_key)
+    intermediate = signed(ca, "sub-ca", ca=True)
+    attempts = {
+        # An admitted node signs a certificate for another id with its own key.
+        "node-as-ca": (signed(own, "a", certs.node_uri("a")), [own[0]], "invalid CA certificate"),
+        # A certificate the CA issued for 'a' once, expired.
+        "expired": (signed(ca, "a", certs.node_uri("a"), days=-1), [], "expired"),
+        # A certificate from the CA for something else: no node URI.
+        "no-node": (signed(ca, "a", "https://a.example/"), [], "names no memrepl node"),
+        # Two node URIs: which node would it be?
+        "two-nodes": (
+            signed(ca, "a", certs.node_uri("mallory"), certs.node_uri("a")),
+            [],
+            "names 2 memrepl nodes",
+        ),
+        # Through an intermediate CA: the cluster CA has path length 0.
+        "intermediate": (
+            signed(intermediate, "a", certs.node_uri("a")),
+            [intermediate[0]],
+            "path length constraint exceeded",
+        ),
+    }
+    for done, (name, (leaf, chain, reason)) in enumerate(attempts.items(), start=1):
+        answer = await try_as(b.mesh.port, "a", client_tls(tmp_path / name, leaf, *chain))
+        assert not isinstance(answer, Challenge), (name, answer)
+        await eventually(lambda done=done: refused(b, "bad-certificate") == done)
+        assert reason in caplog.records[-1].getMessage(), name
+    assert b.mesh.peers() == [] and "a" not in b.mesh.stats().peers
