@@ -300,8 +300,12 @@ class TcpMesh:
     async def wait_for_peer(self, peer_id: str, timeout_s: float | None = None) -> None:
         """Wait until ``peer_id`` is connected. Raises ``TimeoutError`` after ``timeout_s``.
 
-        A peer waited for becomes known (``send`` queues for it, see the module docstring).
+        A peer waited for becomes known (``send`` queues for it, see the module docstring), so
+        it must be a name a peer can have: :class:`MeshError` otherwise, or for this node's own.
         """
+        _check_name("peer_id", peer_id)
+        if peer_id == self._node_id:
+            raise MeshError(f"wait_for_peer: {peer_id!r} is this node's own id", peer_id=peer_id)
         peer = self._table.ensure(peer_id)
         async with asyncio.timeout(timeout_s):
             while peer.connection is None:

@@ -25,6 +25,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import math
 import os
 import shutil
 import socket
@@ -176,12 +177,18 @@ def _sync_request(
     if not isinstance(peer_id, str) or not peer_id:
         raise ControlError("sync: 'peer' must be a node id")
     names = request.get("tiers") or [tier.name.lower() for tier in MemoryTier]
+    if not isinstance(names, list):
+        raise ControlError("sync: 'tiers' must be a list of tier names")
     try:
         tiers = [MemoryTier[str(name).upper()] for name in names]
     except KeyError as exc:
         raise ControlError(f"sync: unknown tier {exc.args[0]!r}") from None
     timeout_s = request.get("connect_timeout_s", 10.0)
-    if not isinstance(timeout_s, int | float) or timeout_s <= 0:
+    if (
+        not isinstance(timeout_s, int | float)
+        or isinstance(timeout_s, bool)
+        or not 0 < timeout_s < math.inf
+    ):
         raise ControlError("sync: 'connect_timeout_s' must be a positive number")
     address = None
     if request.get("address") is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -158,3 +159,41 @@ def test_sync_beside_a_daemon_reports_a_peer_it_cannot_reach(processes: Processe
     assert a.running
     assert a.stop() == 0
     assert rows(a.db, "PRAGMA integrity_check") == [("ok",)]
+
+
+def control_request(path: str, request: bytes) -> list[dict[str, object]]:
+    """Send one raw line on a node's control socket; the answers until it closes."""
+    with socket.socket(socket.AF_UNIX) as client:
+        client.settimeout(30)
+        client.connect(path)
+        client.sendall(request + b"\n")
+        data = b""
+        while chunk := client.recv(1 << 16):
+            data += chunk
+    return [json.loads(line) for line in data.splitlines()]
+
+
+#: Requests the control channel refuses, and what its error says.
+BAD_REQUESTS = [
+    (b'{"command": "sync", "peer": "a"}', "is this node's own id"),
+    (b'{"command": "sync", "peer": "' + b"p" * 256 + b'"}', "1..255 bytes"),
+    (
+        b'{"command": "sync", "peer": "b", "connect_timeout_s": NaN}',
+        "'connect_timeout_s' must be a positive number",
+    ),
+    (b'{"command": "sync", "peer": "b", "tiers": "working"}', "'tiers' must be a list"),
+]
+
+
+def test_the_control_channel_refuses_bad_requests(processes: Processes) -> None:
+    """The daemon used to wait for a peer named like itself (or with a name no peer can have)
+    until the timeout, accept a NaN timeout, and read a tier list given as a string letter by
+    letter; each now gets an error saying what is wrong."""
+    a = processes.node("a", *QUIET).start()
+    info = holder(a.db)
+    assert info is not None and info.control is not None
+    for request_line, error in BAD_REQUESTS:
+        answers = control_request(info.control, request_line)
+        assert len(answers) == 1 and error in str(answers[0].get("error")), answers
+    assert "Traceback" not in a.log_text()
+    assert a.stop() == 0
