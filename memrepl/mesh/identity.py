@@ -19,13 +19,18 @@ peer that was dialled or the id the dialler claims.
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from memrepl.errors import CertificateError, ClusterKeyError, MeshError
 from memrepl.mesh.revocation import PeerIdentity
+
+if TYPE_CHECKING:
+    from cryptography import x509
 
 __all__ = [
     "KEY_WHITESPACE",
@@ -96,7 +101,8 @@ class NodeCertificate:
     @classmethod
     def load(cls, cert: Path, key: Path, ca: Path) -> NodeCertificate:
         """Load and check the files. Raises :class:`CertificateError` if they cannot be loaded,
-        if the certificate names no memrepl node, or if the CA did not sign it."""
+        if the certificate names no memrepl node, if the CA did not sign it, or if either is
+        expired or not valid yet."""
         from cryptography.exceptions import InvalidSignature
 
         from memrepl.mesh import certs  # the x509 parser is only needed in this mode
@@ -116,12 +122,32 @@ class NodeCertificate:
                 f"{str(cert)!r} was not issued by the CA in {str(ca)!r}"
                 + (f": {exc}" if str(exc) else " (its signature does not verify)")
             ) from exc
+        # Every peer would refuse a certificate outside its validity, with the reason in ITS
+        # log only: say so here, before the node starts and runs cut off from everyone.
+        for what, path, checked in (("certificate", cert, own), ("CA certificate", ca, authority)):
+            _check_validity(what, path, checked)
         try:
             server = _context(ssl.PROTOCOL_TLS_SERVER, cert, key, ca)
             client = _context(ssl.PROTOCOL_TLS_CLIENT, cert, key, ca)
         except (OSError, ssl.SSLError) as exc:
             raise CertificateError(f"loading the TLS files of {node_id!r}: {exc}") from exc
         return cls(node_id, certs.serial_hex(own), cert, key, ca, server, client)
+
+
+def _check_validity(what: str, path: Path, cert: x509.Certificate) -> None:
+    """Refuse a certificate this node cannot use now: expired, or not valid yet."""
+    now = datetime.datetime.now(datetime.UTC)
+    after, before = cert.not_valid_after_utc, cert.not_valid_before_utc
+    if now > after:
+        raise CertificateError(
+            f"the {what} {str(path)!r} expired on {after:%Y-%m-%d %H:%M} UTC: every peer would "
+            "refuse it (issue a new one with 'memrepl cert issue')"
+        )
+    if now < before:
+        raise CertificateError(
+            f"the {what} {str(path)!r} is valid only from {before:%Y-%m-%d %H:%M} UTC: every "
+            "peer would refuse it (is this machine's clock right?)"
+        )
 
 
 def _context(protocol: int, cert: Path, key: Path, ca: Path) -> ssl.SSLContext:

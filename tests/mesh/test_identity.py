@@ -7,16 +7,14 @@ and the honest peer keeps converging.
 
 from __future__ import annotations
 
-import datetime
 import ssl
 import uuid
 from pathlib import Path
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 
 from memrepl.errors import CertificateError, MeshError, RevocationListError
 from memrepl.mesh import certs
@@ -26,6 +24,7 @@ from memrepl.mesh.identity import NodeCertificate
 from memrepl.mesh.tcp import TcpMesh
 from memrepl.protocol.enums import MemoryTier
 
+from ..certs import Signer, ca_signer, signed, write_pair
 from .conftest import SCHEMA, Cluster, Node, eventually, raw_rows
 from .rawpeer import RawPeer
 
@@ -285,68 +284,12 @@ async def test_mixed_modes_refuse_each_other_with_a_reason(cluster: Cluster, pki
     await raw.close()
 
 
-Signer = tuple[x509.Certificate, ec.EllipticCurvePrivateKey]
-
-
-def ca_of(pki: Pki) -> Signer:
-    cert = certs.load_certificate(pki.ca / certs.CA_CERT)
-    key = serialization.load_pem_private_key((pki.ca / certs.CA_KEY).read_bytes(), None)
-    assert isinstance(key, ec.EllipticCurvePrivateKey)
-    return cert, key
-
-
-def signed(
-    signer: Signer,
-    name: str,
-    *uris: str,
-    ca: bool = False,
-    days: float = 1.0,
-) -> Signer:
-    """A certificate ``signer`` signed, with these URIs as its names, and its key: what a careless
-    CA operator, other tooling sharing the CA, or a node's own key might make."""
-    issuer, issuer_key = signer
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.UTC)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]))
-        .issuer_name(issuer.subject)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=2))
-        .not_valid_after(now + datetime.timedelta(days=days))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(issuer_key.public_key()),
-            critical=False,
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
-    )
-    if ca:
-        usage = dict.fromkeys(
-            ("digital_signature", "content_commitment", "key_encipherment", "data_encipherment",
-             "key_agreement", "encipher_only", "decipher_only"), False,
-        )  # fmt: skip
-        builder = builder.add_extension(
-            x509.KeyUsage(key_cert_sign=True, crl_sign=True, **usage), critical=True
-        )
-    if uris:
-        names = [x509.UniformResourceIdentifier(uri) for uri in uris]
-        builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
-    return builder.sign(issuer_key, hashes.SHA256()), key
-
-
 def client_tls(out: Path, leaf: Signer, *chain: x509.Certificate) -> ssl.SSLContext:
     """A TLS client context presenting ``leaf`` (and ``chain`` after it)."""
-    out.mkdir()
-    pem = serialization.Encoding.PEM
-    (out / "node.crt").write_bytes(b"".join(c.public_bytes(pem) for c in (leaf[0], *chain)))
-    (out / "node.key").write_bytes(
-        leaf[1].private_bytes(pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    )
+    cert, key = write_pair(out, leaf, *chain)
     tls = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     tls.check_hostname, tls.verify_mode = False, ssl.CERT_NONE
-    tls.load_cert_chain(out / "node.crt", out / "node.key")
+    tls.load_cert_chain(cert, key)
     return tls
 
 
@@ -368,7 +311,7 @@ async def test_a_node_uri_that_is_not_utf8_is_a_bad_certificate(
     """A CA-signed certificate whose node URI percent-encodes bytes that are not UTF-8 used to
     end its handshake in a UnicodeDecodeError traceback, uncounted and unanswered."""
     b = await add(cluster, pki, "b")
-    odd = signed(ca_of(pki), "odd", "memrepl://node/%ff%fe")
+    odd = signed(ca_signer(pki.ca), "odd", "memrepl://node/%ff%fe")
     with pytest.raises(CertificateError, match="not UTF-8"):
         certs.node_id_of(odd[0])
     answer = await try_as(b.mesh.port, "odd", client_tls(tmp_path / "odd", odd))
@@ -385,7 +328,7 @@ async def test_certificates_the_ca_did_not_issue_to_a_node_are_refused(
     today: refused, counted as bad-certificate, logged with the reason, and the real 'a' (never
     connected here) is not displaced from anything."""
     b = await add(cluster, pki, "b")
-    ca = ca_of(pki)
+    ca = ca_signer(pki.ca)
     mallory = pki.issue("mallory")
     mallory_key = serialization.load_pem_private_key(mallory.key.read_bytes(), None)
     assert isinstance(mallory_key, ec.EllipticCurvePrivateKey)

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +25,7 @@ from memrepl.protocol.enums import MessageTypes, SyncPriority
 from memrepl.protocol.header import encode_frame
 from memrepl.storage.migrate import REPLICATION_REVISION
 
+from ..certs import ca_signer, signed, write_pair
 from .helpers import Processes, converged, rows
 
 FAST = ("--sync-interval", "0.5", "--high-delay", "0.1", "--ack-timeout", "5")
@@ -221,3 +223,28 @@ def test_serve_checks_its_credentials_before_opening_anything(
     # Without --node-id, a new store takes the certificate's node id.
     args = build_parser().parse_args(["serve", "--db", str(db), "--certs-dir", str(tmp_path / "b")])
     assert build_config(args).node_id == "node-b"
+
+
+def test_serve_refuses_a_certificate_no_peer_would_take(tmp_path: Path) -> None:
+    """A node started with its certificate expired (or not valid yet) used to start and run cut
+    off from everyone: its peers refused it with the reason in their logs, its own log said
+    only 'connection lost during the handshake'. It now refuses to start, saying why."""
+    certs.create_ca(tmp_path / "ca")
+    ca = ca_signer(tmp_path / "ca")
+    cases = {
+        "expired": (signed(ca, "node-x", certs.node_uri("node-x"), days=-1), "expired on"),
+        "not-yet": (
+            signed(ca, "node-x", certs.node_uri("node-x"), days=30, from_days=3),
+            "is valid only from",
+        ),
+    }
+    for name, (leaf, message) in cases.items():
+        out = tmp_path / name
+        write_pair(out, leaf)
+        shutil.copy(tmp_path / "ca" / certs.CA_CERT, out / certs.CA_CERT)
+        db = tmp_path / f"{name}.db"
+        done = memrepl_cli("serve", "--db", db, "--certs-dir", out, "--listen", "127.0.0.1:0")
+        assert done.returncode == 1, done.stderr
+        (line,) = done.stderr.splitlines()
+        assert line.startswith("memrepl: error: the certificate ") and message in line, line
+        assert not db.exists()
