@@ -10,6 +10,7 @@ The tree::
     │   ├── InvalidItemIdError   empty, NUL inside, or more than 32 bytes of UTF-8
     │   ├── ItemTooLargeError    content encodes to more than 65,535 bytes (.limit, .size)
     │   ├── InvalidContentError  content that is not a JSON object
+    │   ├── FilingOptionsError   filing options an item cannot carry (a bad embed path or TTL)
     │   ├── ItemExistsError      add() of an id that is live
     │   └── ItemNotFoundError    update()/delete() of an id that is not live
     ├── BatchError               a batch the API refuses to build or apply
@@ -196,6 +197,13 @@ class InvalidContentError(ItemError):
     """Content that is not a JSON object (a dict of JSON values with string keys)."""
 
     code = "invalid-content"
+
+
+class FilingOptionsError(ItemError):
+    """Filing options (:mod:`memrepl.filing`) an item cannot carry: an embed path that is not a
+    non-empty string, too many paths, a TTL that is not a positive number of seconds."""
+
+    code = "invalid-filing-options"
 
 
 class ItemExistsError(ItemError):

@@ -9,9 +9,10 @@ state and the merge"). An item's state is an LWW-map:
   every other field of ``content`` carries the whole write's version implicitly;
 - ``context`` is the causal context: for each node that wrote the item, the highest stamp it
   wrote. It is what tells a concurrent write from a superseded one;
-- ``placement`` is where the item is filed (its namespace and key, :mod:`memrepl.namespaces`):
-  a last-writer-wins register of its own, set by the writes that name a namespace and left
-  alone by the others, so a write that does not mention the namespace never moves the item.
+- ``placement`` is where and how the item is filed (its namespace and key,
+  :mod:`memrepl.namespaces`, and its filing options, :mod:`memrepl.filing`): a last-writer-wins
+  register of its own, set by the writes that name a namespace and left alone by the others, so
+  a write that does not mention the namespace never moves the item.
 
 The rule that keeps it right: merging keeps the greatest whole write, each field keeps its
 greatest version among those not older than that whole write, and the placement with the greatest
@@ -67,6 +68,8 @@ class Placement(NamedTuple):
     namespace: tuple[str, ...] = ()
     #: The key inside the namespace, "" when none (the id is not a keyed id).
     key: str = ""
+    #: The filing options' canonical text (:func:`memrepl.filing.encode_options`), "" for none.
+    options: str = ""
 
 
 #: The placement of an item no write filed anywhere.
@@ -146,14 +149,14 @@ def apply_local_write(
     operation: SyncOperation,
     content: JsonObject | None,
     version: Version,
-    place: tuple[tuple[str, ...], str] | None = None,
+    place: tuple[tuple[str, ...], str] | tuple[tuple[str, ...], str, str] | None = None,
 ) -> ItemState:
     """The state after a local write of ``version`` on top of ``local`` (None: no such item).
 
     ``version`` must be above everything in ``local`` (the HLC guarantees it). INSERT and UPDATE
     replace the object, DELETE tombstones it (``content`` ignored), MERGE sets the given fields.
-    ``place`` (``(namespace, key)``, already checked) files the item there as of this write;
-    None leaves the placement as it was.
+    ``place`` (``(namespace, key)`` or ``(namespace, key, options text)``, already checked)
+    files the item there as of this write; None leaves the placement as it was.
     """
     base = local if local is not None else EMPTY_STATE
     placement = base.placement if place is None else Placement(version, *place)

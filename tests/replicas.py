@@ -22,7 +22,7 @@ from .files import query
 REPLICATED_COLUMNS = (
     "item_id, content, deleted, version_ts, version_origin, whole_ts, whole_origin, "
     "whole_deleted, field_clocks, causal_context, namespace, item_key, namespace_ts, "
-    "namespace_origin"
+    "namespace_origin, item_options"
 )
 
 

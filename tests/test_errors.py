@@ -27,6 +27,7 @@ CODES: dict[str, str] = {
     "InvalidItemIdError": "invalid-item-id",
     "ItemTooLargeError": "item-too-large",
     "InvalidContentError": "invalid-content",
+    "FilingOptionsError": "invalid-filing-options",
     "ItemExistsError": "item-exists",
     "ItemNotFoundError": "item-not-found",
     "BatchError": "batch",

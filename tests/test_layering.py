@@ -19,6 +19,7 @@ LAYERS: list[tuple[str, int]] = [
     ("memrepl.clock", 2),
     ("memrepl.merge", 2),
     ("memrepl.namespaces", 2),
+    ("memrepl.filing", 2),
     ("memrepl.storage", 3),
     ("memrepl.aio", 3),
     ("memrepl.sync", 4),
@@ -28,6 +29,8 @@ LAYERS: list[tuple[str, int]] = [
     ("memrepl.cli", 6),
     ("memrepl.demo", 6),
     ("memrepl.__main__", 6),
+    # Adapters for other frameworks (LangGraph's store): above everything they translate to.
+    ("memrepl.integrations", 7),
     ("memrepl", 6),  # the top-level package re-exports the public API
 ]
 

@@ -52,8 +52,15 @@ write_step = st.tuples(
     st.sampled_from(WRITES),
     st.dictionaries(st.sampled_from("abcd"), st.integers(0, 3), max_size=3),
     st.integers(0, 3),  # stamp bump: 0 makes equal stamps across nodes likely
-    # The namespace the write files the item under; None leaves it where it is.
-    st.one_of(st.none(), st.sampled_from([(), ("a",), ("a", "b"), ("c",)])),
+    # The namespace (and filing options) the write files the item under; None leaves it where
+    # it is.
+    st.one_of(
+        st.none(),
+        st.tuples(
+            st.sampled_from([(), ("a",), ("a", "b"), ("c",)]),
+            st.sampled_from(["", '{"ttl_ns":5}', '{"embed":["a"]}']),
+        ),
+    ),
 )
 deliver_step = st.tuples(st.just("deliver"), st.integers(0, 4), st.integers(0, 4))
 histories = st.tuples(
@@ -84,11 +91,12 @@ def run_history(
                 op,  # type: ignore[arg-type]
                 content,  # type: ignore[arg-type]
                 version,
-                None if namespace is None else (namespace, ""),  # type: ignore[arg-type]
+                None if namespace is None else (namespace[0], "", namespace[1]),  # type: ignore[index]
             )
             replica.writes = replica.writes | {version}
             if namespace is not None:
-                replica.placements = replica.placements | {Placement(version, namespace)}  # type: ignore[arg-type]
+                placed = Placement(version, namespace[0], "", namespace[1])  # type: ignore[index]
+                replica.placements = replica.placements | {placed}
         else:
             _, source, target = step
             assert isinstance(source, int) and isinstance(target, int)

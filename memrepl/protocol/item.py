@@ -80,6 +80,9 @@ class ItemVersionInfo:
       and the write that filed it (``()`` / ``""`` / ``0`` / ``""`` if no write did); carried
       under the key ``"p"`` only when ``namespace_ts`` is not 0, so other items' bytes are as
       before.
+    - ``options``: the filing options set with the namespace, as their canonical JSON text
+      (``""``: none; what they mean is :mod:`memrepl.filing`'s); a fifth element of ``"p"``,
+      present only when not empty.
 
     The codec checks types and ranges only; what the values mean is the merge core's. The
     mappings are copied into plain dicts at construction: treat them as read-only. Raises
@@ -96,6 +99,7 @@ class ItemVersionInfo:
     key: str = ""
     namespace_ts: int = 0
     namespace_origin: str = ""
+    options: str = ""
 
     def __post_init__(self) -> None:
         if not (
@@ -110,6 +114,7 @@ class ItemVersionInfo:
             and isinstance(self.key, str)
             and _is_u64(self.namespace_ts)
             and isinstance(self.namespace_origin, str)
+            and isinstance(self.options, str)
         ):
             raise ItemError(f"version info: a field has the wrong type or range: {self!r}")
         context: dict[str, int] = {}
@@ -134,7 +139,8 @@ class ItemVersionInfo:
 
     def to_json(self) -> dict[str, Any]:
         """Return the compact JSON form carried in the batch metadata (keys o c w wo wd f, and
-        p = ``[namespace_ts, namespace_origin, [namespace parts], key]`` for a filed item)."""
+        p = ``[namespace_ts, namespace_origin, [namespace parts], key]`` for a filed item, with
+        the options text as a fifth element when there are options)."""
         clocks = self.field_clocks
         encoded: dict[str, Any] = {
             "o": self.origin_node,
@@ -153,6 +159,8 @@ class ItemVersionInfo:
                 list(self.namespace),
                 self.key,
             ]
+            if self.options:
+                encoded["p"].append(self.options)
         return encoded
 
     @classmethod
@@ -200,21 +208,26 @@ class ItemVersionInfo:
             clocks[name] = (clock[0], clock[1])
         placed = obj.get("p")
         namespace: tuple[str, ...] = ()
-        key, placed_ts, placed_origin = "", 0, ""
+        key, placed_ts, placed_origin, options = "", 0, "", ""
         if placed is not None:
             if (
                 type(placed) is not list
-                or len(placed) != 4
+                or len(placed) not in (4, 5)
                 or type(placed[0]) is not int
                 or not 0 < placed[0] <= U64_MAX
                 or type(placed[1]) is not str
                 or type(placed[2]) is not list
                 or any(type(part) is not str for part in placed[2])
                 or type(placed[3]) is not str
+                or (len(placed) == 5 and (type(placed[4]) is not str or not placed[4]))
             ):
-                raise _bad_metadata("an item's placement is not [u64, string, [strings], string]")
+                raise _bad_metadata(
+                    "an item's placement is not [u64, string, [strings], string] with an "
+                    "optional non-empty options string"
+                )
             placed_ts, placed_origin, key = placed[0], placed[1], placed[3]
             namespace = tuple(placed[2])
+            options = placed[4] if len(placed) == 5 else ""
         info = _new(cls)
         _set(info, "origin_node", origin)
         _set(info, "causal_context", context)
@@ -226,6 +239,7 @@ class ItemVersionInfo:
         _set(info, "key", key)
         _set(info, "namespace_ts", placed_ts)
         _set(info, "namespace_origin", placed_origin)
+        _set(info, "options", options)
         return info
 
 

@@ -76,6 +76,7 @@ _PLACED_TS = _ITEM_COLUMNS.index("namespace_ts")
 _PLACED_ORIGIN = _ITEM_COLUMNS.index("namespace_origin")
 _NAMESPACE = _ITEM_COLUMNS.index("namespace")
 _KEY = _ITEM_COLUMNS.index("item_key")
+_OPTIONS = _ITEM_COLUMNS.index("item_options")
 
 
 def bucket_of(item_id: str) -> int:
@@ -86,16 +87,19 @@ def bucket_of(item_id: str) -> int:
 def row_hash(values: Sequence[Any], placed: Sequence[Any] | None = None) -> int:
     """The 62-bit hash of one row's replicated state: ``values`` are its item id, content text,
     whole-write stamp, origin and DELETE flag, field clock text and context text (canonical);
-    ``placed`` its placement, ``(namespace_ts, namespace_origin, namespace text, key or "")``,
-    for a filed item (None, or a 0 stamp: not filed)."""
+    ``placed`` its placement, ``(namespace_ts, namespace_origin, namespace text, key or "",
+    options text)``, for a filed item (None, or a 0 stamp: not filed). Filing options are hashed
+    only when there are some, so an item without them hashes as it did before they existed."""
     item_id, content, whole_ts, whole_origin, whole_deleted, field_clocks, context = values
     text = (
         f"{item_id}\0{content}\0{whole_ts}\0{whole_origin}\0{1 if whole_deleted else 0}"
         f"\0{field_clocks}\0{context}"
     )
     if placed and placed[0]:
-        placed_ts, placed_origin, namespace, key = placed
+        placed_ts, placed_origin, namespace, key, options = placed
         text += f"\0{placed_ts}\0{placed_origin}\0{namespace}\0{key or ''}"
+        if options:
+            text += f"\0{options}"
     return int.from_bytes(_blake2b(text.encode(), digest_size=8).digest(), "big") >> 2
 
 
@@ -103,7 +107,7 @@ def item_hash(item: StoredItem) -> int:
     """The row hash of a stored item."""
     state = item.state
     whole_ts, whole_origin = state.whole
-    (placed_ts, placed_origin), namespace, key = state.placement
+    (placed_ts, placed_origin), namespace, key, options = state.placement
     return row_hash(
         (
             item.item_id,
@@ -114,7 +118,7 @@ def item_hash(item: StoredItem) -> int:
             encode_field_clocks(state.field_clocks),
             encode_context(state.context),
         ),
-        (placed_ts, placed_origin, encode_namespace(namespace), key),
+        (placed_ts, placed_origin, encode_namespace(namespace), key, options),
     )
 
 
@@ -123,7 +127,7 @@ def tuple_hash(row: Sequence[Any]) -> int:
     and context text are canonical)."""
     return row_hash(
         (row[0], row[1], row[5], row[6], row[7], row[8], row[9]),
-        (row[_PLACED_TS], row[_PLACED_ORIGIN], row[_NAMESPACE], row[_KEY]),
+        (row[_PLACED_TS], row[_PLACED_ORIGIN], row[_NAMESPACE], row[_KEY], row[_OPTIONS]),
     )
 
 
@@ -245,7 +249,11 @@ class Entry:
     version_ts: int
 
 
-def _state_columns(spec: TierSpec, *, placed: bool = True) -> list[Any]:
+#: The placement columns, in the order :func:`row_hash` takes them.
+PLACEMENT_COLUMNS = ("namespace_ts", "namespace_origin", "namespace", "item_key", "item_options")
+
+
+def _state_columns(spec: TierSpec, *, placed: Sequence[str] = PLACEMENT_COLUMNS) -> list[Any]:
     c = spec.table.c
     columns = [
         c.item_id,
@@ -257,9 +265,7 @@ def _state_columns(spec: TierSpec, *, placed: bool = True) -> list[Any]:
         c.causal_context,
         c.version_ts,
     ]
-    if placed:
-        columns += [c.namespace_ts, c.namespace_origin, c.namespace, c.item_key]
-    return columns
+    return columns + [c[name] for name in placed]
 
 
 def _canonical(text: str, decode: Any, encode: Any) -> str:
@@ -282,14 +288,15 @@ def _hash_values(values: Sequence[Any]) -> int:
             _canonical(field_clocks, decode_field_clocks, encode_field_clocks),
             _canonical(context, decode_json, encode_context),
         ),
-        values[8:12],
+        # Columns a table does not have yet (an older migration's recompute) read as unfiled.
+        (*values[8:], None, None, None, None, "")[:5],
     )
 
 
-_SCANS: dict[tuple[str, bool], str] = {}
+_SCANS: dict[tuple[str, tuple[str, ...]], str] = {}
 
 
-def _scan_sql(spec: TierSpec, placed: bool) -> str:
+def _scan_sql(spec: TierSpec, placed: tuple[str, ...]) -> str:
     key = (spec.table.name, placed)
     sql = _SCANS.get(key)
     if sql is None:
@@ -298,18 +305,19 @@ def _scan_sql(spec: TierSpec, placed: bool) -> str:
     return sql
 
 
-def _has_placement(conn: Connection, spec: TierSpec) -> bool:
-    """Whether the tier table has the placement columns yet: migration 0004 recomputes digests
-    with this code before migration 0005 adds them (rows without them hash as unfiled)."""
-    rows = driver.execute(conn, f"PRAGMA table_info({spec.table.name})")
-    return any(row[1] == "namespace_ts" for row in rows)
+def _placement_columns(conn: Connection, spec: TierSpec) -> tuple[str, ...]:
+    """The placement columns the tier table has yet: migration 0004 recomputes digests with
+    this code before migration 0005 adds the namespace's and 0009 the filing options' (rows
+    without them hash as unfiled, or as filed without options)."""
+    present = {row[1] for row in driver.execute(conn, f"PRAGMA table_info({spec.table.name})")}
+    return tuple(name for name in PLACEMENT_COLUMNS if name in present)
 
 
 def recompute(conn: Connection, spec: TierSpec) -> dict[int, tuple[int, int]]:
     """The tier's bucket digests computed from its rows (a full scan): ``{bucket: (digest,
     rows)}`` for the buckets that hold rows."""
     found: dict[int, list[int]] = {}
-    for values in driver.scan(conn, _scan_sql(spec, _has_placement(conn, spec))):
+    for values in driver.scan(conn, _scan_sql(spec, _placement_columns(conn, spec))):
         bucket = bucket_of(values[0])
         sums = found.get(bucket)
         if sums is None:

@@ -2,6 +2,8 @@
 
 An **embedder** is any object with ``dims`` (an int) and ``embed(texts)``, which returns one
 vector of ``dims`` numbers per text, in order (a list of lists or a 2-D numpy array). An optional
+``embed_query(text)`` returning one vector is used for search queries (for models that embed a
+query unlike a document); without it a query goes through ``embed``. An optional
 ``name`` (a str) identifies the model: the vector index records it with ``dims`` and starts over
 when a store is given an embedder of another name or size, since vectors of two models do not
 compare. Without ``name``, the class's qualified name is used.
@@ -83,7 +85,6 @@ def check_vectors(embedder: Embedder, texts: Sequence[str]) -> Matrix:
 
     Raises :class:`~memrepl.errors.EmbedderError` (see the module docstring); nothing else.
     """
-    np = numpy()
     dims = check_embedder(embedder)
     name = embedder_name(embedder)
     try:
@@ -93,6 +94,29 @@ def check_vectors(embedder: Embedder, texts: Sequence[str]) -> Matrix:
             f"embedder {name} failed on {len(texts)} texts: {type(exc).__name__}: {exc}",
             reason="failed",
         ) from exc
+    return _checked(raw, len(texts), dims, name)
+
+
+def check_query_vector(embedder: Embedder, query: str) -> Any:
+    """The checked unit vector of a search query: from the embedder's optional
+    ``embed_query(text)`` (one vector) when it has one -- models that embed a query unlike a
+    document -- else from ``embed([query])``. Raises :class:`~memrepl.errors.EmbedderError`."""
+    embed_query = getattr(embedder, "embed_query", None)
+    if not callable(embed_query):
+        return check_vectors(embedder, [query])[0]
+    dims = check_embedder(embedder)
+    name = embedder_name(embedder)
+    try:
+        raw = embed_query(query)
+    except Exception as exc:
+        raise EmbedderError(
+            f"embedder {name} failed on a query: {type(exc).__name__}: {exc}", reason="failed"
+        ) from exc
+    return _checked([raw], 1, dims, name)[0]
+
+
+def _checked(raw: Any, count: int, dims: int, name: str) -> Matrix:
+    np = numpy()
     try:
         matrix = np.asarray(raw, dtype=np.float64)
     except (TypeError, ValueError) as exc:
@@ -100,11 +124,10 @@ def check_vectors(embedder: Embedder, texts: Sequence[str]) -> Matrix:
             f"embedder {name} returned something that is not a list of number lists",
             reason="not-numbers",
         ) from exc
-    if matrix.ndim != 2 or matrix.shape[0] != len(texts):
+    if matrix.ndim != 2 or matrix.shape[0] != count:
         rows = matrix.shape[0] if matrix.ndim else 0
         raise EmbedderError(
-            f"embedder {name} returned {rows} vectors (shape {matrix.shape}) for {len(texts)} "
-            "texts",
+            f"embedder {name} returned {rows} vectors (shape {matrix.shape}) for {count} texts",
             reason="count",
         )
     if matrix.shape[1] != dims:

@@ -95,7 +95,8 @@ class ThreadIndexer(_Runner):
                 )
             if changes is None:
                 return None
-            matrix = index.embed([text for *_, text in changes.embed]) if changes.embed else None
+            texts = changes.texts
+            matrix = index.embed(texts) if texts else None
             with self.store.write() as conn:
                 written = vector_index.write_vectors(
                     conn, changes, index.name, index.dims, matrix=matrix, now_ns=self._wall()
@@ -203,7 +204,7 @@ class AsyncIndexer(_Runner):
                 )
             if changes is None:
                 return None
-            texts = [text for *_, text in changes.embed]
+            texts = changes.texts
             matrix = await asyncio.to_thread(index.embed, texts) if texts else None
             async with self.store.write() as conn:
                 written = await conn.run_sync(

@@ -43,7 +43,7 @@ from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from dataclasses import dataclass, replace
 from functools import cache, lru_cache
 from types import MappingProxyType
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple
 
 from sqlalchemy import Table, bindparam, func, select, update
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -53,6 +53,7 @@ from sqlalchemy.sql.elements import BindParameter
 
 from memrepl.clock import HybridLogicalClock
 from memrepl.errors import (
+    FilingOptionsError,
     InvalidContentError,
     InvalidNamespaceError,
     ItemError,
@@ -60,6 +61,7 @@ from memrepl.errors import (
     ItemNotFoundError,
     StoreError,
 )
+from memrepl.filing import check_options, deadline_after_write, encode_options
 from memrepl.merge import (
     EMPTY_STATE,
     ItemState,
@@ -101,6 +103,13 @@ class LocalWrite(NamedTuple):
     keep their value, or the tier's default on a new row. ``namespace`` (a tuple of non-empty
     strings, ``()`` for none) files the item there; None leaves it where it is. ``key`` records
     the key of a keyed id (:func:`memrepl.keyed_id`) and needs ``namespace``.
+
+    ``strict=False`` (:meth:`put`, :meth:`discard`) makes an UPDATE create a missing or deleted
+    item (an upsert) and a DELETE of a missing or deleted item leave a tombstone, instead of
+    raising. ``embed`` and ``expire_after_s`` are the filing options (:mod:`memrepl.filing`) the
+    write files the item with, together with its namespace (so they need ``namespace``):
+    which content paths the vector index embeds (None: the default text, False: none) and how
+    long after its latest write every node forgets the item (a TTL that replicates).
     """
 
     item_id: str
@@ -110,6 +119,42 @@ class LocalWrite(NamedTuple):
     local: Mapping[str, Any] = MappingProxyType({})
     namespace: Sequence[str] | None = None
     key: str | None = None
+    strict: bool = True
+    embed: Sequence[str] | Literal[False] | None = None
+    expire_after_s: float | None = None
+
+    @classmethod
+    def put(
+        cls,
+        item_id: str,
+        content: Mapping[str, Any],
+        priority: SyncPriority = SyncPriority.NORMAL,
+        *,
+        namespace: Sequence[str] | None = None,
+        key: str | None = None,
+        embed: Sequence[str] | Literal[False] | None = None,
+        expire_after_s: float | None = None,
+    ) -> LocalWrite:
+        """A ``put``: the item's whole content, whether it exists, was deleted or never was
+        (an UPDATE that creates: LangGraph's ``put``)."""
+        return cls(
+            item_id,
+            SyncOperation.UPDATE,
+            content,
+            priority,
+            _NO_LOCAL,
+            namespace,
+            key,
+            False,
+            embed,
+            expire_after_s,
+        )
+
+    @classmethod
+    def discard(cls, item_id: str, priority: SyncPriority = SyncPriority.NORMAL) -> LocalWrite:
+        """A ``delete`` that does not mind a missing or deleted item: it leaves a tombstone all
+        the same, so it also wins over a concurrent write it has not seen, if it is later."""
+        return cls(item_id, SyncOperation.DELETE, None, priority, strict=False)
 
     @classmethod
     def add(
@@ -332,29 +377,54 @@ def _store(
 
 def _local_extras(
     spec: TierSpec,
-    content: Mapping[str, Any],
+    state: ItemState,
     previous: StoredItem | None,
     local: Mapping[str, Any],
 ) -> dict[str, Any]:
-    extras = spec.derive_columns(content)
+    extras = spec.derive_columns(state.content)
     if not spec.local_defaults:
         return extras
     for name, default in spec.local_defaults.items():
         extras[name] = local.get(name, previous.extras.get(name) if previous else default)
+    if "expires_at_ns" in spec.local_defaults and "expires_at_ns" not in local:
+        # A replicated TTL runs from the latest write (memrepl.filing); a local one is kept.
+        extras["expires_at_ns"] = deadline_after_write(
+            state.placement.options,
+            state.version.timestamp_ns,
+            previous.state.placement.options if previous else None,
+            extras["expires_at_ns"],
+        )
     return extras
 
 
-def _check_place(write: LocalWrite) -> tuple[tuple[str, ...], str] | None:
-    """The ``(namespace, key)`` a write files its item under; None when it names none."""
+def _check_options(write: LocalWrite) -> str:
+    """The canonical text of the write's filing options (:mod:`memrepl.filing`)."""
+    if write.embed is None and write.expire_after_s is None:
+        return ""
+    try:
+        return encode_options(check_options(write.embed, write.expire_after_s))
+    except FilingOptionsError as exc:
+        raise FilingOptionsError(f"item {write.item_id!r}: {exc}", item_id=write.item_id) from exc
+
+
+def _check_place(write: LocalWrite) -> tuple[tuple[str, ...], str, str] | None:
+    """The ``(namespace, key, options text)`` a write files its item under; None when it names
+    no namespace."""
     if write.namespace is None:
         if write.key is not None:
             raise InvalidNamespaceError(
                 f"item {write.item_id!r}: a key needs its namespace (give namespace= too)"
             )
+        if write.embed is not None or write.expire_after_s is not None:
+            raise InvalidNamespaceError(
+                f"item {write.item_id!r}: filing options (embed, expire_after_s) are set with "
+                "the namespace: give namespace= too (() for none)"
+            )
         return None
     namespace = check_namespace(write.namespace)
+    options = _check_options(write)
     if write.key is None:
-        return namespace, ""
+        return namespace, "", options
     key = check_key(write.key)
     expected = keyed_id(namespace, key)
     if write.item_id != expected:
@@ -362,10 +432,10 @@ def _check_place(write: LocalWrite) -> tuple[tuple[str, ...], str] | None:
             f"item {write.item_id!r}: the id of key {key!r} in {namespace!r} is "
             f"keyed_id(namespace, key) = {expected!r}"
         )
-    return namespace, key
+    return namespace, key, options
 
 
-_Checked = tuple[tuple[dict[str, Any], str] | None, tuple[tuple[str, ...], str] | None]
+_Checked = tuple[tuple[dict[str, Any], str] | None, tuple[tuple[str, ...], str, str] | None]
 
 
 def _check_write(spec: TierSpec, write: LocalWrite) -> _Checked:
@@ -403,6 +473,8 @@ def _check_content(spec: TierSpec, write: LocalWrite) -> tuple[dict[str, Any], s
 
 
 def _check_semantics(write: LocalWrite, current: StoredItem | None) -> None:
+    if not write.strict:
+        return
     live = current is not None and not current.deleted
     item_id = write.item_id
     if write.operation == SyncOperation.INSERT and live:
@@ -457,7 +529,7 @@ def write_local(
             created_at_ns=current.created_at_ns if current else stamp,
             access_count=current.access_count if current else 0,
             last_accessed_ns=current.last_accessed_ns if current else None,
-            extras=_local_extras(spec, state.content, current, write.local),
+            extras=_local_extras(spec, state, current, write.local),
             content_json=text,
         )
         latest[write.item_id] = changed[write.item_id] = item
@@ -542,7 +614,7 @@ def apply_remote_states(
             current.created_at_ns if current is not None else clock.last_ns,
             current.access_count if current is not None else 0,
             current.last_accessed_ns if current is not None else None,
-            _local_extras(spec, state.content, current, {}),
+            _local_extras(spec, state, current, {}),
             text,
         )
         merged.after.append(item)
@@ -590,12 +662,35 @@ def record_access(conn: Connection, spec: TierSpec, item_id: str, now_ns: int) -
 
 
 def read_item(conn: Connection, spec: TierSpec, item_id: str, now_ns: int) -> StoredItem | None:
-    """The live item ``item_id`` with the access recorded; None if missing or deleted."""
+    """The live item ``item_id`` with the access recorded; None if missing, deleted or expired
+    (:mod:`memrepl.storage.expiry`)."""
     item = load_items(conn, spec, [check_item_id(item_id)]).get(item_id)
-    if item is None or item.deleted:
+    if item is None or item.deleted or item.expired(now_ns):
         return None
     record_access(conn, spec, item_id, now_ns)
     return replace(item, access_count=item.access_count + 1, last_accessed_ns=now_ns)
+
+
+def read_items(
+    conn: Connection, spec: TierSpec, item_ids: Sequence[str], now_ns: int
+) -> dict[str, StoredItem]:
+    """The live, unexpired items among ``item_ids``, by id, with an access recorded for each
+    (:func:`record_access`, one statement for all); missing, deleted and expired ones are left
+    out. In a write transaction."""
+    found = {
+        item_id: item
+        for item_id, item in load_items(conn, spec, map(check_item_id, item_ids)).items()
+        if not item.deleted and not item.expired(now_ns)
+    }
+    if found:
+        conn.execute(
+            _statements(spec.table).count_access,
+            [{"access_item_id": item_id, "now_ns": now_ns} for item_id in found],
+        )
+    return {
+        item_id: replace(item, access_count=item.access_count + 1, last_accessed_ns=now_ns)
+        for item_id, item in found.items()
+    }
 
 
 def collect_changes(info: MutableMapping[Any, Any]) -> list[tuple[MemoryTier, list[StoredItem]]]:

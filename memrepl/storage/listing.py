@@ -1,7 +1,7 @@
 """Listing the namespaces in use: ``Store.list_namespaces``, as functions over a ``Connection``.
 
 A namespace is *in use* in a tier when at least one live item is filed in it (not a tombstone,
-and in working memory not expired). The semantics follow LangGraph's ``list_namespaces``:
+and not expired: :mod:`.expiry`). The semantics follow LangGraph's ``list_namespaces``:
 ``prefix`` and ``suffix`` match whole parts, ``"*"`` in either matches any one part,
 ``max_depth`` cuts every namespace to its first parts (and removes the duplicates that makes),
 and the result is sorted as tuples, then cut by ``offset`` and ``limit``.
@@ -22,7 +22,7 @@ from sqlalchemy.engine import Connection
 
 from memrepl.errors import InvalidNamespaceError
 from memrepl.namespaces import Namespace, check_namespace, decode_namespace, prefix_bounds
-from memrepl.storage.schema import WORKING, TierSpec
+from memrepl.storage.schema import TierSpec
 
 #: The part of a prefix or suffix pattern that matches any one part.
 WILDCARD = "*"
@@ -55,7 +55,7 @@ def matches(namespace: Namespace, pattern: Sequence[str], *, suffix: bool = Fals
 def _live_in(conn: Connection, spec: TierSpec, text: str, now_ns: int) -> bool:
     table = spec.table
     query = select(table.c.item_id).where(table.c.namespace == text, table.c.deleted.is_(False))
-    if spec.tier == WORKING.tier:
+    if "expires_at_ns" in table.c:
         expires = table.c.expires_at_ns
         query = query.where(expires.is_(None) | (expires > now_ns))
     return conn.execute(query.limit(1)).first() is not None

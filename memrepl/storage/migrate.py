@@ -36,12 +36,12 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 #: The revision the schema of this memrepl is at (the single head of ``migrations/``).
-HEAD_REVISION = "0008"
+HEAD_REVISION = "0009"
 
 #: The newest revision that changed replication (its script says ``changes_replication = True``):
 #: what the mesh handshake carries and peers must agree on. Nodes whose stores differ only by
 #: later, storage-only revisions still sync.
-REPLICATION_REVISION = "0008"
+REPLICATION_REVISION = "0009"
 
 #: The package the migrations ship as inside the wheel.
 MIGRATIONS_PACKAGE = "memrepl._migrations"

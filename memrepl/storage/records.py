@@ -77,6 +77,11 @@ class StoredItem:
         """Whether the row is a tombstone."""
         return self.state.deleted
 
+    def expired(self, now_ns: int) -> bool:
+        """Whether the item has a deadline (``expires_at_ns``) at or before ``now_ns``."""
+        expires = self.extras.get("expires_at_ns")
+        return expires is not None and expires <= now_ns
+
     @property
     def version(self) -> Version:
         """The latest write: (timestamp_ns, origin node)."""
@@ -255,7 +260,7 @@ def row_tuple(spec: TierSpec, item: StoredItem) -> tuple[Any, ...]:
     state = item.state
     version_ts, version_origin = state.version
     whole_ts, whole_origin = state.whole
-    (placed_ts, placed_origin), namespace, key = state.placement
+    (placed_ts, placed_origin), namespace, key, options = state.placement
     return (
         item.item_id,
         item.encoded_content(),
@@ -273,6 +278,7 @@ def row_tuple(spec: TierSpec, item: StoredItem) -> tuple[Any, ...]:
         key or None,
         placed_ts,
         placed_origin,
+        options,
         item.created_at_ns,
         item.access_count,
         item.last_accessed_ns,
@@ -300,6 +306,7 @@ def item_from_values(spec: TierSpec, values: Sequence[Any]) -> StoredItem:
         item_key,
         namespace_ts,
         namespace_origin,
+        item_options,
         created_at_ns,
         access_count,
         last_accessed_ns,
@@ -312,7 +319,10 @@ def item_from_values(spec: TierSpec, values: Sequence[Any]) -> StoredItem:
         decode_field_clocks(field_clocks),
         decode_json(causal_context),
         Placement(
-            Version(namespace_ts, namespace_origin), decode_namespace(namespace), item_key or ""
+            Version(namespace_ts, namespace_origin),
+            decode_namespace(namespace),
+            item_key or "",
+            item_options,
         )
         if namespace_ts
         else UNPLACED,

@@ -34,9 +34,13 @@ tombstones included:
                           when none; replicated
 ``namespace_ts``          stamp of the write that set the namespace and key, 0 if none did
 ``namespace_origin``      its node id ('' if none)
+``item_options``          the filing options set with the namespace (:mod:`memrepl.filing`: the
+                          content paths the vector index embeds, the TTL), canonical JSON text,
+                          ``''`` for none; replicated
 ========================  ==========================================================================
 
-Tier extras: ``working_items.pinned`` and ``.expires_at_ns`` (local: never evicted / local TTL);
+Tier extras: ``expires_at_ns`` on every tier (local: when this node forgets the item; NULL never;
+:mod:`memrepl.storage.expiry`), ``working_items.pinned`` (local: never evicted);
 ``episodic_items.episode_id`` and ``.occurred_at_ns``, and ``semantic_items.kind``,
 ``.source_id``, ``.target_id``, ``.relation`` (derived from the content's keys ``episode_id``,
 ``occurred_at_ns``, ``kind``, ``source``, ``target``, ``relation``; NULL when absent).
@@ -104,6 +108,7 @@ def item_columns() -> list[Column[Any]]:
         Column("item_key", Text, nullable=True),
         Column("namespace_ts", Integer, nullable=False, server_default="0"),
         Column("namespace_origin", Text, nullable=False, server_default=text("''")),
+        Column("item_options", Text, nullable=False, server_default=text("''")),
         Column("created_at_ns", Integer, nullable=False),
         Column("access_count", Integer, nullable=False, server_default="0"),
         Column("last_accessed_ns", Integer, nullable=True),
@@ -133,8 +138,10 @@ episodic_items = _tier_table(
     "episodic_items",
     Column("episode_id", Text, nullable=True),
     Column("occurred_at_ns", Integer, nullable=True),
+    Column("expires_at_ns", Integer, nullable=True),
     Index("ix_episodic_items_episode_occurred", "episode_id", "occurred_at_ns"),
     Index("ix_episodic_items_occurred_episode", "occurred_at_ns", "episode_id"),
+    Index("ix_episodic_items_expires_at_ns", "expires_at_ns"),
 )
 
 semantic_items = _tier_table(
@@ -143,8 +150,10 @@ semantic_items = _tier_table(
     Column("source_id", Text, nullable=True),
     Column("target_id", Text, nullable=True),
     Column("relation", Text, nullable=True),
+    Column("expires_at_ns", Integer, nullable=True),
     Index("ix_semantic_items_source_id", "source_id"),
     Index("ix_semantic_items_target_id", "target_id"),
+    Index("ix_semantic_items_expires_at_ns", "expires_at_ns"),
 )
 
 node = Table(
@@ -289,8 +298,12 @@ WORKING = TierSpec(
     _no_derived_columns,
     local_defaults={"pinned": False, "expires_at_ns": None},
 )
-EPISODIC = TierSpec(MemoryTier.EPISODIC, episodic_items, episodic_columns)
-SEMANTIC = TierSpec(MemoryTier.SEMANTIC, semantic_items, semantic_columns)
+EPISODIC = TierSpec(
+    MemoryTier.EPISODIC, episodic_items, episodic_columns, local_defaults={"expires_at_ns": None}
+)
+SEMANTIC = TierSpec(
+    MemoryTier.SEMANTIC, semantic_items, semantic_columns, local_defaults={"expires_at_ns": None}
+)
 
 #: The spec of each tier, by tier.
 TIER_SPECS: Mapping[MemoryTier, TierSpec] = {
@@ -322,7 +335,8 @@ tier_digests = Table(
 
 #: The vector index (migration 0007): one row per embedded live item, local and derived (it never
 #: travels; memrepl.storage.vector_index). ``source_modified_at`` is the item's ``modified_at``
-#: when it was embedded; ``vector`` its unit vector as float32 bytes; ``namespace`` a copy of its
+#: when it was embedded; ``vector`` its unit vectors as float32 bytes, one after the other (one per
+#: text its filing options select, memrepl.filing; usually one); ``namespace`` a copy of its
 #: namespace's text, to narrow a search before reading rows.
 item_vectors = Table(
     "item_vectors",

@@ -13,7 +13,7 @@ read transaction, so every tier answers from the same snapshot.
 - no query (None or blank): the items that match ``namespace`` and ``filter``, most recently
   changed first (``modified_at``), ``score`` None.
 
-Always: only live items (no tombstones; in working memory nothing expired), under ``namespace``
+Always: only live items (no tombstones, nothing expired: :mod:`.expiry`), under ``namespace``
 (a prefix: ``("users",)`` also finds ``("users", "alice")``), matching ``filter``
 (:mod:`.filters`); then ``offset`` and ``limit``. Searching never counts an access and never
 writes. Across tiers, hits are ordered by score (most recent first without a query).
@@ -32,9 +32,10 @@ from memrepl.errors import RecallError
 from memrepl.namespaces import Namespace, check_namespace, prefix_bounds
 from memrepl.protocol.enums import MemoryTier
 from memrepl.storage import keyword
+from memrepl.storage.expiry import any_expiring
 from memrepl.storage.filters import check_filter, filter_condition
 from memrepl.storage.records import StoredItem, item_from_values
-from memrepl.storage.schema import WORKING, TierSpec
+from memrepl.storage.schema import TierSpec
 
 if TYPE_CHECKING:
     from memrepl.storage.semantic import GraphView
@@ -172,8 +173,11 @@ def namespace_condition(spec: TierSpec, prefix: Namespace) -> ColumnElement[bool
     return and_(column >= exact, column < high, or_(column == exact, column >= low))
 
 
-def row_conditions(spec: TierSpec, req: SearchRequest, now_ns: int) -> list[ColumnElement[bool]]:
-    """What a row must satisfy besides the query: namespace, filter, not expired."""
+def row_conditions(
+    spec: TierSpec, req: SearchRequest, now_ns: int | None
+) -> list[ColumnElement[bool]]:
+    """What a row must satisfy besides the query: namespace, filter, not expired at ``now_ns``
+    (None: no row of the tier has a deadline, :func:`search_tier` checked)."""
     table = spec.table
     found: list[ColumnElement[bool]] = []
     under = namespace_condition(spec, req.namespace)
@@ -181,7 +185,7 @@ def row_conditions(spec: TierSpec, req: SearchRequest, now_ns: int) -> list[Colu
         found.append(under)
     if req.filter:
         found.append(filter_condition(req.filter, table.c.content))
-    if spec.tier == WORKING.tier:
+    if now_ns is not None:
         expires = table.c.expires_at_ns
         found.append(or_(expires.is_(None), expires > now_ns))
     return found
@@ -219,7 +223,7 @@ def load_by_stamp(conn: Connection, spec: TierSpec, stamps: Sequence[int]) -> di
 
 
 def keyword_ranked(
-    conn: Connection, spec: TierSpec, req: SearchRequest, now_ns: int, count: int
+    conn: Connection, spec: TierSpec, req: SearchRequest, now_ns: int | None, count: int
 ) -> list[tuple[StoredItem, float]]:
     """The best ``count`` live items for ``req.match`` with their BM25 score (higher better)."""
     if req.match is None or count == 0:
@@ -239,7 +243,7 @@ def keyword_ranked(
 
 
 def recent(
-    conn: Connection, spec: TierSpec, req: SearchRequest, now_ns: int, count: int
+    conn: Connection, spec: TierSpec, req: SearchRequest, now_ns: int | None, count: int
 ) -> list[StoredItem]:
     """The ``count`` most recently changed live items under ``req``'s namespace and filter."""
     table = spec.table
@@ -253,9 +257,9 @@ def recent(
 
 
 #: How a tier's vector candidates are found (the vector index's job): ``(conn, spec, request,
-#: now_ns, count)`` to ``[(item, cosine)]``, best first.
+#: now_ns, count)`` to ``[(item, cosine)]``, best first (``now_ns``: see :func:`row_conditions`).
 VectorRanker = Callable[
-    [Connection, TierSpec, SearchRequest, int, int], list[tuple[StoredItem, float]]
+    [Connection, TierSpec, SearchRequest, int | None, int], list[tuple[StoredItem, float]]
 ]
 
 
@@ -275,11 +279,14 @@ def search_tier(
     conn: Connection,
     spec: TierSpec,
     req: SearchRequest,
-    now_ns: int,
+    now_ns: int | None,
     vectors: VectorRanker | None = None,
 ) -> list[Hit]:
     """The best ``req.offset + req.limit`` hits of one tier, best first (not yet cut)."""
     count = req.wanted
+    if not any_expiring(conn, spec):
+        # No row has a deadline: the queries leave the expiry condition (and its join) out.
+        now_ns = None
     if req.query is None:
         return [hit_of(spec, item, None) for item in recent(conn, spec, req, now_ns, count)]
     if req.mode == "keyword":

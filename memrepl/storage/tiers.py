@@ -40,8 +40,15 @@ from typing import TYPE_CHECKING, Any, ClassVar, Self
 from sqlalchemy.engine import Connection
 
 from memrepl.protocol.enums import MemoryTier, SyncPriority
-from memrepl.storage import episodic, working
-from memrepl.storage.items import LocalWrite, modified_since, read_item, write_local
+from memrepl.storage import episodic, expiry, working
+from memrepl.storage.items import (
+    LocalWrite,
+    load_items,
+    modified_since,
+    read_item,
+    read_items,
+    write_local,
+)
 from memrepl.storage.node import ClockSettings, stamping
 from memrepl.storage.recall import AsyncTierRecallMethods, TierRecallMethods
 from memrepl.storage.records import Record, StoredItem
@@ -79,6 +86,36 @@ def _write_op(conn: Connection, ctx: TierContext, writes: Sequence[LocalWrite]) 
 def _get_op(conn: Connection, ctx: TierContext, item_id: str) -> Record | None:
     item = read_item(conn, ctx.spec, item_id, ctx.clock.wall())
     return None if item is None else item.to_record(copy=False)
+
+
+def _get_many_op(
+    conn: Connection, ctx: TierContext, item_ids: Sequence[str], refresh_ttl: bool
+) -> list[Record | None]:
+    now_ns = ctx.clock.wall()
+    found = read_items(conn, ctx.spec, item_ids, now_ns)
+    if refresh_ttl and found:
+        found = {
+            item.item_id: item for item in expiry.refresh(conn, ctx.spec, found.values(), now_ns)
+        }
+    return [
+        None if (item := found.get(item_id)) is None else item.to_record(copy=False)
+        for item_id in item_ids
+    ]
+
+
+def _refresh_op(conn: Connection, ctx: TierContext, item_ids: Sequence[str]) -> int:
+    now_ns = ctx.clock.wall()
+    items = [
+        item
+        for item in load_items(conn, ctx.spec, item_ids).values()
+        if not item.deleted and not item.expired(now_ns)
+    ]
+    refreshed = expiry.refresh(conn, ctx.spec, items, now_ns)
+    return sum(1 for before, after in zip(items, refreshed, strict=True) if before is not after)
+
+
+def _expire_op(conn: Connection, ctx: TierContext) -> list[str]:
+    return expiry.expire(conn, ctx.spec, ctx.clock.wall())
 
 
 def _modified_since_op(conn: Connection, ctx: TierContext, timestamp_ns: int) -> list[Record]:
@@ -167,10 +204,32 @@ class Tier(TierRecallMethods, _TierBase):
             return _modified_since_op(conn, self._ctx, timestamp_ns)
 
     def get_by_id(self, item_id: str) -> Record | None:
-        """The live item ``item_id``, or None if missing or deleted. Counts an access (local
-        bookkeeping: never changes ``modified_at``)."""
+        """The live item ``item_id``, or None if missing, deleted or expired. Counts an access
+        (local bookkeeping: never changes ``modified_at``)."""
         with self._store.write() as conn:
             return _get_op(conn, self._ctx, item_id)
+
+    def get_many(
+        self, item_ids: Sequence[str], *, refresh_ttl: bool = False
+    ) -> list[Record | None]:
+        """The live, unexpired items ``item_ids``, in order (None for a missing, deleted or
+        expired one), in one transaction; each counts an access. ``refresh_ttl`` also pushes
+        the deadline of those with a replicated TTL to now plus the TTL (local, like the
+        access: :func:`memrepl.storage.expiry.refresh`)."""
+        with self._store.write() as conn:
+            return _get_many_op(conn, self._ctx, list(item_ids), refresh_ttl)
+
+    def refresh_ttl(self, item_ids: Sequence[str]) -> int:
+        """Push the deadline of the live items ``item_ids`` that have a replicated TTL to now
+        plus the TTL (local; counts no access); how many deadlines moved."""
+        with self._store.write() as conn:
+            return _refresh_op(conn, self._ctx, list(item_ids))
+
+    def expire(self) -> list[str]:
+        """Forget the expired (and replicated) items now; their ids. Local, no tombstones
+        (:mod:`memrepl.storage.expiry`)."""
+        with self._store.write() as conn:
+            return _expire_op(conn, self._ctx)
 
     def add(
         self,
@@ -257,6 +316,23 @@ class AsyncTier(AsyncTierRecallMethods, _TierBase):
         """See :meth:`Tier.get_by_id`."""
         async with self._store.write() as conn:
             return await conn.run_sync(_get_op, self._ctx, item_id)
+
+    async def get_many(
+        self, item_ids: Sequence[str], *, refresh_ttl: bool = False
+    ) -> list[Record | None]:
+        """See :meth:`Tier.get_many`."""
+        async with self._store.write() as conn:
+            return await conn.run_sync(_get_many_op, self._ctx, list(item_ids), refresh_ttl)
+
+    async def refresh_ttl(self, item_ids: Sequence[str]) -> int:
+        """See :meth:`Tier.refresh_ttl`."""
+        async with self._store.write() as conn:
+            return await conn.run_sync(_refresh_op, self._ctx, list(item_ids))
+
+    async def expire(self) -> list[str]:
+        """See :meth:`Tier.expire`."""
+        async with self._store.write() as conn:
+            return await conn.run_sync(_expire_op, self._ctx)
 
     async def add(
         self,
@@ -403,11 +479,6 @@ class WorkingMemory(Tier):
         expires = working.ttl_expiry(ttl_s, self._ctx.clock.wall())
         with self._store.write() as conn:
             working.set_local(conn, self.spec, item_id, expires_at_ns=expires)
-
-    def expire(self) -> list[str]:
-        """Forget the expired (and replicated) items now; their ids. Local, no tombstones."""
-        with self._store.write() as conn:
-            return working.expire(conn, self.spec, self._ctx.clock.wall())
 
 
 def _events_op(conn: Connection, ctx: TierContext, episode_id: str) -> list[Record]:

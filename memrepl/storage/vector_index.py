@@ -2,47 +2,55 @@
 
 What this module owns: the storage of vectors (``item_vectors``, ``vector_indexes``), one step
 of the indexer (:func:`read_changes` then :func:`write_vectors`, with the model called between
-the two, outside any transaction), the in-memory matrix a search scans (:class:`VectorCache`),
-and the vector ranking a search uses (:meth:`VectorIndex.ranker`).
+the two, outside any transaction), and the vector ranking a search uses
+(:meth:`VectorIndex.ranker`) over each tier's in-memory matrix
+(:class:`~memrepl.storage.vector_cache.VectorCache`).
 
 The rules that keep it right:
 
 - **Writes never wait for a model.** The indexer follows a tier's change feed -- its
   ``modified_at`` cursor, as replication does -- from ``vector_indexes.cursor``; a step reads
-  the next changes (their text is the keyword index's: every string value, by the same SQL
-  expression), embeds them with no transaction open, then writes their vectors and the new
+  the next changes, embeds them with no transaction open, then writes their vectors and the new
   cursor in one short write transaction, only if the cursor is still where it read it.
+- **What is embedded** is chosen by the item's filing options (:mod:`memrepl.filing`), which
+  replicate with it, so every node embeds an item alike: by default one text, the keyword
+  index's (every string value); with content paths, each text they select, as a vector of its
+  own (an item scores by its best one); with ``embed=()``, nothing.
 - **Derived and exact where it matters.** Every vector search reads the candidate items' rows
   in its own read transaction and keeps only live ones that match the namespace, the filter and
-  (working memory) are not expired: a stale vector can cost a candidate, never return a deleted,
-  forgotten or expired item. A tombstone deletes its item's vector when the indexer reaches it;
-  a forgotten row's vector goes with the row (a trigger, migration 0007).
+  are not expired: a stale vector can cost a candidate, never return a deleted, forgotten or
+  expired item. A tombstone deletes its item's vectors when the indexer reaches it; a forgotten
+  row's vectors go with the row (a trigger, migration 0007).
 - **How far behind** is the number of changes after the cursor (an index range count); a search
   reports it per tier and can wait for it to reach 0 (:mod:`memrepl.storage.indexer`).
 - **One model per index.** ``vector_indexes`` records the embedder's name and dimension; a
   store given another one drops the tier's vectors and starts again from cursor 0.
-
-The scan: the cache keeps every vector of a tier in one float32 numpy matrix (unit rows), so a
-query is one matrix-vector product and a partial sort; candidates are read back from SQLite.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, func, select
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
-from memrepl.namespaces import prefix_bounds
+from memrepl.filing import embed_texts, stored_options
 from memrepl.protocol.enums import MemoryTier
-from memrepl.storage.embedders import check_embedder, check_vectors, embedder_name, numpy
+from memrepl.storage.embedders import (
+    check_embedder,
+    check_query_vector,
+    check_vectors,
+    embedder_name,
+    numpy,
+)
 from memrepl.storage.keyword import indexed_text
 from memrepl.storage.records import StoredItem, decode_json, item_from_values
 from memrepl.storage.schema import TierSpec, item_vectors, vector_indexes
+from memrepl.storage.vector_cache import VectorCache
 
 if TYPE_CHECKING:
     from memrepl.storage.embedders import Embedder, Matrix
@@ -59,10 +67,15 @@ class Changes:
     tier: MemoryTier
     cursor_from: int
     cursor_to: int
-    #: (item_id, modified_at, namespace text, text) of live items with text.
-    embed: list[tuple[str, int, str, str]]
-    #: Items whose vector must go (tombstones, items without text).
+    #: (item_id, modified_at, namespace text, texts) of live items with text: one vector each.
+    embed: list[tuple[str, int, str, list[str]]]
+    #: Items whose vectors must go (tombstones, items without text).
     drop: list[str]
+
+    @property
+    def texts(self) -> list[str]:
+        """Every text to embed, item after item: the rows of the step's matrix."""
+        return [text for *_, texts in self.embed for text in texts]
 
 
 def cursor_of(conn: Connection, tier: MemoryTier, name: str, dims: int) -> int:
@@ -119,6 +132,7 @@ def read_changes(
             table.c.deleted,
             table.c.namespace,
             table.c.content,
+            table.c.item_options,
         )
         .where(table.c.modified_at > cursor)
         .order_by(table.c.modified_at)
@@ -127,13 +141,24 @@ def read_changes(
     if not rows:
         return None
     embed, drop = [], []
-    for item_id, modified_at, deleted, namespace, content in rows:
-        body = "" if deleted else indexed_text(decode_json(content))
-        if not body.strip():
+    for item_id, modified_at, deleted, namespace, content, options in rows:
+        texts = [] if deleted else item_texts(decode_json(content), options)
+        if not texts:
             drop.append(item_id)
         else:
-            embed.append((item_id, modified_at, namespace, body))
+            embed.append((item_id, modified_at, namespace, texts))
     return Changes(spec.tier, cursor, rows[-1][1], embed, drop)
+
+
+def item_texts(content: Mapping[str, Any], options: str) -> list[str]:
+    """The texts embedded for an item: those its filing options' paths select
+    (:mod:`memrepl.filing`: each its own vector; none for ``embed=()``), or by default one text,
+    every string value (:func:`memrepl.storage.keyword.indexed_text`), when it has any."""
+    paths = stored_options(options).embed
+    if paths is None:
+        body = indexed_text(content)
+        return [body] if body.strip() else []
+    return embed_texts(content, paths)
 
 
 def write_vectors(
@@ -154,7 +179,7 @@ def write_vectors(
     if cursor_of(conn, changes.tier, name, dims) != changes.cursor_from:
         return False
     if changes.embed:
-        assert matrix is not None and len(matrix) == len(changes.embed)
+        assert matrix is not None and len(matrix) == len(changes.texts)
         upsert = sqlite_insert(item_vectors)
         upsert = upsert.on_conflict_do_update(
             index_elements=[item_vectors.c.tier, item_vectors.c.item_id],
@@ -164,21 +189,22 @@ def write_vectors(
                 "vector": upsert.excluded.vector,
             },
         )
-        conn.execute(
-            upsert,
-            [
+        rows: list[dict[str, Any]] = []
+        start = 0
+        for item_id, modified_at, namespace, texts in changes.embed:
+            # An item's vectors, one per text, one after the other in one blob.
+            vectors = matrix[start : start + len(texts)]
+            start += len(texts)
+            rows.append(
                 {
                     "tier": tier,
                     "item_id": item_id,
                     "source_modified_at": modified_at,
                     "namespace": namespace,
-                    "vector": row.tobytes(),
+                    "vector": vectors.tobytes(),
                 }
-                for (item_id, modified_at, namespace, _), row in zip(
-                    changes.embed, matrix, strict=True
-                )
-            ],
-        )
+            )
+        conn.execute(upsert, rows)
     if changes.drop:
         conn.execute(
             delete(item_vectors).where(
@@ -191,107 +217,6 @@ def write_vectors(
         .values(cursor=changes.cursor_to, updated_at_ns=now_ns)
     )
     return True
-
-
-@dataclass(slots=True)
-class VectorCache:
-    """One tier's vectors in memory: a float32 matrix of unit rows, grown by doubling."""
-
-    dims: int
-    ids: list[str] = field(default_factory=list)
-    slots: dict[str, int] = field(default_factory=dict)
-    #: Slots by namespace text, to narrow a search to a namespace before scoring.
-    by_namespace: dict[str, set[int]] = field(default_factory=dict)
-    namespaces: list[str] = field(default_factory=list)
-    matrix: Any = None
-    alive: Any = None
-    #: The highest ``source_modified_at`` loaded from ``item_vectors``.
-    high_water: int = 0
-
-    def put(self, item_id: str, namespace: str, vector: Any) -> None:
-        """Add or replace ``item_id``'s vector."""
-        np = numpy()
-        slot = self.slots.get(item_id)
-        if slot is None:
-            slot = len(self.ids)
-            if self.matrix is None or slot == len(self.matrix):
-                grown = np.zeros((max(1024, 2 * slot), self.dims), dtype=np.float32)
-                alive = np.zeros(len(grown), dtype=bool)
-                if self.matrix is not None:
-                    grown[:slot] = self.matrix
-                    alive[:slot] = self.alive
-                self.matrix, self.alive = grown, alive
-            self.ids.append(item_id)
-            self.namespaces.append(namespace)
-            self.slots[item_id] = slot
-        else:
-            self.by_namespace.get(self.namespaces[slot], set()).discard(slot)
-            self.namespaces[slot] = namespace
-        self.by_namespace.setdefault(namespace, set()).add(slot)
-        self.matrix[slot] = vector
-        self.alive[slot] = True
-
-    def remove(self, item_id: str) -> None:
-        """Forget ``item_id``'s vector (its slot stays, dead)."""
-        slot = self.slots.get(item_id)
-        if slot is not None:
-            self.alive[slot] = False
-            self.by_namespace.get(self.namespaces[slot], set()).discard(slot)
-
-    def refresh(self, conn: Connection, tier: MemoryTier) -> None:
-        """Load the vectors written after :attr:`high_water` (by this process or another)."""
-        np = numpy()
-        rows = conn.execute(
-            select(
-                item_vectors.c.item_id,
-                item_vectors.c.source_modified_at,
-                item_vectors.c.namespace,
-                item_vectors.c.vector,
-            )
-            .where(
-                item_vectors.c.tier == int(tier),
-                item_vectors.c.source_modified_at > self.high_water,
-            )
-            .order_by(item_vectors.c.source_modified_at)
-        ).all()
-        for item_id, stamp, namespace, blob in rows:
-            self.put(item_id, namespace, np.frombuffer(blob, dtype=np.float32))
-            self.high_water = max(self.high_water, stamp)
-
-    def top(self, query: Any, count: int, namespace: Sequence[str]) -> list[tuple[str, float]]:
-        """The ``count`` best (item_id, cosine) under ``namespace`` (a prefix), best first."""
-        np = numpy()
-        size = len(self.ids)
-        if size == 0 or count == 0:
-            return []
-        if namespace:
-            exact, low, high = prefix_bounds(tuple(namespace))
-            chosen = [
-                slot
-                for text_form, slots in self.by_namespace.items()
-                if text_form == exact or low <= text_form < high
-                for slot in slots
-            ]
-            if not chosen:
-                return []
-            candidates = np.fromiter(chosen, dtype=np.int64, count=len(chosen))
-            scores = self.matrix[candidates] @ query
-        else:
-            # The whole matrix in one product; dead slots (removed items) can never win.
-            candidates = None
-            scores = self.matrix[:size] @ query
-            dead = ~self.alive[:size]
-            if dead.any():
-                scores[dead] = -np.inf
-        count = min(count, len(scores))
-        best = np.argpartition(scores, len(scores) - count)[len(scores) - count :]
-        best = best[np.argsort(-scores[best], kind="stable")]
-        slots = best if candidates is None else candidates[best]
-        return [
-            (self.ids[slot], float(scores[index]))
-            for slot, index in zip(slots, best, strict=True)
-            if np.isfinite(scores[index])
-        ]
 
 
 class VectorIndex:
@@ -315,8 +240,9 @@ class VectorIndex:
         return check_vectors(self.embedder, texts)
 
     def embed_query(self, query: str) -> Any:
-        """The unit vector of a search query."""
-        return self.embed([query])[0]
+        """The unit vector of a search query: the embedder's ``embed_query`` when it has one
+        (models that embed queries and documents differently), else ``embed``."""
+        return check_query_vector(self.embedder, query)
 
     def cache(self, tier: MemoryTier) -> VectorCache:
         found = self.caches.get(tier)
@@ -328,9 +254,11 @@ class VectorIndex:
         """Bring the cache up to a step just committed by this process."""
         with self.lock:
             cache = self.cache(changes.tier)
-            for index, (item_id, stamp, namespace, _) in enumerate(changes.embed):
+            start = 0
+            for item_id, stamp, namespace, texts in changes.embed:
                 assert matrix is not None
-                cache.put(item_id, namespace, matrix[index])
+                cache.put(item_id, namespace, matrix[start : start + len(texts)])
+                start += len(texts)
                 cache.high_water = max(cache.high_water, stamp)
             for item_id in changes.drop:
                 cache.remove(item_id)
@@ -340,7 +268,12 @@ class VectorIndex:
         return self._rank
 
     def _rank(
-        self, conn: Connection, spec: TierSpec, req: SearchRequest, now_ns: int, count: int
+        self,
+        conn: Connection,
+        spec: TierSpec,
+        req: SearchRequest,
+        now_ns: int | None,
+        count: int,
     ) -> list[tuple[StoredItem, float]]:
         from memrepl.storage.search import row_conditions
 

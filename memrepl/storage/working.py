@@ -35,6 +35,8 @@ never evicted.
 TTL. ``expires_at_ns`` (set from ``ttl_s`` on a write or by :func:`set_local`) is local: a read
 treats an expired item as absent, :func:`expire` forgets expired rows (the hook also runs it on
 every write), under the same replication rule; pinning does not protect from an explicit TTL.
+Expiry is every tier's, as is the TTL that replicates with an item's filing options
+(:mod:`memrepl.storage.expiry`); working memory adds only this local one and the write hook.
 Forgetting is not deleting: a peer that later sends a newer state of a forgotten item brings it
 back, as a new row.
 """
@@ -51,9 +53,15 @@ from memrepl.errors import ItemError, ItemNotFoundError
 from memrepl.protocol.item import check_item_id
 from memrepl.storage import driver
 from memrepl.storage.driver import compile_statement
+from memrepl.storage.expiry import (
+    expire,
+    forgettable,
+    is_expired,
+    replicated_through,
+)
 from memrepl.storage.items import forget_items, load_items, record_access
 from memrepl.storage.records import StoredItem
-from memrepl.storage.schema import WORKING, ChangeHook, TierSpec, sync_vectors, working_items
+from memrepl.storage.schema import WORKING, ChangeHook, TierSpec, working_items
 
 #: Age at which an item's recency term halves (one hour).
 RECENCY_HALF_LIFE_NS = 3_600 * 1_000_000_000
@@ -85,37 +93,6 @@ def ttl_expiry(ttl_s: float | None, now_ns: int) -> int | None:
     if isinstance(ttl_s, bool) or not isinstance(ttl_s, int | float) or not ttl_s > 0:
         raise ItemError(f"ttl_s must be a positive number of seconds, not {ttl_s!r}")
     return now_ns + int(ttl_s * _NS_PER_S)
-
-
-def replicated_through(conn: Connection, spec: TierSpec) -> int | None:
-    """The lowest acknowledged cursor of the tier's known peers; None when no peer is known
-    (then every row counts as replicated)."""
-    value = conn.execute(
-        select(func.min(sync_vectors.c.acked_cursor)).where(sync_vectors.c.tier == int(spec.tier))
-    ).scalar_one()
-    return None if value is None else int(value)
-
-
-def _forgettable(spec: TierSpec, safe_through: int | None) -> list[object]:
-    table = spec.table
-    conditions: list[object] = [table.c.deleted.is_(False)]
-    if safe_through is not None:
-        conditions.append(table.c.modified_at <= safe_through)
-    return conditions
-
-
-def expire(conn: Connection, spec: TierSpec, now_ns: int) -> list[str]:
-    """Forget the live rows whose ``expires_at_ns`` is at or before ``now_ns`` (and that have
-    replicated); their ids. An index range scan on ``expires_at_ns``."""
-    table = spec.table
-    conditions = _forgettable(spec, replicated_through(conn, spec))
-    ids = list(
-        conn.execute(
-            select(table.c.item_id).where(table.c.expires_at_ns <= now_ns, *conditions)  # type: ignore[arg-type]
-        ).scalars()
-    )
-    forget_items(conn, spec, ids)
-    return ids
 
 
 def score_expression(now_ns: int) -> object:
@@ -151,12 +128,12 @@ def evict(conn: Connection, spec: TierSpec, capacity: int, now_ns: int) -> list[
     if live <= capacity:
         return []
     excess = live - low_water(capacity)
-    conditions = _forgettable(spec, replicated_through(conn, spec))
+    conditions = forgettable(spec, replicated_through(conn, spec))
     score = score_expression(now_ns)
     ids = list(
         conn.execute(
             select(table.c.item_id)
-            .where(and_(table.c.pinned.is_(False), *conditions))  # type: ignore[arg-type]
+            .where(and_(table.c.pinned.is_(False), *conditions))
             .order_by(score, table.c.modified_at, table.c.item_id)  # type: ignore[arg-type]
             .limit(excess)
         ).scalars()
@@ -191,12 +168,6 @@ def eviction_hook(capacity: int | None, wall: Callable[[], int]) -> ChangeHook:
             evict(conn, WORKING, capacity, now_ns)
 
     return on_change
-
-
-def is_expired(item: StoredItem, now_ns: int) -> bool:
-    """Whether ``item`` has a TTL that has passed."""
-    expires = item.extras.get("expires_at_ns")
-    return expires is not None and expires <= now_ns
 
 
 def read_live(conn: Connection, spec: TierSpec, item_id: str, now_ns: int) -> StoredItem | None:

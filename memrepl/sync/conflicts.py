@@ -4,23 +4,27 @@ Both sides are kept whole (stamp, origin, content, causal context), with the sta
 and the rule that decided, so nothing LWW discards is lost for good and "which of my writes lost,
 to whom, and what did they say?" is one SQL query. Recording is idempotent: the pair (tier, item,
 winner version, loser version) is unique, so a redelivered batch adds no rows.
+:func:`logged_conflicts` reads the log back for the items of a namespace, or of some ids.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import NamedTuple
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam
+from sqlalchemy import bindparam, select
 from sqlalchemy.dialects.sqlite import insert
 from sqlalchemy.engine import Connection
 
 from memrepl.merge import ItemState, MergeVerdict, Outcome
+from memrepl.namespaces import Namespace
 from memrepl.protocol.enums import MemoryTier
 from memrepl.storage import driver
 from memrepl.storage.driver import compile_statement
-from memrepl.storage.records import encode_content, encode_json
-from memrepl.storage.schema import conflicts
+from memrepl.storage.records import decode_json, encode_content, encode_json
+from memrepl.storage.schema import TierSpec, conflicts
+from memrepl.storage.search import namespace_condition
 
 # The logged causal contexts: sorted keys, default separators (json.dumps(sort_keys=True)).
 _encode_sorted = encode_json(sort_keys=True)
@@ -107,3 +111,74 @@ def record_conflicts(
     if not rows:
         return 0
     return max(driver.executemany(conn, _INSERT.sql, rows), 0)
+
+
+@dataclass(frozen=True, slots=True)
+class ConflictSide:
+    """One version of a logged conflict."""
+
+    timestamp_ns: int
+    origin: str
+    content: dict[str, Any]
+    deleted: bool
+
+
+@dataclass(frozen=True, slots=True)
+class LoggedConflict:
+    """One row of the conflict log, decoded."""
+
+    id: int
+    tier: MemoryTier
+    item_id: str
+    winner: ConflictSide
+    loser: ConflictSide
+    #: The content kept (the winner's, or a field merge of both).
+    resolved_content: dict[str, Any]
+    rule: str
+    #: The peer whose batch brought the other version, and that batch.
+    peer_id: str
+    batch_id: str | None
+    detected_at_ns: int
+
+
+def _logged_side(row: Any, prefix: str) -> ConflictSide:
+    return ConflictSide(
+        row[f"{prefix}_ts"],
+        row[f"{prefix}_origin"],
+        decode_json(row[f"{prefix}_content"]),
+        bool(row[f"{prefix}_deleted"]),
+    )
+
+
+def logged_conflicts(
+    conn: Connection,
+    spec: TierSpec,
+    *,
+    namespace: Namespace = (),
+    item_ids: Sequence[str] | None = None,
+) -> list[LoggedConflict]:
+    """The conflict log of ``spec``'s tier, oldest first: of the items filed under
+    ``namespace`` (a prefix, as the tier holds them now; ``()``: every item) and, when given,
+    only of ``item_ids``. An index lookup per id, or a join on the namespace index."""
+    table = spec.table
+    query = select(conflicts).where(conflicts.c.tier == int(spec.tier))
+    under = namespace_condition(spec, namespace)
+    if under is not None:
+        query = query.join(table, table.c.item_id == conflicts.c.item_id).where(under)
+    if item_ids is not None:
+        query = query.where(conflicts.c.item_id.in_(list(item_ids)))
+    return [
+        LoggedConflict(
+            row["id"],
+            MemoryTier(row["tier"]),
+            row["item_id"],
+            _logged_side(row, "winner"),
+            _logged_side(row, "loser"),
+            decode_json(row["resolved_content"]),
+            row["rule"],
+            row["peer_id"],
+            row["batch_id"],
+            row["detected_at_ns"],
+        )
+        for row in conn.execute(query.order_by(conflicts.c.id)).mappings()
+    ]

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from memrepl.errors import InvalidNamespaceError, ItemError, ProtocolError
+from memrepl.errors import FilingOptionsError, InvalidNamespaceError, ItemError, ProtocolError
+from memrepl.filing import decode_options
 from memrepl.merge import BOTTOM, UNPLACED, ItemState, Placement, Version, apply_local_write
 from memrepl.namespaces import check_key, check_namespace
 from memrepl.protocol.enums import MemoryTier, SyncOperation, SyncPriority
@@ -39,7 +40,7 @@ def item_from_state(
     elif payload is None:
         # The stored form is the wire form (PROTOCOL.md §2: the content's json.dumps).
         payload = encode_content(dict(state.content)).encode()
-    (placed_ts, placed_origin), namespace, key = state.placement
+    (placed_ts, placed_origin), namespace, key, options = state.placement
     info = ItemVersionInfo(
         origin_node=version.origin,
         causal_context=state.context,
@@ -51,6 +52,7 @@ def item_from_state(
         key=key,
         namespace_ts=placed_ts,
         namespace_origin=placed_origin,
+        options=options,
     )
     return MemorySyncItem(
         item_id=item_id,
@@ -102,9 +104,13 @@ def _placement(item: MemorySyncItem, info: ItemVersionInfo) -> Placement:
     try:
         namespace = check_namespace(info.namespace)
         key = check_key(info.key) if info.key else ""
-    except InvalidNamespaceError as exc:
+        # Only the canonical text of valid options: equal options, equal rows and hashes.
+        decode_options(info.options)
+    except (InvalidNamespaceError, FilingOptionsError) as exc:
         raise _bad(item, str(exc)) from exc
-    return Placement(Version(info.namespace_ts, info.namespace_origin), namespace, key)
+    return Placement(
+        Version(info.namespace_ts, info.namespace_origin), namespace, key, info.options
+    )
 
 
 def _decode_payload(item: MemorySyncItem) -> tuple[str | None, dict[str, Any]]:

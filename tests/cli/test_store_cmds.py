@@ -97,11 +97,17 @@ def test_db_current_never_writes(db: Path, cli: Cli) -> None:
 
 
 def test_db_upgrade_from_an_older_revision(db: Path, cli: Cli) -> None:
-    # Take the store back to 0001 by hand: 0008 added two tables, 0007 the vector tables and a
-    # trigger per tier table, 0006 the keyword indexes, 0005 columns and an index on each tier
-    # table; 0004 and 0002 added a table each, 0003 dropped an index 0001 had.
+    # Take the store back to 0001 by hand: 0009 added a column to each tier table and an expiry
+    # column (and index) to two, 0008 two tables, 0007 the vector tables and a trigger per tier
+    # table, 0006 the keyword indexes, 0005 columns and an index on each tier table; 0004 and
+    # 0002 added a table each, 0003 dropped an index 0001 had.
     conn = sqlite3.connect(db)
     with conn:
+        for table in ("episodic_items", "semantic_items"):
+            conn.execute(f"DROP INDEX ix_{table}_expires_at_ns")
+            conn.execute(f"ALTER TABLE {table} DROP COLUMN expires_at_ns")
+        for table in ("working_items", "episodic_items", "semantic_items"):
+            conn.execute(f"ALTER TABLE {table} DROP COLUMN item_options")
         conn.execute("DROP TABLE forgotten_items")
         conn.execute("DROP TABLE sync_refusals")
         for table in ("working_items", "episodic_items", "semantic_items"):

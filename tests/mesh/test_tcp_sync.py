@@ -219,12 +219,13 @@ async def test_schema_mismatch_never_connects(
 
 
 async def test_a_node_before_the_replication_revision_is_refused(cluster: Cluster) -> None:
-    """Migration 0008 changes replication (snapshots the receiver asks for): a node still
-    advertising replication revision "0005" (namespaces; stores at 0005 to 0007) is refused
-    until it is upgraded, instead of sending snapshots nobody asked for and never asking for one."""
-    assert REPLICATION_REVISION == SCHEMA == "0008"
+    """Migration 0009 changes replication (filing options travel and merge with items, as
+    0005's namespaces do; 0008's snapshots the receiver asks for did too): a node still
+    advertising replication revision "0008" is refused until it is upgraded, instead of syncing
+    and dropping what it relays."""
+    assert REPLICATION_REVISION == SCHEMA == "0009"
     a = await cluster.add("a")
-    b = await cluster.add("b", schema="0005")
+    b = await cluster.add("b", schema="0008")
     cluster.dial(a, b)
     await eventually(lambda: a.mesh.stats().total.refused.get("schema-mismatch", 0) >= 1)
     assert a.mesh.peers() == [] and b.mesh.peers() == []
@@ -232,7 +233,7 @@ async def test_a_node_before_the_replication_revision_is_refused(cluster: Cluste
 
 @pytest.mark.skipif(
     HEAD_REVISION == REPLICATION_REVISION,
-    reason="no storage-only migration after the replication revision today (0008 is both)",
+    reason="no storage-only migration after the replication revision today (0009 is both)",
 )
 async def test_a_storage_only_migration_is_a_rolling_upgrade(cluster: Cluster) -> None:
     """A node at head advertises its replication revision, not its head: one still at that
