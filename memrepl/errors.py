@@ -22,9 +22,9 @@ The tree::
     ├── UnknownTierError         a tier that does not exist or is not registered (.tier)
     ├── InvalidArgumentError     a query argument of the wrong type or value (also a ValueError)
     ├── RecallError              a search, namespace or embedding the API refuses
-    │   ├── InvalidNamespaceError  a namespace with an empty or non-string part, or a bad key
-    │   ├── InvalidQueryError    a keyword query FTS5 cannot parse (.query)
-    │   ├── InvalidFilterError   a filter on something that is not a field, or a bad operator
+    │   ├── InvalidNamespaceError  a bad namespace or key (also a ValueError)
+    │   ├── InvalidQueryError    a keyword query FTS5 cannot parse (.query; also a ValueError)
+    │   ├── InvalidFilterError   a filter on a non-field, or a bad operator (also a ValueError)
     │   └── EmbedderError        an embedder that failed or returned bad vectors (.reason)
     ├── StoreError               opening or migrating a store
     │   ├── NodeIdMismatchError  reopening a store with another node id
@@ -308,13 +308,13 @@ class RecallError(MemreplError):
     code = "recall"
 
 
-class InvalidNamespaceError(RecallError):
+class InvalidNamespaceError(RecallError, ValueError):
     """A namespace that is not a tuple of non-empty strings (or too long), or a bad key."""
 
     code = "invalid-namespace"
 
 
-class InvalidQueryError(RecallError):
+class InvalidQueryError(RecallError, ValueError):
     """A keyword query in FTS5 syntax that FTS5 cannot parse."""
 
     code = "invalid-query"
@@ -324,7 +324,7 @@ class InvalidQueryError(RecallError):
         self.query = query
 
 
-class InvalidFilterError(RecallError):
+class InvalidFilterError(RecallError, ValueError):
     """A search filter on something that is not a content field, or with a bad operator."""
 
     code = "invalid-filter"

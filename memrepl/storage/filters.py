@@ -5,22 +5,26 @@ A filter is a mapping of **field** to **condition**, all of which must hold (Lan
 
 - A field is a content key, or a dotted path into nested objects (``"author.name"``); each
   part is a non-empty string without ``"`` (a key that itself contains ``.`` cannot be named).
-- A condition is a JSON scalar (str, int, float, bool or None), meaning ``$eq``, or an object
-  of operators: ``$eq``, ``$ne``, ``$gt``, ``$gte``, ``$lt``, ``$lte``, each with a scalar.
+- A condition is a JSON value -- a scalar (str, int, float, bool or None) or a list -- meaning
+  ``$eq``, or an object of operators: ``$eq``, ``$ne``, ``$gt``, ``$gte``, ``$lt``, ``$lte``.
 - ``$eq`` is JSON equality: numbers by value (``1 == 1.0``), ``true`` is not ``1``; ``None``
-  matches a field that is null or absent. ``$ne`` is its negation, so it matches an absent field.
+  matches a field that is null or absent; a list matches a list of equal elements in the same
+  order, an object (under ``$eq``/``$ne`` only) an object with the same keys and equal values.
+  ``$ne`` is its negation, so it matches an absent field. NaN and the infinities equal nothing
+  (JSON holds no such number).
 - ``$gt``/``$gte``/``$lt``/``$lte`` compare numbers with numbers and strings with strings
   (by code point); a field of another type (or absent) does not match. Their operand must be a
-  number or a string.
+  number or a string; the infinities order beyond every number (``{"$lt": inf}`` matches every
+  number) and NaN orders with nothing. Integers beyond SQLite's 64 bits compare as floats.
 
-Anything else -- a field that is not a non-empty string path, an unknown operator, an object or
-list as a value, NaN -- is an :class:`~memrepl.errors.InvalidFilterError`, raised before any
-query runs.
+Anything else -- a field that is not a non-empty string path, an unknown operator, an object as
+a plain value, an object key with ``"``, values nested deeper than :data:`MAX_DEPTH` -- is an
+:class:`~memrepl.errors.InvalidFilterError`, raised before any query runs.
 
 The rule that keeps it right: ONE compilation (:func:`filter_condition`) used by every search
 path (keyword, vector, no query), so every path filters the same way; it uses SQLite's
 ``json_type`` and ``json_extract``, whose types tell a string from a number and ``true`` from
-``1``.
+``1``, element by element for lists and objects.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, column, func, not_, or_, true
+from sqlalchemy import ColumnElement, and_, column, false, func, not_, or_, select, true
 from sqlalchemy.sql.elements import ColumnClause
 
 from memrepl.errors import InvalidFilterError
@@ -38,8 +42,10 @@ from memrepl.errors import InvalidFilterError
 OPERATORS = frozenset({"$eq", "$ne", "$gt", "$gte", "$lt", "$lte"})
 _ORDERING = {"$gt": "__gt__", "$gte": "__ge__", "$lt": "__lt__", "$lte": "__le__"}
 _NUMBER_TYPES = ("integer", "real")
-
-Scalar = str | int | float | bool | None
+#: How deep lists and objects in a condition may nest.
+MAX_DEPTH = 16
+#: The range of SQLite's integers: an operand outside it is bound as a float.
+_INT64 = range(-(2**63), 2**63)
 
 
 def _json_path(field: object) -> str:
@@ -55,20 +61,37 @@ def _json_path(field: object) -> str:
     return "$" + "".join(f'."{part}"' for part in parts)
 
 
-def _scalar(field: str, value: object) -> Scalar:
-    if value is None or isinstance(value, str | bool | int):
-        return value
-    if isinstance(value, float):
-        if not math.isfinite(value):
-            raise InvalidFilterError(f"filter on {field!r}: {value!r} is not a JSON number")
-        return value
+def _check_value(field: str, value: object, *, objects: bool, depth: int = 0) -> None:
+    """Refuse what is not a JSON value a condition may compare with (objects only under
+    ``$eq``/``$ne``)."""
+    if depth > MAX_DEPTH:
+        raise InvalidFilterError(f"filter on {field!r}: nested deeper than {MAX_DEPTH}")
+    if value is None or isinstance(value, str | bool | int | float):
+        return
+    if isinstance(value, list | tuple):
+        for element in value:
+            _check_value(field, element, objects=True, depth=depth + 1)
+        return
+    if isinstance(value, Mapping) and objects:
+        for key, inner in value.items():
+            if not isinstance(key, str) or '"' in key:
+                raise InvalidFilterError(
+                    f"filter on {field!r}: object key {key!r} is not a str without '\"'"
+                )
+            _check_value(field, inner, objects=True, depth=depth + 1)
+        return
     raise InvalidFilterError(
-        f"filter on {field!r}: {value!r} is not a JSON scalar (str, number, bool or None) "
+        f"filter on {field!r}: {value!r} is not a JSON value (str, number, bool, None, list) "
         f"nor an object of operators {sorted(OPERATORS)}"
     )
 
 
-def _equal(content: ColumnClause[Any], path: str, value: Scalar) -> ColumnElement[bool]:
+def _bound(value: int | float) -> int | float:
+    """A number SQLite can bind: integers beyond 64 bits as floats."""
+    return value if isinstance(value, float) or value in _INT64 else float(value)
+
+
+def _equal(content: ColumnClause[Any], path: str, value: object) -> ColumnElement[bool]:
     kind = func.json_type(content, path)
     if value is None:
         return or_(kind.is_(None), kind == "null")
@@ -76,18 +99,44 @@ def _equal(content: ColumnClause[Any], path: str, value: Scalar) -> ColumnElemen
         return kind == ("true" if value else "false")
     if isinstance(value, str):
         return and_(kind == "text", func.json_extract(content, path) == value)
-    return and_(kind.in_(_NUMBER_TYPES), func.json_extract(content, path) == value)
+    if isinstance(value, int | float):
+        if isinstance(value, float) and not math.isfinite(value):
+            return false()
+        return and_(kind.in_(_NUMBER_TYPES), func.json_extract(content, path) == _bound(value))
+    if isinstance(value, list | tuple):
+        return and_(
+            kind == "array",
+            func.json_array_length(content, path) == len(value),
+            *(_equal(content, f"{path}[{index}]", item) for index, item in enumerate(value)),
+        )
+    assert isinstance(value, Mapping)
+    keys = select(func.count()).select_from(func.json_each(content, path)).scalar_subquery()
+    return and_(
+        kind == "object",
+        keys == len(value),
+        *(_equal(content, f'{path}."{key}"', item) for key, item in value.items()),
+    )
 
 
 def _ordered(
-    content: ColumnClause[Any], path: str, operator: str, value: Scalar, field: str
+    content: ColumnClause[Any], path: str, operator: str, value: object, field: str
 ) -> ColumnElement[bool]:
-    if isinstance(value, bool) or value is None:
+    if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise InvalidFilterError(
             f"filter on {field!r}: {operator} compares numbers or strings, not {value!r}"
         )
     kind = func.json_type(content, path)
-    wanted = kind == "text" if isinstance(value, str) else kind.in_(_NUMBER_TYPES)
+    if isinstance(value, str):
+        wanted = kind == "text"
+    else:
+        wanted = kind.in_(_NUMBER_TYPES)
+        if isinstance(value, float) and not math.isfinite(value):
+            # Every number is below +inf and above -inf; nothing orders with NaN.
+            below = operator in ("$lt", "$lte")
+            if math.isnan(value) or (value > 0) != below:
+                return false()
+            return wanted
+        value = _bound(value)
     compared: ColumnElement[bool] = getattr(func.json_extract(content, path), _ORDERING[operator])(
         value
     )
@@ -99,7 +148,8 @@ def _condition(
 ) -> list[ColumnElement[bool]]:
     path = _json_path(field)
     if not isinstance(condition, Mapping):
-        return [_equal(content, path, _scalar(field, condition))]
+        _check_value(field, condition, objects=False)
+        return [_equal(content, path, condition)]
     if not condition:
         raise InvalidFilterError(f"filter on {field!r}: an empty object of operators")
     found: list[ColumnElement[bool]] = []
@@ -108,17 +158,18 @@ def _condition(
             raise InvalidFilterError(
                 f"filter on {field!r}: unknown operator {operator!r} (use {sorted(OPERATORS)})"
             )
-        value = _scalar(field, operand)
         if operator == "$eq":
-            found.append(_equal(content, path, value))
+            _check_value(field, operand, objects=True)
+            found.append(_equal(content, path, operand))
         elif operator == "$ne":
-            different = not_(_equal(content, path, value))
-            if value is not None:
+            _check_value(field, operand, objects=True)
+            different = not_(_equal(content, path, operand))
+            if operand is not None:
                 # An absent field makes json_type NULL, and NOT NULL is not true: say it.
                 different = or_(func.json_type(content, path).is_(None), different)
             found.append(different)
         else:
-            found.append(_ordered(content, path, operator, value, field))
+            found.append(_ordered(content, path, operator, operand, field))
     return found
 
 

@@ -153,12 +153,11 @@ def read_changes(
 def item_texts(content: Mapping[str, Any], options: str) -> list[str]:
     """The texts embedded for an item: those its filing options' paths select
     (:mod:`memrepl.filing`: each its own vector; none for ``embed=()``), or by default one text,
-    every string value (:func:`memrepl.storage.keyword.indexed_text`), when it has any."""
+    every string value (:func:`memrepl.storage.keyword.indexed_text`). Blank texts are left out
+    (a model may make a zero vector of one, which has no direction)."""
     paths = stored_options(options).embed
-    if paths is None:
-        body = indexed_text(content)
-        return [body] if body.strip() else []
-    return embed_texts(content, paths)
+    texts = [indexed_text(content)] if paths is None else embed_texts(content, paths)
+    return [text for text in texts if text.strip()]
 
 
 def write_vectors(

@@ -313,6 +313,7 @@ def test_filing_options_choose_the_texts_and_each_is_a_vector(store: Store) -> N
     file(store, "title", {"title": "coffee", "body": "black"}, ["title"])
     file(store, "notes", {"notes": [{"t": "paris"}, {"t": "rome"}]}, ["notes[*].t"])
     file(store, "hidden", {"title": "tea"}, False)
+    file(store, "blank", {"title": " ", "body": ""}, ["title", "body"])  # nothing to embed
     store.index_vectors()
     assert sorted(embedder.texts) == sorted(["tea green", "coffee", "paris", "rome"])
     # An item scores by its best text: "rome" alone matches the notes' second vector exactly.
@@ -323,7 +324,7 @@ def test_filing_options_choose_the_texts_and_each_is_a_vector(store: Store) -> N
     # Never embedded, never found by meaning; still by keyword and by listing.
     assert "hidden" not in ids(store.search("tea", mode="vector", limit=10))
     assert "hidden" in ids(store.search("tea", mode="keyword"))
-    assert len(store.search(None, namespace=("docs",))) == 4
+    assert len(store.search(None, namespace=("docs",))) == 5
 
 
 def test_new_texts_replace_the_old_vectors(store: Store, db_path: Path) -> None:
