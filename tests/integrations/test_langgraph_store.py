@@ -21,7 +21,13 @@ from langgraph.store.base import (
 )
 
 from memrepl import keyed_id
-from memrepl.errors import InvalidContentError, ItemTooLargeError, RecallError, StoreError
+from memrepl.errors import (
+    InvalidContentError,
+    InvalidFilterError,
+    ItemTooLargeError,
+    RecallError,
+    StoreError,
+)
 from memrepl.errors import InvalidNamespaceError as MemreplNamespaceError
 from memrepl.integrations.langgraph import MemreplStore
 from memrepl.protocol.enums import MemoryTier
@@ -191,7 +197,7 @@ FILTER_DATA = [
     ("b", {"status": "active", "score": 2.5, "author": {"name": "bob"}}),
     ("c", {"status": "archived", "score": 9, "author": {"name": "ann"}}),
     ("d", {"status": None, "score": "high"}),
-    ("e", {"other": True}),
+    ("e", {"other": True, "tags": ["x", "y"]}),
 ]
 
 
@@ -212,6 +218,8 @@ FILTER_DATA = [
         ({"author.name": "bob"}, {"b"}),
         ({"other": True}, {"e"}),
         ({"missing": {"$ne": 1}}, {"a", "b", "c", "d", "e"}),
+        ({"tags": ["x", "y"]}, {"e"}),
+        ({"tags": "x"}, {"a"}),
     ],
 )
 def test_filters(store: MemreplStore, filter: dict[str, object], expected: set[str]) -> None:
@@ -221,10 +229,11 @@ def test_filters(store: MemreplStore, filter: dict[str, object], expected: set[s
 
 
 def test_a_filter_memrepl_cannot_run_is_refused(store: MemreplStore) -> None:
-    with pytest.raises(RecallError):
-        store.search(("docs",), filter={"tags": {"$in": ["x"]}})
-    with pytest.raises(RecallError):
-        store.search(("docs",), filter={"tags": ["x", "y"]})
+    for filter in ({"tags": {"$in": ["x"]}}, {"score": {"$gt": [1]}}):
+        with pytest.raises(InvalidFilterError):
+            store.search(("docs",), filter=filter)
+        with pytest.raises(ValueError):  # as LangGraph's stores refuse a bad filter
+            store.search(("docs",), filter=filter)
 
 
 def test_search_without_query_lists_most_recent_first_in_pages(store: MemreplStore) -> None:

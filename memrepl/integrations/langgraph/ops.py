@@ -44,8 +44,6 @@ from memrepl.storage.search import Hit
 
 #: The first label LangGraph keeps for itself.
 RESERVED_ROOT = "langgraph"
-#: Filter operators (LangGraph's and memrepl's): an object of these is a condition, not a field.
-OPERATORS = frozenset({"$eq", "$ne", "$gt", "$gte", "$lt", "$lte"})
 
 _S_PER_MINUTE = 60.0
 
@@ -134,14 +132,18 @@ def put_write(op: PutOp, *, fields: Sequence[str] | None, priority: SyncPriority
 
 
 def flat_filter(filter: Mapping[str, Any] | None) -> dict[str, Any] | None:
-    """A LangGraph filter as memrepl's: a nested object that is not an object of operators is
-    the conditions on its fields, written as dotted paths."""
+    """A LangGraph filter as memrepl's: a nested object none of whose names starts with ``$``
+    (an object of operators, as LangGraph tells them) is the conditions on its fields, written
+    as dotted paths; an unknown ``$`` operator is left for memrepl to refuse."""
     if not filter:
         return None
     flat: dict[str, Any] = {}
 
     def walk(prefix: str, condition: object) -> None:
-        if isinstance(condition, Mapping) and condition and not set(condition) & OPERATORS:
+        operators = isinstance(condition, Mapping) and any(
+            str(name).startswith("$") for name in condition
+        )
+        if isinstance(condition, Mapping) and condition and not operators:
             for name, inner in condition.items():
                 walk(f"{prefix}.{name}", inner)
         else:

@@ -113,6 +113,9 @@ class MemreplStore(BaseStore):
         index_wait_s: float = DEFAULT_INDEX_WAIT_S,
         embedder_name: str | None = None,
     ) -> None:
+        self._sweeper: threading.Thread | None = None
+        self._sweep_stop = threading.Event()
+        self._owns_store = False
         self.tier = resolve_tier(tier)
         self.priority = SyncPriority(priority)
         self.ttl_config = ttl
@@ -145,8 +148,6 @@ class MemreplStore(BaseStore):
         except BaseException:
             self.close()
             raise
-        self._sweeper: threading.Thread | None = None
-        self._sweep_stop = threading.Event()
         if ttl and ttl.get("sweep_interval_minutes"):
             self.start_ttl_sweeper()
 
@@ -294,7 +295,7 @@ class MemreplStore(BaseStore):
     def close(self) -> None:
         """Stop the TTL sweeper; close the memrepl store if this object opened it."""
         self.stop_ttl_sweeper(timeout=30)
-        if getattr(self, "_owns_store", False):
+        if self._owns_store:
             self.store.close()
 
     def __enter__(self) -> MemreplStore:
