@@ -45,7 +45,7 @@ class VectorCache:
     #: Each live item's slots, and its namespace text by item number.
     slots: dict[str, list[int]] = field(default_factory=dict)
     namespaces: list[str] = field(default_factory=list)
-    #: Live item numbers by namespace text, to narrow a search to a namespace before scoring.
+    #: Live slots by namespace text, to narrow a search to a namespace before scoring.
     by_namespace: dict[str, set[int]] = field(default_factory=dict)
     #: The vectors (one row per slot) and the item number owning each slot (NO_ITEM: dead).
     matrix: Any = None
@@ -83,7 +83,7 @@ class VectorCache:
         old = self.slots.pop(item_id, [])
         if len(old) > 1:
             self.multi -= 1
-        self.by_namespace.get(self.namespaces[number], set()).discard(number)
+        self.by_namespace.get(self.namespaces[number], set()).difference_update(old)
         for slot in old[len(vectors) :]:
             self.owners[slot] = NO_ITEM
         slots = old[: len(vectors)]
@@ -96,7 +96,7 @@ class VectorCache:
         if len(slots) > 1:
             self.multi += 1
         self.namespaces[number] = namespace
-        self.by_namespace.setdefault(namespace, set()).add(number)
+        self.by_namespace.setdefault(namespace, set()).update(slots)
 
     def remove(self, item_id: str) -> None:
         """Forget ``item_id``'s vectors (their slots stay, dead)."""
@@ -108,7 +108,7 @@ class VectorCache:
         for slot in slots:
             self.owners[slot] = NO_ITEM
         number = self.numbers[item_id]
-        self.by_namespace.get(self.namespaces[number], set()).discard(number)
+        self.by_namespace.get(self.namespaces[number], set()).difference_update(slots)
 
     def refresh(self, conn: Connection, tier: MemoryTier) -> None:
         """Load the vectors written after :attr:`high_water` (by this process or another)."""
@@ -139,10 +139,9 @@ class VectorCache:
         exact, low, high = prefix_bounds(tuple(namespace))
         chosen = [
             slot
-            for text_form, numbers in self.by_namespace.items()
+            for text_form, slots in self.by_namespace.items()
             if text_form == exact or low <= text_form < high
-            for number in numbers
-            for slot in self.slots[self.ids[number]]
+            for slot in slots
         ]
         return np.fromiter(chosen, dtype=np.int64, count=len(chosen))
 
