@@ -45,7 +45,7 @@ from collections.abc import Mapping, Sequence
 from functools import cache
 from typing import Any
 
-from sqlalchemy import TableClause, column, select, table, text
+from sqlalchemy import ColumnElement, TableClause, column, select, table, text
 from sqlalchemy.engine import Connection
 
 from memrepl.errors import InvalidQueryError
@@ -160,6 +160,31 @@ def fts_table(spec: TierSpec) -> TableClause:
     ``rank`` (FTS5's BM25, lower is better) and the table-valued column for ``MATCH``."""
     name = fts_name(spec)
     return table(name, column("rowid"), column("rank"), column(name))
+
+
+def join_condition(spec: TierSpec, fts: TableClause) -> ColumnElement[bool]:
+    """How an index entry (``fts``: :func:`fts_table`) finds its row of the tier table."""
+    return spec.table.c.modified_at == fts.c.rowid
+
+
+def _varint(data: bytes) -> int:
+    """The first SQLite varint of ``data`` (big-endian groups of 7 bits; a 9th byte of 8)."""
+    value = 0
+    for position, byte in enumerate(data[:9]):
+        if position == 8:
+            return (value << 8) | byte
+        value = (value << 7) | (byte & 0x7F)
+        if byte < 0x80:
+            return value
+    return value
+
+
+def indexed_rows(conn: Connection, spec: TierSpec) -> int:
+    """How many items ``spec``'s index holds: FTS5's own count, the ``N`` of its BM25 (the
+    first varint of the index's "averages" record, rowid 1 of its ``_data`` table; 0 when the
+    index was never written)."""
+    found = driver.execute(conn, f"SELECT block FROM {fts_name(spec)}_data WHERE id = 1")
+    return _varint(bytes(found[0][0])) if found and found[0][0] else 0
 
 
 # -- queries -------------------------------------------------------------------------------------

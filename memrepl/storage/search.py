@@ -31,7 +31,7 @@ from sqlalchemy.engine import Connection
 from memrepl.errors import RecallError
 from memrepl.namespaces import Namespace, check_namespace, prefix_bounds
 from memrepl.protocol.enums import MemoryTier
-from memrepl.storage import keyword
+from memrepl.storage import keyword, keyword_topk
 from memrepl.storage.expiry import any_expiring
 from memrepl.storage.filters import check_filter, filter_condition
 from memrepl.storage.records import StoredItem, item_from_values
@@ -225,21 +225,19 @@ def load_by_stamp(conn: Connection, spec: TierSpec, stamps: Sequence[int]) -> di
 def keyword_ranked(
     conn: Connection, spec: TierSpec, req: SearchRequest, now_ns: int | None, count: int
 ) -> list[tuple[StoredItem, float]]:
-    """The best ``count`` live items for ``req.match`` with their BM25 score (higher better)."""
+    """The best ``count`` live items for ``req.match`` with their BM25 score (higher better):
+    an OR of words (plain words) by :mod:`.keyword_topk`, any other FTS5 query ranked whole."""
     if req.match is None or count == 0:
         return []
-    fts = keyword.fts_table(spec)
-    table = spec.table
-    query = select(fts.c.rowid, fts.c.rank).where(fts.c[keyword.fts_name(spec)].match(req.match))
     conditions = row_conditions(spec, req, now_ns)
-    if conditions:
-        query = query.select_from(fts.join(table, table.c.modified_at == fts.c.rowid)).where(
-            *conditions
-        )
-    ranked = conn.execute(query.order_by(fts.c.rank).limit(count)).all()
+    phrases = keyword_topk.phrases_of(req.match)
+    if phrases is None:
+        ranked = keyword_topk.whole(conn, spec, req.match, conditions, count)
+    else:
+        ranked = keyword_topk.ranked(conn, spec, phrases, conditions, count)
     rows = load_by_stamp(conn, spec, [stamp for stamp, _ in ranked])
     # Same transaction as the index: every ranked stamp is a live row of the tier.
-    return [(rows[stamp], -float(rank)) for stamp, rank in ranked if stamp in rows]
+    return [(rows[stamp], score) for stamp, score in ranked if stamp in rows]
 
 
 def recent(
