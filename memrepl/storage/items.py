@@ -355,16 +355,8 @@ def _store(
                 f"{spec.table.name}: {updated} of {len(state_only)} state updates found their row"
             )
     digests.record_changes(conn, spec.tier, hashes)
-    # The keyword index follows, in this transaction: out with the old text, in with the new.
-    text_of = keyword.indexed_text
-    removed = []
-    for item in changed:
-        before = stored.get(item.item_id)
-        if before is not None and not before.deleted:
-            removed.append((before.modified_at, text_of(before.state.content)))
-    added = [
-        (item.modified_at, text_of(item.state.content)) for item in changed if not item.deleted
-    ]
+    # The keyword index follows, in this transaction: out with text that changed, in with the new.
+    removed, added = keyword.entry_changes((stored.get(item.item_id), item) for item in changed)
     keyword.index_changes(conn, spec, removed, added)
     # Noted before the tier hook runs: what the hook forgets (eviction) must come after, so that
     # after-commit hooks end with an item's final state.
@@ -726,12 +718,8 @@ def forget_items(conn: Connection, spec: TierSpec, ids: Iterable[str]) -> list[S
     digests.record_changes(
         conn, spec.tier, [(item.item_id, digests.item_hash(item), None) for item in found.values()]
     )
-    indexed = [
-        (item.modified_at, keyword.indexed_text(item.state.content))
-        for item in found.values()
-        if not item.deleted
-    ]
-    keyword.index_changes(conn, spec, indexed, [])
+    removed, _ = keyword.entry_changes((item, None) for item in found.values())
+    keyword.index_changes(conn, spec, removed, [])
     pending = conn.info.get(CHANGES_KEY)
     if pending is not None:
         pending.append((spec.tier, [replace(item, state=EMPTY_STATE) for item in found.values()]))

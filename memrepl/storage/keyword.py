@@ -8,14 +8,19 @@ tokenizer with ``remove_diacritics 2``): ``Café`` matches ``cafe``. There is no
 
 The rules that keep it right:
 
-- **Derived, local, exact.** ``<tier table>_fts`` holds one row per live item (rowid = the
-  item's ``modified_at``, which is unique and, unlike SQLite's own rowid, survives ``VACUUM``),
-  with the text above. The storage operations change it in the SAME transaction as the rows
-  (:func:`index_changes`, called by :mod:`memrepl.storage.items` for every write, applied batch
+- **Derived, local, exact.** ``<tier table>_fts`` holds one row per live item with the text
+  above; its rowid is the item's ``created_at_ns`` (:data:`ROWID_COLUMN`: the stamp of the
+  write that created the row on this node, unique -- a unique index keeps it so -- and kept
+  while the row lives; unlike SQLite's own rowid it survives ``VACUUM``). The storage
+  operations change it in the SAME transaction as the rows (:func:`entry_changes` and
+  :func:`index_changes`, called by :mod:`memrepl.storage.items` for every write, applied batch
   and forgetting: eviction, expiry, a snapshot's cleanup), so what a committed transaction
   wrote is findable at once and what it deleted or forgot never is. A tombstone has no entry
   (and purging tombstones touches none). The index never travels. Rows changed by hand with SQL
   are not followed: ``memrepl index rebuild`` re-derives the index.
+- **Only text that changed.** A write that leaves an item's indexed text as it was (the same
+  content applied again, a merge of a number, a move to another namespace) leaves its entry
+  alone: the rowid does not change with the write, so the entry is still right.
 - **Per batch, from the content at hand.** One ``executemany`` removes a batch's old entries
   and one adds its new ones; the text comes from the content objects the write already decoded
   (:func:`indexed_text`, a walk in Python: SQLite's ``json_tree`` took six times as long on the
@@ -24,9 +29,10 @@ The rules that keep it right:
 - **Contentless.** The FTS5 table keeps only the index (``content=''``), not a second copy of
   the text; removing an entry needs the text it was added with (the FTS5 ``'delete'`` command),
   which is why ONE function (:func:`indexed_text`) serves adding, removing, rebuilding and the
-  vector index (migration 0005 carries a frozen copy, checked equal by a test).
+  vector index (migrations 0006 and 0010 carry frozen copies, checked equal by a test).
 - **Rebuildable.** :func:`rebuild` empties the index and re-derives it from the table
-  (``memrepl index rebuild``); migration 0006 created it that way for existing stores.
+  (``memrepl index rebuild``); migration 0006 created it that way for existing stores, and
+  migration 0010 re-keyed it by ``created_at_ns``.
 
 Query syntax (:func:`match_expression`): by default a query is **plain words**: each word
 (a run of letters and digits) is quoted and the words are OR-ed, so any text works and an item
@@ -41,7 +47,7 @@ from __future__ import annotations
 import re
 import sqlite3
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from functools import cache
 from typing import Any
 
@@ -50,7 +56,7 @@ from sqlalchemy.engine import Connection
 
 from memrepl.errors import InvalidQueryError
 from memrepl.storage import driver
-from memrepl.storage.records import decode_json
+from memrepl.storage.records import StoredItem, decode_json
 from memrepl.storage.schema import TIER_SPECS, TierSpec
 
 #: The FTS5 tokenizer: Unicode words, case and accents folded.
@@ -80,11 +86,10 @@ def is_index_table(name: str) -> bool:
     return any(name == fts or name.startswith(fts + "_") for fts in FTS_TABLES)
 
 
-def indexed_text(content: Mapping[str, Any]) -> str:
-    """The text indexed for ``content``: its string values, depth first in document order,
-    joined by spaces ("" when it has none)."""
-    found: list[str] = []
-    stack: list[Any] = [content]
+def _walk(value: Any, found: list[str]) -> None:
+    """Append the strings in ``value`` (a string, or a container at any depth) to ``found``,
+    depth first in document order (an explicit stack: no recursion limit)."""
+    stack: list[Any] = [value]
     while stack:
         value = stack.pop()
         if isinstance(value, str):
@@ -93,6 +98,27 @@ def indexed_text(content: Mapping[str, Any]) -> str:
             stack.extend(reversed(value.values()))
         elif isinstance(value, list | tuple):
             stack.extend(reversed(value))
+
+
+def indexed_text(content: Mapping[str, Any]) -> str:
+    """The text indexed for ``content``: its string values, depth first in document order,
+    joined by spaces ("" when it has none)."""
+    # Every write runs this: the usual shapes (strings, lists of strings, at the top) are taken
+    # without the general walk, which is three times slower.
+    found: list[str] = []
+    append = found.append
+    for value in content.values():
+        kind = type(value)
+        if kind is str:
+            append(value)
+        elif kind is list:
+            for inner in value:
+                if type(inner) is str:
+                    append(inner)
+                elif isinstance(inner, str | dict | list | tuple):
+                    _walk(inner, found)
+        elif isinstance(value, str | dict | list | tuple):
+            _walk(value, found)
     return " ".join(found)
 
 
@@ -111,15 +137,49 @@ def _change_statements(fts: str) -> tuple[str, str]:
     return remove, add
 
 
+#: The tier column the index's rowids are (see the module docstring).
+ROWID_COLUMN = "created_at_ns"
+
+#: An index entry: ``(rowid, indexed text)``.
+Entry = tuple[int, str]
+
+
+def entry_changes(
+    pairs: Iterable[tuple[StoredItem | None, StoredItem | None]],
+) -> tuple[list[Entry], list[Entry]]:
+    """The entries to remove and to add for rows that changed from ``before`` to ``after``
+    (None: no row), as :func:`index_changes` takes them. A live row whose indexed text and
+    rowid stay the same needs neither."""
+    removed: list[Entry] = []
+    added: list[Entry] = []
+    for before, after in pairs:
+        old = before if before is not None and not before.deleted else None
+        new = after if after is not None and not after.deleted else None
+        old_text = new_text = None
+        if old is not None and new is not None and old.created_at_ns == new.created_at_ns:
+            if old.state.content is new.state.content or (
+                old.content_json is not None and old.content_json == new.content_json
+            ):
+                continue  # the same content: the same text
+            old_text, new_text = indexed_text(old.state.content), indexed_text(new.state.content)
+            if old_text == new_text:
+                continue
+        if old is not None:
+            removed.append((old.created_at_ns, old_text or indexed_text(old.state.content)))
+        if new is not None:
+            added.append((new.created_at_ns, new_text or indexed_text(new.state.content)))
+    return removed, added
+
+
 def index_changes(
     conn: Connection,
     spec: TierSpec,
-    removed: Sequence[tuple[int, str]],
-    added: Sequence[tuple[int, str]],
+    removed: Sequence[Entry],
+    added: Sequence[Entry],
 ) -> None:
-    """Remove then add index entries, each ``(modified_at, indexed_text(content))`` of a live
-    row: ``removed`` as the rows were (the text they were indexed with), ``added`` as they are
-    now. In the caller's write transaction."""
+    """Remove then add index entries (:func:`entry_changes`): ``removed`` as the rows were (the
+    text they were indexed with), ``added`` as they are now. In the caller's write
+    transaction."""
     remove, add = _change_statements(fts_name(spec))
     if removed:
         driver.executemany(conn, remove, removed)
@@ -133,7 +193,7 @@ def fill(conn: Connection, spec: TierSpec) -> int:
     _, add = _change_statements(fts_name(spec))
     count = 0
     rows = conn.execute(
-        select(table.c.modified_at, table.c.content).where(table.c.deleted.is_(False))
+        select(table.c[ROWID_COLUMN], table.c.content).where(table.c.deleted.is_(False))
     )
     while chunk := rows.fetchmany(FILL_CHUNK_ROWS):
         driver.executemany(
@@ -156,7 +216,7 @@ def rebuild(conn: Connection, spec: TierSpec) -> int:
 
 
 def fts_table(spec: TierSpec) -> TableClause:
-    """``spec``'s keyword index as a Core table: ``rowid`` (the item's ``modified_at``),
+    """``spec``'s keyword index as a Core table: ``rowid`` (the item's ``created_at_ns``),
     ``rank`` (FTS5's BM25, lower is better) and the table-valued column for ``MATCH``."""
     name = fts_name(spec)
     return table(name, column("rowid"), column("rank"), column(name))
@@ -164,7 +224,7 @@ def fts_table(spec: TierSpec) -> TableClause:
 
 def join_condition(spec: TierSpec, fts: TableClause) -> ColumnElement[bool]:
     """How an index entry (``fts``: :func:`fts_table`) finds its row of the tier table."""
-    return spec.table.c.modified_at == fts.c.rowid
+    return spec.table.c[ROWID_COLUMN] == fts.c.rowid
 
 
 def _varint(data: bytes) -> int:

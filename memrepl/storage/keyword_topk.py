@@ -38,6 +38,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any
 
 from sqlalchemy import ColumnElement, Select, func, literal_column, select, text
@@ -172,25 +173,43 @@ def any_of(phrases: Sequence[Phrase]) -> str:
 Scored = tuple[int, float]
 
 
+@cache
+def _plain_sql(fts: str, limited: bool) -> str:
+    """:func:`scores` without row conditions, on the driver (the common case, run often)."""
+    sql = f"SELECT rowid, -bm25({fts}) AS score FROM {fts} WHERE {fts} MATCH ?"
+    return sql + " ORDER BY score DESC LIMIT ?" if limited else sql
+
+
 def _query(spec: TierSpec, match: str, conditions: Sequence[ColumnElement[bool]]) -> Select[Any]:
-    """Index rowid and score (``-bm25``, higher is better) of the items ``match`` finds that
-    satisfy ``conditions`` (rows of the tier table joined by the index's rowid)."""
+    """:func:`scores` with row conditions: the index joined to the tier table by rowid."""
     fts = keyword.fts_table(spec)
     name = keyword.fts_name(spec)
     score = (-func.bm25(literal_column(name))).label("score")
-    query = select(fts.c.rowid, score).where(fts.c[name].match(match))
-    if conditions:
-        table = spec.table
-        query = query.select_from(fts.join(table, keyword.join_condition(spec, fts))).where(
-            *conditions
-        )
-    return query
+    return (
+        select(fts.c.rowid, score)
+        .select_from(fts.join(spec.table, keyword.join_condition(spec, fts)))
+        .where(fts.c[name].match(match), *conditions)
+    )
 
 
-def _run(conn: Connection, query: Select[Any], limit: int | None) -> list[Scored]:
-    if limit is not None:
-        query = query.order_by(text("score DESC")).limit(limit)
-    return [(int(row[0]), float(row[1])) for row in conn.execute(query)]
+def scores(
+    conn: Connection,
+    spec: TierSpec,
+    match: str,
+    conditions: Sequence[ColumnElement[bool]],
+    limit: int | None,
+) -> list[Scored]:
+    """Index rowid and score (``-bm25``, higher is better) of the items ``match`` finds that
+    satisfy ``conditions``: all of them, or the best ``limit``."""
+    if not conditions:
+        sql = _plain_sql(keyword.fts_name(spec), limit is not None)
+        rows = driver.execute(conn, sql, (match,) if limit is None else (match, limit))
+    else:
+        query = _query(spec, match, conditions)
+        if limit is not None:
+            query = query.order_by(text("score DESC")).limit(limit)
+        rows = [tuple(row) for row in conn.execute(query)]
+    return [(int(row[0]), float(row[1])) for row in rows]
 
 
 def best(scored: Sequence[Scored], count: int) -> list[Scored]:
@@ -206,7 +225,7 @@ def whole(
     wanted: int,
 ) -> list[Scored]:
     """Any FTS5 expression ranked whole, as FTS5 ranks it (every item it finds gets a score)."""
-    return best(_run(conn, _query(spec, match, conditions), wanted), wanted)
+    return best(scores(conn, spec, match, conditions, wanted), wanted)
 
 
 def _round(
@@ -224,14 +243,14 @@ def _round(
     if sum(phrase.items for phrase in essential) <= WHOLE_ROUND_ITEMS:
         # Few items: read every (E) AND (N) item, and rank the essential phrases' items alone;
         # those not read first hold essential phrases only, so their score is that ranking's.
-        with_others = _run(conn, _query(spec, both, conditions), None)
+        with_others = scores(conn, spec, both, conditions, None)
         seen = {rowid for rowid, _ in with_others}
-        alone = _run(conn, _query(spec, any_of(essential), conditions), wanted + len(seen))
+        alone = scores(conn, spec, any_of(essential), conditions, wanted + len(seen))
         only = [row for row in alone if row[0] not in seen]
     else:
-        with_others = _run(conn, _query(spec, both, conditions), wanted)
+        with_others = scores(conn, spec, both, conditions, wanted)
         only_essential = f"{any_of(essential)} NOT {any_of(others)}"
-        only = _run(conn, _query(spec, only_essential, conditions), wanted)
+        only = scores(conn, spec, only_essential, conditions, wanted)
     return best([*with_others, *only], wanted)
 
 

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from alembic.config import Config
 
 #: The revision the schema of this memrepl is at (the single head of ``migrations/``).
-HEAD_REVISION = "0009"
+HEAD_REVISION = "0010"
 
 #: The newest revision that changed replication (its script says ``changes_replication = True``):
 #: what the mesh handshake carries and peers must agree on. Nodes whose stores differ only by

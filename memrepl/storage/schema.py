@@ -25,7 +25,8 @@ tombstones included:
 ``modified_at``           this node's HLC stamp when the row last changed HERE (local write or
                           applied batch); unique and strictly increasing in commit order
 ``received_from``         the peer whose state this row equals; NULL when produced on this node
-``created_at_ns``         stamp of the write that first created the row on this node
+``created_at_ns``         stamp of the write that first created the row on this node; unique
+                          (indexed): the keyword index's rowid for the item
 ``access_count``          local reads of the item (never replicated, never touches modified_at)
 ``last_accessed_ns``      wall time of the last local read, NULL if never read
 ``namespace``             the item's namespace as text (``users/alice``; ``''`` for none; see
@@ -124,6 +125,8 @@ def _tier_table(name: str, *extra: Column[Any] | Index) -> Table:
         *extra,
         Index(f"ix_{name}_modified_at", "modified_at", unique=True),
         Index(f"ix_{name}_namespace", "namespace"),
+        # The keyword index's rowid (memrepl.storage.keyword): unique, and how a hit finds its row.
+        Index(f"ix_{name}_created_at_ns", "created_at_ns", unique=True),
     )
 
 

@@ -23,15 +23,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import TYPE_CHECKING, Any, overload
 
-from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy import ColumnElement, Table, and_, bindparam, or_, select
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import BindParameter
 
 from memrepl.errors import RecallError
 from memrepl.namespaces import Namespace, check_namespace, prefix_bounds
 from memrepl.protocol.enums import MemoryTier
-from memrepl.storage import keyword, keyword_topk
+from memrepl.storage import driver, keyword, keyword_topk
+from memrepl.storage.driver import compile_statement
 from memrepl.storage.expiry import any_expiring
 from memrepl.storage.filters import check_filter, filter_condition
 from memrepl.storage.records import StoredItem, item_from_values
@@ -210,15 +213,23 @@ def hit_of(spec: TierSpec, item: StoredItem, score: float | None) -> Hit:
     )
 
 
-def load_by_stamp(conn: Connection, spec: TierSpec, stamps: Sequence[int]) -> dict[int, StoredItem]:
-    """The rows whose ``modified_at`` is in ``stamps`` (the keyword index's rowids), by stamp."""
-    table = spec.table
+@lru_cache(maxsize=64)
+def _load_by_rowid_sql(table: Table, count: int) -> str:
+    """``SELECT <every column> ... WHERE <the index's rowid column> IN (count values)``."""
+    rowids: BindParameter[list[int]] = bindparam("rowids", value=[0] * count, expanding=True)
+    query = select(table).where(table.c[keyword.ROWID_COLUMN].in_(rowids))
+    return compile_statement(query, render_postcompile=True).sql
+
+
+def load_by_rowid(conn: Connection, spec: TierSpec, rowids: Sequence[int]) -> dict[int, StoredItem]:
+    """The rows the keyword index's ``rowids`` stand for (:data:`.keyword.ROWID_COLUMN`), by
+    rowid."""
     found: dict[int, StoredItem] = {}
-    for start in range(0, len(stamps), 500):
-        chunk = list(stamps[start : start + 500])
-        for row in conn.execute(select(table).where(table.c.modified_at.in_(chunk))):
-            item = item_from_values(spec, tuple(row))
-            found[item.modified_at] = item
+    for start in range(0, len(rowids), 500):
+        chunk = list(rowids[start : start + 500])
+        for row in driver.execute(conn, _load_by_rowid_sql(spec.table, len(chunk)), chunk):
+            item = item_from_values(spec, row)
+            found[item.created_at_ns] = item
     return found
 
 
@@ -235,9 +246,9 @@ def keyword_ranked(
         ranked = keyword_topk.whole(conn, spec, req.match, conditions, count)
     else:
         ranked = keyword_topk.ranked(conn, spec, phrases, conditions, count)
-    rows = load_by_stamp(conn, spec, [stamp for stamp, _ in ranked])
-    # Same transaction as the index: every ranked stamp is a live row of the tier.
-    return [(rows[stamp], score) for stamp, score in ranked if stamp in rows]
+    rows = load_by_rowid(conn, spec, [rowid for rowid, _ in ranked])
+    # Same transaction as the index: every ranked rowid is a live row of the tier.
+    return [(rows[rowid], score) for rowid, score in ranked if rowid in rows]
 
 
 def recent(

@@ -97,8 +97,9 @@ def test_db_current_never_writes(db: Path, cli: Cli) -> None:
 
 
 def test_db_upgrade_from_an_older_revision(db: Path, cli: Cli) -> None:
-    # Take the store back to 0001 by hand: 0009 added a column to each tier table and an expiry
-    # column (and index) to two, 0008 two tables, 0007 the vector tables and a trigger per tier
+    # Take the store back to 0001 by hand: 0010 a unique index on each tier table (and keyword
+    # index settings), 0009 added a column to each tier table and an expiry column (and index)
+    # to two, 0008 two tables, 0007 the vector tables and a trigger per tier
     # table, 0006 the keyword indexes, 0005 columns and an index on each tier table; 0004 and
     # 0002 added a table each, 0003 dropped an index 0001 had.
     conn = sqlite3.connect(db)
@@ -115,6 +116,7 @@ def test_db_upgrade_from_an_older_revision(db: Path, cli: Cli) -> None:
         conn.execute("DROP TABLE item_vectors")
         conn.execute("DROP TABLE vector_indexes")
         for table in ("working_items", "episodic_items", "semantic_items"):
+            conn.execute(f"DROP INDEX ix_{table}_created_at_ns")
             conn.execute(f"DROP TABLE {table}_fts")
             conn.execute(f"DROP INDEX ix_{table}_namespace")
             for column in ("namespace", "namespace_origin", "namespace_ts", "item_key"):

@@ -233,7 +233,7 @@ async def test_a_node_before_the_replication_revision_is_refused(cluster: Cluste
 
 @pytest.mark.skipif(
     HEAD_REVISION == REPLICATION_REVISION,
-    reason="no storage-only migration after the replication revision today (0009 is both)",
+    reason="no storage-only migration after the replication revision",
 )
 async def test_a_storage_only_migration_is_a_rolling_upgrade(cluster: Cluster) -> None:
     """A node at head advertises its replication revision, not its head: one still at that

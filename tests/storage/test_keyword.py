@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 import subprocess
 import time
 from collections.abc import Callable
@@ -230,13 +231,72 @@ json_values = st.recursive(
 
 
 @given(st.dictionaries(st.text(max_size=3), json_values, max_size=4))
-def test_the_migration_indexes_what_the_code_indexes(content: dict[str, object]) -> None:
-    script = ScriptDirectory.from_config(alembic_config()).get_revision("0006")
-    assert script is not None
+def test_the_migrations_index_what_the_code_indexes(content: dict[str, object]) -> None:
+    scripts = ScriptDirectory.from_config(alembic_config())
+    newest = scripts.get_revision("0010")
+    assert newest is not None
     for spec in TIER_SPECS.values():
-        assert script.module.statements(spec.table.name) == keyword.ddl(spec)
+        assert newest.module.statements(spec.table.name) == keyword.ddl(spec)
     text = json.dumps(content)
-    assert script.module.indexed_text(json.loads(text)) == keyword.indexed_text(json.loads(text))
+    for revision in ("0006", "0010"):
+        script = scripts.get_revision(revision)
+        assert script is not None
+        frozen = script.module.indexed_text(json.loads(text))
+        assert frozen == keyword.indexed_text(json.loads(text)), revision
+
+
+def index_entries(path: Path | None) -> list[tuple[str, int, int]]:
+    """Every (word, rowid, offset) of the episodic tier's index."""
+    conn = sqlite3.connect(path or ":memory:")
+    try:
+        conn.execute(
+            "CREATE VIRTUAL TABLE temp.entries USING fts5vocab(main, episodic_items_fts, instance)"
+        )
+        return conn.execute("SELECT term, doc, offset FROM entries ORDER BY 1, 2, 3").fetchall()
+    finally:
+        conn.close()
+
+
+def test_an_entry_is_keyed_by_created_at_and_kept_while_the_text_is(
+    store: Store, db_path: Path
+) -> None:
+    memory = store.episodic
+    created = memory.add("a", {"text": "tea with lemon", "n": 1}, namespace=("users", "x"))
+    memory.add("b", {"text": "coffee"})
+    stamp = created["created_at_ns"]
+    assert query(
+        db_path, "SELECT rowid FROM episodic_items_fts WHERE episodic_items_fts MATCH 'lemon'"
+    ) == [(stamp,)]
+    index = dump_index(db_path)
+    # Writes that leave the text as it was leave the index as it was.
+    memory.merge("a", {"n": 2})
+    memory.update("a", {"text": "tea with lemon", "n": 3}, namespace=("users", "y"))
+    assert dump_index(db_path) == index
+    assert ids(store.search("lemon", namespace=("users", "y"))) == ["a"]
+    # A new text replaces the old one under the same rowid.
+    memory.update("a", {"text": "tea with honey"})
+    assert query(
+        db_path, "SELECT rowid FROM episodic_items_fts WHERE episodic_items_fts MATCH 'honey'"
+    ) == [(stamp,)]
+    assert ids(store.search("lemon")) == []
+    memory.delete("a")
+    assert ids(store.search("honey")) == []
+    memory.add("a", {"text": "tea again"})  # resurrected: the row and its rowid are the same
+    assert query(
+        db_path, "SELECT rowid FROM episodic_items_fts WHERE episodic_items_fts MATCH 'again'"
+    ) == [(stamp,)]
+    before = index_entries(db_path)
+    store.rebuild_indexes()
+    assert index_entries(db_path) == before
+
+
+def dump_index(path: Path) -> list[tuple[object, ...]]:
+    """The episodic index's own tables, row by row (equal dumps: the index was not written)."""
+    return [
+        row
+        for shadow in ("data", "idx", "docsize")
+        for row in query(path, f"SELECT * FROM episodic_items_fts_{shadow} ORDER BY 1")
+    ]
 
 
 def test_the_migration_indexes_existing_items(opener: Callable[..., Store], db_path: Path) -> None:
@@ -261,3 +321,52 @@ def test_the_migration_indexes_existing_items(opener: Callable[..., Store], db_p
         if step == "0004":
             assert query(db_path, "SELECT name FROM sqlite_master WHERE name LIKE '%_fts%'") == []
     assert ids(opener().search("before")) == ["old"]
+
+
+def alembic_to(db_path: Path, command: str, revision: str) -> None:
+    done = subprocess.run(
+        [PYTHON, "-m", "alembic", "-x", f"db={db_path}", command, revision],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_migration_0010_rekeys_the_index_as_the_code_builds_it(
+    opener: Callable[..., Store], db_path: Path
+) -> None:
+    store = opener()
+    for n in range(30):
+        store.episodic.add(f"e{n}", {"t": f"word{n % 4} shared", "n": n})
+    store.episodic.update("e3", {"t": "changed text"})
+    store.episodic.delete("e4")
+    store.close()
+    alembic_to(db_path, "downgrade", "0009")
+    # Before 0010 the index is keyed by modified_at, and a hand-written row may share a stamp.
+    stamps = query(db_path, "SELECT item_id, modified_at FROM episodic_items WHERE deleted = 0")
+    found = query(
+        db_path, "SELECT rowid FROM episodic_items_fts WHERE episodic_items_fts MATCH 'changed'"
+    )
+    assert found == [(dict(stamps)["e3"],)]
+    conn = sqlite3.connect(db_path)
+    with conn:
+        conn.execute(
+            "UPDATE episodic_items SET created_at_ns = "
+            "(SELECT created_at_ns FROM episodic_items WHERE item_id = 'e1') "
+            "WHERE item_id = 'e2'"
+        )
+    conn.close()
+    alembic_to(db_path, "upgrade", "head")
+    created = dict(query(db_path, "SELECT item_id, created_at_ns FROM episodic_items"))
+    assert len(set(created.values())) == len(created)  # the duplicate got a stamp of its own
+    migrated = index_entries(db_path)
+    assert {rowid for _, rowid, _ in migrated} == {created[f"e{n}"] for n in range(30) if n != 4}
+    reopened = opener()
+    assert ids(reopened.search("changed")) == ["e3"]
+    assert len(reopened.search("shared", limit=100)) == 28
+    reopened.rebuild_indexes()
+    assert index_entries(db_path) == migrated

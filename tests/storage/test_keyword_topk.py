@@ -67,7 +67,7 @@ def reference(
             return []
         rows = conn.execute(
             f"SELECT f.rowid, -f.rank, e.namespace FROM {fts} AS f "
-            f"JOIN episodic_items AS e ON e.modified_at = f.rowid "
+            f"JOIN episodic_items AS e ON e.created_at_ns = f.rowid "
             f"WHERE {fts} MATCH ? ORDER BY f.rank",
             (" OR ".join(present),),
         ).fetchall()
