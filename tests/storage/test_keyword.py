@@ -323,6 +323,19 @@ def test_the_migration_indexes_existing_items(opener: Callable[..., Store], db_p
     assert ids(opener().search("before")) == ["old"]
 
 
+def settings(db_path: Path) -> list[tuple[object, ...]]:
+    """Each index's FTS5 automerge setting (4 when never set)."""
+    found = []
+    for fts in keyword.FTS_TABLES:
+        rows = query(db_path, f"SELECT v FROM {fts}_config WHERE k = 'automerge'")
+        found.append(rows[0] if rows else (4,))
+    return found
+
+
+def test_a_new_store_has_the_settings(store: Store, db_path: Path) -> None:
+    assert settings(db_path) == [(value,) for _, value in keyword.SETTINGS] * 3
+
+
 def alembic_to(db_path: Path, command: str, revision: str) -> None:
     done = subprocess.run(
         [PYTHON, "-m", "alembic", "-x", f"db={db_path}", command, revision],
@@ -360,7 +373,9 @@ def test_migration_0010_rekeys_the_index_as_the_code_builds_it(
             "WHERE item_id = 'e2'"
         )
     conn.close()
+    assert settings(db_path) == [(4,)] * 3  # FTS5's default
     alembic_to(db_path, "upgrade", "head")
+    assert settings(db_path) == [(16,)] * 3
     created = dict(query(db_path, "SELECT item_id, created_at_ns FROM episodic_items"))
     assert len(set(created.values())) == len(created)  # the duplicate got a stamp of its own
     migrated = index_entries(db_path)
