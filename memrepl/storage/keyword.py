@@ -141,9 +141,11 @@ def ddl(spec: TierSpec) -> list[str]:
 
 @cache
 def _change_statements(fts: str) -> tuple[str, str]:
+    """``(change, add)``: the statement of :func:`index_changes` (its first value is
+    ``'delete'`` to remove an entry, NULL to add one), and the plain add of :func:`fill`."""
+    change = f"INSERT INTO {fts}({fts}, rowid, body) VALUES (?, ?, ?)"
     add = f"INSERT INTO {fts}(rowid, body) VALUES (?, ?)"
-    remove = f"INSERT INTO {fts}({fts}, rowid, body) VALUES ('delete', ?, ?)"
-    return remove, add
+    return change, add
 
 
 #: The tier column the index's rowids are (see the module docstring).
@@ -186,14 +188,18 @@ def index_changes(
     removed: Sequence[Entry],
     added: Sequence[Entry],
 ) -> None:
-    """Remove then add index entries (:func:`entry_changes`): ``removed`` as the rows were (the
-    text they were indexed with), ``added`` as they are now. In the caller's write
-    transaction."""
-    remove, add = _change_statements(fts_name(spec))
-    if removed:
-        driver.executemany(conn, remove, removed)
-    if added:
-        driver.executemany(conn, add, added)
+    """Remove and add index entries (:func:`entry_changes`): ``removed`` as the rows were (the
+    text they were indexed with), ``added`` as they are now. In the caller's write transaction,
+    as ONE statement in rising rowid order, an entry's removal before its new text: FTS5 writes
+    its pending entries out as a new segment whenever a rowid comes lower than the one before
+    (or again after an add), and updates in any other order made up to one segment per item."""
+    if not removed and not added:
+        return
+    change, _ = _change_statements(fts_name(spec))
+    rows: list[tuple[str | None, int, str]] = [("delete", rowid, text) for rowid, text in removed]
+    rows += [(None, rowid, text) for rowid, text in added]
+    rows.sort(key=lambda row: (row[1], row[0] is None))
+    driver.executemany(conn, change, rows)
 
 
 def fill(conn: Connection, spec: TierSpec) -> int:
