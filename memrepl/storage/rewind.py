@@ -32,7 +32,8 @@ base + 2, ...`` in their order, and sets the clock to the last of them. Why that
 
 What it leaves: the conflict log and ``forgotten_items`` keep the stamps they recorded (history,
 not state); ``inbound_cursors`` are positions of the peers' clocks, not this one's. The tier
-digests (anti-entropy) follow the rewritten rows in the same transaction.
+digests (anti-entropy) and the keyword index (keyed by ``created_at_ns``) follow the rewritten
+rows in the same transaction.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from sqlalchemy.engine import Connection
 
 from memrepl.errors import ClockRewindError
 from memrepl.merge import Version
-from memrepl.storage import digests
+from memrepl.storage import digests, keyword
 from memrepl.storage.records import StoredItem, column_names, item_from_values, row_tuple
 from memrepl.storage.schema import TIER_SPECS, TierSpec, node, sync_vectors, tombstone_horizons
 
@@ -108,7 +109,11 @@ def rewind_clock(conn: Connection, node_id: str, *, wall_ns: int, tolerance_ns: 
         # In modified_at order: each new value is at or below the old one (the i-th stamp above
         # base is at least base + i), so the unique index never sees two rows on one value.
         items = [_remapped(item, node_id, mapped) for item in found]
+        _stage_created_at(conn, spec, found, items)
         _write(conn, spec, items)
+        # The keyword index is keyed by created_at_ns: its entries move with the rows.
+        removed, added = keyword.entry_changes(zip(found, items, strict=True))
+        keyword.index_changes(conn, spec, removed, added)
         # The stamps are part of each row's hash: keep the tier's digests right.
         changes = [
             (old.item_id, digests.item_hash(old), digests.item_hash(new))
@@ -198,6 +203,27 @@ def _remapped(item: StoredItem, node_id: str, mapped: Callable[[int], int]) -> S
         modified_at=mapped(item.modified_at),
         created_at_ns=mapped(item.created_at_ns),
     )
+
+
+def _stage_created_at(
+    conn: Connection, spec: TierSpec, found: list[StoredItem], items: list[StoredItem]
+) -> None:
+    """Park the created_at_ns that change on their negatives first: they are unique too, and in
+    modified_at order a row's new value can be one another row still holds (negatives are no
+    stamp's)."""
+    table = spec.table
+    moving = [
+        {"id": old.item_id}
+        for old, new in zip(found, items, strict=True)
+        if old.created_at_ns != new.created_at_ns
+    ]
+    if moving:
+        statement = (
+            update(table)
+            .where(table.c.item_id == bindparam("id"))
+            .values(created_at_ns=-table.c.created_at_ns)
+        )
+        conn.execute(statement, moving)
 
 
 def _write(conn: Connection, spec: TierSpec, items: list[StoredItem]) -> None:

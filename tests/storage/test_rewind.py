@@ -101,10 +101,26 @@ def skewed(tmp_path: Path) -> tuple[Path, Path]:
     return f_path, h_path
 
 
+def found_by(store: Store, word: str) -> list[str]:
+    return sorted(hit.item_id for hit in store.search(word, tiers=TIERS, limit=100))
+
+
+def index_entries(path: Path) -> list[tuple[object, ...]]:
+    conn = sqlite3.connect(path)
+    try:
+        conn.execute(
+            "CREATE VIRTUAL TABLE temp.entries USING fts5vocab(main, working_items_fts, instance)"
+        )
+        return conn.execute("SELECT term, doc, offset FROM entries ORDER BY 1, 2, 3").fetchall()
+    finally:
+        conn.close()
+
+
 def test_a_rewound_clock_replicates_again_at_once(skewed: tuple[Path, Path]) -> None:
     f_path, h_path = skewed
     before = {table: state(f_path, table) for table in ("working_items", "semantic_items")}
     with memrepl.open(f_path, node_id="f") as f:
+        found_before = {word: found_by(f, word) for word in ("f", "h", "touched")}
         wall = time.time_ns()
         with f.write() as conn:
             done = rewind_clock(conn, "f", wall_ns=wall, tolerance_ns=TOLERANCE_NS)
@@ -118,10 +134,14 @@ def test_a_rewound_clock_replicates_again_at_once(skewed: tuple[Path, Path]) -> 
             assert state(f_path, table) == old
         positions = [m for (m,) in rows(f_path, "SELECT modified_at FROM working_items")]
         assert len(set(positions)) == len(positions) and max(positions) <= done.after_ns
-        # The anti-entropy digests follow the re-stamped rows.
+        # The anti-entropy digests follow the re-stamped rows, and so does the keyword index.
         with f.read() as conn:
             for tier in TIERS:
                 assert digests.find_errors(conn, f.tier(tier).spec) == {}
+        assert {word: found_by(f, word) for word in found_before} == found_before
+        rewound = index_entries(f_path)
+        f.rebuild_indexes()
+        assert index_entries(f_path) == rewound
         # h accepts everything now, and the two converge.
         with memrepl.open(h_path, node_id="h") as h:
             assert pass_everything(f, h) > 0
