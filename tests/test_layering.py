@@ -15,6 +15,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "memrepl"
 #: Layer of each memrepl module or package (the first matching prefix wins).
 LAYERS: list[tuple[str, int]] = [
     ("memrepl.errors", 0),
+    ("memrepl.lazy", 0),
     ("memrepl.protocol", 1),
     ("memrepl.clock", 2),
     ("memrepl.merge", 2),

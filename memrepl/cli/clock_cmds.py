@@ -15,13 +15,11 @@ import argparse
 import os
 import time
 
-from sqlalchemy import select
-
 from memrepl.cli.context import Subparsers, add_command, add_json_flag, open_store
 from memrepl.cli.output import emit, emit_json, format_ns
-from memrepl.node.lock import LockInfo, NodeLock
-from memrepl.storage.rewind import rewind_clock
-from memrepl.storage.schema import node
+
+# SQLAlchemy, the storage layer and the node lock are imported by the commands that use them:
+# building the parser stays cheap (memrepl.cli: the start-up rule).
 
 ORDER = 75
 
@@ -29,6 +27,10 @@ NS_PER_S = 1_000_000_000
 
 
 def run_show(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from memrepl.storage.schema import node
+
     with open_store(args) as store, store.read() as conn:
         last = int(conn.execute(select(node.c.clock_last_ns)).scalar_one())
         node_id = store.node_id
@@ -60,6 +62,9 @@ def run_show(args: argparse.Namespace) -> int:
 
 
 def run_rewind(args: argparse.Namespace) -> int:
+    from memrepl.node.lock import LockInfo, NodeLock
+    from memrepl.storage.rewind import rewind_clock
+
     with open_store(args) as store:
         assert store.path is not None
         lock = NodeLock(store.path)

@@ -19,9 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
-from typing import Any
-
-from sqlalchemy import RowMapping, Select, select
+from typing import TYPE_CHECKING, Any
 
 from memrepl.cli.context import (
     Subparsers,
@@ -34,13 +32,19 @@ from memrepl.cli.context import (
     tier_name,
 )
 from memrepl.cli.output import emit_json_lines, emit_table, format_ns
-from memrepl.storage.schema import conflicts
+
+if TYPE_CHECKING:
+    from sqlalchemy import RowMapping, Select
 
 ORDER = 40
 
 
 def conflict_query(args: argparse.Namespace) -> Select[Any]:
     """The SELECT on ``conflicts`` for the filters in ``args`` (newest first when limited)."""
+    from sqlalchemy import select
+
+    from memrepl.storage.schema import conflicts
+
     table = conflicts
     query = select(table)
     if args.tier is not None:

@@ -28,16 +28,15 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, NoReturn, TypeAlias
-from urllib.parse import quote
 
-from sqlalchemy import create_engine as sa_create_engine
-from sqlalchemy.engine import Engine
-from sqlalchemy.pool import NullPool
-
-import memrepl
-from memrepl.errors import CommandError, StoreError, UsageError
+from memrepl.errors import CommandError, UsageError
 from memrepl.protocol.enums import MemoryTier, SyncPriority
-from memrepl.storage.store import Store
+from memrepl.storage import peek
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import Engine
+
+    from memrepl.storage.store import Store
 
 #: The environment variable naming the default store.
 ENV_DB = "MEMREPL_DB"
@@ -141,33 +140,33 @@ def require_existing(path: Path) -> None:
 def connect_readonly(path: Path) -> sqlite3.Connection:
     """A read-only sqlite3 connection to an existing file (``mode=ro``, ``query_only``)."""
     require_existing(path)
-    uri = "file:" + quote(str(path.resolve())) + "?mode=ro"
-    try:
-        conn = sqlite3.connect(uri, uri=True)
-        conn.execute("PRAGMA query_only = ON")
-    except sqlite3.Error as exc:
-        raise StoreError(f"opening {str(path)!r} read-only: {exc}") from exc
-    return conn
+    return peek.connect_readonly(path)
 
 
 def readonly_engine(path: Path) -> Engine:
     """A SQLAlchemy engine over :func:`connect_readonly` connections (dispose it when done)."""
+    from sqlalchemy import create_engine
+    from sqlalchemy.pool import NullPool
+
     require_existing(path)
-    return sa_create_engine("sqlite://", creator=lambda: connect_readonly(path), poolclass=NullPool)
+    return create_engine("sqlite://", creator=lambda: connect_readonly(path), poolclass=NullPool)
 
 
 def read_stored_node_id(path: Path) -> str | None:
     """The node id recorded in the store at ``path``, None if it has none (read-only)."""
     conn = connect_readonly(path)
     try:
-        row = conn.execute("SELECT node_id FROM node WHERE id = 1").fetchone()
-    except sqlite3.DatabaseError as exc:
-        if "no such table" in str(exc):
-            return None
-        raise StoreError(f"reading the node id of {str(path)!r}: {exc}") from exc
+        return peek.stored_node_id(conn)
     finally:
         conn.close()
-    return None if row is None else str(row[0])
+
+
+def no_node_id(path: Path) -> CommandError:
+    """The error for a store without a node id (made by ``alembic upgrade head``, say)."""
+    return CommandError(
+        f"the store at {str(path)!r} has no node id yet (it was not created by 'memrepl "
+        f"init'): give it one with 'memrepl init --node-id ID --db {path}', or pass --node-id ID"
+    )
 
 
 def open_store(args: argparse.Namespace) -> Store:
@@ -175,15 +174,15 @@ def open_store(args: argparse.Namespace) -> Store:
 
     Raises CommandError when there is no file or no node id to open it with, and whatever
     :func:`memrepl.open` raises (a mismatched ``--node-id``, a schema from a newer memrepl).
+    Imports the storage layer (SQLAlchemy): commands call it only when they write.
     """
+    import memrepl
+
     path = db_path(args)
     require_existing(path)
     node_id: str | None = args.node_id or read_stored_node_id(path)
     if node_id is None:
-        raise CommandError(
-            f"the store at {str(path)!r} has no node id yet: pass --node-id ID "
-            "(or create it with 'memrepl init')"
-        )
+        raise no_node_id(path)
     return memrepl.open(path, node_id=node_id)
 
 

@@ -19,10 +19,13 @@ import re
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from memrepl.cli.context import Subparsers, add_command, open_store
 from memrepl.cli.output import emit
+
+if TYPE_CHECKING:
+    pass
 
 ORDER = 60
 

@@ -6,9 +6,11 @@ replaces a live item), ``merge`` sets the given fields and keeps the others, ``d
 tombstone that replicates. A refused write raises before anything is written: the store is as it
 was. Content is a JSON object, given as an argument or as ``-`` for stdin.
 
-Output: a write prints the item's record after the write, ``get`` prints the live record (and
-counts a local access, as ``get_by_id`` does: never replicated, never a change); both as indented
-JSON. ``list`` prints a table, or JSON lines with ``--json``, in ``modified_at`` order -- so
+Output: a write prints the item's record after the write, ``get`` prints the live record; both
+as indented JSON. ``get`` reads the file read-only (:mod:`memrepl.storage.peek`) and counts no
+access by default -- an operator looking at an item is not the agent using it, and a read must
+not change the file -- ``--count-access`` reads through ``get_by_id``, which counts it.
+``list`` prints a table, or JSON lines with ``--json``, in ``modified_at`` order -- so
 ``--since`` with the last ``modified_at`` seen pages through a tier's changes.
 """
 
@@ -17,12 +19,15 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from typing import Any
+import time
+from typing import TYPE_CHECKING, Any
 
 from memrepl.cli.context import (
     Subparsers,
     add_command,
     add_json_flag,
+    connect_readonly,
+    db_path,
     open_store,
     parse_priority,
     parse_tier,
@@ -32,8 +37,10 @@ from memrepl.cli.context import (
 from memrepl.cli.output import emit_json, emit_json_lines, emit_table, format_ns
 from memrepl.errors import InvalidContentError, ItemNotFoundError
 from memrepl.protocol.enums import MemoryTier, SyncPriority
-from memrepl.storage.items import modified_since
-from memrepl.storage.records import Record
+from memrepl.storage import peek
+
+if TYPE_CHECKING:
+    from memrepl.storage.records import Record
 
 ORDER = 20
 
@@ -88,11 +95,24 @@ def run_delete(args: argparse.Namespace) -> int:
     return 0
 
 
+def read_live(args: argparse.Namespace) -> Record | None:
+    """The live item ``get`` asks for, read-only; or, with ``--count-access``, through the tier
+    API, which counts the access as an application's read does."""
+    tier: MemoryTier = args.tier
+    if args.count_access:
+        with open_store(args) as store:
+            return store.tier(tier).get_by_id(args.item_id)
+    conn = connect_readonly(db_path(args))
+    try:
+        return peek.read_record(conn, tier, args.item_id, time.time_ns())
+    finally:
+        conn.close()
+
+
 def run_get(args: argparse.Namespace) -> int:
     """Print a live item; ItemNotFoundError (exit 1) if it is missing or deleted."""
     tier: MemoryTier = args.tier
-    with open_store(args) as store:
-        record = store.tier(tier).get_by_id(args.item_id)
+    record = read_live(args)
     if record is None:
         raise ItemNotFoundError(
             f"get of item {args.item_id!r}: no live item in the {tier.name.lower()} tier",
@@ -107,6 +127,8 @@ def list_records(
 ) -> list[Record]:
     """Rows of ``tier`` changed after ``since``, in ``modified_at`` order: storage's own index
     scan (:func:`~memrepl.storage.items.modified_since`), tombstones only if asked for."""
+    from memrepl.storage.items import modified_since
+
     with open_store(args) as store, store.read() as conn:
         rows = modified_since(
             conn, store.tier(tier).spec, since, limit=limit, live_only=not args.include_deleted
@@ -199,8 +221,25 @@ def add_parsers(subparsers: Subparsers) -> None:
     _tier_and_id(delete)
     _priority(delete)
 
-    get = add_command(subparsers, "get", help="print a live item as JSON", run=run_get)
+    get = add_command(
+        subparsers,
+        "get",
+        help="print a live item as JSON",
+        description=(
+            "Print a live item as JSON; exit 1 if it is missing, deleted or expired. Reads the "
+            "file read-only and counts no access: looking at an item from the command line is "
+            "not the agent using it, so it leaves eviction scores and promotion alone (and works "
+            "beside a running node). --count-access reads it as the library's get_by_id does."
+        ),
+        run=run_get,
+    )
     _tier_and_id(get)
+    get.add_argument(
+        "--count-access",
+        action="store_true",
+        help="count this read as an access (local: raises the item's eviction score and "
+        "counts towards promotion), as get_by_id in an application does",
+    )
 
     listing = add_command(
         subparsers,

@@ -19,7 +19,7 @@ import argparse
 import json
 import re
 from dataclasses import asdict
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from memrepl.cli.context import (
     Subparsers,
@@ -32,7 +32,9 @@ from memrepl.cli.context import (
 from memrepl.cli.output import emit, emit_json_lines, emit_table
 from memrepl.errors import InvalidNamespaceError
 from memrepl.namespaces import Namespace, encode_namespace, parse_namespace
-from memrepl.storage.search import Hit
+
+if TYPE_CHECKING:
+    from memrepl.storage.search import Hit
 
 ORDER = 65
 

@@ -23,15 +23,9 @@ node id is used.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
-import logging
 import os
-import signal
-import sys
-import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from memrepl.cli.context import (
     DEFAULT_DB,
@@ -41,19 +35,23 @@ from memrepl.cli.context import (
     read_stored_node_id,
 )
 from memrepl.errors import CommandError, UsageError
-from memrepl.node import Node, NodeConfig, NodeConfigError
-from memrepl.node.config import load_toml, parse_address, parse_peer
-from memrepl.node.credentials import certificate_node_id
+
+if TYPE_CHECKING:
+    from memrepl.node import NodeConfig
+
+# The node (and through it the mesh, the sync layer, SQLAlchemy) is imported by the functions
+# that run it, never when the parser is built: other commands must not pay for it.
 
 ORDER = 70
 
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 #: How often ``--status-file`` is rewritten.
 STATUS_EVERY_S = 2.0
 
 
 def peer_arg(text: str) -> tuple[str, tuple[str, int]]:
     """An argparse type for ``--peer ID=HOST:PORT``."""
+    from memrepl.node.config import NodeConfigError, parse_peer
+
     try:
         return parse_peer(text)
     except NodeConfigError as exc:
@@ -62,6 +60,8 @@ def peer_arg(text: str) -> tuple[str, tuple[str, int]]:
 
 def address_arg(text: str) -> tuple[str, int]:
     """An argparse type for ``--listen HOST:PORT``."""
+    from memrepl.node.config import NodeConfigError, parse_address
+
     try:
         return parse_address(text, what="listen address")
     except NodeConfigError as exc:
@@ -241,6 +241,9 @@ _FLAG_KEYS = (
 
 def build_config(args: argparse.Namespace) -> NodeConfig:
     """The node's config: ``--config``'s file, overridden by the flags given."""
+    from memrepl.node.config import NodeConfig, load_toml
+    from memrepl.node.credentials import certificate_node_id
+
     file_values: dict[str, Any] = {}
     base = None
     if args.config is not None:
@@ -269,130 +272,8 @@ def build_config(args: argparse.Namespace) -> NodeConfig:
     return config
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (a temporary file renamed over it)."""
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temporary.write_text(text)
-    os.replace(temporary, path)
-
-
-#: The refusal codes of the mesh's gate: what ``auth.refused`` in ``--status-file`` counts.
-AUTH_CODES = frozenset(
-    {
-        "auth-failed",
-        "auth-mode-mismatch",
-        "bad-certificate",
-        "identity-mismatch",
-        "revoked",
-        "throttled",
-        "wrong-peer",
-    }
-)
-
-
-def auth_document(node: Node) -> dict[str, Any] | None:
-    """How the node authenticates and what its mesh refused (None without a TcpMesh)."""
-    stats = getattr(node.mesh, "stats", None)
-    if stats is None:
-        return None
-    mesh = stats()
-    if mesh.auth is None:
-        return None
-    total = mesh.total
-    return {
-        "mode": mesh.auth.mode,
-        "handshake_failures": total.handshake_failures,
-        "refused": {code: n for code, n in total.refused.items() if code in AUTH_CODES},
-        "last_refusal": mesh.auth.last_refusal,
-        "revoked_entries": mesh.auth.revoked_entries,
-        "revocation_error": mesh.auth.revocation_error,
-    }
-
-
-def status_document(node: Node) -> dict[str, Any]:
-    """What ``--status-file`` holds: per peer and tier, the last outcome (stamps in ns), and
-    the mesh's authentication summary (``auth``)."""
-    return {
-        "node_id": node.node_id,
-        "written_at_ns": time.time_ns(),
-        "auth": auth_document(node),
-        "peers": [
-            {
-                "peer_id": s.peer_id,
-                "tier": s.tier.name.lower(),
-                "connected": s.connected,
-                "last_attempt_ns": s.last_attempt_ns,
-                "last_success_ns": s.last_success_ns,
-                "last_error": s.last_error,
-                "last_error_ns": s.last_error_ns,
-                "last_status": None if s.last_result is None else s.last_result.status.value,
-            }
-            for s in node.status()
-        ],
-        "antientropy": node.antientropy_status(),
-    }
-
-
-async def keep_status_file(node: Node, path: Path) -> None:
-    """Rewrite ``path`` every STATUS_EVERY_S until cancelled."""
-    while True:
-        write_atomically(path, json.dumps(status_document(node), indent=2) + "\n")
-        await asyncio.sleep(STATUS_EVERY_S)
-
-
-def _drop_tls_eof_race(record: logging.LogRecord) -> bool:
-    """Drop asyncio's "returning true from eof_received() has no effect when using ssl".
-
-    The mesh starts TLS on accepted connections itself (``StreamWriter.start_tls``, so that a
-    refused certificate is counted and throttled); when a peer closes in the instant between
-    the TLS handshake and the stream noticing it is now TLS (a refused peer usually does),
-    CPython 3.11's streams log that line. It says nothing about the node: the connection is
-    ending either way.
-    """
-    return "eof_received() has no effect when using ssl" not in record.getMessage()
-
-
 def run_serve(args: argparse.Namespace) -> int:
-    config = build_config(args)
-    logging.basicConfig(level=config.log_level, stream=sys.stderr, format=LOG_FORMAT)
-    if config.log_level != "DEBUG":
-        # Alembic narrates every migration step at INFO; the node says what matters.
-        logging.getLogger("alembic").setLevel(logging.WARNING)
-    logging.getLogger("asyncio").addFilter(_drop_tls_eof_race)
-    node = Node.from_config(config, control=True, command="memrepl serve")
-    return asyncio.run(serve(node, config))
+    """Run the node until SIGTERM or SIGINT (:mod:`memrepl.cli.daemon`)."""
+    from memrepl.cli import daemon
 
-
-async def serve(node: Node, config: NodeConfig) -> int:
-    """Run ``node`` until SIGTERM or SIGINT; 0 once it stopped cleanly."""
-    loop = asyncio.get_running_loop()
-    stopping = asyncio.Event()
-    signals = (signal.SIGTERM, signal.SIGINT)
-    status_task: asyncio.Task[None] | None = None
-    for number in signals:
-        loop.add_signal_handler(number, stopping.set)
-    try:
-        await node.start()
-        try:
-            host, port = node.address
-            if config.port_file is not None:
-                write_atomically(config.port_file, f"{port}\n")
-            if config.status_file is not None:
-                status_task = asyncio.create_task(keep_status_file(node, config.status_file))
-            sys.stderr.write(f"memrepl: listening on {host}:{port} as {node.node_id}\n")
-            sys.stderr.flush()
-            await stopping.wait()
-            logging.getLogger(__name__).info("signal received: stopping")
-        finally:
-            if status_task is not None:
-                status_task.cancel()
-                await asyncio.gather(status_task, return_exceptions=True)
-                if config.status_file is not None and node.running:
-                    write_atomically(
-                        config.status_file, json.dumps(status_document(node), indent=2) + "\n"
-                    )
-            await node.stop()
-    finally:
-        for number in signals:
-            loop.remove_signal_handler(number)
-    return 0
+    return daemon.run(build_config(args))

@@ -14,21 +14,20 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy.exc import DBAPIError
-
-import memrepl
 from memrepl.cli.context import (
     Subparsers,
     add_command,
     add_json_flag,
     db_path,
+    no_node_id,
     readonly_engine,
     require_existing,
 )
 from memrepl.cli.output import emit, emit_json
-from memrepl.errors import CommandError, StoreError, UsageError
-from memrepl.storage import migrate
-from memrepl.storage.node import stored_node_id
+from memrepl.errors import StoreError, UsageError
+
+# The storage layer (SQLAlchemy, Alembic) is imported inside the commands that use it, so that
+# building the parser stays cheap (memrepl --help, and every other command).
 
 ORDER = 10
 
@@ -43,6 +42,11 @@ class StoreFacts:
 
 def inspect(path: Path) -> StoreFacts:
     """The schema revision and node id of the existing file ``path`` (read-only)."""
+    from sqlalchemy.exc import DBAPIError
+
+    from memrepl.storage import migrate
+    from memrepl.storage.node import stored_node_id
+
     engine = readonly_engine(path)
     try:
         with engine.connect() as conn:
@@ -57,6 +61,9 @@ def inspect(path: Path) -> StoreFacts:
 
 def run_init(args: argparse.Namespace) -> int:
     """Create a store (or bring an existing one of this node to head)."""
+    import memrepl
+    from memrepl.storage import migrate
+
     path = db_path(args)
     node_id: str | None = args.node_id
     if not node_id:
@@ -79,15 +86,15 @@ def run_init(args: argparse.Namespace) -> int:
 
 def run_upgrade(args: argparse.Namespace) -> int:
     """Run the migrations up to the head revision."""
+    import memrepl
+    from memrepl.storage import migrate
+
     path = db_path(args)
     require_existing(path)
     before = inspect(path)
     node_id: str | None = args.node_id or before.node_id
     if node_id is None:
-        raise CommandError(
-            f"the store at {str(path)!r} has no node id yet: pass --node-id ID "
-            "(or create it with 'memrepl init')"
-        )
+        raise no_node_id(path)
     with memrepl.open(path, node_id=node_id):
         pass
     head = migrate.HEAD_REVISION
@@ -100,6 +107,8 @@ def run_upgrade(args: argparse.Namespace) -> int:
 
 def _verdict(revision: str | None) -> tuple[str, bool]:
     """A sentence about ``revision`` compared with the head, and whether it is the head."""
+    from memrepl.storage import migrate
+
     head = migrate.HEAD_REVISION
     if revision == head:
         return "up to date", True
@@ -112,6 +121,8 @@ def _verdict(revision: str | None) -> tuple[str, bool]:
 
 def run_current(args: argparse.Namespace) -> int:
     """Print the store's revision and the head (read-only)."""
+    from memrepl.storage import migrate
+
     path = db_path(args)
     facts = inspect(path)
     verdict, up_to_date = _verdict(facts.revision)

@@ -25,18 +25,47 @@ durable (it is gone with the object).
 
 from __future__ import annotations
 
-from memrepl.storage.graph_tiers import AsyncSemanticMemory, SemanticMemory
-from memrepl.storage.items import LocalWrite, RemoteItem
-from memrepl.storage.records import Record, StoredItem
-from memrepl.storage.schema import TierSpec
-from memrepl.storage.store import AsyncStore, Store, open
-from memrepl.storage.tiers import (
-    AsyncEpisodicMemory,
-    AsyncTier,
-    AsyncWorkingMemory,
-    EpisodicMemory,
-    Tier,
-    WorkingMemory,
+from typing import TYPE_CHECKING
+
+from memrepl.lazy import lazy_exports
+
+if TYPE_CHECKING:
+    from memrepl.storage.graph_tiers import AsyncSemanticMemory, SemanticMemory
+    from memrepl.storage.items import LocalWrite, RemoteItem
+    from memrepl.storage.records import Record, StoredItem
+    from memrepl.storage.schema import TierSpec
+    from memrepl.storage.store import AsyncStore, Store, open
+    from memrepl.storage.tiers import (
+        AsyncEpisodicMemory,
+        AsyncTier,
+        AsyncWorkingMemory,
+        EpisodicMemory,
+        Tier,
+        WorkingMemory,
+    )
+
+# Imported when first used (memrepl.lazy): memrepl.storage.peek, which the fast command-line
+# reads use, must not pay for SQLAlchemy and networkx through this package.
+__getattr__ = lazy_exports(
+    __name__,
+    {
+        "AsyncSemanticMemory": "memrepl.storage.graph_tiers",
+        "SemanticMemory": "memrepl.storage.graph_tiers",
+        "LocalWrite": "memrepl.storage.items",
+        "RemoteItem": "memrepl.storage.items",
+        "Record": "memrepl.storage.records",
+        "StoredItem": "memrepl.storage.records",
+        "TierSpec": "memrepl.storage.schema",
+        "AsyncStore": "memrepl.storage.store",
+        "Store": "memrepl.storage.store",
+        "open": "memrepl.storage.store",
+        "AsyncEpisodicMemory": "memrepl.storage.tiers",
+        "AsyncTier": "memrepl.storage.tiers",
+        "AsyncWorkingMemory": "memrepl.storage.tiers",
+        "EpisodicMemory": "memrepl.storage.tiers",
+        "Tier": "memrepl.storage.tiers",
+        "WorkingMemory": "memrepl.storage.tiers",
+    },
 )
 
 __all__ = [

@@ -24,10 +24,18 @@ def test_put_prints_the_record_and_get_reads_it_back(db: Path, cli: Cli) -> None
     assert record["priority"] == int(SyncPriority.NORMAL)
     assert record["deleted"] is False
 
+    before = dump(db)
     got = cli("get", "working", "wm-1", "--db", db).json()
     assert got["content"] == {"data": "value", "n": [1, 2]}
     assert got["modified_at"] == record["modified_at"]
-    assert got["access_count"] == 1
+    # A read from the command line counts no access: the file is as it was.
+    assert got["access_count"] == 0
+    assert dump(db) == before
+
+    counted = cli("get", "working", "wm-1", "--count-access", "--db", db).json()
+    assert counted["access_count"] == 1
+    assert query(db, "SELECT access_count FROM working_items") == [(1,)]
+    assert cli("get", "working", "wm-1", "--db", db).json()["access_count"] == 1
 
 
 @pytest.mark.parametrize(

@@ -78,7 +78,7 @@ def test_an_internal_error_is_one_line_exit_3(
     def broken(*args: object, **kwargs: object) -> None:
         raise ZeroDivisionError("a bug")
 
-    monkeypatch.setattr("memrepl.cli.item_cmds.open_store", broken)
+    monkeypatch.setattr("memrepl.cli.item_cmds.read_live", broken)
     result = cli("get", "working", "x", "--db", db)
     assert result.code == 3
     assert result.error_lines == [
@@ -105,7 +105,7 @@ def test_exit_codes(
     def failing(*args: object, **kwargs: object) -> None:
         raise raised
 
-    monkeypatch.setattr("memrepl.cli.item_cmds.open_store", failing)
+    monkeypatch.setattr("memrepl.cli.item_cmds.read_live", failing)
     result = cli("get", "working", "x", "--db", db)
     assert result.code == code
     assert len(result.error_lines) == 1

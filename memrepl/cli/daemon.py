@@ -1,0 +1,154 @@
+"""Running ``memrepl serve``: logging, signals, the port and status files, around a
+:class:`~memrepl.node.Node` (the heavy half of :mod:`memrepl.cli.serve_cmds`, imported when it
+runs).
+
+The rule that keeps it right: **SIGTERM and SIGINT stop the node cleanly** -- every round
+finishes the batch in hand, the mesh says goodbye to its peers, the store is closed -- and the
+command exits 0. Logs go to stderr (configured here, never in the library).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from memrepl.cli.serve_cmds import STATUS_EVERY_S
+from memrepl.node import Node, NodeConfig
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def run(config: NodeConfig) -> int:
+    """Configure logging, build the node, run it until a signal; the exit code."""
+    logging.basicConfig(level=config.log_level, stream=sys.stderr, format=LOG_FORMAT)
+    if config.log_level != "DEBUG":
+        # Alembic narrates every migration step at INFO; the node says what matters.
+        logging.getLogger("alembic").setLevel(logging.WARNING)
+    logging.getLogger("asyncio").addFilter(_drop_tls_eof_race)
+    node = Node.from_config(config, control=True, command="memrepl serve")
+    return asyncio.run(serve(node, config))
+
+
+def _drop_tls_eof_race(record: logging.LogRecord) -> bool:
+    """Drop asyncio's "returning true from eof_received() has no effect when using ssl".
+
+    The mesh starts TLS on accepted connections itself (``StreamWriter.start_tls``, so that a
+    refused certificate is counted and throttled); when a peer closes in the instant between
+    the TLS handshake and the stream noticing it is now TLS (a refused peer usually does),
+    CPython 3.11's streams log that line. It says nothing about the node: the connection is
+    ending either way.
+    """
+    return "eof_received() has no effect when using ssl" not in record.getMessage()
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` atomically (a temporary file renamed over it)."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary.write_text(text)
+    os.replace(temporary, path)
+
+
+#: The refusal codes of the mesh's gate: what ``auth.refused`` in ``--status-file`` counts.
+AUTH_CODES = frozenset(
+    {
+        "auth-failed",
+        "auth-mode-mismatch",
+        "bad-certificate",
+        "identity-mismatch",
+        "revoked",
+        "throttled",
+        "wrong-peer",
+    }
+)
+
+
+def auth_document(node: Node) -> dict[str, Any] | None:
+    """How the node authenticates and what its mesh refused (None without a TcpMesh)."""
+    stats = getattr(node.mesh, "stats", None)
+    if stats is None:
+        return None
+    mesh = stats()
+    if mesh.auth is None:
+        return None
+    total = mesh.total
+    return {
+        "mode": mesh.auth.mode,
+        "handshake_failures": total.handshake_failures,
+        "refused": {code: n for code, n in total.refused.items() if code in AUTH_CODES},
+        "last_refusal": mesh.auth.last_refusal,
+        "revoked_entries": mesh.auth.revoked_entries,
+        "revocation_error": mesh.auth.revocation_error,
+    }
+
+
+def status_document(node: Node) -> dict[str, Any]:
+    """What ``--status-file`` holds: per peer and tier, the last outcome (stamps in ns), and
+    the mesh's authentication summary (``auth``)."""
+    return {
+        "node_id": node.node_id,
+        "written_at_ns": time.time_ns(),
+        "auth": auth_document(node),
+        "peers": [
+            {
+                "peer_id": s.peer_id,
+                "tier": s.tier.name.lower(),
+                "connected": s.connected,
+                "last_attempt_ns": s.last_attempt_ns,
+                "last_success_ns": s.last_success_ns,
+                "last_error": s.last_error,
+                "last_error_ns": s.last_error_ns,
+                "last_status": None if s.last_result is None else s.last_result.status.value,
+            }
+            for s in node.status()
+        ],
+        "antientropy": node.antientropy_status(),
+    }
+
+
+async def keep_status_file(node: Node, path: Path) -> None:
+    """Rewrite ``path`` every STATUS_EVERY_S until cancelled."""
+    while True:
+        write_atomically(path, json.dumps(status_document(node), indent=2) + "\n")
+        await asyncio.sleep(STATUS_EVERY_S)
+
+
+async def serve(node: Node, config: NodeConfig) -> int:
+    """Run ``node`` until SIGTERM or SIGINT; 0 once it stopped cleanly."""
+    loop = asyncio.get_running_loop()
+    stopping = asyncio.Event()
+    signals = (signal.SIGTERM, signal.SIGINT)
+    status_task: asyncio.Task[None] | None = None
+    for number in signals:
+        loop.add_signal_handler(number, stopping.set)
+    try:
+        await node.start()
+        try:
+            host, port = node.address
+            if config.port_file is not None:
+                write_atomically(config.port_file, f"{port}\n")
+            if config.status_file is not None:
+                status_task = asyncio.create_task(keep_status_file(node, config.status_file))
+            sys.stderr.write(f"memrepl: listening on {host}:{port} as {node.node_id}\n")
+            sys.stderr.flush()
+            await stopping.wait()
+            logging.getLogger(__name__).info("signal received: stopping")
+        finally:
+            if status_task is not None:
+                status_task.cancel()
+                await asyncio.gather(status_task, return_exceptions=True)
+                if config.status_file is not None and node.running:
+                    write_atomically(
+                        config.status_file, json.dumps(status_document(node), indent=2) + "\n"
+                    )
+            await node.stop()
+    finally:
+        for number in signals:
+            loop.remove_signal_handler(number)
+    return 0
