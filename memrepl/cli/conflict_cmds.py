@@ -1,4 +1,4 @@
-"""``memrepl conflicts``: the conflict log, filtered, as an aligned table or JSON lines.
+"""``memrepl conflicts``: the conflict log, filtered, as a table, JSON, JSON lines or CSV.
 
 The log is the ``conflicts`` table (ARCHITECTURE.md, "Item state and the merge"): one row per
 pair of concurrent versions detected while applying a peer's batch, with both sides whole, the
@@ -11,8 +11,9 @@ state kept and the rule that decided. The filters map to indexed columns where t
   at or after ``--since``, before ``--until``;
 - ``--limit N``: the N most recently logged rows (by ``id``), still printed oldest first.
 
-JSON lines carry every column, with both sides nested (``winner``, ``loser``: stamp, origin,
-content, deleted, causal context) and the JSON columns decoded.
+JSON (``--json``, ``--nl``) carries every column, with both sides nested (``winner``,
+``loser``: stamp, origin, content, deleted, causal context) and the JSON columns decoded; CSV
+writes the nested values as their JSON text.
 """
 
 from __future__ import annotations
@@ -24,14 +25,13 @@ from typing import TYPE_CHECKING, Any
 from memrepl.cli.context import (
     Subparsers,
     add_command,
-    add_json_flag,
     open_store,
     parse_tier,
     parse_time_ns,
     positive_int,
     tier_name,
 )
-from memrepl.cli.output import emit_json_lines, emit_table, format_ns
+from memrepl.cli.output import add_format_flags, emit_rows, emit_table, format_ns
 
 if TYPE_CHECKING:
     from sqlalchemy import RowMapping, Select
@@ -102,8 +102,7 @@ def run_conflicts(args: argparse.Namespace) -> int:
     with open_store(args) as store, store.read() as conn:
         records = [conflict_record(row) for row in conn.execute(conflict_query(args)).mappings()]
     records.sort(key=lambda record: int(record["id"]))
-    if args.json:
-        emit_json_lines(records)
+    if emit_rows(args.format, records):
         return 0
     emit_table(
         ["id", "detected", "tier", "item", "peer", "rule", "winner", "loser", "lost content"],
@@ -159,4 +158,4 @@ def add_parsers(subparsers: Subparsers) -> None:
     parser.add_argument(
         "--limit", type=positive_int, metavar="N", help="only the N most recently logged"
     )
-    add_json_flag(parser)
+    add_format_flags(parser)

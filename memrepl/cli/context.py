@@ -111,11 +111,10 @@ def add_command(
 
 
 def add_json_flag(parser: argparse.ArgumentParser, help: str | None = None) -> None:
-    """``--json``: machine-readable output instead of text (default help: JSON lines)."""
+    """``--json`` for a command that prints ONE document (commands that print rows take
+    :func:`memrepl.cli.output.add_format_flags`)."""
     parser.add_argument(
-        "--json",
-        action="store_true",
-        help=help or "print JSON lines (one object per row) instead of a table",
+        "--json", action="store_true", help=help or "print one JSON document instead of text"
     )
 
 
@@ -203,6 +202,14 @@ def parse_tier(text: str) -> MemoryTier:
         raise argparse.ArgumentTypeError(
             f"unknown tier {text!r}: expected working, episodic or semantic (or L1-L3, 1-3)"
         ) from None
+
+
+def priority_name(priority: int) -> str:
+    """``urgent``/``high``/``normal``/``low``/``background`` (the number if unknown)."""
+    try:
+        return SyncPriority(priority).name.lower()
+    except ValueError:
+        return str(priority)
 
 
 def tier_name(tier: int) -> str:

@@ -10,7 +10,7 @@ Output: a write prints the item's record after the write, ``get`` prints the liv
 as indented JSON. ``get`` reads the file read-only (:mod:`memrepl.storage.peek`) and counts no
 access by default -- an operator looking at an item is not the agent using it, and a read must
 not change the file -- ``--count-access`` reads through ``get_by_id``, which counts it.
-``list`` prints a table, or JSON lines with ``--json``, in ``modified_at`` order -- so
+``list`` prints a table (or ``--json``, ``--nl``, ``--csv``), in ``modified_at`` order -- so
 ``--since`` with the last ``modified_at`` seen pages through a tier's changes.
 """
 
@@ -25,7 +25,6 @@ from typing import TYPE_CHECKING, Any
 from memrepl.cli.context import (
     Subparsers,
     add_command,
-    add_json_flag,
     connect_readonly,
     db_path,
     open_store,
@@ -33,8 +32,9 @@ from memrepl.cli.context import (
     parse_tier,
     parse_time_ns,
     positive_int,
+    priority_name,
 )
-from memrepl.cli.output import emit_json, emit_json_lines, emit_table, format_ns
+from memrepl.cli.output import add_format_flags, emit_json, emit_rows, emit_table, format_ns
 from memrepl.errors import InvalidContentError, ItemNotFoundError
 from memrepl.protocol.enums import MemoryTier, SyncPriority
 from memrepl.storage import peek
@@ -61,8 +61,8 @@ def read_content(text: str, item_id: str) -> Any:
 
 
 def _printable(record: Record) -> Record:
-    """A record with its priority as a plain int (JSON has no enums)."""
-    return {**record, "priority": int(record["priority"])}
+    """A record as the CLI prints it: the priority by name (``high``), not its wire number."""
+    return {**record, "priority": priority_name(record["priority"])}
 
 
 def run_put(args: argparse.Namespace) -> int:
@@ -139,8 +139,7 @@ def list_records(
 def run_list(args: argparse.Namespace) -> int:
     """List a tier's items."""
     records = list_records(args, args.tier, args.since, args.limit)
-    if args.json:
-        emit_json_lines(records)
+    if emit_rows(args.format, records):
         return 0
     headers = ["item_id", "modified_at", "origin", "priority", "content"]
     if args.include_deleted:
@@ -151,7 +150,7 @@ def run_list(args: argparse.Namespace) -> int:
             record["item_id"],
             format_ns(record["modified_at"]),
             record["origin_node"],
-            SyncPriority(record["priority"]).name.lower(),
+            record["priority"],
             record["content"],
         ]
         if args.include_deleted:
@@ -247,7 +246,7 @@ def add_parsers(subparsers: Subparsers) -> None:
         help="list a tier's items in change order",
         description=(
             "List the items of a tier in modified_at order (the order this node changed "
-            "them), as a table or, with --json, as JSON lines."
+            "them), as a table, a JSON array (--json), JSON lines (--nl) or CSV (--csv)."
         ),
         run=run_list,
     )
@@ -265,4 +264,4 @@ def add_parsers(subparsers: Subparsers) -> None:
     listing.add_argument(
         "--include-deleted", action="store_true", help="include tombstones (deleted items)"
     )
-    add_json_flag(listing)
+    add_format_flags(listing)

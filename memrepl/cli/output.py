@@ -1,18 +1,26 @@
-"""How the ``memrepl`` command prints: aligned text tables, JSON documents and JSON lines.
+"""How the ``memrepl`` command prints: aligned text tables, JSON, JSON lines and CSV.
 
 The rules that keep it right:
 
 - **Everything goes to stdout, through these functions** (errors go to stderr, from
   :mod:`memrepl.cli.main` only). They look ``sys.stdout`` up at call time, so output can be
   redirected or captured.
+- **One set of flags for rows, as sqlite-utils has them.** A command that prints rows takes
+  :func:`add_format_flags`: a table by default; ``--json``, one JSON array of objects (one object
+  per line, so it is still greppable); ``--nl``, newline-delimited JSON (one object per line,
+  nothing around them: it streams into ``jq``, ``grep`` and ``head``); ``--csv``, CSV with a
+  header row (nested values as their JSON text). A command that prints one document
+  (``status``, ``db current``) takes :func:`add_json_flag`.
 - **JSON carries exact values; tables are for reading.** JSON keeps stamps as integers of
   nanoseconds and content as JSON objects; tables show times as ISO 8601 UTC to the millisecond
-  and cut long cells (``...``). Multi-row ``--json`` output is JSON lines: one object per line,
-  so it streams and works with ``jq``, ``grep`` and ``head``.
+  and cut long cells (``...``). Both name tiers and priorities (``working``, ``high``), never
+  their wire numbers; ``memrepl sql`` prints what the query selects.
 """
 
 from __future__ import annotations
 
+import argparse
+import csv
 import json
 import sys
 from collections.abc import Iterable, Mapping, Sequence
@@ -28,6 +36,13 @@ def emit(text: str = "") -> None:
     sys.stdout.write(text + "\n")
 
 
+def note(text: str) -> None:
+    """Tell the user something about a command that succeeded, on stderr (``memrepl: note:``),
+    so that stdout stays the command's output."""
+    sys.stderr.write(f"memrepl: note: {text}\n")
+    sys.stderr.flush()
+
+
 def to_jsonable(value: Any) -> Any:
     """``value`` with bytes as hex strings (what SQL can return that JSON cannot carry)."""
     if isinstance(value, bytes | bytearray | memoryview):
@@ -41,9 +56,91 @@ def emit_json(value: Any) -> None:
 
 
 def emit_json_lines(rows: Iterable[Mapping[str, Any]]) -> None:
-    """Print each row as one compact JSON object per line."""
+    """Print each row as one compact JSON object per line (``--nl``)."""
     for row in rows:
         emit(json.dumps(row, ensure_ascii=False, default=to_jsonable))
+
+
+def emit_json_array(rows: Iterable[Mapping[str, Any]]) -> None:
+    """Print the rows as one JSON array, one object per line (``--json``), as sqlite-utils does:
+    ``[{...},`` / `` {...}]``; ``[]`` when there are none. Streams: rows are printed as they
+    come."""
+    first = True
+    for row in rows:
+        text = json.dumps(row, ensure_ascii=False, default=to_jsonable)
+        if first:
+            sys.stdout.write("[" + text)
+            first = False
+        else:
+            sys.stdout.write(",\n " + text)
+    sys.stdout.write("[]\n" if first else "]\n")
+
+
+def csv_cell(value: Any) -> Any:
+    """A CSV cell: objects and lists as compact JSON text, bytes as hex, None as empty."""
+    if isinstance(value, dict | list):
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    if value is None:
+        return ""
+    return to_jsonable(value)
+
+
+def emit_csv(rows: Iterable[Mapping[str, Any]], columns: Sequence[str] | None = None) -> None:
+    """Print the rows as CSV with a header row: ``columns``, else the first row's keys."""
+    writer: Any = None
+    for row in rows:
+        if writer is None:
+            writer = csv.writer(sys.stdout, lineterminator="\n")
+            columns = list(columns) if columns is not None else list(row)
+            writer.writerow(columns)
+        assert columns is not None
+        writer.writerow([csv_cell(row.get(name)) for name in columns])
+    if writer is None and columns:
+        csv.writer(sys.stdout, lineterminator="\n").writerow(columns)
+
+
+#: ``args.format`` of a command with :func:`add_format_flags`.
+TABLE, JSON, NL, CSV = "table", "json", "nl", "csv"
+
+
+def add_format_flags(parser: argparse.ArgumentParser) -> None:
+    """``--json`` (an array), ``--nl`` (JSON lines), ``--csv``; a table without them."""
+    group = parser.add_argument_group("output (default: a table)")
+    choice = group.add_mutually_exclusive_group()
+    choice.add_argument(
+        "--json",
+        dest="format",
+        action="store_const",
+        const=JSON,
+        help="a JSON array of objects, one per line",
+    )
+    choice.add_argument(
+        "--nl",
+        dest="format",
+        action="store_const",
+        const=NL,
+        help="newline-delimited JSON: one object per line (for jq, grep, head)",
+    )
+    choice.add_argument(
+        "--csv", dest="format", action="store_const", const=CSV, help="CSV with a header row"
+    )
+    parser.set_defaults(format=TABLE)
+
+
+def emit_rows(
+    fmt: str, rows: Iterable[Mapping[str, Any]], columns: Sequence[str] | None = None
+) -> bool:
+    """Print ``rows`` as ``fmt`` (json, nl or csv) and return True; False for ``table``, which
+    the command prints its own way (names and times made readable)."""
+    if fmt == JSON:
+        emit_json_array(rows)
+    elif fmt == NL:
+        emit_json_lines(rows)
+    elif fmt == CSV:
+        emit_csv(rows, columns)
+    else:
+        return False
+    return True
 
 
 def format_ns(stamp: int | None) -> str:

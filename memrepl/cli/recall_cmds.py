@@ -9,8 +9,10 @@ exactly the library's semantics. A namespace is written as its text form, ``user
 JSON when it is a JSON number, ``true``, ``false``, ``null`` or a quoted string, else as the
 string it is: ``--filter status=active --filter 'score>=3'``. Repeat it to add conditions.
 
-Output: ``search`` prints a table (score, tier, id, namespace, content) or, with ``--json``,
-one JSON object per hit; ``namespaces`` one namespace per line (or a JSON array per line).
+Output (the CLI's conventions, memrepl.cli.output): ``search`` prints a table (score, tier, id,
+namespace, content), or one JSON object per hit with ``--json`` (an array), ``--nl`` (JSON lines)
+or ``--csv``; ``namespaces`` one namespace per line, or ``{"namespace": text, "parts": [...]}``
+objects in the same formats.
 """
 
 from __future__ import annotations
@@ -24,12 +26,11 @@ from typing import TYPE_CHECKING, Any
 from memrepl.cli.context import (
     Subparsers,
     add_command,
-    add_json_flag,
     open_store,
     parse_tier,
     positive_int,
 )
-from memrepl.cli.output import emit, emit_json_lines, emit_table
+from memrepl.cli.output import add_format_flags, emit, emit_rows, emit_table
 from memrepl.errors import InvalidNamespaceError
 from memrepl.namespaces import Namespace, encode_namespace, parse_namespace
 
@@ -99,8 +100,7 @@ def run_search(args: argparse.Namespace) -> int:
             mode="keyword",
             syntax=args.syntax,
         )
-    if args.json:
-        emit_json_lines(hit_json(hit) for hit in results)
+    if emit_rows(args.format, [hit_json(hit) for hit in results]):
         return 0
     rows = [
         [
@@ -126,10 +126,8 @@ def run_namespaces(args: argparse.Namespace) -> int:
             limit=args.limit,
             tiers=args.tier,
         )
-    if args.json:
-        for namespace in found:
-            emit(json.dumps(list(namespace), ensure_ascii=False))
-    else:
+    listed = [{"namespace": encode_namespace(ns), "parts": list(ns)} for ns in found]
+    if not emit_rows(args.format, listed):
         for namespace in found:
             emit(encode_namespace(namespace))
     return 0
@@ -192,7 +190,7 @@ def add_parsers(subparsers: Subparsers) -> None:
         default="words",
         help="words: plain words, any text works (default); fts5: FTS5 query syntax",
     )
-    add_json_flag(search)
+    add_format_flags(search)
 
     namespaces = add_command(
         subparsers,
@@ -214,7 +212,7 @@ def add_parsers(subparsers: Subparsers) -> None:
         "--limit", type=positive_int, default=None, metavar="N", help="at most N (default: all)"
     )
     _tier_option(namespaces, "look in")
-    add_json_flag(namespaces, "print each namespace as a JSON array of its parts")
+    add_format_flags(namespaces)
 
     index = add_command(subparsers, "index", help="the local search indexes")
     index_commands: Subparsers = index.add_subparsers(

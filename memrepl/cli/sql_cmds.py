@@ -11,6 +11,11 @@ do not show. The rule that keeps it right: **it can never write**, three times o
    statement is refused before it runs, naming what it would have changed.
 
 Nothing here goes through :func:`memrepl.open`: no migration, no clock, no node row.
+
+Named parameters are given as sqlite-utils gives them: ``-p name value`` binds ``:name`` (as
+text; ``CAST(:n AS INTEGER)`` for a number), so values never need quoting into the SQL. Two
+functions name what the tables store as numbers: ``tier_name(tier)`` (``working``,
+``episodic``, ``semantic``) and ``priority_name(priority)`` (``urgent`` ... ``background``).
 """
 
 from __future__ import annotations
@@ -24,11 +29,12 @@ from typing import Any
 from memrepl.cli.context import (
     Subparsers,
     add_command,
-    add_json_flag,
     connect_readonly,
     db_path,
+    priority_name,
+    tier_name,
 )
-from memrepl.cli.output import emit_json_lines, emit_table
+from memrepl.cli.output import add_format_flags, emit_rows, emit_table
 from memrepl.errors import CommandError
 
 ORDER = 50
@@ -102,7 +108,22 @@ class ReadOnlyGuard:
         return next((entry for entry in self.denied if entry), "")
 
 
-def run_query(conn: sqlite3.Connection, statement: str) -> tuple[list[str], list[tuple[Any, ...]]]:
+def _named(function: Any) -> Any:
+    def named(value: object) -> object:
+        return function(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    return named
+
+
+def add_functions(conn: sqlite3.Connection) -> None:
+    """``tier_name(n)`` and ``priority_name(n)`` (any other value comes back unchanged)."""
+    conn.create_function("tier_name", 1, _named(tier_name), deterministic=True)
+    conn.create_function("priority_name", 1, _named(priority_name), deterministic=True)
+
+
+def run_query(
+    conn: sqlite3.Connection, statement: str, parameters: dict[str, str] | None = None
+) -> tuple[list[str], list[tuple[Any, ...]]]:
     """Run one statement under a :class:`ReadOnlyGuard`: (column names, rows).
 
     Raises CommandError for a statement that would write (naming what it would change) and for
@@ -111,7 +132,7 @@ def run_query(conn: sqlite3.Connection, statement: str) -> tuple[list[str], list
     guard = ReadOnlyGuard()
     conn.set_authorizer(guard)
     try:
-        cursor = conn.execute(statement)
+        cursor = conn.execute(statement, parameters or {})
         columns = [column[0] for column in cursor.description or ()]
         return columns, cursor.fetchall()
     except sqlite3.Error as exc:
@@ -140,14 +161,17 @@ def run_sql(args: argparse.Namespace) -> int:
     statement: str = args.statement
     if statement == "-":
         statement = sys.stdin.read()
+    parameters = dict(args.param or [])
     conn = connect_readonly(db_path(args))
     try:
-        columns, rows = run_query(conn, statement)
+        add_functions(conn)
+        columns, rows = run_query(conn, statement, parameters)
     finally:
         conn.close()
-    if args.json:
-        emit_json_lines(dict(zip(columns, row, strict=True)) for row in rows)
-    elif columns:
+    records = (dict(zip(columns, row, strict=True)) for row in rows)
+    if emit_rows(args.format, records, columns):
+        return 0
+    if columns:
         emit_table(columns, rows, right=_numeric_columns(rows, len(columns)))
     return 0
 
@@ -160,14 +184,24 @@ def add_parsers(subparsers: Subparsers) -> None:
         help="run a read-only SQL query on the store",
         description=(
             "Run one read-only SQL statement on the store and print its rows as a table "
-            "(or JSON lines with --json). The store's tables: working_items, episodic_items, "
+            "(or --json, --nl, --csv). The store's tables: working_items, episodic_items, "
             "semantic_items, conflicts, sync_vectors, inbound_cursors, tombstone_horizons, "
-            "node. Statements that would write are refused.\n\n"
-            'example: memrepl sql "SELECT item_id, loser_origin, rule FROM conflicts"'
+            "node. Statements that would write are refused. tier_name(tier) and "
+            "priority_name(priority) name the numbers the tables store.\n\n"
+            'example: memrepl sql "SELECT item_id, loser_origin, rule FROM conflicts '
+            'WHERE peer_id = :peer" -p peer node-b'
         ),
         run=run_sql,
     )
     parser.add_argument(
         "statement", metavar="SQL", help="one SQL statement (SELECT ...), or - to read stdin"
     )
-    add_json_flag(parser)
+    parser.add_argument(
+        "-p",
+        "--param",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "VALUE"),
+        help="bind :NAME in the statement to VALUE (text; repeatable)",
+    )
+    add_format_flags(parser)

@@ -31,14 +31,13 @@ from typing import TYPE_CHECKING, Any
 from memrepl.cli.context import (
     Subparsers,
     add_command,
-    add_json_flag,
     db_path,
     parse_tier,
     read_stored_node_id,
     require_existing,
     tier_name,
 )
-from memrepl.cli.output import emit, emit_json_lines, emit_table
+from memrepl.cli.output import CSV, TABLE, add_format_flags, emit, emit_rows, emit_table, note
 from memrepl.cli.serve_cmds import add_mesh_options, peer_arg
 from memrepl.errors import CommandError
 from memrepl.protocol.enums import MemoryTier
@@ -85,7 +84,7 @@ def add_parsers(subparsers: Subparsers) -> None:
         "compare them with the peer's, repair what differs)",
     )
     add_mesh_options(parser)
-    add_json_flag(parser, "print one JSON object per tier instead of a table")
+    add_format_flags(parser)
 
 
 def run_sync(args: argparse.Namespace) -> int:
@@ -98,20 +97,19 @@ def run_sync(args: argparse.Namespace) -> int:
         raise CommandError(f"the store at {str(path)!r} has no node id: pass --node-id ID")
     tiers = [args.tier] if args.tier is not None else list(MemoryTier)
     results, check = syncing.run(args, path, node_id, tiers)
-    _print(results, check, as_json=args.json)
+    _print(results, check, fmt=args.format)
     checked = check is None or check.get("error") is None
     return 0 if checked and all(result.ok for result in results) else 1
 
 
-def _print(results: list[SyncResult], check: dict[str, Any] | None, *, as_json: bool) -> None:
+def _print(results: list[SyncResult], check: dict[str, Any] | None, *, fmt: str) -> None:
     from memrepl.sync.results import result_to_json
 
-    if as_json:
-        lines = [result_to_json(result) for result in results]
-        if check is not None:
-            lines.append({"antientropy": check})
-        emit_json_lines(lines)
-    else:
+    rows = [result_to_json(result) for result in results]
+    if check is not None and fmt not in (TABLE, CSV):
+        # JSON: the check follows the tiers as one more object (CSV has no room for it).
+        rows.append({"antientropy": check})
+    if not emit_rows(fmt, rows):
         emit_table(
             ["tier", "status", "batches", "items", "applied", "conflicts", "snapshot", "error"],
             (
@@ -129,11 +127,14 @@ def _print(results: list[SyncResult], check: dict[str, Any] | None, *, as_json: 
             ),
             right=(2, 3, 4, 5),
         )
-        if check is not None:
-            emit(
-                f"anti-entropy: {check['tiers_differing']} of {check['tiers_compared']} tiers "
-                f"differed, {check['items_differing']} items; {check['items_sent']} sent, "
-                f"{check['items_fetched']} fetched, {check['repaired']} repaired, "
-                f"{check['skipped']} skipped"
-                + (f"; error: {check['error']}" if check["error"] else "")
-            )
+    if check is not None and fmt in (TABLE, CSV):
+        summary = (
+            f"anti-entropy: {check['tiers_differing']} of {check['tiers_compared']} tiers "
+            f"differed, {check['items_differing']} items; {check['items_sent']} sent, "
+            f"{check['items_fetched']} fetched, {check['repaired']} repaired, "
+            f"{check['skipped']} skipped" + (f"; error: {check['error']}" if check["error"] else "")
+        )
+        if fmt == TABLE:
+            emit(summary)
+        else:
+            note(summary)

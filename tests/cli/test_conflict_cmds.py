@@ -46,11 +46,11 @@ def logged(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Logged]:
 def _ids(cli: Cli, logged: Logged, *filters: str) -> list[int]:
     result = cli("conflicts", "--json", "--db", logged.path, *filters)
     assert result.code == 0, result.err
-    return [row["id"] for row in result.json_lines()]
+    return [row["id"] for row in result.json()]
 
 
 def test_every_conflict_as_json(cli: Cli, logged: Logged) -> None:
-    records = cli("conflicts", "--json", "--db", logged.path).json_lines()
+    records = cli("conflicts", "--nl", "--db", logged.path).json_lines()
     assert [(r["id"], r["tier"], r["item_id"], r["peer_id"]) for r in records] == [
         (1, "working", "shared", "node-a"),
         (2, "semantic", "concept-x", "node-a"),

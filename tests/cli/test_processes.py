@@ -46,7 +46,7 @@ def test_end_to_end(tmp_path: Path) -> None:
     assert got.returncode == 0, got.stderr
     assert json.loads(got.stdout)["origin_node"] == "node-e2e"
 
-    listed = run("list", "episodic", "--json", "--db", db)
+    listed = run("list", "episodic", "--nl", "--db", db)
     assert [json.loads(line)["item_id"] for line in listed.stdout.splitlines()] == ["ev-1"]
 
     missing = run("-m", "memrepl", "get", "episodic", "nope", "--db", db)
@@ -64,12 +64,12 @@ def test_end_to_end(tmp_path: Path) -> None:
     assert refused.returncode == 1
     assert "read-only" in refused.stderr and refused.stderr.count("\n") == 1
     counted = run("sql", "SELECT count(*) AS n FROM episodic_items", "--json", "--db", db)
-    assert json.loads(counted.stdout) == {"n": 1}
+    assert json.loads(counted.stdout) == [{"n": 1}]
 
     status = run("status", "--json", "--db", db)
     assert json.loads(status.stdout)["tiers"][1]["items"] == 1
     assert run("db", "current", "--db", db).stdout.endswith("up to date\n")
-    assert run("conflicts", "--json", "--db", db).stdout == ""
+    assert run("conflicts", "--json", "--db", db).stdout == "[]\n"
     assert "<graphml" in run("graph", "export", "--db", db).stdout
 
 
@@ -79,7 +79,7 @@ def test_a_closed_pipe_is_quiet(tmp_path: Path) -> None:
     # `memrepl sql ... | head -1`: the reader goes away while the command is still writing.
     many = "WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 200000) "
     child = subprocess.Popen(
-        [str(SCRIPT), "sql", many + "SELECT x FROM c", "--json", "--db", str(db)],
+        [str(SCRIPT), "sql", many + "SELECT x FROM c", "--nl", "--db", str(db)],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )

@@ -35,16 +35,16 @@ def test_search_prints_a_table_best_first(db: Path, cli: Cli) -> None:
 
 def test_search_by_namespace_filter_tier_and_as_json(db: Path, cli: Cli) -> None:
     fill(db)
-    hits = cli("search", "tea", "--namespace", "users", "--json", "--db", db).json_lines()
+    hits = cli("search", "tea", "--namespace", "users", "--json", "--db", db).json()
     assert sorted(hit["item_id"] for hit in hits) == ["e1", "w1"]
     assert {tuple(hit["namespace"]) for hit in hits} == {("users", "alice"), ("users", "bob")}
-    only_bob = cli("search", "tea", "--namespace", "users/bob", "--json", "--db", db).json_lines()
+    only_bob = cli("search", "tea", "--namespace", "users/bob", "--json", "--db", db).json()
     assert [hit["item_id"] for hit in only_bob] == ["e1"]
-    big = cli("search", "tea", "--filter", "n>=4", "--json", "--db", db).json_lines()
+    big = cli("search", "tea", "--filter", "n>=4", "--json", "--db", db).json()
     assert [hit["item_id"] for hit in big] == ["e1"]
-    semantic = cli("search", "tea", "--tier", "L3", "--json", "--db", db).json_lines()
+    semantic = cli("search", "tea", "--tier", "L3", "--json", "--db", db).json()
     assert [(hit["namespace"], hit["key"]) for hit in semantic] == [(["docs", "a/b"], "k")]
-    escaped = cli("search", "--namespace", "docs/a%2Fb", "--json", "--db", db).json_lines()
+    escaped = cli("search", "--namespace", "docs/a%2Fb", "--json", "--db", db).json()
     assert len(escaped) == 1 and escaped[0]["score"] is None
 
 
@@ -68,9 +68,10 @@ def test_namespaces_lists_what_is_in_use(db: Path, cli: Cli) -> None:
     ]
     assert cli("namespaces", "users", "--db", db).out.splitlines() == ["users/alice", "users/bob"]
     assert cli("namespaces", "--max-depth", "1", "--db", db).out.splitlines() == ["docs", "users"]
-    assert cli("namespaces", "--json", "--tier", "semantic", "--db", db).json_lines() == [
-        ["docs", "a/b"]
+    assert cli("namespaces", "--json", "--tier", "semantic", "--db", db).json() == [
+        {"namespace": "docs/a%2Fb", "parts": ["docs", "a/b"]}
     ]
+    assert cli("namespaces", "--nl", "--db", db).json_lines()[0]["parts"] == ["docs", "a/b"]
 
 
 def test_index_rebuild(db: Path, cli: Cli) -> None:
@@ -80,4 +81,4 @@ def test_index_rebuild(db: Path, cli: Cli) -> None:
     assert result.out == (
         "rebuilt the keyword index (live items per tier: working 1, episodic 1, semantic 1)\n"
     )
-    assert len(cli("search", "tea", "--json", "--db", db).json_lines()) == 3
+    assert len(cli("search", "tea", "--json", "--db", db).json()) == 3

@@ -31,26 +31,72 @@ def test_a_select_as_a_table_and_as_json(filled: Path, cli: Cli) -> None:
         "a         1",
         "b        22",
     ]
-    lines = cli("sql", query, "--json", "--db", filled).json_lines()
+    lines = cli("sql", query, "--nl", "--db", filled).json_lines()
     assert lines == [
         {"item_id": "a", "x": 1, "empty": None},
         {"item_id": "b", "x": 22, "empty": None},
     ]
 
 
+def test_json_is_one_array_nl_is_lines_csv_has_a_header(filled: Path, cli: Cli) -> None:
+    query = "SELECT item_id, json_extract(content, '$.x') AS x FROM working_items ORDER BY 1"
+    array = cli("sql", query, "--json", "--db", filled)
+    # sqlite-utils' layout: one valid JSON document, one object per line.
+    assert array.out == '[{"item_id": "a", "x": 1},\n {"item_id": "b", "x": 22}]\n'
+    assert array.json() == [{"item_id": "a", "x": 1}, {"item_id": "b", "x": 22}]
+    assert cli("sql", query, "--nl", "--db", filled).out.splitlines() == [
+        '{"item_id": "a", "x": 1}',
+        '{"item_id": "b", "x": 22}',
+    ]
+    assert cli("sql", query, "--csv", "--db", filled).out == "item_id,x\na,1\nb,22\n"
+    both = cli("sql", query, "--json", "--csv", "--db", filled)
+    assert both.code == 2
+    assert "not allowed with argument" in both.err
+
+
+def test_named_parameters(filled: Path, cli: Cli) -> None:
+    query = "SELECT item_id FROM working_items WHERE item_id = :wanted OR content = :content"
+    found = cli("sql", query, "-p", "wanted", "b", "--param", "content", '{"x": 1}', "--db", filled)
+    assert found.code == 0, found.err
+    assert sorted(
+        row["item_id"]
+        for row in cli(
+            "sql", query, "-p", "wanted", "b", "-p", "content", '{"x": 1}', "--json", "--db", filled
+        ).json()
+    ) == ["a", "b"]
+    # A value is bound, never pasted into the SQL.
+    injected = cli("sql", query, "-p", "wanted", "' OR 1=1 --", "-p", "content", "", "--json",
+                   "--db", filled)  # fmt: skip
+    assert injected.json() == []
+    missing = cli("sql", query, "--db", filled)
+    assert missing.code == 1
+    assert "sql: " in missing.err
+
+
+def test_tier_and_priority_names(filled: Path, cli: Cli) -> None:
+    query = (
+        "SELECT tier_name(1) AS t1, tier_name(3) AS t3, tier_name(9) AS t9, "
+        "priority_name(priority) AS p, tier_name('x') AS odd FROM working_items LIMIT 1"
+    )
+    assert cli("sql", query, "--json", "--db", filled).json() == [
+        {"t1": "working", "t3": "semantic", "t9": "9", "p": "normal", "odd": "x"}
+    ]
+
+
 def test_blobs_and_empty_results(filled: Path, cli: Cli) -> None:
-    assert cli("sql", "SELECT x'00ff' AS raw", "--json", "--db", filled).json_lines() == [
+    assert cli("sql", "SELECT x'00ff' AS raw", "--nl", "--db", filled).json_lines() == [
         {"raw": "00ff"}
     ]
     assert "x'00ff'" in cli("sql", "SELECT x'00ff' AS raw", "--db", filled).out
     empty = cli("sql", "SELECT item_id FROM working_items WHERE 0", "--db", filled)
     assert empty.out.splitlines() == ["item_id", "-------"]
-    assert cli("sql", "SELECT 1 WHERE 0", "--json", "--db", filled).out == ""
+    assert cli("sql", "SELECT 1 WHERE 0", "--json", "--db", filled).out == "[]\n"
+    assert cli("sql", "SELECT 1 WHERE 0", "--csv", "--db", filled).out == "1\n"
 
 
 def test_the_statement_from_stdin(filled: Path, cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("sys.stdin", io.StringIO("SELECT count(*) AS n FROM working_items"))
-    assert cli("sql", "-", "--json", "--db", filled).json_lines() == [{"n": 2}]
+    assert cli("sql", "-", "--nl", "--db", filled).json_lines() == [{"n": 2}]
 
 
 @pytest.mark.parametrize(
@@ -85,7 +131,7 @@ def test_writes_are_refused_and_change_nothing(
 
 
 def test_read_only_pragmas_and_bad_sql(filled: Path, cli: Cli) -> None:
-    columns = cli("sql", "PRAGMA table_info(node)", "--json", "--db", filled).json_lines()
+    columns = cli("sql", "PRAGMA table_info(node)", "--nl", "--db", filled).json_lines()
     assert [c["name"] for c in columns][:2] == ["id", "node_id"]
     bad = cli("sql", "SELEKT 1", "--db", filled)
     assert bad.code == 1

@@ -92,7 +92,7 @@ def test_memrepl_sync_checks_once(processes: Processes) -> None:
     again = memrepl_sync("--db", c, "--peer", a.address, "--key-file", key, "--json")
 
     assert again.returncode == 0, again.stderr
-    lines = [json.loads(line) for line in again.stdout.splitlines()]
+    lines = json.loads(again.stdout)
     (check,) = [line["antientropy"] for line in lines if "antientropy" in line]
     assert check["items_differing"] == 2
     assert check["items_sent"] == 0 and check["items_fetched"] == 2

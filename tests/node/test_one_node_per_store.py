@@ -129,7 +129,7 @@ def test_sync_beside_a_running_daemon_asks_it_to_do_the_round(processes: Process
     key = processes.directory / "cluster.key"
     done = memrepl_cli("sync", "--db", a.db, "--peer", b.address, "--key-file", key, "--json")
     assert done.returncode == 0, done.stderr + processes.logs()
-    lines = [json.loads(line) for line in done.stdout.splitlines()]
+    lines = json.loads(done.stdout)
     results = {r["tier"]: r for r in lines if "tier" in r}
     assert sorted(results) == ["episodic", "semantic", "working"]
     # The daemon ran the anti-entropy check after its rounds, as memrepl sync alone would.

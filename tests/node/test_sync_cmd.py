@@ -35,7 +35,7 @@ def test_sync_pushes_every_tier_to_a_serving_node(processes: Processes) -> None:
         "--db", c, "--peer", a.address, "--key-file", key, "--tier", "episodic", "--json"
     )
     assert again.returncode == 0, again.stderr
-    (result,) = [r for r in map(json.loads, again.stdout.splitlines()) if "tier" in r]
+    (result,) = [r for r in json.loads(again.stdout) if "tier" in r]
     assert (result["tier"], result["status"], result["ok"]) == ("episodic", "up-to-date", True)
     assert a.stop() == 0
 
