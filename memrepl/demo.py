@@ -11,8 +11,10 @@ What it does, in ``./demo-run`` (wiped first):
    the same item ids on node-a and node-b at the same moment: concurrent writes, so conflicts;
 3. shows an URGENT write crossing from node-a to node-c without waiting for a round;
 4. waits until the three stores hold the same state (a digest per tier), prints the counts,
-   and shows the conflict log with ``memrepl sql "SELECT ... FROM conflicts"``;
-5. stops the nodes with SIGTERM and checks they exited cleanly.
+   and shows the conflict log with ``memrepl sql`` -- the command printed whole, so it can be
+   copied and run again;
+5. stops the nodes with SIGTERM, checks they exited cleanly, and says what to try next on the
+   stores it leaves in ``./demo-run``.
 
 The rule that keeps it right: **it leaves nothing running** -- every child is killed in a
 ``finally``, whatever happened -- and it ends by itself (a timeout bounds every wait).
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shlex
 import shutil
 import signal
 import sqlite3
@@ -46,10 +49,25 @@ START_TIMEOUT_S = 15.0
 TABLES = {tier: f"{tier.name.lower()}_items" for tier in MemoryTier}
 
 CONFLICTS_SQL = (
-    "SELECT CASE tier WHEN 1 THEN 'working' WHEN 2 THEN 'episodic' ELSE 'semantic' END AS tier, "
-    "item_id, winner_origin AS winner, loser_origin AS loser, rule, "
-    "resolved_content AS kept FROM conflicts ORDER BY tier, item_id"
+    "SELECT tier_name(tier) AS tier, item_id, winner_origin AS winner, loser_origin AS loser, "
+    "rule, resolved_content AS kept FROM conflicts ORDER BY tier, item_id"
 )
+
+
+def next_steps(directory: Path) -> list[str]:
+    """What to try once the demo is done, on the stores it leaves behind."""
+    a, b, c = (shlex.quote(str(directory / f"{node}.db")) for node in NODES)
+    return [
+        "what to try next (the stores stay; the commands are in .venv):",
+        "  source .venv/bin/activate                   # puts `memrepl` on your PATH",
+        f"  memrepl status --db {a}          # items, peers, how far each is behind",
+        f"  memrepl conflicts --db {b}       # who lost which write, and what it said",
+        f"  memrepl list episodic --limit 5 --db {c}",
+        f"  memrepl get working alarm --db {c}",
+        f"  memrepl concept add paris '{{\"population\": 2100000}}' --db {a}",
+        f"  memrepl graph export --format node-link --db {a}",
+        '  then run nodes of your own: README.md, "Running nodes over TCP"',
+    ]
 
 
 @dataclass
@@ -222,11 +240,14 @@ def run(directory: Path = DEMO_DIR) -> None:
                 timeout=30,
                 check=False,
             )
-            say(f'   $ memrepl sql "SELECT ... FROM conflicts" --db {child.db}')
+            say(f"   $ memrepl sql {shlex.quote(CONFLICTS_SQL)} --db {shlex.quote(str(child.db))}")
             say("\n".join("     " + line for line in shown.stdout.splitlines()) or "     (none)")
         say("6. stopping the nodes with SIGTERM")
         stop(children)
         say(f"done: logs and stores are in {directory}/")
+        say("")
+        for line in next_steps(directory):
+            say(line)
     finally:
         for child in children:
             if child.process.poll() is None:

@@ -12,7 +12,8 @@ The tree::
     │   ├── InvalidContentError  content that is not a JSON object
     │   ├── FilingOptionsError   filing options an item cannot carry (a bad embed path or TTL)
     │   ├── ItemExistsError      add() of an id that is live
-    │   └── ItemNotFoundError    update()/delete() of an id that is not live
+    │   ├── ItemNotFoundError    update()/delete() of an id that is not live
+    │   └── CapacityExceededError  one write call of more live working items than the capacity
     ├── BatchError               a batch the API refuses to build or apply
     │   ├── BatchTooLargeError   more than 255 items (.limit)
     │   ├── MisaddressedBatchError  a batch addressed to another node
@@ -216,6 +217,19 @@ class ItemNotFoundError(ItemError):
     """``update``/``delete`` of an id that holds no live item."""
 
     code = "item-not-found"
+
+
+class CapacityExceededError(ItemError):
+    """One local write call that would make more working items live than the tier's capacity:
+    they could not all be kept, so none is written (``.limit``: the capacity, ``.size``: the
+    items the call makes live)."""
+
+    code = "capacity-exceeded"
+
+    def __init__(self, message: str, *, limit: int, size: int) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.size = size
 
 
 class BatchError(MemreplError):

@@ -30,6 +30,7 @@ CODES: dict[str, str] = {
     "FilingOptionsError": "invalid-filing-options",
     "ItemExistsError": "item-exists",
     "ItemNotFoundError": "item-not-found",
+    "CapacityExceededError": "capacity-exceeded",
     "BatchError": "batch",
     "BatchTooLargeError": "batch-too-large",
     "MisaddressedBatchError": "misaddressed-batch",

@@ -36,7 +36,7 @@ from memrepl.cli.context import (
 )
 from memrepl.cli.output import add_format_flags, emit_json, emit_rows, emit_table, format_ns
 from memrepl.errors import InvalidContentError, ItemNotFoundError
-from memrepl.protocol.enums import MemoryTier, SyncPriority
+from memrepl.protocol.enums import MemoryTier
 from memrepl.storage import peek
 
 if TYPE_CHECKING:
@@ -60,7 +60,7 @@ def read_content(text: str, item_id: str) -> Any:
         ) from exc
 
 
-def _printable(record: Record) -> Record:
+def printable(record: Record) -> Record:
     """A record as the CLI prints it: the priority by name (``high``), not its wire number."""
     return {**record, "priority": priority_name(record["priority"])}
 
@@ -74,8 +74,16 @@ def run_put(args: argparse.Namespace) -> int:
             record = tier.update(args.item_id, content, priority=args.priority)
         else:
             record = tier.add(args.item_id, content, priority=args.priority)
-    emit_json(_printable(record))
+    emit_json(printable(record))
+    _note_if_outside_graph(args.tier, record)
     return 0
+
+
+def _note_if_outside_graph(tier: MemoryTier, record: Record) -> None:
+    if tier is MemoryTier.SEMANTIC:
+        from memrepl.cli.concept_cmds import note_if_outside_graph
+
+        note_if_outside_graph(record)
 
 
 def run_merge(args: argparse.Namespace) -> int:
@@ -83,7 +91,8 @@ def run_merge(args: argparse.Namespace) -> int:
     content = read_content(args.content, args.item_id)
     with open_store(args) as store:
         record = store.tier(args.tier).merge(args.item_id, content, priority=args.priority)
-    emit_json(_printable(record))
+    emit_json(printable(record))
+    _note_if_outside_graph(args.tier, record)
     return 0
 
 
@@ -91,7 +100,7 @@ def run_delete(args: argparse.Namespace) -> int:
     """Delete a live item, leaving a tombstone."""
     with open_store(args) as store:
         record = store.tier(args.tier).delete(args.item_id, priority=args.priority)
-    emit_json(_printable(record))
+    emit_json(printable(record))
     return 0
 
 
@@ -118,7 +127,7 @@ def run_get(args: argparse.Namespace) -> int:
             f"get of item {args.item_id!r}: no live item in the {tier.name.lower()} tier",
             item_id=args.item_id,
         )
-    emit_json(_printable(record))
+    emit_json(printable(record))
     return 0
 
 
@@ -133,7 +142,7 @@ def list_records(
         rows = modified_since(
             conn, store.tier(tier).spec, since, limit=limit, live_only=not args.include_deleted
         )
-    return [_printable(row.to_record()) for row in rows]
+    return [printable(row.to_record()) for row in rows]
 
 
 def run_list(args: argparse.Namespace) -> int:
@@ -175,9 +184,10 @@ def _priority(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--priority",
         type=parse_priority,
-        default=SyncPriority.NORMAL,
+        default=None,
         metavar="{urgent,high,normal,low,background}",
-        help="how urgently the write replicates (default: normal)",
+        help="how urgently the write replicates, and the item's eviction weight (default: keep "
+        "the item's; normal for a new item)",
     )
 
 

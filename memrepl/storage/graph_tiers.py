@@ -28,8 +28,6 @@ from memrepl.storage.schema import SEMANTIC, TierSpec
 from memrepl.storage.search import Hit, SearchResults, hit_of
 from memrepl.storage.tiers import AsyncTier, Tier, _TierBase
 
-_NORMAL = SyncPriority.NORMAL
-
 
 class _GraphQueries(_TierBase):
     """The graph a semantic tier keeps, and the queries answered from it."""
@@ -179,7 +177,7 @@ class SemanticMemory(_GraphQueries, Tier):
         name: str,
         concept_type: str = "concept",
         *,
-        priority: SyncPriority = _NORMAL,
+        priority: SyncPriority | None = None,
         **attributes: Any,
     ) -> Record:
         """Add (or merge into) the concept ``name``; its id is ``concept_id(name, type)``."""
@@ -192,7 +190,7 @@ class SemanticMemory(_GraphQueries, Tier):
         relation: str,
         target_id: str,
         *,
-        priority: SyncPriority = _NORMAL,
+        priority: SyncPriority | None = None,
         **attributes: Any,
     ) -> Record:
         """Add (or merge into) a relation; its id is ``relation_id(source, relation, target)``.
@@ -238,7 +236,7 @@ class AsyncSemanticMemory(_GraphQueries, AsyncTier):
         name: str,
         concept_type: str = "concept",
         *,
-        priority: SyncPriority = _NORMAL,
+        priority: SyncPriority | None = None,
         **attributes: Any,
     ) -> Record:
         """See :meth:`SemanticMemory.add_concept`."""
@@ -251,7 +249,7 @@ class AsyncSemanticMemory(_GraphQueries, AsyncTier):
         relation: str,
         target_id: str,
         *,
-        priority: SyncPriority = _NORMAL,
+        priority: SyncPriority | None = None,
         **attributes: Any,
     ) -> Record:
         """See :meth:`SemanticMemory.add_relation`."""

@@ -110,12 +110,17 @@ class LocalWrite(NamedTuple):
     write files the item with, together with its namespace (so they need ``namespace``):
     which content paths the vector index embeds (None: the default text, False: none) and how
     long after its latest write every node forgets the item (a TTL that replicates).
+
+    ``priority`` None (the default) keeps the item's priority: an ``update``, ``merge`` or
+    ``delete`` of an item added with HIGH stays HIGH (its eviction score and its urgency do not
+    drop because a field changed); an ``add``, or any write of an item that does not exist, gets
+    NORMAL. A priority given is the item's from then on.
     """
 
     item_id: str
     operation: SyncOperation
     content: Mapping[str, Any] | None = None
-    priority: SyncPriority = SyncPriority.NORMAL
+    priority: SyncPriority | None = None
     local: Mapping[str, Any] = MappingProxyType({})
     namespace: Sequence[str] | None = None
     key: str | None = None
@@ -161,7 +166,7 @@ class LocalWrite(NamedTuple):
         cls,
         item_id: str,
         content: Mapping[str, Any],
-        priority: SyncPriority = SyncPriority.NORMAL,
+        priority: SyncPriority | None = None,
         *,
         namespace: Sequence[str] | None = None,
         key: str | None = None,
@@ -174,7 +179,7 @@ class LocalWrite(NamedTuple):
         cls,
         item_id: str,
         content: Mapping[str, Any],
-        priority: SyncPriority = SyncPriority.NORMAL,
+        priority: SyncPriority | None = None,
         *,
         namespace: Sequence[str] | None = None,
         key: str | None = None,
@@ -183,7 +188,7 @@ class LocalWrite(NamedTuple):
         return cls(item_id, SyncOperation.UPDATE, content, priority, _NO_LOCAL, namespace, key)
 
     @classmethod
-    def delete(cls, item_id: str, priority: SyncPriority = SyncPriority.NORMAL) -> LocalWrite:
+    def delete(cls, item_id: str, priority: SyncPriority | None = None) -> LocalWrite:
         """A ``delete`` (DELETE)."""
         return cls(item_id, SyncOperation.DELETE, None, priority)
 
@@ -192,7 +197,7 @@ class LocalWrite(NamedTuple):
         cls,
         item_id: str,
         content: Mapping[str, Any],
-        priority: SyncPriority = SyncPriority.NORMAL,
+        priority: SyncPriority | None = None,
         *,
         namespace: Sequence[str] | None = None,
         key: str | None = None,
@@ -202,6 +207,15 @@ class LocalWrite(NamedTuple):
 
 
 _NO_LOCAL: Mapping[str, Any] = MappingProxyType({})
+
+
+def write_priority(write: LocalWrite, current: StoredItem | None) -> SyncPriority:
+    """The priority ``write`` leaves on its item (see :class:`LocalWrite`)."""
+    if write.priority is not None:
+        return SyncPriority(write.priority)
+    if current is None or write.operation == SyncOperation.INSERT:
+        return SyncPriority.NORMAL
+    return current.priority
 
 
 class RemoteItem(NamedTuple):
@@ -315,9 +329,11 @@ def _store(
     spec: TierSpec,
     changed: Sequence[StoredItem],
     stored: Mapping[str, StoredItem],
+    *,
+    local: bool,
 ) -> None:
-    """Write ``changed`` (``stored``: their rows before the call), run the tier hook, note them
-    for after-commit hooks.
+    """Write ``changed`` (``stored``: their rows before the call), run the tier hook (``local``:
+    local writes, not states from a peer), note them for after-commit hooks.
 
     A row whose tier columns (derived and local) and namespace keep their values gets an UPDATE
     of its state columns only: SQLite rewrites the index entries of every column an UPDATE sets,
@@ -364,7 +380,7 @@ def _store(
     if pending is not None:
         pending.append((spec.tier, list(changed)))
     if spec.on_change is not None:
-        spec.on_change(conn, changed)
+        spec.on_change(conn, changed, local)
 
 
 def _local_extras(
@@ -440,7 +456,7 @@ def _check_content(spec: TierSpec, write: LocalWrite) -> tuple[dict[str, Any], s
         raise ItemError(
             f"item {item_id!r}: {write.operation!r} is not a local write", item_id=item_id
         )
-    if type(write.priority) is not SyncPriority:
+    if write.priority is not None and type(write.priority) is not SyncPriority:
         try:
             SyncPriority(write.priority)
         except ValueError as exc:
@@ -515,7 +531,7 @@ def write_local(
         item = StoredItem(
             item_id=write.item_id,
             state=state,
-            priority=SyncPriority(write.priority),
+            priority=write_priority(write, current),
             modified_at=stamp,
             received_from=None,
             created_at_ns=current.created_at_ns if current else stamp,
@@ -526,7 +542,7 @@ def write_local(
         )
         latest[write.item_id] = changed[write.item_id] = item
         results.append(item)
-    _store(conn, spec, list(changed.values()), stored)
+    _store(conn, spec, list(changed.values()), stored, local=True)
     return results
 
 
@@ -611,7 +627,7 @@ def apply_remote_states(
         )
         merged.after.append(item)
         latest[remote.item_id] = changed[remote.item_id] = item
-    _store(conn, spec, list(changed.values()), stored)
+    _store(conn, spec, list(changed.values()), stored, local=False)
     return merged
 
 
@@ -739,5 +755,5 @@ def resend_items(
     changed = [
         replace(item, modified_at=clock.tick(), received_from=None) for item in stored.values()
     ]
-    _store(conn, spec, changed, stored)
+    _store(conn, spec, changed, stored, local=False)
     return changed

@@ -227,8 +227,9 @@ inbound_cursors = Table(
 
 
 #: A tier's in-transaction hook: run by every write inside its transaction, after the tier's rows
-#: changed, with the rows as they now are (see :attr:`TierSpec.on_change`).
-ChangeHook = Callable[[Connection, Sequence["StoredItem"]], None]
+#: changed, with the rows as they now are, and whether they are local writes (True) or states
+#: applied from a peer (False) (see :attr:`TierSpec.on_change`).
+ChangeHook = Callable[[Connection, Sequence["StoredItem"], bool], None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,8 +240,9 @@ class TierSpec:
     derived column, None when the content lacks it); ``local_defaults`` names the tier's local
     columns (set by local writes only, never replicated) with their value for a new row.
     ``on_change`` is the tier's in-transaction hook (working memory's eviction): called as
-    ``on_change(conn, changed_items)`` by :func:`memrepl.storage.items.write_local` and
-    :func:`~memrepl.storage.items.apply_remote_states` after they wrote rows, inside the same
+    ``on_change(conn, changed_items, local)`` by :func:`memrepl.storage.items.write_local`
+    (``local=True``) and :func:`~memrepl.storage.items.apply_remote_states` (``local=False``)
+    after they wrote rows, inside the same
     transaction; an exception there rolls the whole write back. A store may carry its own copy of
     a spec with a hook bound to its settings (``dataclasses.replace``).
     """

@@ -99,6 +99,30 @@ def database_ready(conn: Connection, node_id: str) -> bool:
     return stored is not None
 
 
+def existing_node_id(conn: Connection, path: str | os.PathLike[str]) -> str:
+    """The node id an existing store recorded (what :func:`open` uses when given none).
+
+    Raises StoreError for a database without one: a new file, or one made by ``alembic upgrade
+    head`` alone, needs ``node_id=`` the first time.
+    """
+    stored = stored_node_id(conn) if migrate.current_revision(conn) is not None else None
+    if stored is None:
+        raise StoreError(
+            f"opening the store at {os.fspath(path)!r}: it has no node id yet; pass "
+            "node_id=... the first time (a new store records it)"
+        )
+    return stored
+
+
+def _require_existing(path: str | os.PathLike[str]) -> None:
+    """Without a node id only an existing file can be opened (never create one by a typo)."""
+    if os.fspath(path) == MEMORY or not os.path.isfile(path):
+        raise StoreError(
+            f"opening the store at {os.fspath(path)!r}: there is no store there; pass "
+            "node_id=... to create one"
+        )
+
+
 def prepare_database(conn: Connection, node_id: str, now_ns: int) -> None:
     """Migrate to head and write the node row, in the caller's write transaction."""
     migrate.upgrade(conn)
@@ -363,7 +387,7 @@ def _store_path(path: str | os.PathLike[str]) -> Path | None:
 def open(
     path: str | os.PathLike[str],
     *,
-    node_id: str,
+    node_id: str | None = None,
     synchronous: str = DEFAULT_SYNCHRONOUS,
     busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
     max_clock_skew_ns: int = DEFAULT_MAX_CLOCK_SKEW_NS,
@@ -373,16 +397,23 @@ def open(
     """Open (creating and migrating if needed) the store in the SQLite file ``path``.
 
     ``node_id`` (1-32 bytes of UTF-8, no NUL) is recorded when the database is created; opening
-    it with another one raises :class:`~memrepl.errors.NodeIdMismatchError`. A database written by
-    a newer memrepl raises :class:`~memrepl.errors.SchemaTooNewError`. Other failures to open are
-    :class:`~memrepl.errors.StoreError`. On error nothing was written and nothing is left open.
+    it with another one raises :class:`~memrepl.errors.NodeIdMismatchError`. Without
+    ``node_id`` an existing store opens as the node it records (a store without one -- new, or
+    made by ``alembic upgrade head`` -- raises :class:`~memrepl.errors.StoreError`). A database
+    written by a newer memrepl raises :class:`~memrepl.errors.SchemaTooNewError`. Other failures
+    to open are :class:`~memrepl.errors.StoreError`. On error nothing was written and nothing is
+    left open.
     ``path=":memory:"`` opens a private, non-durable in-memory store.
     """
-    check_node_id(node_id)
+    if node_id is not None:
+        check_node_id(node_id)
+    else:
+        _require_existing(path)
     _check_options(working_capacity, max_clock_skew_ns)
     engine = create_engine(path, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms)
     try:
         with engine.begin() as conn:
+            node_id = node_id if node_id is not None else existing_node_id(conn, path)
             ready = database_ready(conn, node_id)
         if not ready:
             with write_engine(engine).begin() as conn:
@@ -405,7 +436,7 @@ def open(
 async def open_async(
     path: str | os.PathLike[str],
     *,
-    node_id: str,
+    node_id: str | None = None,
     synchronous: str = DEFAULT_SYNCHRONOUS,
     busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
     max_clock_skew_ns: int = DEFAULT_MAX_CLOCK_SKEW_NS,
@@ -413,11 +444,16 @@ async def open_async(
     working_capacity: int | None = DEFAULT_WORKING_CAPACITY,
 ) -> AsyncStore:
     """The asyncio twin of :func:`open` (``memrepl.aio.open``): same arguments, same errors."""
-    check_node_id(node_id)
+    if node_id is not None:
+        check_node_id(node_id)
+    else:
+        _require_existing(path)
     _check_options(working_capacity, max_clock_skew_ns)
     engine = create_async_engine(path, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms)
     try:
         async with engine.begin() as conn:
+            if node_id is None:
+                node_id = await conn.run_sync(existing_node_id, path)
             ready = await conn.run_sync(database_ready, node_id)
         if not ready:
             async with async_write_engine(engine).begin() as conn:

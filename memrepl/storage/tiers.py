@@ -57,8 +57,6 @@ from memrepl.storage.schema import EPISODIC, WORKING, TierSpec
 if TYPE_CHECKING:
     from memrepl.storage.store import AsyncStore, Store, StoreBase
 
-_NORMAL = SyncPriority.NORMAL
-
 
 @dataclass(frozen=True, slots=True)
 class TierContext:
@@ -163,6 +161,8 @@ class Tier(TierRecallMethods, _TierBase):
 
     Every write is one ``BEGIN IMMEDIATE`` transaction: validated first, so a refused call
     changes nothing; see :mod:`memrepl.storage.items` for the exact semantics and errors.
+    A write without ``priority=`` keeps the item's priority (NORMAL for a new item): a ``merge``
+    never lowers an item added as HIGH (:class:`~memrepl.storage.items.LocalWrite`).
     """
 
     _store: Store
@@ -236,7 +236,7 @@ class Tier(TierRecallMethods, _TierBase):
         item_id: str,
         content: Mapping[str, Any],
         *,
-        priority: SyncPriority = _NORMAL,
+        priority: SyncPriority | None = None,
         namespace: Sequence[str] | None = None,
         key: str | None = None,
     ) -> Record:
@@ -254,7 +254,7 @@ class Tier(TierRecallMethods, _TierBase):
         item_id: str,
         content: Mapping[str, Any],
         *,
-        priority: SyncPriority = _NORMAL,
+        priority: SyncPriority | None = None,
         namespace: Sequence[str] | None = None,
         key: str | None = None,
     ) -> Record:
@@ -262,7 +262,7 @@ class Tier(TierRecallMethods, _TierBase):
         write = LocalWrite.update(item_id, content, priority, namespace=namespace, key=key)
         return self.write_many([write])[0]
 
-    def delete(self, item_id: str, *, priority: SyncPriority = _NORMAL) -> Record:
+    def delete(self, item_id: str, *, priority: SyncPriority | None = None) -> Record:
         """Delete a live item, leaving a tombstone that replicates. ItemNotFoundError if not
         live."""
         return self.write_many([LocalWrite.delete(item_id, priority)])[0]
@@ -272,7 +272,7 @@ class Tier(TierRecallMethods, _TierBase):
         item_id: str,
         content: Mapping[str, Any],
         *,
-        priority: SyncPriority = _NORMAL,
+        priority: SyncPriority | None = None,
         namespace: Sequence[str] | None = None,
         key: str | None = None,
     ) -> Record:
@@ -339,7 +339,7 @@ class AsyncTier(AsyncTierRecallMethods, _TierBase):
         item_id: str,
         content: Mapping[str, Any],
         *,
-        priority: SyncPriority = _NORMAL,
+        priority: SyncPriority | None = None,
         namespace: Sequence[str] | None = None,
         key: str | None = None,
     ) -> Record:
@@ -352,7 +352,7 @@ class AsyncTier(AsyncTierRecallMethods, _TierBase):
         item_id: str,
         content: Mapping[str, Any],
         *,
-        priority: SyncPriority = _NORMAL,
+        priority: SyncPriority | None = None,
         namespace: Sequence[str] | None = None,
         key: str | None = None,
     ) -> Record:
@@ -360,7 +360,7 @@ class AsyncTier(AsyncTierRecallMethods, _TierBase):
         write = LocalWrite.update(item_id, content, priority, namespace=namespace, key=key)
         return (await self.write_many([write]))[0]
 
-    async def delete(self, item_id: str, *, priority: SyncPriority = _NORMAL) -> Record:
+    async def delete(self, item_id: str, *, priority: SyncPriority | None = None) -> Record:
         """See :meth:`Tier.delete`."""
         return (await self.write_many([LocalWrite.delete(item_id, priority)]))[0]
 
@@ -369,7 +369,7 @@ class AsyncTier(AsyncTierRecallMethods, _TierBase):
         item_id: str,
         content: Mapping[str, Any],
         *,
-        priority: SyncPriority = _NORMAL,
+        priority: SyncPriority | None = None,
         namespace: Sequence[str] | None = None,
         key: str | None = None,
     ) -> Record:
@@ -421,7 +421,7 @@ class WorkingMemory(Tier):
         item_id: str,
         content: Mapping[str, Any],
         *,
-        priority: SyncPriority = _NORMAL,
+        priority: SyncPriority | None = None,
         pinned: bool | None = None,
         ttl_s: float | None = None,
         namespace: Sequence[str] | None = None,
@@ -437,7 +437,7 @@ class WorkingMemory(Tier):
         item_id: str,
         content: Mapping[str, Any],
         *,
-        priority: SyncPriority = _NORMAL,
+        priority: SyncPriority | None = None,
         pinned: bool | None = None,
         ttl_s: float | None = None,
         namespace: Sequence[str] | None = None,
@@ -453,7 +453,7 @@ class WorkingMemory(Tier):
         item_id: str,
         content: Mapping[str, Any],
         *,
-        priority: SyncPriority = _NORMAL,
+        priority: SyncPriority | None = None,
         pinned: bool | None = None,
         ttl_s: float | None = None,
         namespace: Sequence[str] | None = None,

@@ -32,6 +32,14 @@ computed in SQL from the stored stamps (``modified_at`` is an HLC stamp, within 
 of wall time); ties go to the older ``modified_at``. Pinned rows count towards the capacity but are
 never evicted.
 
+**A local write is never evicted by its own transaction**: the items a ``write_many`` (or
+``add``...) call has just made live are not candidates, whatever their score, so the records it
+returns are items the tier holds. A call that alone makes more items live than ``capacity``
+could not keep them all: it is refused whole (:class:`~memrepl.errors.CapacityExceededError`),
+nothing written -- a 20,000-item ``write_many`` into a tier of 10,000 fails instead of silently
+keeping 9,900. Split such a load, or raise ``working_capacity``. Batches applied from peers are
+never refused: their rows are evictable like any other.
+
 TTL. ``expires_at_ns`` (set from ``ttl_s`` on a write or by :func:`set_local`) is local: a read
 treats an expired item as absent, :func:`expire` forgets expired rows (the hook also runs it on
 every write), under the same replication rule; pinning does not protect from an explicit TTL.
@@ -49,7 +57,7 @@ from dataclasses import replace
 from sqlalchemy import and_, case, func, literal, select, update
 from sqlalchemy.engine import Connection
 
-from memrepl.errors import ItemError, ItemNotFoundError
+from memrepl.errors import CapacityExceededError, ItemError, ItemNotFoundError
 from memrepl.protocol.item import check_item_id
 from memrepl.storage import driver
 from memrepl.storage.driver import compile_statement
@@ -115,10 +123,13 @@ def low_water(capacity: int) -> int:
     return capacity - capacity // EVICTION_SLACK_DIVISOR
 
 
-def evict(conn: Connection, spec: TierSpec, capacity: int, now_ns: int) -> list[str]:
+def evict(
+    conn: Connection, spec: TierSpec, capacity: int, now_ns: int, keep_from: int | None = None
+) -> list[str]:
     """When more than ``capacity`` rows are live, forget the lowest-scored, unpinned, replicated
     ones down to :func:`low_water`; their ids (lowest score first). Nothing at or under
-    ``capacity``; fewer when the rest are pinned or unreplicated."""
+    ``capacity``; fewer when the rest are pinned or unreplicated. Rows changed at or after
+    ``keep_from`` (this transaction's own local writes) are never chosen."""
     table = spec.table
     live = int(
         conn.execute(
@@ -129,6 +140,8 @@ def evict(conn: Connection, spec: TierSpec, capacity: int, now_ns: int) -> list[
         return []
     excess = live - low_water(capacity)
     conditions = forgettable(spec, replicated_through(conn, spec))
+    if keep_from is not None:
+        conditions.append(table.c.modified_at < keep_from)
     score = score_expression(now_ns)
     ids = list(
         conn.execute(
@@ -158,14 +171,26 @@ def eviction_hook(capacity: int | None, wall: Callable[[], int]) -> ChangeHook:
         )
     ).sql
 
-    def on_change(conn: Connection, changed: Sequence[StoredItem]) -> None:
+    def on_change(conn: Connection, changed: Sequence[StoredItem], local_write: bool) -> None:
         now_ns = wall()
+        local = [item for item in changed if not item.deleted] if local_write else []
+        if capacity is not None and len(local) > capacity:
+            # ``changed`` holds each item once, in its final state.
+            raise CapacityExceededError(
+                f"write of {len(local)} working items: the tier holds at most {capacity} "
+                "(working_capacity); nothing was written -- split the write or raise the "
+                "capacity",
+                limit=capacity,
+                size=len(local),
+            )
         ((rows, earliest),) = driver.execute(conn, probe)
         # forget_items runs no hook, so forgetting never re-enters this one.
         if earliest is not None and earliest <= now_ns:
             expire(conn, WORKING, now_ns)
         if capacity is not None and rows > capacity and any(not i.deleted for i in changed):
-            evict(conn, WORKING, capacity, now_ns)
+            # This transaction's local writes have the highest modified_at stamps of the tier.
+            keep_from = min((item.modified_at for item in local), default=None)
+            evict(conn, WORKING, capacity, now_ns, keep_from)
 
     return on_change
 

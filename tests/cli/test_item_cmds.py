@@ -258,6 +258,8 @@ def test_help_and_version(cli: Cli) -> None:
         "delete",
         "get",
         "list",
+        "concept",
+        "relation",
         "status",
         "conflicts",
         "sql",

@@ -60,6 +60,7 @@ def test_the_shipped_command_modules() -> None:
     assert names == [
         "store_cmds",
         "item_cmds",
+        "concept_cmds",
         "status_cmds",
         "conflict_cmds",
         "sql_cmds",

@@ -44,6 +44,7 @@ def test_a_record_equals_get_by_id_and_counts_nothing(
     assert {k: v for k, v in peeked.items() if k not in ("access_count", "last_accessed_ns")} == {
         k: v for k, v in counted.items() if k not in ("access_count", "last_accessed_ns")
     }
+    assert peeked["priority"] is SyncPriority.HIGH
 
 
 def test_missing_deleted_and_expired_items_are_absent(

@@ -193,10 +193,10 @@ def test_after_commit_hook_sees_committed_changes(
 def test_on_change_hook_runs_inside_the_transaction(
     store: Store, tier: MemoryTier, db_path: Path
 ) -> None:
-    calls: list[tuple[str, ...]] = []
+    calls: list[tuple[tuple[str, ...], bool]] = []
 
-    def on_change(conn: Connection, changed: Sequence[StoredItem]) -> None:
-        calls.append(tuple(item.item_id for item in changed))
+    def on_change(conn: Connection, changed: Sequence[StoredItem], local: bool) -> None:
+        calls.append((tuple(item.item_id for item in changed), local))
         assert conn.in_transaction()
 
     spec = dataclasses.replace(store.tier(tier).spec, on_change=on_change)
@@ -204,9 +204,14 @@ def test_on_change_hook_runs_inside_the_transaction(
         write_local(
             conn, spec, store.node_id, clock, [LocalWrite.add("a", {}), LocalWrite.add("b", {})]
         )
-    assert calls == [("a", "b")]
+    assert calls == [(("a", "b"), True)]
+    with store.write() as conn, store.stamping(conn) as clock:
+        state = ItemState({"v": 1}, Version(5, "node-z"), False, {}, {"node-z": 5})
+        remote = [RemoteItem("r", state)]
+        apply_remote_states(conn, spec, clock, remote, from_peer="node-z")
+    assert calls[-1] == (("r",), False)
 
-    def veto(conn: Connection, changed: Sequence[StoredItem]) -> None:
+    def veto(conn: Connection, changed: Sequence[StoredItem], local: bool) -> None:
         raise RuntimeError("no room")
 
     before = dump(db_path)
@@ -219,4 +224,4 @@ def test_on_change_hook_runs_inside_the_transaction(
             [LocalWrite.add("c", {})],
         )
     assert dump(db_path) == before
-    assert query(db_path, f"SELECT count(*) FROM {spec.table.name}") == [(2,)]
+    assert query(db_path, f"SELECT count(*) FROM {spec.table.name}") == [(3,)]

@@ -381,5 +381,5 @@ def test_a_state_update_that_misses_its_row_fails_the_write(
     ghost = dataclasses.replace(held, item_id="ghost")
     before = dump(db_path)
     with pytest.raises(StoreError, match="1 state updates"), store.write() as conn:
-        _store(conn, store.working.spec, [ghost], {"ghost": ghost})
+        _store(conn, store.working.spec, [ghost], {"ghost": ghost}, local=True)
     assert dump(db_path) == before

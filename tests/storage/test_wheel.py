@@ -17,6 +17,7 @@ import subprocess
 import sysconfig
 import textwrap
 import venv
+import zipfile
 from pathlib import Path
 
 from .conftest import PYTHON, REPO
@@ -59,12 +60,22 @@ def test_wheel_installs_and_migrates(tmp_path: Path) -> None:
     for name in ("memrepl", "migrations"):
         shutil.copytree(REPO / name, source / name, ignore=ignore)
     shutil.copy(REPO / "pyproject.toml", source)
+    shutil.copy(REPO / "LICENSE", source)
     readme = REPO / "README.md"
     (source / "README.md").write_text(readme.read_text() if readme.exists() else "memrepl\n")
 
     dist = tmp_path / "dist"
     run(PYTHON, "-m", "pip", "wheel", "--no-deps", "--quiet", "-w", dist, source, cwd=tmp_path)
     (wheel,) = dist.glob("memrepl-*.whl")
+    with zipfile.ZipFile(wheel) as archive:
+        names = archive.namelist()
+        (metadata,) = [name for name in names if name.endswith(".dist-info/METADATA")]
+        headers = archive.read(metadata).decode("utf-8").split("\n\n", 1)[0]
+    # The license travels with the package, and the metadata says what the project is.
+    assert any(name.endswith("LICENSE") and ".dist-info/" in name for name in names)
+    assert "Classifier: License :: OSI Approved :: MIT License" in headers
+    assert "Classifier: Programming Language :: Python :: 3.11" in headers
+    assert "Keywords: " in headers
 
     fresh = tmp_path / "fresh"
     venv.EnvBuilder(with_pip=False).create(fresh)
