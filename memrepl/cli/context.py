@@ -42,6 +42,9 @@ if TYPE_CHECKING:
 ENV_DB = "MEMREPL_DB"
 #: The store used when neither ``--db`` nor ``MEMREPL_DB`` names one (relative to the cwd).
 DEFAULT_DB = "memrepl.db"
+#: ``memrepl serve`` keeps its report next to the store, in ``<db><STATUS_SUFFIX>``, where
+#: ``memrepl status`` looks for it.
+STATUS_SUFFIX = ".status.json"
 
 #: What a leaf subcommand's ``run`` is: the parsed arguments in, the exit code out.
 Runner = Callable[[argparse.Namespace], int]
@@ -125,6 +128,11 @@ def db_path(args: argparse.Namespace) -> Path:
     """The store's path: ``--db``, else ``$MEMREPL_DB``, else ``./memrepl.db``."""
     chosen: str = args.db or os.environ.get(ENV_DB) or DEFAULT_DB
     return Path(chosen)
+
+
+def default_status_file(db: Path) -> Path:
+    """Where ``memrepl serve`` writes, and ``memrepl status`` reads, a node's report."""
+    return db.with_name(db.name + STATUS_SUFFIX)
 
 
 def require_existing(path: Path) -> None:

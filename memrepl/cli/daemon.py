@@ -15,14 +15,14 @@ import logging
 import os
 import signal
 import sys
-import time
 from pathlib import Path
-from typing import Any
 
 from memrepl.cli.serve_cmds import STATUS_EVERY_S
 from memrepl.node import Node, NodeConfig
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+log = logging.getLogger(__name__)
 
 
 def run(config: NodeConfig) -> int:
@@ -55,67 +55,20 @@ def write_atomically(path: Path, text: str) -> None:
     os.replace(temporary, path)
 
 
-#: The refusal codes of the mesh's gate: what ``auth.refused`` in ``--status-file`` counts.
-AUTH_CODES = frozenset(
-    {
-        "auth-failed",
-        "auth-mode-mismatch",
-        "bad-certificate",
-        "identity-mismatch",
-        "revoked",
-        "throttled",
-        "wrong-peer",
-    }
-)
-
-
-def auth_document(node: Node) -> dict[str, Any] | None:
-    """How the node authenticates and what its mesh refused (None without a TcpMesh)."""
-    stats = getattr(node.mesh, "stats", None)
-    if stats is None:
-        return None
-    mesh = stats()
-    if mesh.auth is None:
-        return None
-    total = mesh.total
-    return {
-        "mode": mesh.auth.mode,
-        "handshake_failures": total.handshake_failures,
-        "refused": {code: n for code, n in total.refused.items() if code in AUTH_CODES},
-        "last_refusal": mesh.auth.last_refusal,
-        "revoked_entries": mesh.auth.revoked_entries,
-        "revocation_error": mesh.auth.revocation_error,
-    }
-
-
-def status_document(node: Node) -> dict[str, Any]:
-    """What ``--status-file`` holds: per peer and tier, the last outcome (stamps in ns), and
-    the mesh's authentication summary (``auth``)."""
-    return {
-        "node_id": node.node_id,
-        "written_at_ns": time.time_ns(),
-        "auth": auth_document(node),
-        "peers": [
-            {
-                "peer_id": s.peer_id,
-                "tier": s.tier.name.lower(),
-                "connected": s.connected,
-                "last_attempt_ns": s.last_attempt_ns,
-                "last_success_ns": s.last_success_ns,
-                "last_error": s.last_error,
-                "last_error_ns": s.last_error_ns,
-                "last_status": None if s.last_result is None else s.last_result.status.value,
-            }
-            for s in node.status()
-        ],
-        "antientropy": node.antientropy_status(),
-    }
+def write_status(node: Node, path: Path, *, stopped: bool = False) -> None:
+    """Write the node's report (:mod:`memrepl.node.report`) to ``path``; a failure is logged,
+    never fatal (the node replicates whether or not its status can be written)."""
+    report = node.report(every_s=STATUS_EVERY_S, stopped=stopped)
+    try:
+        write_atomically(path, json.dumps(report.to_json(), indent=2) + "\n")
+    except OSError as exc:
+        log.warning("cannot write the status file %s: %s", path, exc)
 
 
 async def keep_status_file(node: Node, path: Path) -> None:
     """Rewrite ``path`` every STATUS_EVERY_S until cancelled."""
     while True:
-        write_atomically(path, json.dumps(status_document(node), indent=2) + "\n")
+        write_status(node, path)
         await asyncio.sleep(STATUS_EVERY_S)
 
 
@@ -138,15 +91,13 @@ async def serve(node: Node, config: NodeConfig) -> int:
             sys.stderr.write(f"memrepl: listening on {host}:{port} as {node.node_id}\n")
             sys.stderr.flush()
             await stopping.wait()
-            logging.getLogger(__name__).info("signal received: stopping")
+            log.info("signal received: stopping")
         finally:
             if status_task is not None:
                 status_task.cancel()
                 await asyncio.gather(status_task, return_exceptions=True)
                 if config.status_file is not None and node.running:
-                    write_atomically(
-                        config.status_file, json.dumps(status_document(node), indent=2) + "\n"
-                    )
+                    write_status(node, config.status_file, stopped=True)
             await node.stop()
     finally:
         for number in signals:

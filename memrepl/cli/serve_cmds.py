@@ -23,6 +23,7 @@ node id is used.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -30,8 +31,10 @@ from typing import TYPE_CHECKING, Any
 from memrepl.cli.context import (
     DEFAULT_DB,
     ENV_DB,
+    STATUS_SUFFIX,
     Subparsers,
     add_command,
+    default_status_file,
     read_stored_node_id,
 )
 from memrepl.errors import CommandError, UsageError
@@ -150,8 +153,9 @@ def add_parsers(subparsers: Subparsers) -> None:
         "--status-file",
         type=Path,
         metavar="PATH",
-        help=f"keep per peer and tier the last success and last error here, as JSON (rewritten "
-        f"every {STATUS_EVERY_S:g} s and at exit)",
+        help=f"where to keep the node's report for 'memrepl status' -- every peer: connection, "
+        f"last error, rounds, progress -- as JSON, rewritten every {STATUS_EVERY_S:g} s and at "
+        f"exit (default: next to the store, DB{STATUS_SUFFIX})",
     )
     add_mesh_options(parser, revocation=True)
     timing = parser.add_argument_group("replication (seconds)")
@@ -189,6 +193,12 @@ def add_parsers(subparsers: Subparsers) -> None:
         help="a peer silent this long stops holding back tombstone collection (default: never)",
     )
     timing.add_argument("--ack-timeout", type=float, metavar="S", help="wait for an ACK (30)")
+    timing.add_argument(
+        "--progress-interval",
+        type=float,
+        metavar="S",
+        help="log a long round's progress every S seconds, sending and receiving (5)",
+    )
     timing.add_argument("--max-batch-items", type=int, metavar="N", help="items per batch (100)")
     timing.add_argument(
         "--bootstrap",
@@ -232,6 +242,7 @@ _FLAG_KEYS = (
     "tombstone_grace",
     "forget_peer_after",
     "ack_timeout",
+    "progress_interval",
     "max_batch_items",
     "bootstrap_replicate",
     "synchronous",
@@ -269,6 +280,8 @@ def build_config(args: argparse.Namespace) -> NodeConfig:
                 f"no node id for {str(config.db)!r}: pass --node-id ID to create the store"
             )
         config = NodeConfig.from_sources(file_values, {**flags, "node_id": stored}, base=base)
+    if config.status_file is None:
+        config = dataclasses.replace(config, status_file=default_status_file(config.db))
     return config
 
 

@@ -51,7 +51,8 @@ class TrustStatus:
 
 
 def trust_status(conn: Connection, wall_ns: int) -> TrustStatus:
-    last = int(conn.execute(select(node.c.clock_last_ns)).scalar_one())
+    # A store made by ``alembic upgrade head`` alone has no node row yet: no clock to show.
+    last = int(conn.execute(select(node.c.clock_last_ns)).scalar_one_or_none() or 0)
     counts = conn.execute(
         select(forgotten_items.c.tier, func.count()).group_by(forgotten_items.c.tier)
     ).all()

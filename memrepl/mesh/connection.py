@@ -203,7 +203,7 @@ class Connection:
         text = f"{fault.code}: {fault.reason}"
         for counters in self._counters:
             counters.refused[fault.code] += 1
-            counters.last_error = text
+            counters.record_error(fault.code, text)
         log.warning("refused a frame from peer %r: %s", self.peer_id, text)
         if not fault.in_sync:
             self.request_close(fault.fault, fault.reason)
@@ -299,7 +299,7 @@ class Connection:
             self._broken = True
             self.end_reason = self.end_reason or f"{fault.code}: {fault.reason}"
             for counters in self._counters:
-                counters.last_error = self.end_reason
+                counters.record_error(fault.code, self.end_reason)
             log.warning("disconnecting peer %r: %s", self.peer_id, self.end_reason)
         except OSError as exc:
             self._broken = True

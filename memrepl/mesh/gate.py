@@ -17,8 +17,9 @@ The order of the checks on an accepted connection is the rule that keeps it chea
    against the certificate, or the shared-key proof.
 
 Every failure ends the same way: :meth:`Gate.failed` counts it under its code (per peer for a
-known peer id, in the totals always), logs one WARNING line naming the address, the claimed id
-and the reason, and charges the address's throttle.
+known peer id, apart for strangers, in the totals always), logs one WARNING line naming the
+address, the claimed id, the reason and what to do about it (repeats of the same failure once a
+minute, with a count), and charges the address's throttle.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from memrepl.errors import CertificateError
+from memrepl.mesh.advice import advice
 from memrepl.mesh.config import TcpMeshConfig
 from memrepl.mesh.framing import FaultCode, FrameFaultError
 from memrepl.mesh.handshake import Established, HandshakeError, initiate, refuse, respond
@@ -45,6 +47,9 @@ from memrepl.mesh.throttle import FailureThrottle, source_of
 __all__ = ["Gate", "remote_of"]
 
 log = logging.getLogger(__name__)
+
+#: A handshake failing again the same way is logged at most this often (with a count).
+FAULT_LOG_EVERY_S = 60.0
 
 Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
@@ -81,6 +86,8 @@ class Gate:
         self.tls_server_hostname = tls_server_hostname
         #: The last refusal, as ``"code: reason"`` (for the stats).
         self.last_refusal: str | None = None
+        # (peer, fault code) -> (when last logged, failures not logged since).
+        self._fault_log: dict[tuple[str | None, str], tuple[float, int]] = {}
         self.throttle = FailureThrottle(
             allowed=config.auth_failures_allowed,
             base_s=config.auth_lockout_base_s,
@@ -101,11 +108,44 @@ class Gate:
         return self.revocations.current.reason(identity)
 
     def failed(self, code: str, reason: str, remote: str, peer_id: str | None) -> None:
-        """Count and log one failed handshake."""
+        """Count and log one failed handshake.
+
+        A peer that keeps failing the same way is redialled every few seconds: the WARNING says
+        it once with what to do about it (:func:`memrepl.mesh.advice.advice`), then once a
+        minute with a count, not on every attempt. Strangers share one entry per code: what an
+        unauthenticated peer claims never grows the table.
+        """
         text = f"{code}: {reason}"
         self.last_refusal = f"{text} ({remote})"
-        self.table.record_handshake_failure(peer_id, code, text)
-        log.warning("handshake with %s (claims %r) failed: %s", remote, peer_id, text)
+        self.table.record_handshake_failure(
+            peer_id, code, f"{text} (with {remote}, claiming {peer_id!r})"
+        )
+        key = (peer_id if peer_id is not None and self.table.get(peer_id) else None, code)
+        now = time.monotonic()
+        last, quiet = self._fault_log.get(key, (-math.inf, 0))
+        if now - last < FAULT_LOG_EVERY_S:
+            self._fault_log[key] = (last, quiet + 1)
+            log.debug("handshake with %s (claims %r) failed again: %s", remote, peer_id, text)
+            return
+        self._fault_log[key] = (now, 0)
+        hint = advice(code)
+        log.warning(
+            "handshake with %s (claims %r) failed: %s%s%s",
+            remote,
+            peer_id,
+            text,
+            f" -- {hint}" if hint else "",
+            f" ({quiet} more times since the last report)" if quiet else "",
+            extra={
+                "fields": {
+                    "event": "handshake-failed",
+                    "peer": peer_id,
+                    "code": code,
+                    "remote": remote,
+                    "repeats": quiet,
+                }
+            },
+        )
 
     def still_admitted(self, done: Established, remote: str) -> bool:
         """Check the revocation list once more as the connection is adopted: a list reloaded
@@ -144,7 +184,9 @@ class Gate:
             cut += 1
             for counters in (peer.counters, self.totals):
                 counters.refused[FaultCode.REVOKED.value] += 1
-                counters.last_error = f"{FaultCode.REVOKED.value}: {reason}"
+                counters.record_error(
+                    FaultCode.REVOKED.value, f"{FaultCode.REVOKED.value}: {reason}"
+                )
             self.last_refusal = f"{FaultCode.REVOKED.value}: {reason} (cut off)"
             log.warning("cutting off peer %r: %s", peer.peer_id, reason)
             conn.request_close(FaultCode.REVOKED, reason)

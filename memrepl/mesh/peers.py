@@ -84,6 +84,9 @@ class PeerTable:
         self.node_id = node_id
         self.config = config
         self.totals = totals
+        #: Failed handshakes of peers not in the table (strangers, or peers that dial us and
+        #: were never configured here): counted apart, never per claimed id.
+        self.strangers = Counters()
         self._peers: dict[str, PeerState] = {}
 
     def get(self, peer_id: str) -> PeerState | None:
@@ -116,11 +119,11 @@ class PeerTable:
         stranger's claimed id never adds a row to the table)."""
         self.totals.refused[code] += 1
         self.totals.handshake_failures += 1
-        self.totals.last_error = text
+        self.totals.record_error(code, text)
         known = self._peers.get(peer_id) if peer_id is not None else None
-        if known is not None:
-            known.counters.handshake_failures += 1
-            known.counters.last_error = text
+        counters = self.strangers if known is None else known.counters
+        counters.handshake_failures += 1
+        counters.record_error(code, text)
 
     async def serve(
         self,

@@ -8,6 +8,7 @@ only ever grow, and callers only ever see copies (:class:`TrafficStats`), never 
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
@@ -37,8 +38,11 @@ class TrafficStats:
     disconnects: int = 0
     #: Handshakes that failed (wrong key, schema mismatch, timeout, garbage...).
     handshake_failures: int = 0
-    #: The last fault or error seen, as text.
+    #: The last fault or error seen, as text; its stable code (a FaultCode value, or
+    #: ``unreachable``: see :func:`memrepl.mesh.advice.advice`) and when (wall-clock ns).
     last_error: str | None = None
+    last_error_code: str | None = None
+    last_error_ns: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready copy."""
@@ -63,6 +67,14 @@ class Counters:
     disconnects: int = 0
     handshake_failures: int = 0
     last_error: str | None = None
+    last_error_code: str | None = None
+    last_error_ns: int | None = None
+
+    def record_error(self, code: str, text: str) -> None:
+        """Remember the last fault or error: its code, its text, and now."""
+        self.last_error = text
+        self.last_error_code = code
+        self.last_error_ns = time.time_ns()
 
     def snapshot(self) -> TrafficStats:
         """A frozen copy."""
@@ -78,6 +90,8 @@ class Counters:
             disconnects=self.disconnects,
             handshake_failures=self.handshake_failures,
             last_error=self.last_error,
+            last_error_code=self.last_error_code,
+            last_error_ns=self.last_error_ns,
         )
 
 
@@ -141,6 +155,8 @@ class MeshStats:
     total: TrafficStats
     peers: Mapping[str, PeerStats]
     auth: AuthStats | None = None
+    #: Failed handshakes of peers this node does not know (their claimed ids are not trusted).
+    strangers: TrafficStats = field(default_factory=TrafficStats)
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready copy."""
@@ -151,4 +167,5 @@ class MeshStats:
             "auth": None if self.auth is None else self.auth.to_dict(),
             "total": self.total.to_dict(),
             "peers": {peer: stats.to_dict() for peer, stats in self.peers.items()},
+            "strangers": self.strangers.to_dict(),
         }

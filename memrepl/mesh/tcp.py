@@ -51,6 +51,7 @@ from types import TracebackType
 from typing import Any
 
 from memrepl.errors import MeshError, PeerUnavailableError
+from memrepl.mesh.advice import UNREACHABLE
 from memrepl.mesh.auth import MAX_NAME_BYTES
 from memrepl.mesh.config import TcpMeshConfig, backoff_delay_s
 from memrepl.mesh.connection import GOODBYE_TIMEOUT_S
@@ -321,6 +322,7 @@ class TcpMesh:
             total=self._totals.snapshot(),
             peers={peer.peer_id: peer.stats() for peer in self._table.all()},
             auth=self._gate.auth_stats(),
+            strangers=self._table.strangers.snapshot(),
         )
 
     def check_revocations(self) -> int:
@@ -414,7 +416,7 @@ class TcpMesh:
             )
             return False
         except (OSError, TimeoutError) as exc:
-            peer.counters.last_error = f"connect to {remote}: {exc!r}"
+            peer.counters.record_error(UNREACHABLE, f"connect to {remote}: {exc!r}")
             log.debug("cannot reach %r at %s: %r", peer.peer_id, remote, exc)
             return False
         try:

@@ -42,6 +42,7 @@ from typing import Any
 from memrepl.errors import MemreplError, NodeConfigError
 from memrepl.mesh.config import TcpMeshConfig
 from memrepl.mesh.identity import cluster_key
+from memrepl.node.monitor import DEFAULT_PROGRESS_INTERVAL_S
 
 __all__ = [
     "DEFAULT_ACK_TIMEOUT_S",
@@ -129,6 +130,9 @@ class NodeSettings:
     ack_timeout_s: float = DEFAULT_ACK_TIMEOUT_S
     #: ``stop()`` waits this long for the batches in hand before cancelling the rounds.
     stop_timeout_s: float = 10.0
+    #: A round running longer than this logs its progress, and again every this long, on the
+    #: sending and on the receiving side (memrepl.node.monitor).
+    progress_interval_s: float = DEFAULT_PROGRESS_INTERVAL_S
     #: False: no scheduler at all (rounds run only when asked, e.g. by ``memrepl sync``).
     scheduler: bool = True
 
@@ -142,6 +146,7 @@ class NodeSettings:
             if value is None and item.name in _MAY_BE_NONE:
                 continue
             positive_only = item.name in (
+                "progress_interval_s",
                 "sync_interval_s",
                 "poll_interval_s",
                 "purge_interval_s",
@@ -222,6 +227,7 @@ SETTINGS_KEYS: dict[str, str] = {
     "max_batch_items": "max_batch_items",
     "ack_timeout": "ack_timeout_s",
     "stop_timeout": "stop_timeout_s",
+    "progress_interval": "progress_interval_s",
 }
 _PATH_KEYS = (
     "db",

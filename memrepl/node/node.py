@@ -42,12 +42,15 @@ import memrepl
 from memrepl.errors import NodeStateError
 from memrepl.mesh.config import TcpMeshConfig
 from memrepl.mesh.identity import NodeCertificate, cluster_key
+from memrepl.mesh.stats import MeshStats
 from memrepl.mesh.tcp import TcpMesh
 from memrepl.node.config import NodeConfig, NodeConfigError, NodeSettings
 from memrepl.node.control import ControlServer
 from memrepl.node.credentials import mesh_credentials, tls_contexts
 from memrepl.node.link import NodeLink, NodeSyncManager, ServingMesh
 from memrepl.node.lock import LockInfo, NodeLock
+from memrepl.node.monitor import NodeMonitor
+from memrepl.node.report import NodeReport, gather
 from memrepl.node.scheduler import PeerTierStatus, Scheduler
 from memrepl.protocol.enums import MemoryTier
 from memrepl.storage import migrate
@@ -118,6 +121,8 @@ class Node:
         self._tls_server_hostname = tls_server_hostname
         self._synchronous = synchronous
         self._given_mesh = mesh
+        #: Replication progress and counters (the manager's observer): status, metrics, logs.
+        self.monitor = NodeMonitor(node_id, progress_interval_s=self.settings.progress_interval_s)
         self._store: Store | None = None
         self._mesh: Mesh | None = None
         self._link: NodeLink | None = None
@@ -202,6 +207,20 @@ class Node:
     def peers(self) -> list[str]:
         """The peers connected now."""
         return self.mesh.peers()
+
+    @property
+    def configured_peers(self) -> dict[str, tuple[str, int]]:
+        """The peers this node dials, by id (a copy)."""
+        return dict(self._peers)
+
+    def mesh_stats(self) -> MeshStats | None:
+        """The TCP mesh's counters (None on another mesh)."""
+        mesh = self._mesh
+        return mesh.stats() if isinstance(mesh, TcpMesh) else None
+
+    def report(self, *, every_s: float = 0.0, stopped: bool = False) -> NodeReport:
+        """Everything the node knows about its peers (:mod:`memrepl.node.report`)."""
+        return gather(self, every_s=every_s, stopped=stopped)
 
     def status(self) -> list[PeerTierStatus]:
         """Per peer and tier: connected, last attempt, last success, last error, last result."""
@@ -321,6 +340,7 @@ class Node:
             ack_timeout_s=settings.ack_timeout_s,
             tombstone_grace_s=settings.tombstone_grace_s,
         )
+        self._manager.observer = self.monitor
         for tier in MemoryTier:
             self._manager.register_memory_tier(tier, store.tier(tier))
         scheduler = self._scheduler = Scheduler(store, self._manager, self._link.peers, settings)

@@ -118,7 +118,10 @@ class MemorySyncBatch:
     highest ``modified_at`` of a tombstone the sender collected in the tier (its
     ``tombstone_horizons`` entry, a stamp of the sender's clock): a probe carries it so that a
     receiver below it asks for a snapshot, and a snapshot's final batch so that the receiver
-    knows what the sender may have forgotten (``None``: not said).
+    knows what the sender may have forgotten (``None``: not said). ``pending`` is how many more
+    items the sender expects to send in this round after this batch (an estimate made when the
+    round began; ``None`` when not announced): what lets a receiver show how far behind it is
+    while it catches up. It changes nothing about how a batch applies.
 
     Construction raises :class:`BatchTooLargeError` (over 255 items), :class:`UnknownTierError`,
     or :class:`BatchError` (a field of the wrong type, flags outside one byte, a stamp outside
@@ -136,6 +139,7 @@ class MemorySyncBatch:
     cursor: int | None = None
     snapshot: SnapshotMark | None = None
     purge_horizon: int | None = None
+    pending: int | None = None
 
     def __post_init__(self) -> None:
         for name in _STRING_KEYS:
@@ -177,6 +181,8 @@ class MemorySyncBatch:
             raise BatchError(
                 f"batch {self.batch_id!r}: purge_horizon {self.purge_horizon!r} is not a u64"
             )
+        if self.pending is not None and not _is_u64(self.pending):
+            raise BatchError(f"batch {self.batch_id!r}: pending {self.pending!r} is not a u64")
         _set(self, "tier", tier)
         _set(self, "items", items)
         _set(self, "flags", _SYNC_FLAGS[flags])
@@ -231,6 +237,7 @@ class MemorySyncBatch:
             self.cursor is not None
             or self.snapshot is not None
             or self.purge_horizon is not None
+            or self.pending is not None
             or versions.count(None) != len(versions)
         ):
             extension: dict[str, Any] = {
@@ -242,6 +249,8 @@ class MemorySyncBatch:
                 extension["snapshot"] = self.snapshot.to_json()
             if self.purge_horizon is not None:
                 extension["purged_through"] = self.purge_horizon
+            if self.pending is not None:
+                extension["pending"] = self.pending
             metadata[EXTENSION_KEY] = extension
         metadata_bytes = json.dumps(metadata).encode("utf-8")
         if len(metadata_bytes) > MAX_METADATA_BYTES:
@@ -311,8 +320,9 @@ class MemorySyncBatch:
         cursor: int | None = None
         snapshot: SnapshotMark | None = None
         horizon: int | None = None
+        pending: int | None = None
         if EXTENSION_KEY in metadata:
-            versions, cursor, snapshot, horizon = _check_extension(
+            versions, cursor, snapshot, horizon, pending = _check_extension(
                 metadata[EXTENSION_KEY], item_count
             )
         if flags & _COMPRESSED:
@@ -336,6 +346,7 @@ class MemorySyncBatch:
         _set(batch, "cursor", cursor)
         _set(batch, "snapshot", snapshot)
         _set(batch, "purge_horizon", horizon)
+        _set(batch, "pending", pending)
         return batch
 
 
@@ -387,9 +398,9 @@ def _check_v2_metadata(
 
 def _check_extension(
     extension: object, item_count: int
-) -> tuple[list[ItemVersionInfo | None], int | None, SnapshotMark | None, int | None]:
-    """Check memrepl's extension; return the per-item versions, the cursor, the snapshot mark
-    and the purge horizon."""
+) -> tuple[list[ItemVersionInfo | None], int | None, SnapshotMark | None, int | None, int | None]:
+    """Check memrepl's extension; return the per-item versions, the cursor, the snapshot mark,
+    the purge horizon and the items pending."""
     if type(extension) is not dict:
         raise _bad_metadata(f"{EXTENSION_KEY!r} is not an object")
     version = extension.get("v")
@@ -409,7 +420,18 @@ def _check_extension(
     versions = [None if entry is None else from_json(entry) for entry in raw_items]
     raw_snapshot = extension.get("snapshot")
     snapshot = None if raw_snapshot is None else SnapshotMark.from_json(raw_snapshot)
-    horizon = extension.get("purged_through")
-    if horizon is not None and (type(horizon) is not int or not 0 <= horizon <= U64_MAX):
-        raise _bad_metadata(f"{EXTENSION_KEY!r} purged_through is not null or a u64")
-    return versions, cursor, snapshot, horizon
+    return (
+        versions,
+        cursor,
+        snapshot,
+        _optional_u64(extension, "purged_through"),
+        _optional_u64(extension, "pending"),
+    )
+
+
+def _optional_u64(extension: dict[str, Any], key: str) -> int | None:
+    """``extension[key]``: absent or null (None), or a u64; else a ProtocolError."""
+    value = extension.get(key)
+    if value is not None and (type(value) is not int or not 0 <= value <= U64_MAX):
+        raise _bad_metadata(f"{EXTENSION_KEY!r} {key} is not null or a u64")
+    return value

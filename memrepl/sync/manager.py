@@ -53,6 +53,7 @@ from memrepl.sync.answers import SnapshotAnswers
 from memrepl.sync.antientropy import AntiEntropy, CheckResult
 from memrepl.sync.batches import read_delta
 from memrepl.sync.messages import Ack, Nack
+from memrepl.sync.observer import SyncObserver
 from memrepl.sync.receiver import BatchReceiver
 from memrepl.sync.refusals import Direction, record_refusal
 from memrepl.sync.results import SyncResult, SyncStatus, status_result
@@ -102,6 +103,8 @@ class MemorySyncManager:
         self.ack_timeout_s = ack_timeout_s
         self.tombstone_grace_ns = int(tombstone_grace_s * 1e9)
         self.compress_threshold = compress_threshold
+        #: Told about every round and batch, both ways (a node's monitor; by default nothing).
+        self.observer = SyncObserver()
         self._tiers: dict[MemoryTier, Tier] = {}
         # Answers awaited (an Ack or Nack, or a digest answer), by (peer, batch or query id):
         # only the peer asked can settle one.
@@ -405,7 +408,10 @@ class MemorySyncManager:
         reg = self.registered(tier)
         lock = self._locks.setdefault((peer_id, reg.tier), asyncio.Lock())
         async with lock:
-            return await SyncRound(self, reg, peer_id).run()
+            started = time.monotonic()
+            result = await SyncRound(self, reg, peer_id).run()
+            self.observer.round_ended(result, duration_s=time.monotonic() - started)
+            return result
 
     async def exchange(self, peer_id: str, batch: MemorySyncBatch) -> Ack | Nack | SyncStatus:
         """Send one batch and wait for its answer (or a status saying why there is none)."""

@@ -33,7 +33,7 @@ from sqlalchemy.engine import Connection
 from memrepl.clock import HybridLogicalClock
 from memrepl.errors import MemreplError, MisaddressedBatchError, ProtocolError
 from memrepl.protocol.batch import MemorySyncBatch
-from memrepl.protocol.enums import MessageTypes
+from memrepl.protocol.enums import MemoryTier, MessageTypes
 from memrepl.storage.tiers import Tier
 from memrepl.sync.batches import (
     Applied,
@@ -84,9 +84,19 @@ class BatchReceiver:
             log.exception("batch %r from %s: internal error", batch_id, peer_id)
             reason = f"{type(exc).__name__} while applying the batch (see the receiver's log)"
             manager.reply(peer_id, MessageTypes.NACK, Nack(batch_id, INTERNAL_ERROR_CODE, reason))
+            manager.observer.batch_refused(peer_id, _tier_or_none(tier), code=INTERNAL_ERROR_CODE)
             return None
         ack = Ack(batch_id, tier, applied.cursor, applied.applied, applied.conflicts)
         manager.reply(peer_id, MessageTypes.ACK, ack)
+        manager.observer.batch_applied(
+            peer_id,
+            batch.tier,
+            items=len(batch.items),
+            applied=applied.applied,
+            conflicts=applied.conflicts,
+            cursor=batch.cursor,
+            pending=batch.pending,
+        )
         if not needs_snapshot:
             return None
         wait_s = manager.snapshot_requests.may_ask(batch.tier, peer_id, time.monotonic())
@@ -201,6 +211,7 @@ class BatchReceiver:
         code = exc.code
         log.warning("refused batch %r from %s: %s", batch_id, peer_id, exc)
         manager.reply(peer_id, MessageTypes.NACK, Nack(batch_id, code, str(exc)))
+        manager.observer.batch_refused(peer_id, _tier_or_none(tier), code=code)
         ahead = getattr(exc, "ahead_ns", None)
         manager.record_refusal(
             peer_id,
@@ -231,3 +242,11 @@ def _log_snapshot_end(request: SnapshotRequest, ended: SnapshotEnd) -> None:
         ended.bound,
         ended.resent,
     )
+
+
+def _tier_or_none(tier: int) -> MemoryTier | None:
+    """The tier a refused batch named, None when it named none this node knows."""
+    try:
+        return MemoryTier(tier)
+    except ValueError:
+        return None

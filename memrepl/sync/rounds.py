@@ -25,6 +25,7 @@ import time
 from typing import TYPE_CHECKING
 
 from memrepl.protocol.batch import MemorySyncBatch, SnapshotMark
+from memrepl.storage.items import count_since
 from memrepl.storage.tiers import Tier
 from memrepl.sync import tombstones, vectors
 from memrepl.sync.messages import Ack, Nack
@@ -62,6 +63,8 @@ class SyncRound:
         self.snapshot_id = snapshot_id
         self.echoes = False
         self.batches = self.items = self.applied = self.conflicts = 0
+        #: Items the round expects to send, counted as it began (announced to the receiver).
+        self.total = 0
 
     @property
     def snapshot(self) -> bool:
@@ -93,6 +96,8 @@ class SyncRound:
                 self.tier, self.peer_id, replicate=False, purge_horizon=horizon or None
             )
             answer = await manager.exchange(self.peer_id, probe)
+            if isinstance(answer, Nack):
+                manager.observer.batch_rejected(self.peer_id, self.tier, code=answer.code)
             if not isinstance(answer, Ack):
                 return status_result(self.peer_id, self.tier, answer)
             # The receiver's durable inbound cursor is the truth about what it holds: resume
@@ -127,6 +132,10 @@ class SyncRound:
         self.echoes = cursor < acked_before
         mark = SnapshotMark(self.snapshot_id) if self.snapshot_id is not None else None
         since = 0 if self.snapshot else cursor
+        self.total = self._count(since)
+        manager.observer.round_started(
+            self.peer_id, self.tier, total=self.total, snapshot=self.snapshot
+        )
         if mark is not None:
             # An empty opening batch, so the receiver knows the snapshot started even if the
             # tier is empty and the next batch is already the final one.
@@ -150,12 +159,18 @@ class SyncRound:
                 if done and mark is None:
                     status = SyncStatus.SYNCED if self.batches else SyncStatus.UP_TO_DATE
                     return self.result(status, cursor)
+                # What is left after this batch, as far as the count at the start knew.
+                pending = 0 if done else max(0, self.total - self.items - len(batch.items))
                 if mark is not None:
                     # The last batch of a snapshot is an empty one marked final, with the purge
                     # horizon read after every other batch: what it may make the peer forget.
                     mark_now = dataclasses.replace(mark, final=done)
                     horizon_now = self._horizon() if done else None
-                    batch = dataclasses.replace(batch, snapshot=mark_now, purge_horizon=horizon_now)
+                    batch = dataclasses.replace(
+                        batch, snapshot=mark_now, purge_horizon=horizon_now, pending=pending
+                    )
+                else:
+                    batch = dataclasses.replace(batch, pending=pending)
                 error = await self._send(batch)
                 if error is not None:
                     return self.result(error[0], cursor, error[1])
@@ -209,7 +224,9 @@ class SyncRound:
     async def _send(self, batch: MemorySyncBatch) -> tuple[SyncStatus, str] | None:
         """Send one batch; None once it is acknowledged, else the status and the reason."""
         answer = await self.manager.exchange(self.peer_id, batch)
+        observer = self.manager.observer
         if isinstance(answer, Nack):
+            observer.batch_rejected(self.peer_id, self.tier, code=answer.code)
             return SyncStatus.REJECTED, f"{answer.code}: {answer.reason}"
         if not isinstance(answer, Ack):
             return answer, f"no answer for batch {batch.batch_id}"
@@ -217,7 +234,20 @@ class SyncRound:
         self.items += len(batch.items)
         self.applied += answer.applied
         self.conflicts += answer.conflicts
+        observer.batch_acked(
+            self.peer_id,
+            self.tier,
+            items=len(batch.items),
+            applied=answer.applied,
+            conflicts=answer.conflicts,
+        )
         return None
+
+    def _count(self, since: int) -> int:
+        """The items this round expects to send from ``since`` (the echo filter applied)."""
+        exclude = None if self.snapshot or self.echoes else self.peer_id
+        with self.memory.store.read() as conn:
+            return count_since(conn, self.memory.spec, since, exclude_received_from=exclude)
 
     def _horizon(self) -> int:
         with self.memory.store.read() as conn:

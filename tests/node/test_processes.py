@@ -100,7 +100,8 @@ def test_two_nodes_converge_on_every_tier(processes: Processes) -> None:
         if not status_file.exists():
             return False
         peers = json.loads(status_file.read_text())["peers"]
-        return sorted(p["tier"] for p in peers if p["peer_id"] == "b" and p["last_success_ns"]) == [
+        tiers = [t for p in peers if p["peer_id"] == "b" for t in p["tiers"]]
+        return sorted(t["tier"] for t in tiers if t["last_success_ns"]) == [
             "episodic", "semantic", "working"
         ]  # fmt: skip
 

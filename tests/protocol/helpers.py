@@ -282,6 +282,7 @@ def _batches(extended: bool) -> st.SearchStrategy[MemorySyncBatch]:
         created_ns=u64,
         cursor=(st.none() | u64) if extended else st.none(),
         purge_horizon=(st.none() | u64) if extended else st.none(),
+        pending=(st.none() | u64) if extended else st.none(),
     )
 
 
