@@ -17,35 +17,33 @@ import signal
 import sys
 from pathlib import Path
 
+from memrepl.cli import logs
 from memrepl.cli.serve_cmds import STATUS_EVERY_S
+from memrepl.errors import CommandError
 from memrepl.node import Node, NodeConfig
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+from memrepl.node.metrics import MetricsServer
 
 log = logging.getLogger(__name__)
 
 
 def run(config: NodeConfig) -> int:
     """Configure logging, build the node, run it until a signal; the exit code."""
-    logging.basicConfig(level=config.log_level, stream=sys.stderr, format=LOG_FORMAT)
-    if config.log_level != "DEBUG":
-        # Alembic narrates every migration step at INFO; the node says what matters.
-        logging.getLogger("alembic").setLevel(logging.WARNING)
-    logging.getLogger("asyncio").addFilter(_drop_tls_eof_race)
+    if config.metrics is not None:
+        require_metrics_library()
+    assert config.node_id is not None
+    logs.configure(level=config.log_level, fmt=config.log_format, node_id=config.node_id)
     node = Node.from_config(config, control=True, command="memrepl serve")
     return asyncio.run(serve(node, config))
 
 
-def _drop_tls_eof_race(record: logging.LogRecord) -> bool:
-    """Drop asyncio's "returning true from eof_received() has no effect when using ssl".
-
-    The mesh starts TLS on accepted connections itself (``StreamWriter.start_tls``, so that a
-    refused certificate is counted and throttled); when a peer closes in the instant between
-    the TLS handshake and the stream noticing it is now TLS (a refused peer usually does),
-    CPython 3.11's streams log that line. It says nothing about the node: the connection is
-    ending either way.
-    """
-    return "eof_received() has no effect when using ssl" not in record.getMessage()
+def require_metrics_library() -> None:
+    """CommandError, before anything starts, when ``--metrics`` cannot be served."""
+    try:
+        import prometheus_client  # noqa: F401
+    except ImportError:
+        raise CommandError(
+            "--metrics needs the prometheus_client package: pip install 'memrepl[metrics]'"
+        ) from None
 
 
 def write_atomically(path: Path, text: str) -> None:
@@ -78,21 +76,30 @@ async def serve(node: Node, config: NodeConfig) -> int:
     stopping = asyncio.Event()
     signals = (signal.SIGTERM, signal.SIGINT)
     status_task: asyncio.Task[None] | None = None
+    metrics: MetricsServer | None = None
     for number in signals:
         loop.add_signal_handler(number, stopping.set)
     try:
         await node.start()
         try:
             host, port = node.address
+            if config.metrics is not None:
+                metrics = MetricsServer(node, *config.metrics)
             if config.port_file is not None:
                 write_atomically(config.port_file, f"{port}\n")
             if config.status_file is not None:
                 status_task = asyncio.create_task(keep_status_file(node, config.status_file))
             sys.stderr.write(f"memrepl: listening on {host}:{port} as {node.node_id}\n")
+            if metrics is not None:
+                sys.stderr.write(f"memrepl: metrics on {metrics.url}\n")
             sys.stderr.flush()
             await stopping.wait()
             log.info("signal received: stopping")
         finally:
+            if metrics is not None:
+                # In a thread: a scrape in progress waits for this loop, which must keep
+                # running until the server has finished it.
+                await asyncio.to_thread(metrics.close)
             if status_task is not None:
                 status_task.cancel()
                 await asyncio.gather(status_task, return_exceptions=True)

@@ -218,6 +218,19 @@ def add_parsers(subparsers: Subparsers) -> None:
         choices=["DEBUG", "INFO", "WARNING", "ERROR"],
         help="logging on stderr (default INFO)",
     )
+    parser.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        help="text for people (default), or json: one object per line with stable fields "
+        "(time, level, logger, node, message, and an event's own: see the README)",
+    )
+    parser.add_argument(
+        "--metrics",
+        type=address_arg,
+        metavar="HOST:PORT",
+        help="serve Prometheus metrics at http://HOST:PORT/metrics (needs the 'metrics' extra: "
+        "pip install 'memrepl[metrics]'; port 0: any free port, printed at start)",
+    )
 
 
 #: Flags that map one to one onto config keys.
@@ -247,6 +260,8 @@ _FLAG_KEYS = (
     "bootstrap_replicate",
     "synchronous",
     "log_level",
+    "log_format",
+    "metrics",
 )
 
 

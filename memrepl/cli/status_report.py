@@ -34,7 +34,7 @@ from memrepl.cli.trust_status import TrustStatus, trust_status
 from memrepl.errors import CommandError, StoreError
 from memrepl.protocol.enums import MemoryTier
 from memrepl.storage import migrate
-from memrepl.storage.items import max_modified_at
+from memrepl.storage.items import live_count, max_modified_at
 from memrepl.storage.node import stored_node_id
 from memrepl.storage.schema import TIER_SPECS, TierSpec, conflicts
 from memrepl.sync import tombstones
@@ -148,12 +148,10 @@ def _count(conn: Connection, query: Any) -> int:
 
 def tier_status(conn: Connection, spec: TierSpec) -> TierStatus:
     """The :class:`TierStatus` of one tier."""
-    table = spec.table
-    live = select(func.count()).select_from(table).where(table.c.deleted.is_(False))
     logged = select(func.count()).select_from(conflicts).where(conflicts.c.tier == int(spec.tier))
     return TierStatus(
         tier=spec.tier.name.lower(),
-        items=_count(conn, live),
+        items=live_count(conn, spec),
         tombstones=tombstones.pending_tombstones(conn, spec),
         conflicts=_count(conn, logged),
         latest_modified_at=max_modified_at(conn, spec),

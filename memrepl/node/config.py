@@ -240,8 +240,10 @@ _PATH_KEYS = (
     "certs_dir",
     "revocation_list",
 )
-_TEXT_KEYS = ("node_id", "tls_server_hostname", "log_level")
-_OTHER_KEYS = ("listen", "peers", "mesh", "synchronous")
+_TEXT_KEYS = ("node_id", "tls_server_hostname", "log_level", "log_format")
+_OTHER_KEYS = ("listen", "peers", "mesh", "synchronous", "metrics")
+#: ``log_format``'s values (memrepl.cli.logs).
+LOG_FORMATS = ("text", "json")
 KNOWN_KEYS = frozenset((*SETTINGS_KEYS, *_PATH_KEYS, *_TEXT_KEYS, *_OTHER_KEYS))
 
 
@@ -267,6 +269,10 @@ class NodeConfig:
     revocation_list: Path | None = None
     synchronous: str | None = None
     log_level: str = "INFO"
+    #: ``text`` or ``json`` (one object per line, stable field names: memrepl.cli.logs).
+    log_format: str = "text"
+    #: Where to serve Prometheus metrics (``/metrics``), None: nowhere.
+    metrics: tuple[str, int] | None = None
     settings: NodeSettings = field(default_factory=NodeSettings)
     mesh: TcpMeshConfig = field(default_factory=TcpMeshConfig)
 
@@ -313,6 +319,17 @@ class NodeConfig:
             listen = parse_address(listen, what="listen")
         elif listen is None:
             listen = ("127.0.0.1", 0)
+        metrics = values.pop("metrics", None)
+        if isinstance(metrics, str):
+            metrics = parse_address(metrics, what="metrics")
+        elif metrics is not None and not isinstance(metrics, tuple):
+            raise NodeConfigError("metrics must be HOST:PORT", key="metrics")
+        log_format = values.get("log_format") or "text"
+        if log_format not in LOG_FORMATS:
+            raise NodeConfigError(
+                f"log_format must be one of {', '.join(LOG_FORMATS)}, not {log_format!r}",
+                key="log_format",
+            )
         for key in _TEXT_KEYS:
             if values.get(key) is not None and not isinstance(values[key], str):
                 raise NodeConfigError(f"{key} must be a string", key=key)
@@ -349,6 +366,8 @@ class NodeConfig:
             revocation_list=path("revocation_list"),
             synchronous=values.get("synchronous"),
             log_level=values.get("log_level") or "INFO",
+            log_format=log_format,
+            metrics=None if metrics is None else (str(metrics[0]), int(metrics[1])),
             settings=settings,
             mesh=mesh,
         )

@@ -687,6 +687,13 @@ def oldest_since(
     return None if value is None else int(value)
 
 
+def live_count(conn: Connection, spec: TierSpec) -> int:
+    """How many live items (not tombstones) the tier holds: a count over the table."""
+    table = spec.table
+    query = select(func.count()).select_from(table).where(table.c.deleted.is_(False))
+    return int(conn.execute(query).scalar_one())
+
+
 def max_modified_at(conn: Connection, spec: TierSpec) -> int:
     """The tier's latest ``modified_at`` (0 when empty): one index lookup."""
     value = conn.execute(select(func.max(spec.table.c.modified_at))).scalar_one()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,10 @@ def test_a_config_file_with_flags_on_top(tmp_path: Path) -> None:
         ({"db": "x.db", "mesh": {"heartbeat": 1}}, "[mesh]"),
         ({"db": "x.db", "bootstrap_replicate": "yes"}, "bootstrap_replicate must be true"),
         ({"node_id": "a"}, "no database"),
+        ({"db": "x.db", "log_format": "xml"}, "log_format must be one of text, json"),
+        ({"db": "x.db", "metrics": "9464"}, "metrics '9464' is not HOST:PORT"),
+        ({"db": "x.db", "metrics": 9464}, "metrics must be HOST:PORT"),
+        ({"db": "x.db", "progress_interval": 0}, "progress_interval_s must be a positive"),
     ],
 )
 def test_bad_settings_are_refused_by_name(values: dict[str, object], message: str) -> None:
@@ -95,3 +100,15 @@ def test_serve_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) 
     (tmp_path / "bad.toml").write_text("db = [")
     assert main(["serve", "--config", str(tmp_path / "bad.toml")]) == 1
     assert "bad.toml" in capsys.readouterr().err
+
+
+def test_metrics_without_their_library_is_refused_before_anything_starts(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "prometheus_client", None)  # as if not installed
+    key = tmp_path / "cluster.key"
+    key.write_text("0123456789abcdef0123\n")
+    args = ["serve", "--db", str(tmp_path / "a.db"), "--node-id", "a", "--key-file", str(key)]
+    assert main([*args, "--metrics", "127.0.0.1:0"]) == 1
+    assert "pip install 'memrepl[metrics]'" in capsys.readouterr().err
+    assert not (tmp_path / "a.db").exists()
