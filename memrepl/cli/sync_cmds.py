@@ -4,8 +4,10 @@ The store named by ``--db`` pushes its changes to the peer (a ``memrepl serve`` 
 tier (or the one ``--tier`` names), :meth:`MemorySyncManager.sync_with_peer` sends what the peer
 has not acknowledged -- a delta, or the snapshot the peer asks for when its cursor is below this
 store's purge horizon. While connected, the peer's own changes may come back too (a serving node
-pushes to whoever connects), but this command waits only for its own round. During a long
-transfer a progress line on stderr counts the batches and items sent so far.
+pushes to whoever connects), but this command waits only for its own round. A long round shows
+its progress on stderr (:mod:`memrepl.cli.progress`): a bar with the total the round counted when
+it began, the rate and the ETA on a terminal; a plain line every ``--progress-interval`` seconds
+otherwise.
 
 Who does the round: if a node already runs on the store (``memrepl serve``: it holds the store's
 node lock, memrepl.node.lock), that node does it, asked through its control channel
@@ -76,6 +78,14 @@ def add_parsers(subparsers: Subparsers) -> None:
     )
     parser.add_argument(
         "--ack-timeout", type=float, default=30.0, metavar="S", help="wait for an ACK (30)"
+    )
+    parser.add_argument(
+        "--progress-interval",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="when stderr is not a terminal, a progress line every S seconds (5); on a "
+        "terminal, a bar with the total, the rate and the ETA",
     )
     parser.add_argument(
         "--no-check",

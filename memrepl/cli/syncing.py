@@ -7,23 +7,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from memrepl.cli import progress
 from memrepl.cli.context import tier_name
 from memrepl.errors import CommandError
-from memrepl.node import Node, NodeConfig, NodeLink, NodeSettings
+from memrepl.node import Node, NodeConfig, NodeSettings
 from memrepl.node.control import request_sync
 from memrepl.node.lock import STARTING_NODE, LockInfo, holder
+from memrepl.node.monitor import SEND
 from memrepl.protocol.enums import MemoryTier
 from memrepl.sync.antientropy import CheckResult
 from memrepl.sync.results import SyncResult
 
-#: Seconds before the progress line appears, and between its updates.
-PROGRESS_AFTER_S = 1.0
-PROGRESS_EVERY_S = 0.5
 #: How long to wait for a node that holds the lock but has not said where its channel is yet.
 STARTING_NODE_WAIT_S = 5.0
 
@@ -59,7 +57,7 @@ async def _sync_through(
 ) -> tuple[list[SyncResult], dict[str, Any] | None]:
     assert running.control is not None
     peer_id, (host, port) = args.peer
-    shower = _ProgressLine(peer_id)
+    display = progress.Display(peer_id, every_s=args.progress_interval)
     try:
         return await request_sync(
             running.control,
@@ -68,10 +66,10 @@ async def _sync_through(
             tiers=tiers,
             connect_timeout_s=args.connect_timeout,
             check=not args.no_check,
-            progress=shower.show,
+            progress=display.show,
         )
     finally:
-        shower.end()
+        display.end()
 
 
 def _sync_here(
@@ -100,7 +98,14 @@ def _sync_here(
     )
     node = Node.from_config(dataclasses.replace(config, settings=settings), command="memrepl sync")
     results, check = asyncio.run(
-        sync(node, peer_id, tiers, args.connect_timeout, check=not args.no_check)
+        sync(
+            node,
+            peer_id,
+            tiers,
+            args.connect_timeout,
+            check=not args.no_check,
+            progress_every_s=args.progress_interval,
+        )
     )
     return results, (None if check is None else check.as_dict())
 
@@ -112,7 +117,9 @@ async def sync(
     connect_timeout_s: float,
     *,
     check: bool,
+    progress_every_s: float,
 ) -> tuple[list[SyncResult], CheckResult | None]:
+    """This command's own node: dial the peer, one round per tier, then the check."""
     async with node:
         try:
             await node.wait_for_peer(peer_id, connect_timeout_s)
@@ -122,13 +129,15 @@ async def sync(
                 + _last_error(node, peer_id)
             ) from None
         results = []
+        display = progress.Display(peer_id, every_s=progress_every_s)
         for tier in tiers:
-            progress = asyncio.create_task(_show_progress(node.link, peer_id, tier))
+            shower = asyncio.create_task(_show_progress(node, peer_id, tier, display))
             try:
                 results.extend(await node.sync_now([peer_id], [tier]))
             finally:
-                progress.cancel()
-                await asyncio.gather(progress, return_exceptions=True)
+                shower.cancel()
+                await asyncio.gather(shower, return_exceptions=True)
+                display.end()
         return results, (await node.check_now(peer_id) if check else None)
 
 
@@ -141,46 +150,13 @@ def _last_error(node: Node, peer_id: str) -> str:
     return f" (last error: {error})" if error else ""
 
 
-class _ProgressLine:
-    """The progress line on stderr: rewritten in place on a terminal, else every few seconds."""
-
-    def __init__(self, peer_id: str) -> None:
-        self.peer_id = peer_id
-        self.interactive = sys.stderr.isatty()
-        self.started = time.monotonic()
-        self.last_shown = 0.0
-        self.shown = False
-
-    def show(self, tier: str, batches: int, items: int) -> None:
-        now = time.monotonic()
-        if not self.interactive and now - self.last_shown < 5 * PROGRESS_EVERY_S:
-            return
-        elapsed = max(now - self.started, 1e-9)
-        line = (
-            f"memrepl: sync {tier} -> {self.peer_id}: {batches:,} batches, "
-            f"{items:,} items sent ({items / elapsed:,.0f} items/s)"
-        )
-        sys.stderr.write(("\r" + line) if self.interactive else (line + "\n"))
-        sys.stderr.flush()
-        self.shown = True
-        self.last_shown = now
-
-    def end(self) -> None:
-        if self.shown and self.interactive:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
-
-
-async def _show_progress(link: NodeLink, peer_id: str, tier: MemoryTier) -> None:
-    """After PROGRESS_AFTER_S, the progress line with the batches and items sent so far."""
-    batches0, items0 = link.batches_sent[peer_id], link.items_sent[peer_id]
-    shower = _ProgressLine(peer_id)
-    try:
-        await asyncio.sleep(PROGRESS_AFTER_S)
-        while True:
-            batches = link.batches_sent[peer_id] - batches0
-            items = link.items_sent[peer_id] - items0
-            shower.show(tier_name(tier), batches, items)
-            await asyncio.sleep(PROGRESS_EVERY_S)
-    finally:
-        shower.end()
+async def _show_progress(
+    node: Node, peer_id: str, tier: MemoryTier, display: progress.Display
+) -> None:
+    """While the round runs (once it has run SHOW_AFTER_S): its progress, from the monitor."""
+    await asyncio.sleep(progress.SHOW_AFTER_S)
+    while True:
+        found = node.monitor.progress(peer_id, tier, SEND)
+        if found is not None:
+            display.show(tier_name(tier), found.at(time.monotonic()))
+        await asyncio.sleep(progress.REDRAW_EVERY_S)

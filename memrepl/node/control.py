@@ -12,7 +12,8 @@ when that path is too long for a unix socket, one in a private temporary directo
 the node lock file. It is created with mode 0600 -- whoever may use it is whoever may write the
 store. The protocol is JSON lines: one request, ``{"command": "sync", "peer": ID, "address":
 "HOST:PORT" | null, "tiers": [names], "connect_timeout_s": S, "check": true|false}``; then the
-answers: ``{"progress": {"tier", "batches", "items"}}`` now and then during a long round,
+answers: ``{"progress": {"tier", "done", "total", "items_per_s", "eta_s"}}`` now and then during
+a long round (the node's monitor: memrepl.node.monitor.Snapshot),
 ``{"result": {...}}`` per tier (memrepl.sync.results.result_to_json), with ``"check"`` the
 anti-entropy check's ``{"check": {...}}`` (memrepl.sync.antientropy.CheckResult.as_dict), and
 ``{"done": true}`` -- or ``{"error": MESSAGE}``. A peer named with an address the node did not
@@ -38,6 +39,7 @@ from typing import TYPE_CHECKING, Any
 from memrepl.errors import ControlError, MemreplError
 from memrepl.mesh.tcp import TcpMesh
 from memrepl.node.config import NodeConfigError, parse_address
+from memrepl.node.monitor import SEND, Snapshot
 from memrepl.protocol.enums import MemoryTier
 from memrepl.sync.results import SyncResult, result_from_json, result_to_json
 
@@ -59,8 +61,8 @@ PROGRESS_AFTER_S = 1.0
 PROGRESS_EVERY_S = 0.5
 
 Write = Callable[[dict[str, Any]], Awaitable[None]]
-#: ``(tier, batches, items)`` so far, as a round reports its progress.
-Progress = Callable[[str, int, int], None]
+#: ``(tier, the round's progress so far)``, as a round reports it.
+Progress = Callable[[str, Snapshot], None]
 
 
 def control_path(db: str | os.PathLike[str]) -> Path:
@@ -155,9 +157,8 @@ class ControlServer:
                 f"could not connect to {peer_id!r} within {timeout_s:g} s"
                 + _last_error(node, peer_id)
             ) from None
-        link = node.link
         for tier in tiers:
-            reporter = asyncio.create_task(_report_progress(link, peer_id, tier, write))
+            reporter = asyncio.create_task(_report_progress(node, peer_id, tier, write))
             try:
                 (result,) = await node.sync_now([peer_id], [tier])
             finally:
@@ -208,18 +209,14 @@ def _last_error(node: Node, peer_id: str) -> str:
     return f" (last error: {error})" if error else ""
 
 
-async def _report_progress(link: Any, peer_id: str, tier: MemoryTier, write: Write) -> None:
-    started = time.monotonic()
-    batches0, items0 = link.batches_sent[peer_id], link.items_sent[peer_id]
+async def _report_progress(node: Node, peer_id: str, tier: MemoryTier, write: Write) -> None:
+    """While the round runs (after PROGRESS_AFTER_S): its progress from the node's monitor."""
     await asyncio.sleep(PROGRESS_AFTER_S)
     while True:
-        progress = {
-            "tier": tier.name.lower(),
-            "batches": link.batches_sent[peer_id] - batches0,
-            "items": link.items_sent[peer_id] - items0,
-            "elapsed_s": round(time.monotonic() - started, 3),
-        }
-        await write({"progress": progress})
+        found = node.monitor.progress(peer_id, tier, SEND)
+        if found is not None:
+            shown = found.at(time.monotonic()).to_json()
+            await write({"progress": {"tier": tier.name.lower(), **shown}})
         await asyncio.sleep(PROGRESS_EVERY_S)
 
 
@@ -261,7 +258,7 @@ async def request_sync(
                 raise ControlError(str(answer["error"]))
             if "progress" in answer and progress is not None:
                 shown = answer["progress"]
-                progress(str(shown["tier"]), int(shown["batches"]), int(shown["items"]))
+                progress(str(shown["tier"]), Snapshot.from_json(shown))
             if "result" in answer:
                 results.append(result_from_json(answer["result"]))
             if isinstance(answer.get("check"), dict):

@@ -13,14 +13,12 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections import Counter
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
 from memrepl.errors import MemreplError, PeerUnavailableError, ProtocolError
 from memrepl.protocol.batch import MemorySyncBatch
 from memrepl.protocol.enums import MemoryTier, MessageTypes
-from memrepl.protocol.limits import HEADER_SIZE
 from memrepl.sync.batches import is_replicate_request
 from memrepl.sync.manager import MemorySyncManager
 from memrepl.sync.messages import Ack, Nack
@@ -139,11 +137,11 @@ class NodeSyncManager(MemorySyncManager):
 
 
 class NodeLink:
-    """The :class:`Mesh` a node's sync manager talks through: the real mesh plus three things.
+    """The :class:`Mesh` a node's sync manager talks through: the real mesh plus two things.
 
-    It counts the sync traffic per peer (for progress displays), tells the node when a peer asks
-    for a snapshot (REPLICATE), and, once :attr:`draining`, refuses new sync batches with
-    :class:`PeerUnavailableError` so that rounds end after the batch in hand.
+    It tells the node when a peer asks for a snapshot (REPLICATE), and, once :attr:`draining`,
+    refuses new sync batches with :class:`PeerUnavailableError` so that rounds end after the
+    batch in hand. (The traffic is counted by the manager's observer, memrepl.node.monitor.)
     """
 
     def __init__(
@@ -152,33 +150,21 @@ class NodeLink:
         self.mesh = mesh
         self.on_replicate = on_replicate
         self.draining = False
-        #: Per peer: sync batches sent, items in them, and answers (ACK/NACK) received.
-        self.batches_sent: Counter[str] = Counter()
-        self.items_sent: Counter[str] = Counter()
-        self.answers: Counter[str] = Counter()
 
     @property
     def node_id(self) -> str:
         return self.mesh.node_id
 
     def send(self, peer_id: str, msg_type: MessageTypes, data: bytes) -> None:
-        if msg_type == MessageTypes.VECTOR_SYNC:
-            if self.draining:
-                raise PeerUnavailableError(
-                    f"send to {peer_id!r}: node {self.node_id!r} is stopping", peer_id=peer_id
-                )
-            self.mesh.send(peer_id, msg_type, data)
-            self.batches_sent[peer_id] += 1
-            if len(data) >= HEADER_SIZE:
-                self.items_sent[peer_id] += data[_ITEM_COUNT_OFFSET]
-            return
+        if msg_type == MessageTypes.VECTOR_SYNC and self.draining:
+            raise PeerUnavailableError(
+                f"send to {peer_id!r}: node {self.node_id!r} is stopping", peer_id=peer_id
+            )
         self.mesh.send(peer_id, msg_type, data)
 
     def register_handler(self, msg_type: MessageTypes, handler: Handler) -> None:
         if msg_type == MessageTypes.VECTOR_SYNC:
             handler = self._peeking(handler)
-        elif msg_type in (MessageTypes.ACK, MessageTypes.NACK):
-            handler = self._counting(handler)
         self.mesh.register_handler(msg_type, handler)
 
     def peers(self) -> list[str]:
@@ -202,10 +188,3 @@ class NodeLink:
             return handler(data, peer_id)
 
         return peek
-
-    def _counting(self, handler: Handler) -> Handler:
-        def count(data: bytes, peer_id: str) -> Any:
-            self.answers[peer_id] += 1
-            return handler(data, peer_id)
-
-        return count

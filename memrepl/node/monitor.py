@@ -31,7 +31,7 @@ from memrepl.protocol.enums import MemoryTier
 from memrepl.sync.observer import SyncObserver
 from memrepl.sync.results import SyncResult
 
-__all__ = ["DEFAULT_PROGRESS_INTERVAL_S", "Flow", "NodeMonitor", "Progress"]
+__all__ = ["DEFAULT_PROGRESS_INTERVAL_S", "Flow", "NodeMonitor", "Progress", "Snapshot"]
 
 log = logging.getLogger(__name__)
 
@@ -43,6 +43,35 @@ STALLED_AFTER_S = 30.0
 DURATION_BUCKETS_S = (0.005, 0.025, 0.1, 0.5, 1.0, 5.0, 30.0, 120.0, 600.0)
 
 SEND, RECEIVE = "send", "receive"
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What a round in hand looks like at one moment (what progress displays show)."""
+
+    done: int
+    total: int
+    items_per_s: float
+    eta_s: float | None
+
+    def to_json(self) -> dict[str, object]:
+        return {
+            "done": self.done,
+            "total": self.total,
+            "items_per_s": self.items_per_s,
+            "eta_s": self.eta_s,
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> Snapshot:
+        """Read :meth:`to_json`'s form; ValueError or TypeError for anything else."""
+        eta = data.get("eta_s")
+        return cls(
+            int(data["done"]),  # type: ignore[call-overload]
+            int(data["total"]),  # type: ignore[call-overload]
+            float(data["items_per_s"]),  # type: ignore[arg-type]
+            None if eta is None else float(eta),  # type: ignore[arg-type]
+        )
 
 
 @dataclass(slots=True)
@@ -73,6 +102,13 @@ class Progress:
         """Seconds left at the rate so far (None before anything was done)."""
         rate = self.rate(now)
         return self.remaining() / rate if rate > 0 else None
+
+    def at(self, now: float) -> Snapshot:
+        """The round at ``now``: done, total, rate, ETA."""
+        eta = self.eta_s(now)
+        return Snapshot(
+            self.done, self.total, round(self.rate(now), 1), None if eta is None else round(eta, 1)
+        )
 
     def to_json(self, now: float) -> dict[str, Any]:
         eta = self.eta_s(now)

@@ -120,7 +120,7 @@ async def test_sync_now_and_status(quiet_pair: tuple[Node, Node]) -> None:
     assert {(r.peer_id, r.tier) for r in results} == {("b", t) for t in MemoryTier}
     assert all(r.ok for r in results)
     assert has(b.store.episodic, "e")
-    assert a.link.items_sent["b"] >= 1
+    assert a.monitor.flows()[("b", MemoryTier.EPISODIC, "send")].items >= 1
 
 
 async def test_stop_leaves_no_task_behind(tmp_path: Path) -> None:
