@@ -11,7 +11,7 @@
 - :mod:`~memrepl.node.credentials`: certificate or shared-key mode, decided from the config.
 """
 
-from memrepl.node.config import NodeConfig, NodeConfigError, NodeSettings
+from memrepl.node.config import NodeConfig, NodeConfigError, NodeSettings, read_key_file
 from memrepl.node.link import NodeLink, NodeSyncManager
 from memrepl.node.node import Node
 from memrepl.node.scheduler import PeerTierStatus
@@ -24,4 +24,5 @@ __all__ = [
     "NodeSettings",
     "NodeSyncManager",
     "PeerTierStatus",
+    "read_key_file",
 ]

@@ -195,13 +195,16 @@ def parse_peer(text: str) -> tuple[str, tuple[str, int]]:
     return peer_id.strip(), (host, port)
 
 
-def read_key_file(path: Path) -> bytes:
+def read_key_file(path: str | os.PathLike[str]) -> bytes:
     """The cluster's shared key from ``path``: its bytes without surrounding whitespace, exactly
     what :func:`memrepl.mesh.identity.cluster_key` makes of the same bytes given to the API.
 
-    At least 32 bytes (``openssl rand -hex 32 > cluster.key`` writes 64). Raises
-    NodeConfigError for a missing or unreadable file, ClusterKeyError for a short key.
+    At least 32 bytes (``openssl rand -hex 32 > cluster.key`` writes 64). What ``--key-file``
+    reads: an application embedding a :class:`~memrepl.node.Node` reads the same file with it,
+    so both hold the same key. Raises NodeConfigError for a missing or unreadable file,
+    ClusterKeyError for a short key.
     """
+    path = Path(path)
     try:
         raw = path.read_bytes()
     except OSError as exc:

@@ -707,14 +707,22 @@ def record_access(conn: Connection, spec: TierSpec, item_id: str, now_ns: int) -
     )
 
 
-def read_item(conn: Connection, spec: TierSpec, item_id: str, now_ns: int) -> StoredItem | None:
-    """The live item ``item_id`` with the access recorded; None if missing, deleted or expired
-    (:mod:`memrepl.storage.expiry`)."""
+def count_read(conn: Connection, spec: TierSpec, item: StoredItem, now_ns: int) -> StoredItem:
+    """Record a local read of ``item`` (:func:`record_access`); the item as it now is."""
+    record_access(conn, spec, item.item_id, now_ns)
+    return replace(item, access_count=item.access_count + 1, last_accessed_ns=now_ns)
+
+
+def read_item(
+    conn: Connection, spec: TierSpec, item_id: str, now_ns: int, *, count_access: bool = True
+) -> StoredItem | None:
+    """The live item ``item_id``, None if missing, deleted or expired
+    (:mod:`memrepl.storage.expiry`); with ``count_access`` the read is
+    recorded (in a write transaction), without it nothing is written."""
     item = load_items(conn, spec, [check_item_id(item_id)]).get(item_id)
     if item is None or item.deleted or item.expired(now_ns):
         return None
-    record_access(conn, spec, item_id, now_ns)
-    return replace(item, access_count=item.access_count + 1, last_accessed_ns=now_ns)
+    return count_read(conn, spec, item, now_ns) if count_access else item
 
 
 def read_items(

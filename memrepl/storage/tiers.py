@@ -81,8 +81,8 @@ def _write_op(conn: Connection, ctx: TierContext, writes: Sequence[LocalWrite]) 
     return records
 
 
-def _get_op(conn: Connection, ctx: TierContext, item_id: str) -> Record | None:
-    item = read_item(conn, ctx.spec, item_id, ctx.clock.wall())
+def _get_op(conn: Connection, ctx: TierContext, item_id: str, count_access: bool) -> Record | None:
+    item = read_item(conn, ctx.spec, item_id, ctx.clock.wall(), count_access=count_access)
     return None if item is None else item.to_record(copy=False)
 
 
@@ -203,11 +203,19 @@ class Tier(TierRecallMethods, _TierBase):
         with self._store.read() as conn:
             return _modified_since_op(conn, self._ctx, timestamp_ns)
 
-    def get_by_id(self, item_id: str) -> Record | None:
-        """The live item ``item_id``, or None if missing, deleted or expired. Counts an access
-        (local bookkeeping: never changes ``modified_at``)."""
+    def get_by_id(self, item_id: str, *, count_access: bool = True) -> Record | None:
+        """The live item ``item_id``, or None if missing, deleted or expired.
+
+        Counts an access by default (local bookkeeping that never changes ``modified_at`` or
+        replicates): the reads an agent makes are what promotion and the eviction score weigh.
+        ``count_access=False`` reads without counting, in a read transaction that writes
+        nothing -- for looking at an item rather than using it (``memrepl get`` does).
+        """
+        if not count_access:
+            with self._store.read() as conn:
+                return _get_op(conn, self._ctx, item_id, False)
         with self._store.write() as conn:
-            return _get_op(conn, self._ctx, item_id)
+            return _get_op(conn, self._ctx, item_id, True)
 
     def get_many(
         self, item_ids: Sequence[str], *, refresh_ttl: bool = False
@@ -312,10 +320,13 @@ class AsyncTier(AsyncTierRecallMethods, _TierBase):
         async with self._store.read() as conn:
             return await conn.run_sync(_modified_since_op, self._ctx, timestamp_ns)
 
-    async def get_by_id(self, item_id: str) -> Record | None:
+    async def get_by_id(self, item_id: str, *, count_access: bool = True) -> Record | None:
         """See :meth:`Tier.get_by_id`."""
+        if not count_access:
+            async with self._store.read() as conn:
+                return await conn.run_sync(_get_op, self._ctx, item_id, False)
         async with self._store.write() as conn:
-            return await conn.run_sync(_get_op, self._ctx, item_id)
+            return await conn.run_sync(_get_op, self._ctx, item_id, True)
 
     async def get_many(
         self, item_ids: Sequence[str], *, refresh_ttl: bool = False
@@ -388,8 +399,10 @@ def _working_spec(store: StoreBase) -> TierSpec:
     return replace(WORKING, on_change=hook)
 
 
-def _working_get_op(conn: Connection, ctx: TierContext, item_id: str) -> Record | None:
-    item = working.read_live(conn, ctx.spec, item_id, ctx.clock.wall())
+def _working_get_op(
+    conn: Connection, ctx: TierContext, item_id: str, count_access: bool
+) -> Record | None:
+    item = working.read_live(conn, ctx.spec, item_id, ctx.clock.wall(), count_access=count_access)
     return None if item is None else item.to_record(copy=False)
 
 
@@ -411,10 +424,13 @@ class WorkingMemory(Tier):
             local["expires_at_ns"] = working.ttl_expiry(ttl_s, self._ctx.clock.wall())
         return write._replace(local=local) if local else write
 
-    def get_by_id(self, item_id: str) -> Record | None:
-        """The live, unexpired item ``item_id`` (None otherwise); counts an access."""
+    def get_by_id(self, item_id: str, *, count_access: bool = True) -> Record | None:
+        """The live, unexpired item ``item_id`` (None otherwise); see :meth:`Tier.get_by_id`."""
+        if not count_access:
+            with self._store.read() as conn:
+                return _working_get_op(conn, self._ctx, item_id, False)
         with self._store.write() as conn:
-            return _working_get_op(conn, self._ctx, item_id)
+            return _working_get_op(conn, self._ctx, item_id, True)
 
     def add(
         self,
@@ -512,10 +528,13 @@ class AsyncWorkingMemory(AsyncTier):
     def _spec_for(cls, store: StoreBase) -> TierSpec:
         return _working_spec(store)
 
-    async def get_by_id(self, item_id: str) -> Record | None:
+    async def get_by_id(self, item_id: str, *, count_access: bool = True) -> Record | None:
         """See :meth:`WorkingMemory.get_by_id`."""
+        if not count_access:
+            async with self._store.read() as conn:
+                return await conn.run_sync(_working_get_op, self._ctx, item_id, False)
         async with self._store.write() as conn:
-            return await conn.run_sync(_working_get_op, self._ctx, item_id)
+            return await conn.run_sync(_working_get_op, self._ctx, item_id, True)
 
 
 class AsyncEpisodicMemory(AsyncTier):

@@ -52,7 +52,6 @@ back, as a new row.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 
 from sqlalchemy import and_, case, func, literal, select, update
 from sqlalchemy.engine import Connection
@@ -67,7 +66,7 @@ from memrepl.storage.expiry import (
     is_expired,
     replicated_through,
 )
-from memrepl.storage.items import forget_items, load_items, record_access
+from memrepl.storage.items import count_read, forget_items, read_item
 from memrepl.storage.records import StoredItem
 from memrepl.storage.schema import WORKING, ChangeHook, TierSpec, working_items
 
@@ -195,14 +194,15 @@ def eviction_hook(capacity: int | None, wall: Callable[[], int]) -> ChangeHook:
     return on_change
 
 
-def read_live(conn: Connection, spec: TierSpec, item_id: str, now_ns: int) -> StoredItem | None:
-    """The live, unexpired item ``item_id`` with the access recorded; None otherwise (an expired
-    read counts no access)."""
-    item = load_items(conn, spec, [check_item_id(item_id)]).get(item_id)
-    if item is None or item.deleted or is_expired(item, now_ns):
+def read_live(
+    conn: Connection, spec: TierSpec, item_id: str, now_ns: int, *, count_access: bool = True
+) -> StoredItem | None:
+    """The live, unexpired item ``item_id`` (the access recorded with ``count_access``); None
+    otherwise (an expired read counts no access)."""
+    item = read_item(conn, spec, item_id, now_ns, count_access=False)
+    if item is None or is_expired(item, now_ns):
         return None
-    record_access(conn, spec, item_id, now_ns)
-    return replace(item, access_count=item.access_count + 1, last_accessed_ns=now_ns)
+    return count_read(conn, spec, item, now_ns) if count_access else item
 
 
 def set_local(conn: Connection, spec: TierSpec, item_id: str, **values: object) -> None:

@@ -76,3 +76,22 @@ def test_a_file_that_is_not_a_store(tmp_path: Path) -> None:
             peek.read_record(conn, MemoryTier.WORKING, "x", 0)
     finally:
         conn.close()
+
+
+def test_get_by_id_without_counting_writes_nothing(
+    store: Store, db_path: Path, tier: MemoryTier
+) -> None:
+    memory = store.tier(tier)
+    memory.add("item-1", CONTENTS[tier])
+    before = dump(db_path)
+    looked = memory.get_by_id("item-1", count_access=False)
+    assert dump(db_path) == before
+    conn = peek.connect_readonly(db_path)
+    try:
+        assert looked == peek.read_record(conn, tier, "item-1", time.time_ns())
+    finally:
+        conn.close()
+    assert looked is not None and looked["access_count"] == 0
+    assert memory.get_by_id("missing", count_access=False) is None
+    counted = memory.get_by_id("item-1")
+    assert counted is not None and counted["access_count"] == 1
