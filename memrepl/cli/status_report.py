@@ -34,7 +34,8 @@ from memrepl.cli.trust_status import TrustStatus, trust_status
 from memrepl.errors import CommandError, StoreError
 from memrepl.protocol.enums import MemoryTier
 from memrepl.storage import migrate
-from memrepl.storage.items import live_count, max_modified_at
+from memrepl.storage.counts import live_count
+from memrepl.storage.items import max_modified_at
 from memrepl.storage.node import stored_node_id
 from memrepl.storage.schema import TIER_SPECS, TierSpec, conflicts
 from memrepl.sync import tombstones

@@ -9,6 +9,11 @@
 - :mod:`~memrepl.node.config`: :class:`NodeSettings` and ``memrepl serve``'s :class:`NodeConfig`
   (TOML file and flags).
 - :mod:`~memrepl.node.credentials`: certificate or shared-key mode, decided from the config.
+- :mod:`~memrepl.node.monitor`: the replication counters and the progress of each round, both
+  ways (the sync manager's observer), and the progress logs.
+- :mod:`~memrepl.node.report`: every fact the node has about each peer, gathered in one place
+  (the status file, ``memrepl status``).
+- :mod:`~memrepl.node.metrics`: the Prometheus endpoint (``--metrics``).
 """
 
 from memrepl.node.config import NodeConfig, NodeConfigError, NodeSettings, read_key_file

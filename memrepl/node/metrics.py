@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 from memrepl.node.monitor import DURATION_BUCKETS_S, RECEIVE, SEND
 from memrepl.protocol.enums import MemoryTier
-from memrepl.storage.items import live_count
+from memrepl.storage.counts import live_count
 from memrepl.sync import tombstones
 from memrepl.sync.lag import send_lags
 

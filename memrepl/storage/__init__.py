@@ -17,6 +17,9 @@ What lives where (each module's docstring gives its rule):
   :mod:`~memrepl.storage.graph_tiers`: the semantic tier's, with its graph.
 - :mod:`~memrepl.storage.driver`: the hot statements, compiled once and run on the DBAPI cursor.
 - :mod:`~memrepl.storage.store`: :func:`open`, :class:`Store` and :class:`AsyncStore`.
+- :mod:`~memrepl.storage.counts`: counting what a tier holds and what changed after a cursor.
+- :mod:`~memrepl.storage.peek`: reading a store file read-only with sqlite3 alone (fast CLI
+  reads: no SQLAlchemy, no migration, no access counted).
 
 ``memrepl.open(path, node_id=...)`` is the durable entry point; the bare ``WorkingMemory()``,
 ``EpisodicMemory()`` and ``SemanticMemory()`` each open a private in-memory store that is NOT

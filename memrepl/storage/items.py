@@ -656,44 +656,6 @@ def modified_since(
     return [item_from_values(spec, row) for row in rows]
 
 
-def _since_filter(spec: TierSpec, since_ns: int, exclude_received_from: str | None) -> list[Any]:
-    table = spec.table
-    conditions: list[Any] = [table.c.modified_at > since_ns]
-    if exclude_received_from is not None:
-        conditions.append(table.c.received_from.is_distinct_from(exclude_received_from))
-    return conditions
-
-
-def count_since(
-    conn: Connection, spec: TierSpec, since_ns: int, *, exclude_received_from: str | None = None
-) -> int:
-    """How many rows :func:`modified_since` would return without a limit: the changes a peer
-    acknowledged up to ``since_ns`` still lacks (an index range count; with the echo filter it
-    reads the rows of the range too)."""
-    query = select(func.count()).where(*_since_filter(spec, since_ns, exclude_received_from))
-    return int(conn.execute(query.select_from(spec.table)).scalar_one())
-
-
-def oldest_since(
-    conn: Connection, spec: TierSpec, since_ns: int, *, exclude_received_from: str | None = None
-) -> int | None:
-    """The ``modified_at`` of the first row :func:`modified_since` would return (None: none):
-    when the oldest change a peer lacks was made here."""
-    table = spec.table
-    query = select(func.min(table.c.modified_at)).where(
-        *_since_filter(spec, since_ns, exclude_received_from)
-    )
-    value = conn.execute(query).scalar_one()
-    return None if value is None else int(value)
-
-
-def live_count(conn: Connection, spec: TierSpec) -> int:
-    """How many live items (not tombstones) the tier holds: a count over the table."""
-    table = spec.table
-    query = select(func.count()).select_from(table).where(table.c.deleted.is_(False))
-    return int(conn.execute(query).scalar_one())
-
-
 def max_modified_at(conn: Connection, spec: TierSpec) -> int:
     """The tier's latest ``modified_at`` (0 when empty): one index lookup."""
     value = conn.execute(select(func.max(spec.table.c.modified_at))).scalar_one()

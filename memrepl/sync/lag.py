@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from sqlalchemy.engine import Connection
 
-from memrepl.storage.items import count_since, oldest_since
+from memrepl.storage.counts import count_since, oldest_since
 from memrepl.storage.schema import TierSpec
 from memrepl.sync import vectors
 

@@ -25,7 +25,7 @@ import time
 from typing import TYPE_CHECKING
 
 from memrepl.protocol.batch import MemorySyncBatch, SnapshotMark
-from memrepl.storage.items import count_since
+from memrepl.storage.counts import count_since
 from memrepl.storage.tiers import Tier
 from memrepl.sync import tombstones, vectors
 from memrepl.sync.messages import Ack, Nack
