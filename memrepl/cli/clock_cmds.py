@@ -48,7 +48,7 @@ def run_show(args: argparse.Namespace) -> int:
             }
         )
         return 0
-    emit(f"node {node_id}: clock at {format_ns(last)}, wall time {format_ns(wall)}")
+    emit(f"node {node_id}: clock {_at(last)}, wall time {format_ns(wall)}")
     if last - wall > tolerance:
         emit(
             f"the clock is {ahead_s:.3f} s ahead of wall time, more than peers accept "
@@ -81,8 +81,8 @@ def run_rewind(args: argparse.Namespace) -> int:
             lock.release()
     if not done.stamps:
         emit(
-            f"node {store.node_id}: the clock ({format_ns(done.before_ns)}) is not ahead of wall "
-            "time by more than the tolerance: nothing to rewind"
+            f"node {store.node_id}: clock {_at(done.before_ns)}, not ahead of wall time by "
+            "more than the tolerance: nothing to rewind"
         )
         return 0
     emit(
@@ -125,3 +125,8 @@ def add_parsers(subparsers: Subparsers) -> None:
         ),
         run=run_rewind,
     )
+
+
+def _at(clock_ns: int) -> str:
+    """Where the clock stands, in words: a store that never wrote has not started it."""
+    return f"at {format_ns(clock_ns)}" if clock_ns else "not started (no write yet)"
