@@ -15,7 +15,7 @@ from memrepl.cli import progress
 from memrepl.cli.context import tier_name
 from memrepl.errors import CommandError
 from memrepl.node import Node, NodeConfig, NodeSettings
-from memrepl.node.control import request_sync
+from memrepl.node.control import request_sync, unreachable
 from memrepl.node.lock import STARTING_NODE, LockInfo, holder
 from memrepl.node.monitor import SEND
 from memrepl.protocol.enums import MemoryTier
@@ -124,10 +124,7 @@ async def sync(
         try:
             await node.wait_for_peer(peer_id, connect_timeout_s)
         except TimeoutError:
-            raise CommandError(
-                f"could not connect to {peer_id!r} within {connect_timeout_s:g} s"
-                + _last_error(node, peer_id)
-            ) from None
+            raise CommandError(unreachable(node, peer_id, connect_timeout_s)) from None
         results = []
         display = progress.Display(peer_id, every_s=progress_every_s)
         for tier in tiers:
@@ -139,15 +136,6 @@ async def sync(
                 await asyncio.gather(shower, return_exceptions=True)
                 display.end()
         return results, (await node.check_now(peer_id) if check else None)
-
-
-def _last_error(node: Node, peer_id: str) -> str:
-    stats = getattr(node.mesh, "stats", None)
-    if stats is None:
-        return ""
-    peer = stats().peers.get(peer_id)
-    error = peer.traffic.last_error if peer is not None else None
-    return f" (last error: {error})" if error else ""
 
 
 async def _show_progress(

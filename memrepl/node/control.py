@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from memrepl.errors import ControlError, MemreplError
+from memrepl.mesh.advice import advice
 from memrepl.mesh.tcp import TcpMesh
 from memrepl.node.config import NodeConfigError, parse_address
 from memrepl.node.monitor import SEND, Snapshot
@@ -46,7 +47,7 @@ from memrepl.sync.results import SyncResult, result_from_json, result_to_json
 if TYPE_CHECKING:
     from memrepl.node.node import Node
 
-__all__ = ["ControlServer", "Progress", "control_path", "request_sync"]
+__all__ = ["ControlServer", "Progress", "control_path", "request_sync", "unreachable"]
 
 log = logging.getLogger(__name__)
 
@@ -153,10 +154,7 @@ class ControlServer:
         try:
             await node.wait_for_peer(peer_id, timeout_s)
         except TimeoutError:
-            raise ControlError(
-                f"could not connect to {peer_id!r} within {timeout_s:g} s"
-                + _last_error(node, peer_id)
-            ) from None
+            raise ControlError(unreachable(node, peer_id, timeout_s)) from None
         for tier in tiers:
             reporter = asyncio.create_task(_report_progress(node, peer_id, tier, write))
             try:
@@ -200,13 +198,17 @@ def _sync_request(
     return peer_id, tiers, float(timeout_s), address
 
 
-def _last_error(node: Node, peer_id: str) -> str:
+def unreachable(node: Node, peer_id: str, timeout_s: float) -> str:
+    """Why a sync could not start, in words to act on: the mesh's last error for the peer and
+    what to do about it (memrepl.mesh.advice) -- the same words ``memrepl status`` shows."""
+    words = f"could not connect to {peer_id!r} within {timeout_s:g} s"
     mesh = node.mesh
-    if not isinstance(mesh, TcpMesh):
-        return ""
-    peer = mesh.stats().peers.get(peer_id)
-    error = peer.traffic.last_error if peer is not None else None
-    return f" (last error: {error})" if error else ""
+    peer = mesh.stats().peers.get(peer_id) if isinstance(mesh, TcpMesh) else None
+    if peer is None or not peer.traffic.last_error:
+        return words
+    words += f" (last error: {peer.traffic.last_error})"
+    todo = advice(peer.traffic.last_error_code)
+    return f"{words}: {todo}" if todo else words
 
 
 async def _report_progress(node: Node, peer_id: str, tier: MemoryTier, write: Write) -> None:

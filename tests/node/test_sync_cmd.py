@@ -64,5 +64,7 @@ def test_sync_with_a_wrong_key_fails_cleanly(processes: Processes) -> None:
     )
     assert done.returncode == 1
     assert done.stderr.splitlines()[-1].startswith("memrepl: error: could not connect to 'a'")
+    # In words to act on, as memrepl status says it (memrepl.mesh.advice).
+    assert "the cluster credentials differ" in done.stderr.splitlines()[-1]
     assert "handshake" in a.log_text()
     assert a.stop() == 0
