@@ -214,7 +214,6 @@ __all__ = [
     "ControlError",
     "Embedder",
     "EmbedderError",
-    "FilingOptionsError",
     "EpisodicMemory",
     "FilingOptionsError",
     "HandshakeError",
