@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
@@ -37,8 +36,9 @@ from memrepl.storage import migrate
 from memrepl.storage.counts import live_count
 from memrepl.storage.items import max_modified_at
 from memrepl.storage.node import stored_node_id
-from memrepl.storage.schema import TIER_SPECS, TierSpec, conflicts
+from memrepl.storage.schema import TIER_SPECS, TierSpec
 from memrepl.sync import tombstones
+from memrepl.sync.conflicts import conflict_count
 from memrepl.sync.lag import send_lags
 
 #: A running node's report older than this many of its own intervals (plus a margin) is stale.
@@ -149,12 +149,11 @@ def _count(conn: Connection, query: Any) -> int:
 
 def tier_status(conn: Connection, spec: TierSpec) -> TierStatus:
     """The :class:`TierStatus` of one tier."""
-    logged = select(func.count()).select_from(conflicts).where(conflicts.c.tier == int(spec.tier))
     return TierStatus(
         tier=spec.tier.name.lower(),
         items=live_count(conn, spec),
         tombstones=tombstones.pending_tombstones(conn, spec),
-        conflicts=_count(conn, logged),
+        conflicts=conflict_count(conn, spec.tier),
         latest_modified_at=max_modified_at(conn, spec),
         purged_through=tombstones.purged_through(conn, spec.tier),
     )

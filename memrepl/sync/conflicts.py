@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from sqlalchemy import bindparam, select
+from sqlalchemy import bindparam, func, select
 from sqlalchemy.dialects.sqlite import insert
 from sqlalchemy.engine import Connection
 
@@ -139,6 +139,12 @@ class LoggedConflict:
     peer_id: str
     batch_id: str | None
     detected_at_ns: int
+
+
+def conflict_count(conn: Connection, tier: MemoryTier) -> int:
+    """How many rows of the conflict log are about ``tier``."""
+    query = select(func.count()).select_from(conflicts).where(conflicts.c.tier == int(tier))
+    return int(conn.execute(query).scalar_one())
 
 
 def _logged_side(row: Any, prefix: str) -> ConflictSide:

@@ -8,18 +8,21 @@ module only picks the rows of the store's tier and names them.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from memrepl.cli.status_cmds import peer_statuses, tier_status
 from memrepl.integrations.langgraph.ops import moment
 from memrepl.namespaces import Namespace
 from memrepl.protocol.enums import MemoryTier
-from memrepl.storage.items import load_items
+from memrepl.storage.counts import live_count
+from memrepl.storage.items import load_items, max_modified_at
 from memrepl.storage.store import Store
-from memrepl.sync.conflicts import ConflictSide, LoggedConflict, logged_conflicts
+from memrepl.sync import tombstones
+from memrepl.sync.conflicts import ConflictSide, LoggedConflict, conflict_count, logged_conflicts
+from memrepl.sync.lag import send_lags
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,9 +35,9 @@ class PeerSync:
     acked_cursor: int | None
     #: Changes made or received here that the peer has not acknowledged yet.
     items_behind: int
-    #: How much of this node's change history, in seconds, the peer lacks (0 when it lacks
-    #: none; None when it never acknowledged anything).
-    seconds_behind: float | None
+    #: How stale the peer's copy is: the age in seconds of the oldest change here it has not
+    #: acknowledged (0 when it lacks none), as ``memrepl status`` reports it.
+    seconds_behind: float
     #: The highest cursor of the peer's own batches applied here (None: nothing came from it).
     inbound_cursor: int | None
 
@@ -90,27 +93,18 @@ class ConflictEntry:
 def read_status(store: Store, tier: MemoryTier) -> SyncStatus:
     """The :class:`SyncStatus` of ``tier`` in ``store``."""
     spec = store.tier(tier).spec
+    now_ns = time.time_ns()
     with store.read() as conn:
-        held = tier_status(conn, spec)
-        peers = peer_statuses(conn, spec, held.latest_modified_at)
-    return SyncStatus(
-        store.node_id,
-        tier,
-        held.items,
-        held.tombstones,
-        held.conflicts,
-        held.latest_modified_at,
-        tuple(
-            PeerSync(
-                peer.peer_id,
-                peer.acked_cursor,
-                peer.items_behind,
-                peer.seconds_behind,
-                peer.inbound_cursor,
-            )
-            for peer in peers
-        ),
+        items = live_count(conn, spec)
+        pending = tombstones.pending_tombstones(conn, spec)
+        logged = conflict_count(conn, tier)
+        latest = max_modified_at(conn, spec)
+        lags = send_lags(conn, spec)
+    peers = tuple(
+        PeerSync(lag.peer_id, lag.acked_cursor, lag.items, lag.seconds(now_ns), lag.inbound_cursor)
+        for lag in lags
     )
+    return SyncStatus(store.node_id, tier, items, pending, logged, latest, peers)
 
 
 def _version(side: ConflictSide) -> Version:
