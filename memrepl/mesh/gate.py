@@ -50,6 +50,8 @@ log = logging.getLogger(__name__)
 
 #: A handshake failing again the same way is logged at most this often (with a count).
 FAULT_LOG_EVERY_S = 60.0
+#: At most this many distinct failures are remembered for that; the oldest is forgotten first.
+FAULT_LOG_ENTRIES = 256
 
 Streams = tuple[asyncio.StreamReader, asyncio.StreamWriter]
 
@@ -87,7 +89,7 @@ class Gate:
         #: The last refusal, as ``"code: reason"`` (for the stats).
         self.last_refusal: str | None = None
         # (peer, fault code) -> (when last logged, failures not logged since).
-        self._fault_log: dict[tuple[str | None, str], tuple[float, int]] = {}
+        self._fault_log: dict[tuple[str | None, str, str], tuple[float, int]] = {}
         self.throttle = FailureThrottle(
             allowed=config.auth_failures_allowed,
             base_s=config.auth_lockout_base_s,
@@ -112,21 +114,25 @@ class Gate:
 
         A peer that keeps failing the same way is redialled every few seconds: the WARNING says
         it once with what to do about it (:func:`memrepl.mesh.advice.advice`), then once a
-        minute with a count, not on every attempt. Strangers share one entry per code: what an
-        unauthenticated peer claims never grows the table.
+        minute with a count, not on every attempt. "The same way" is the same code and reason:
+        a different reason is news and is logged at once. Strangers share entries whatever they
+        claim, and the table keeps the latest :data:`FAULT_LOG_ENTRIES`, so no peer grows it.
         """
         text = f"{code}: {reason}"
         self.last_refusal = f"{text} ({remote})"
         self.table.record_handshake_failure(
             peer_id, code, f"{text} (with {remote}, claiming {peer_id!r})"
         )
-        key = (peer_id if peer_id is not None and self.table.get(peer_id) else None, code)
+        key = (peer_id if peer_id is not None and self.table.get(peer_id) else None, code, reason)
         now = time.monotonic()
         last, quiet = self._fault_log.get(key, (-math.inf, 0))
         if now - last < FAULT_LOG_EVERY_S:
             self._fault_log[key] = (last, quiet + 1)
             log.debug("handshake with %s (claims %r) failed again: %s", remote, peer_id, text)
             return
+        self._fault_log.pop(key, None)
+        if len(self._fault_log) >= FAULT_LOG_ENTRIES:
+            del self._fault_log[next(iter(self._fault_log))]
         self._fault_log[key] = (now, 0)
         hint = advice(code)
         log.warning(

@@ -51,6 +51,7 @@ _COMMON_COLUMNS: dict[str, str | None] = {
     "received_from": None,
     "namespace_ts": None,
     "namespace_origin": None,
+    "item_options": None,
 }
 
 

@@ -98,10 +98,10 @@ async def test_a_graph_on_b_recalls_what_a_graph_on_a_stored(tmp_path: Path) -> 
             kept = [store.get(namespace, "diet") for store in (store_a, store_b)]
             assert kept[0] is not None and kept[1] is not None
             assert kept[0].value == kept[1].value == {"text": "Alice is vegetarian"}
-            # Logged once, by the node that saw both writes as concurrent: b, which got a's
-            # first. a then got b's merged state, which already knows a's write (no conflict).
-            assert store_a.conflicts() == []
-            [conflict] = store_b.conflicts()
+            # Logged once, by the node that saw both writes as concurrent: the first to receive
+            # the other's write (which one depends on when each node's own rounds run). The other
+            # then got the merged state, which already knows its write: no second conflict.
+            [conflict] = store_a.conflicts() + store_b.conflicts()
             assert (conflict.namespace, conflict.key) == (namespace, "diet")
             assert conflict.winner.value == {"text": "Alice is vegetarian"}
             assert (conflict.loser.node_id, conflict.loser.value) == (
