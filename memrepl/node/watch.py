@@ -5,7 +5,9 @@ A node must notice writes made by any process on its database file -- its own, a
 
 1. :class:`CommitProbe`: ``PRAGMA data_version`` on a connection kept for it. SQLite changes the
    value whenever ANOTHER connection committed (any process, including this one's other pooled
-   connections), so an idle node costs one pragma per poll and nothing else.
+   connections), so an idle node costs one pragma per poll and nothing else. On PostgreSQL the
+   probe reads the node's clock (one row): every write transaction that changes rows saves it
+   (:meth:`memrepl.storage.backends.Backend.commit_version`).
 2. :func:`poll_tier`, only when something committed, per tier::
 
        SELECT received_from, max(modified_at), max(priority) FROM <tier>_items
@@ -27,6 +29,7 @@ from sqlalchemy.engine import Connection
 
 from memrepl.protocol.enums import MemoryTier, SyncPriority
 from memrepl.storage import driver
+from memrepl.storage.backends import backend_named
 from memrepl.storage.driver import compile_statement
 from memrepl.storage.records import StoredItem, item_from_row
 from memrepl.storage.schema import TierSpec, sync_vectors
@@ -39,18 +42,15 @@ class CommitProbe:
     """Tells whether any connection committed to the store since the last call."""
 
     def __init__(self, store: Store) -> None:
-        # A pooled connection held for the probe's life (close() gives it back): data_version is
-        # per connection.
+        # A pooled connection held for the probe's life (close() gives it back): SQLite's
+        # data_version is per connection.
         self._connection: Any = store.engine.raw_connection()
+        self._backend = backend_named(store.engine.dialect.name)
         self._version: int | None = None
 
     def changed(self) -> bool:
         """True on the first call, then whenever another connection committed in between."""
-        cursor = self._connection.cursor()
-        try:
-            version = int(cursor.execute("PRAGMA data_version").fetchone()[0])
-        finally:
-            cursor.close()
+        version = self._backend.commit_version(self._connection)
         changed = version != self._version
         self._version = version
         return changed
@@ -60,13 +60,14 @@ class CommitProbe:
 
 
 @cache
-def _poll_statement(table: Table) -> str:
+def _poll_statement(table: Table, backend: str) -> str:
     # Run after every commit a node sees, its own included: compiled once, run on the driver
     # (memrepl.storage.driver) -- building and executing it through Core cost more than the query.
     return compile_statement(
         select(table.c.received_from, func.max(table.c.modified_at), func.max(table.c.priority))
         .where(table.c.modified_at > bindparam("last_seen"))
-        .group_by(table.c.received_from)
+        .group_by(table.c.received_from),
+        backend,
     ).sql
 
 
@@ -76,7 +77,7 @@ def poll_tier(
     """The rows committed after ``last_seen``: their highest ``modified_at``, and the highest
     priority among them per source (``received_from``; None: written on this node). None if
     there are none."""
-    rows = driver.execute(conn, _poll_statement(spec.table), (last_seen,))
+    rows = driver.execute(conn, _poll_statement(spec.table, conn.dialect.name), (last_seen,))
     if not rows:
         return None
     latest = max(int(row[1]) for row in rows)

@@ -41,13 +41,13 @@ from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from sqlalchemy import delete, func, literal_column, select
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import Table, delete, func, literal_column, select
 from sqlalchemy.engine import Connection
 
 from memrepl.namespaces import encode_namespace
 from memrepl.protocol.enums import MemoryTier
 from memrepl.storage import driver
+from memrepl.storage.backends import backend_named, backend_of
 from memrepl.storage.driver import compile_statement
 from memrepl.storage.records import (
     StoredItem,
@@ -136,8 +136,8 @@ RowChange = tuple[str, int | None, int | None]
 
 
 @cache
-def _upsert() -> str:
-    statement = sqlite_insert(tier_digests)
+def _upsert(backend: str) -> str:
+    statement = backend_named(backend).insert(tier_digests)
     statement = statement.on_conflict_do_update(
         index_elements=[tier_digests.c.tier, tier_digests.c.bucket],
         set_={
@@ -146,7 +146,7 @@ def _upsert() -> str:
             "row_count": tier_digests.c.row_count + statement.excluded.row_count,
         },
     )
-    compiled = compile_statement(statement)
+    compiled = compile_statement(statement, backend)
     assert compiled.keys == ("tier", "bucket", "digest", "row_count"), compiled.keys
     return compiled.sql
 
@@ -178,7 +178,7 @@ def _write_deltas(conn: Connection, tier: MemoryTier, deltas: Mapping[int, Seque
         if digest % MODULUS or items
     ]
     if rows:
-        driver.executemany(conn, _upsert(), rows)
+        driver.executemany(conn, _upsert(conn.dialect.name), rows)
 
 
 # -- reading the tree ---------------------------------------------------------------------------
@@ -253,8 +253,8 @@ class Entry:
 PLACEMENT_COLUMNS = ("namespace_ts", "namespace_origin", "namespace", "item_key", "item_options")
 
 
-def _state_columns(spec: TierSpec, *, placed: Sequence[str] = PLACEMENT_COLUMNS) -> list[Any]:
-    c = spec.table.c
+def _state_columns(table: Table, *, placed: Sequence[str] = PLACEMENT_COLUMNS) -> list[Any]:
+    c = table.c
     columns = [
         c.item_id,
         c.content,
@@ -293,23 +293,17 @@ def _hash_values(values: Sequence[Any]) -> int:
     )
 
 
-_SCANS: dict[tuple[str, tuple[str, ...]], str] = {}
-
-
-def _scan_sql(spec: TierSpec, placed: tuple[str, ...]) -> str:
-    key = (spec.table.name, placed)
-    sql = _SCANS.get(key)
-    if sql is None:
-        columns = _state_columns(spec, placed=placed)
-        sql = _SCANS[key] = compile_statement(select(*columns)).sql
-    return sql
+@cache
+def _scan_sql(table: Table, placed: tuple[str, ...], backend: str) -> str:
+    columns = _state_columns(table, placed=placed)
+    return compile_statement(select(*columns), backend).sql
 
 
 def _placement_columns(conn: Connection, spec: TierSpec) -> tuple[str, ...]:
     """The placement columns the tier table has yet: migration 0004 recomputes digests with
     this code before migration 0005 adds the namespace's and 0009 the filing options' (rows
     without them hash as unfiled, or as filed without options)."""
-    present = {row[1] for row in driver.execute(conn, f"PRAGMA table_info({spec.table.name})")}
+    present = set(backend_of(conn).column_names(conn, spec.table.name))
     return tuple(name for name in PLACEMENT_COLUMNS if name in present)
 
 
@@ -317,7 +311,8 @@ def recompute(conn: Connection, spec: TierSpec) -> dict[int, tuple[int, int]]:
     """The tier's bucket digests computed from its rows (a full scan): ``{bucket: (digest,
     rows)}`` for the buckets that hold rows."""
     found: dict[int, list[int]] = {}
-    for values in driver.scan(conn, _scan_sql(spec, _placement_columns(conn, spec))):
+    scan = _scan_sql(spec.table, _placement_columns(conn, spec), conn.dialect.name)
+    for values in driver.scan(conn, scan):
         bucket = bucket_of(values[0])
         sums = found.get(bucket)
         if sums is None:
@@ -375,7 +370,7 @@ def entries(conn: Connection, spec: TierSpec, buckets: Collection[int]) -> list[
     if not wanted:
         return []
     table = spec.table
-    ids_sql = compile_statement(select(table.c.item_id)).sql
+    ids_sql = compile_statement(select(table.c.item_id), conn.dialect.name).sql
     ids = [item_id for (item_id,) in driver.scan(conn, ids_sql) if bucket_of(item_id) in wanted]
     found: list[Entry] = []
     for start in range(0, len(ids), 500):
@@ -387,7 +382,7 @@ def entries(conn: Connection, spec: TierSpec, buckets: Collection[int]) -> list[
 def entries_where(conn: Connection, spec: TierSpec, where: Any) -> list[Entry]:
     """The rows that match a condition on the tier's table, as :class:`Entry` (what a bulk
     ``DELETE`` must take out of the digests before it runs)."""
-    query = select(*_state_columns(spec)).where(where)
+    query = select(*_state_columns(spec.table)).where(where)
     return [Entry(v[0], _hash_values(v), int(v[7])) for v in conn.execute(query)]
 
 

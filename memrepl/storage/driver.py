@@ -4,15 +4,17 @@ Why this exists: SQLAlchemy's per-execution machinery (execution context, parame
 result wrapping) costs tens of microseconds a statement -- more than SQLite takes to run the
 statements every write and every applied batch runs (load the clock, load the rows, upsert them,
 log conflicts, store the cursor). Those statements are built as Core constructs like every other
-one, compiled ONCE to the driver's positional SQL (:func:`compile_statement`), and executed on the
-DBAPI connection underneath the ``Connection`` (:func:`execute`, :func:`executemany`).
+one, compiled ONCE per database to the driver's positional SQL (:func:`compile_statement`, with
+the backend's name: ``?`` for sqlite3, ``%s`` for psycopg), and executed on the DBAPI connection
+underneath the ``Connection`` (:func:`execute`, :func:`executemany`). A module that keeps such
+statements caches them per backend name, and picks them with ``conn.dialect.name``.
 
 The rule that keeps it right: SQLAlchemy still owns the connection and the transaction. These
 functions run only inside a transaction SQLAlchemy began (``Store.write()``/``read()``), on that
-transaction's connection, so they commit and roll back with it. Under aiosqlite the connection is
-SQLAlchemy's adapter, whose cursor is synchronous inside ``AsyncConnection.run_sync`` -- the same
-code serves both stores. Driver errors are raised as SQLAlchemy's ``DBAPIError`` subclasses, as a
-Core execution would raise them.
+transaction's connection, so they commit and roll back with it. Under aiosqlite (and psycopg's
+async connection) the connection is SQLAlchemy's adapter, whose cursor is synchronous inside
+``AsyncConnection.run_sync`` -- the same code serves both stores. Driver errors are raised as
+SQLAlchemy's ``DBAPIError`` subclasses, as a Core execution would raise them.
 """
 
 from __future__ import annotations
@@ -21,13 +23,15 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy.dialects.sqlite import pysqlite
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.sql import ClauseElement
 from sqlalchemy.sql.compiler import SQLCompiler
 
-_DIALECT = pysqlite.dialect()
+from memrepl.storage.backends import backend_named, backend_of
+
+#: The backend the hot statements of a module are compiled for when it names none.
+SQLITE = "sqlite"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,16 +49,21 @@ class DriverStatement:
         return tuple(values[key] if key in values else self.defaults[key] for key in self.keys)
 
 
-def compile_statement(statement: ClauseElement, **compile_kwargs: Any) -> DriverStatement:
-    """``statement`` compiled for SQLite's driver (``?`` placeholders, in ``keys`` order)."""
-    compiled = statement.compile(dialect=_DIALECT, compile_kwargs=compile_kwargs)
+def compile_statement(
+    statement: ClauseElement, backend: str = SQLITE, **compile_kwargs: Any
+) -> DriverStatement:
+    """``statement`` compiled for the driver of ``backend`` (a dialect name: ``"sqlite"``,
+    ``"postgresql"``), positional placeholders in ``keys`` order."""
+    dialect = backend_named(backend).driver_dialect
+    compiled = statement.compile(dialect=dialect, compile_kwargs=compile_kwargs)
     assert isinstance(compiled, SQLCompiler)
     keys = tuple(compiled.positiontup or ())
     defaults = {key: compiled.binds[key].value for key in keys if key in compiled.binds}
     return DriverStatement(compiled.string, keys, defaults)
 
 
-def _raise_wrapped(conn: Connection, sql: str, parameters: Sequence[Any], exc: Exception) -> None:
+def raise_wrapped(conn: Connection, sql: str, parameters: Sequence[Any], exc: Exception) -> None:
+    """Raise ``exc`` (from the driver) as SQLAlchemy would: a DBAPI error as its DBAPIError."""
     dbapi = conn.dialect.loaded_dbapi
     if isinstance(exc, dbapi.Error):
         raise DBAPIError.instance(sql, parameters, exc, dbapi.Error) from exc
@@ -68,7 +77,7 @@ def execute(conn: Connection, sql: str, parameters: Sequence[Any] = ()) -> list[
         cursor.execute(sql, parameters)
         return list(cursor.fetchall()) if cursor.description else []
     except Exception as exc:
-        _raise_wrapped(conn, sql, parameters, exc)
+        raise_wrapped(conn, sql, parameters, exc)
         raise
     finally:
         cursor.close()
@@ -81,21 +90,29 @@ def executemany(conn: Connection, sql: str, rows: Sequence[Sequence[Any]]) -> in
         cursor.executemany(sql, rows)
         return int(cursor.rowcount)
     except Exception as exc:
-        _raise_wrapped(conn, sql, rows, exc)
+        raise_wrapped(conn, sql, rows, exc)
         raise
     finally:
         cursor.close()
 
 
 def scan(conn: Connection, sql: str, parameters: Sequence[Any] = ()) -> Iterator[tuple[Any, ...]]:
-    """Run one query on ``conn``'s DBAPI connection and yield its rows as the driver reads them
-    (for scans of a whole table: nothing holds every row at once)."""
+    """Run one query over a whole table on ``conn``'s DBAPI connection and yield its rows
+    without holding them all at once (the backend's way: :meth:`Backend.scan`)."""
+    return backend_of(conn).scan(conn, sql, parameters)
+
+
+def fetch_in_chunks(
+    conn: Connection, sql: str, parameters: Sequence[Any] = ()
+) -> Iterator[tuple[Any, ...]]:
+    """Run one query on ``conn``'s DBAPI connection and yield its rows in chunks of the
+    cursor's results (a scan for drivers that step through the rows as they are fetched)."""
     cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
         try:
             cursor.execute(sql, parameters)
         except Exception as exc:
-            _raise_wrapped(conn, sql, parameters, exc)
+            raise_wrapped(conn, sql, parameters, exc)
             raise
         while rows := cursor.fetchmany(1000):
             yield from rows

@@ -1,52 +1,66 @@
-"""SQLAlchemy engines for a memrepl store: the SQLite pragmas and who emits BEGIN.
+"""SQLAlchemy engines for a memrepl store: which database a location names, and write engines.
 
-The rule that keeps it right (ARCHITECTURE.md, "Storage"): SQLAlchemy, not the ``sqlite3``
-driver, decides where a transaction starts. On connect the DBAPI connection gets
-``isolation_level = None`` (the driver stops emitting its own implicit BEGIN) and the pragmas
-(WAL, ``synchronous``, ``busy_timeout``, ``foreign_keys``); the ``begin`` listener then emits
-``BEGIN IMMEDIATE`` on connections of a write engine (:func:`write_engine`, the execution option
-``memrepl_write``) and a plain deferred ``BEGIN`` otherwise -- the SQLAlchemy recipe for
-pysqlite and aiosqlite. A write transaction therefore holds SQLite's write lock from its first
-statement: what it reads (the clock, the rows it merges into) cannot change under it, and a
-second writer waits up to ``busy_timeout`` instead of failing on upgrade from reader to writer.
+A store lives in a SQLite file (a path, ``":memory:"``, or a ``sqlite:///`` URL) or in a
+PostgreSQL database (``postgresql+psycopg://user@host/dbname``; ``postgresql://`` and
+``postgres://`` mean the same, through psycopg 3). :func:`store_url` turns a location into a
+SQLAlchemy URL; the engine comes from the backend of its dialect
+(:mod:`memrepl.storage.backends`), with that backend's connection settings and transaction rule.
 
-The same two listener functions serve the synchronous engine and ``AsyncEngine.sync_engine``.
-In-memory databases use one shared connection (``StaticPool``): every checkout must see the
-same database.
+The rule that keeps it right: a **write engine** (:func:`write_engine`, the execution option
+:data:`WRITE_OPTION`) is a copy of the store's engine (same pool) whose every transaction holds
+the store's write lock from its first statement -- SQLite's ``BEGIN IMMEDIATE``, an advisory
+lock on PostgreSQL -- so what a write reads (the clock, the rows it merges into) cannot change
+under it, and writers of any process take their turns. Every other transaction is a read that
+sees one snapshot.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 from typing import Any
 
-from sqlalchemy import URL, event, make_url
-from sqlalchemy import create_engine as sa_create_engine
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy import URL, make_url
+from sqlalchemy.engine import Engine
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.ext.asyncio import create_async_engine as sa_create_async_engine
-from sqlalchemy.pool import StaticPool
 
 from memrepl.errors import StoreError
-from memrepl.storage import driver
+from memrepl.storage.backends import EngineSettings, backend_named
+from memrepl.storage.backends.sqlite import MEMORY, WRITE_OPTION
 
-#: The execution option that marks a write engine: its transactions start with BEGIN IMMEDIATE.
-WRITE_OPTION = "memrepl_write"
+__all__ = [
+    "DEFAULT_BUSY_TIMEOUT_MS",
+    "DEFAULT_SYNCHRONOUS",
+    "MEMORY",
+    "SYNCHRONOUS_MODES",
+    "WRITE_OPTION",
+    "Location",
+    "async_write_engine",
+    "create_async_engine",
+    "create_engine",
+    "create_engine_from_url",
+    "database_url",
+    "describe",
+    "is_url",
+    "store_url",
+    "write_engine",
+]
 
-#: SQLite's ``synchronous`` settings. FULL (the default) makes every commit durable in WAL mode.
+#: SQLite's ``synchronous`` settings. FULL (the default) makes every commit durable in WAL mode
+#: (on PostgreSQL: ``synchronous_commit`` on for FULL and EXTRA, off for NORMAL and OFF).
 SYNCHRONOUS_MODES = ("OFF", "NORMAL", "FULL", "EXTRA")
 
 DEFAULT_SYNCHRONOUS = "FULL"
 DEFAULT_BUSY_TIMEOUT_MS = 5000
 
-#: The path that names a private in-memory database.
-MEMORY = ":memory:"
+#: What names a store: a SQLite file's path, or a database URL (str or SQLAlchemy URL).
+Location = str | os.PathLike[str] | URL
 
-DBAPIConnectionHook = Callable[[Any, Any], None]
+#: The URL schemes of PostgreSQL that memrepl runs on psycopg 3.
+_POSTGRESQL_NAMES = ("postgresql", "postgres", "postgresql+psycopg", "postgresql+psycopg_async")
 
 
-def _check_settings(synchronous: str, busy_timeout_ms: int) -> str:
+def _check_settings(synchronous: str, busy_timeout_ms: int) -> EngineSettings:
     mode = synchronous.upper()
     if mode not in SYNCHRONOUS_MODES:
         raise StoreError(
@@ -56,39 +70,12 @@ def _check_settings(synchronous: str, busy_timeout_ms: int) -> str:
         raise StoreError(
             f"opening a store: busy_timeout_ms must be a non-negative int, not {busy_timeout_ms!r}"
         )
-    return mode
+    return EngineSettings(mode, busy_timeout_ms)
 
 
-def _connect_listener(synchronous: str, busy_timeout_ms: int) -> DBAPIConnectionHook:
-    """The ``connect`` listener: take BEGIN away from the driver and set the pragmas."""
-
-    def on_connect(dbapi_connection: Any, connection_record: Any) -> None:
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        try:
-            # busy_timeout first: switching to WAL may itself have to wait for a lock.
-            cursor.execute(f"PRAGMA busy_timeout = {busy_timeout_ms:d}")
-            cursor.execute("PRAGMA journal_mode = WAL")
-            cursor.execute(f"PRAGMA synchronous = {synchronous}")
-            cursor.execute("PRAGMA foreign_keys = ON")
-        finally:
-            cursor.close()
-
-    return on_connect
-
-
-def _on_begin(conn: Connection) -> None:
-    """The ``begin`` listener: BEGIN IMMEDIATE on a write engine, a deferred BEGIN otherwise."""
-    # On the driver (see .driver): it runs once per transaction.
-    if conn.get_execution_options().get(WRITE_OPTION):
-        driver.execute(conn, "BEGIN IMMEDIATE")
-    else:
-        driver.execute(conn, "BEGIN")
-
-
-def _install(engine: Engine, synchronous: str, busy_timeout_ms: int) -> None:
-    event.listen(engine, "connect", _connect_listener(synchronous, busy_timeout_ms))
-    event.listen(engine, "begin", _on_begin)
+def is_url(location: object) -> bool:
+    """Whether ``location`` is a database URL rather than a file path."""
+    return isinstance(location, URL) or (isinstance(location, str) and "://" in location)
 
 
 def database_url(path: str | os.PathLike[str], *, driver: str = "pysqlite") -> URL:
@@ -99,8 +86,25 @@ def database_url(path: str | os.PathLike[str], *, driver: str = "pysqlite") -> U
     return URL.create(drivername, database=os.path.abspath(os.fspath(path)))
 
 
-def _is_memory(url: URL) -> bool:
-    return url.database in (None, "", MEMORY)
+def store_url(location: Location) -> URL:
+    """The SQLAlchemy URL of a store's location: a path is a SQLite file; a URL is taken as is,
+    PostgreSQL's with the psycopg driver. StoreError for a URL memrepl cannot open."""
+    if not is_url(location):
+        assert not isinstance(location, URL)
+        return database_url(location)
+    try:
+        url = make_url(location if isinstance(location, URL) else os.fspath(location))
+    except ArgumentError as exc:
+        raise StoreError(f"opening a store: {exc}") from exc
+    name = url.drivername
+    if name in _POSTGRESQL_NAMES:
+        return url.set(drivername="postgresql+psycopg")
+    if url.get_backend_name() == "sqlite":
+        return url
+    raise StoreError(
+        f"opening a store: {url.render_as_string()!r} is not a database memrepl runs on "
+        "(a SQLite file, or postgresql+psycopg://... for PostgreSQL through psycopg 3)"
+    )
 
 
 def create_engine_from_url(
@@ -109,53 +113,55 @@ def create_engine_from_url(
     synchronous: str = DEFAULT_SYNCHRONOUS,
     busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
 ) -> Engine:
-    """A synchronous engine for a ``sqlite://`` URL, with memrepl's pragmas and BEGIN handling."""
-    mode = _check_settings(synchronous, busy_timeout_ms)
-    url = make_url(url)
-    if url.get_backend_name() != "sqlite":
-        raise StoreError(f"opening a store: only SQLite databases are supported, not {url!r}")
-    kwargs: dict[str, Any] = {}
-    if _is_memory(url):
-        kwargs = {"poolclass": StaticPool, "connect_args": {"check_same_thread": False}}
-    engine = sa_create_engine(url, **kwargs)
-    _install(engine, mode, busy_timeout_ms)
-    return engine
+    """A synchronous engine for a store URL (SQLite or PostgreSQL), with its backend's
+    connection settings and BEGIN handling."""
+    settings = _check_settings(synchronous, busy_timeout_ms)
+    resolved = store_url(url)
+    return backend_named(resolved.get_backend_name()).create_engine(resolved, settings)
 
 
 def create_engine(
-    path: str | os.PathLike[str],
+    location: Location,
     *,
     synchronous: str = DEFAULT_SYNCHRONOUS,
     busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
 ) -> Engine:
-    """A synchronous (pysqlite) engine for the SQLite file ``path``."""
+    """A synchronous engine for the store at ``location`` (a SQLite path or a database URL)."""
     return create_engine_from_url(
-        database_url(path), synchronous=synchronous, busy_timeout_ms=busy_timeout_ms
+        store_url(location), synchronous=synchronous, busy_timeout_ms=busy_timeout_ms
     )
 
 
 def create_async_engine(
-    path: str | os.PathLike[str],
+    location: Location,
     *,
     synchronous: str = DEFAULT_SYNCHRONOUS,
     busy_timeout_ms: int = DEFAULT_BUSY_TIMEOUT_MS,
 ) -> AsyncEngine:
-    """An asyncio (aiosqlite) engine for ``path``, with the same listeners on its sync engine."""
-    mode = _check_settings(synchronous, busy_timeout_ms)
-    url = database_url(path, driver="aiosqlite")
-    kwargs: dict[str, Any] = {}
-    if _is_memory(url):
-        kwargs = {"poolclass": StaticPool}
-    engine = sa_create_async_engine(url, **kwargs)
-    _install(engine.sync_engine, mode, busy_timeout_ms)
-    return engine
+    """An asyncio engine for ``location`` (aiosqlite, or psycopg's async connection), with the
+    same listeners on its sync engine."""
+    settings = _check_settings(synchronous, busy_timeout_ms)
+    resolved = store_url(location)
+    return backend_named(resolved.get_backend_name()).create_async_engine(resolved, settings)
 
 
 def write_engine(engine: Engine) -> Engine:
-    """A copy of ``engine`` (same pool) whose transactions start with BEGIN IMMEDIATE."""
+    """A copy of ``engine`` (same pool) whose transactions hold the store's write lock."""
     return engine.execution_options(**{WRITE_OPTION: True})
 
 
 def async_write_engine(engine: AsyncEngine) -> AsyncEngine:
     """The asyncio twin of :func:`write_engine`."""
     return engine.execution_options(**{WRITE_OPTION: True})
+
+
+def describe(location: Any) -> str:
+    """A location as messages show it: a path as given, a URL without its password."""
+    if isinstance(location, URL):
+        return location.render_as_string(hide_password=True)
+    if is_url(location):
+        try:
+            return make_url(location).render_as_string(hide_password=True)
+        except ArgumentError:
+            return "<a database URL>"
+    return str(os.fspath(location))

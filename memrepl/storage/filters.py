@@ -22,9 +22,10 @@ a plain value, an object key with ``"``, values nested deeper than :data:`MAX_DE
 :class:`~memrepl.errors.InvalidFilterError`, raised before any query runs.
 
 The rule that keeps it right: ONE compilation (:func:`filter_condition`) used by every search
-path (keyword, vector, no query), so every path filters the same way; it uses SQLite's
-``json_type`` and ``json_extract``, whose types tell a string from a number and ``true`` from
-``1``, element by element for lists and objects.
+path (keyword, vector, no query), so every path filters the same way. It is written with the
+portable conditions of :mod:`memrepl.storage.portable`, which tell a string from a number and
+``true`` from ``1``, element by element for lists and objects: SQLite's ``json_type`` and
+``json_extract``, PostgreSQL's ``jsonb`` operators over the stored text.
 """
 
 from __future__ import annotations
@@ -33,32 +34,34 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, column, false, func, not_, or_, select, true
+from sqlalchemy import ColumnElement, and_, column, false, not_, or_, true
 from sqlalchemy.sql.elements import ColumnClause
 
 from memrepl.errors import InvalidFilterError
+from memrepl.storage.portable import JsonCompare, JsonIs, JsonSize
 
 #: The operators a condition may use.
 OPERATORS = frozenset({"$eq", "$ne", "$gt", "$gte", "$lt", "$lte"})
-_ORDERING = {"$gt": "__gt__", "$gte": "__ge__", "$lt": "__lt__", "$lte": "__le__"}
-_NUMBER_TYPES = ("integer", "real")
+_ORDERING = {"$gt": ">", "$gte": ">=", "$lt": "<", "$lte": "<="}
+#: A field's path: its keys (and list positions) from the content object down.
+Path = tuple[str | int, ...]
 #: How deep lists and objects in a condition may nest.
 MAX_DEPTH = 16
 #: The range of SQLite's integers: an operand outside it is bound as a float.
 _INT64 = range(-(2**63), 2**63)
 
 
-def _json_path(field: object) -> str:
+def _json_path(field: object) -> Path:
     if not isinstance(field, str) or not field:
         raise InvalidFilterError(f"filter field {field!r} is not a non-empty string")
-    parts = field.split(".")
+    parts = tuple(field.split("."))
     for part in parts:
         if not part or '"' in part:
             raise InvalidFilterError(
                 f"filter field {field!r} is not a field path (parts joined by '.', none empty, "
                 "no '\"')"
             )
-    return "$" + "".join(f'."{part}"' for part in parts)
+    return parts
 
 
 def _check_value(field: str, value: object, *, objects: bool, depth: int = 0) -> None:
@@ -91,45 +94,42 @@ def _bound(value: int | float) -> int | float:
     return value if isinstance(value, float) or value in _INT64 else float(value)
 
 
-def _equal(content: ColumnClause[Any], path: str, value: object) -> ColumnElement[bool]:
-    kind = func.json_type(content, path)
+def _equal(content: ColumnClause[Any], path: Path, value: object) -> ColumnElement[bool]:
     if value is None:
-        return or_(kind.is_(None), kind == "null")
+        return or_(JsonIs(content, path, "absent"), JsonIs(content, path, "null"))
     if isinstance(value, bool):
-        return kind == ("true" if value else "false")
+        return JsonIs(content, path, "true" if value else "false")
     if isinstance(value, str):
-        return and_(kind == "text", func.json_extract(content, path) == value)
+        return and_(JsonIs(content, path, "string"), JsonCompare(content, path, "=", value))
     if isinstance(value, int | float):
         if isinstance(value, float) and not math.isfinite(value):
             return false()
-        return and_(kind.in_(_NUMBER_TYPES), func.json_extract(content, path) == _bound(value))
+        return and_(JsonIs(content, path, "number"), JsonCompare(content, path, "=", _bound(value)))
     if isinstance(value, list | tuple):
         return and_(
-            kind == "array",
-            func.json_array_length(content, path) == len(value),
-            *(_equal(content, f"{path}[{index}]", item) for index, item in enumerate(value)),
+            JsonIs(content, path, "array"),
+            JsonSize(content, path, "array", len(value)),
+            *(_equal(content, (*path, index), item) for index, item in enumerate(value)),
         )
     assert isinstance(value, Mapping)
-    keys = select(func.count()).select_from(func.json_each(content, path)).scalar_subquery()
     return and_(
-        kind == "object",
-        keys == len(value),
-        *(_equal(content, f'{path}."{key}"', item) for key, item in value.items()),
+        JsonIs(content, path, "object"),
+        JsonSize(content, path, "object", len(value)),
+        *(_equal(content, (*path, key), item) for key, item in value.items()),
     )
 
 
 def _ordered(
-    content: ColumnClause[Any], path: str, operator: str, value: object, field: str
+    content: ColumnClause[Any], path: Path, operator: str, value: object, field: str
 ) -> ColumnElement[bool]:
     if isinstance(value, bool) or not isinstance(value, str | int | float):
         raise InvalidFilterError(
             f"filter on {field!r}: {operator} compares numbers or strings, not {value!r}"
         )
-    kind = func.json_type(content, path)
     if isinstance(value, str):
-        wanted = kind == "text"
+        wanted = JsonIs(content, path, "string")
     else:
-        wanted = kind.in_(_NUMBER_TYPES)
+        wanted = JsonIs(content, path, "number")
         if isinstance(value, float) and not math.isfinite(value):
             # Every number is below +inf and above -inf; nothing orders with NaN.
             below = operator in ("$lt", "$lte")
@@ -137,10 +137,7 @@ def _ordered(
                 return false()
             return wanted
         value = _bound(value)
-    compared: ColumnElement[bool] = getattr(func.json_extract(content, path), _ORDERING[operator])(
-        value
-    )
-    return and_(wanted, compared)
+    return and_(wanted, JsonCompare(content, path, _ORDERING[operator], value))
 
 
 def _condition(
@@ -165,8 +162,8 @@ def _condition(
             _check_value(field, operand, objects=True)
             different = not_(_equal(content, path, operand))
             if operand is not None:
-                # An absent field makes json_type NULL, and NOT NULL is not true: say it.
-                different = or_(func.json_type(content, path).is_(None), different)
+                # An absent field makes the kind NULL, and NOT NULL is not true: say it.
+                different = or_(JsonIs(content, path, "absent"), different)
             found.append(different)
         else:
             found.append(_ordered(content, path, operator, operand, field))

@@ -46,7 +46,6 @@ from types import MappingProxyType
 from typing import Any, Literal, NamedTuple
 
 from sqlalchemy import Table, bindparam, func, select, update
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.dml import Update
 from sqlalchemy.sql.elements import BindParameter
@@ -74,13 +73,14 @@ from memrepl.namespaces import check_key, check_namespace, keyed_id
 from memrepl.protocol.enums import MemoryTier, SyncOperation, SyncPriority
 from memrepl.protocol.item import check_item_id
 from memrepl.storage import digests, driver, keyword
+from memrepl.storage.backends import backend_named
 from memrepl.storage.digests import tuple_hash
 from memrepl.storage.driver import DriverStatement, compile_statement
 from memrepl.storage.records import StoredItem, encode_content, item_from_values, row_tuple
 from memrepl.storage.schema import TierSpec, item_columns
 from memrepl.storage.validation import check_content, check_size
 
-#: Ids per ``IN (...)`` query: well under SQLite's bound-parameter limit.
+#: Ids per ``IN (...)`` query: well under SQLite's bound-parameter limit (and PostgreSQL's).
 LOAD_CHUNK_ITEMS = 500
 #: The key under which a write transaction collects its changed items (``Connection.info``).
 CHANGES_KEY = "memrepl.changes"
@@ -246,8 +246,9 @@ class _Statements:
 
 
 @cache
-def _statements(table: Table) -> _Statements:
-    upsert = sqlite_insert(table)
+def _statements(table: Table, backend: str) -> _Statements:
+    """``table``'s hot statements for the driver of ``backend`` (``conn.dialect.name``)."""
+    upsert = backend_named(backend).insert(table)
     upsert = upsert.on_conflict_do_update(
         index_elements=[table.c.item_id],
         set_={
@@ -256,7 +257,7 @@ def _statements(table: Table) -> _Statements:
             if column.name not in _KEPT_ON_UPSERT
         },
     )
-    compiled_upsert = compile_statement(upsert)
+    compiled_upsert = compile_statement(upsert, backend)
     names = tuple(column.name for column in table.columns)
     assert compiled_upsert.keys == names
     state_columns = tuple(
@@ -269,11 +270,14 @@ def _statements(table: Table) -> _Statements:
     update_state = compile_statement(
         update(table)
         .where(table.c.item_id == bindparam("id"))
-        .values({name: bindparam(name) for name in state_columns})
+        .values({name: bindparam(name) for name in state_columns}),
+        backend,
     )
     assert update_state.keys == (*state_columns, "id")
     return _Statements(
-        load_one=compile_statement(select(table).where(table.c.item_id == bindparam("id"))).sql,
+        load_one=compile_statement(
+            select(table).where(table.c.item_id == bindparam("id")), backend
+        ).sql,
         upsert=compiled_upsert.sql,
         update_state=update_state.sql,
         state_end=1 + len(state_columns),
@@ -285,7 +289,7 @@ def _statements(table: Table) -> _Statements:
 
 @cache
 def _since_statement(
-    table: Table, exclude_peer: bool, limited: bool, live_only: bool
+    table: Table, exclude_peer: bool, limited: bool, live_only: bool, backend: str
 ) -> DriverStatement:
     """:func:`modified_since`'s query with these options, compiled once; its parameters are
     ``since``, then ``peer`` and ``limit`` where used."""
@@ -298,15 +302,15 @@ def _since_statement(
     if limited:
         limit: BindParameter[int] = bindparam("limit")
         query = query.limit(limit)
-    return compile_statement(query)
+    return compile_statement(query, backend)
 
 
 @lru_cache(maxsize=4 * LOAD_CHUNK_ITEMS)
-def _load_many(table: Table, count: int) -> str:
+def _load_many(table: Table, count: int, backend: str) -> str:
     """``SELECT <every column> ... WHERE item_id IN (?, ... count times)``, compiled once."""
     ids: BindParameter[list[str]] = bindparam("ids", value=[""] * count, expanding=True)
     statement = select(table).where(table.c.item_id.in_(ids))
-    return compile_statement(statement, render_postcompile=True).sql
+    return compile_statement(statement, backend, render_postcompile=True).sql
 
 
 def load_items(conn: Connection, spec: TierSpec, ids: Iterable[str]) -> dict[str, StoredItem]:
@@ -314,12 +318,12 @@ def load_items(conn: Connection, spec: TierSpec, ids: Iterable[str]) -> dict[str
     unique = list(dict.fromkeys(ids))
     table = spec.table
     if len(unique) == 1:
-        rows = driver.execute(conn, _statements(table).load_one, unique)
+        rows = driver.execute(conn, _statements(table, conn.dialect.name).load_one, unique)
         return {row[0]: item_from_values(spec, row) for row in rows}
     found: dict[str, StoredItem] = {}
     for start in range(0, len(unique), LOAD_CHUNK_ITEMS):
         chunk = unique[start : start + LOAD_CHUNK_ITEMS]
-        for row in driver.execute(conn, _load_many(table, len(chunk)), chunk):
+        for row in driver.execute(conn, _load_many(table, len(chunk), conn.dialect.name), chunk):
             found[row[0]] = item_from_values(spec, row)
     return found
 
@@ -342,7 +346,7 @@ def _store(
     """
     if not changed:
         return
-    statements = _statements(spec.table)
+    statements = _statements(spec.table, conn.dialect.name)
     whole: list[tuple[Any, ...]] = []
     state_only: list[tuple[Any, ...]] = []
     hashes: list[digests.RowChange] = []
@@ -649,7 +653,11 @@ def modified_since(
     :func:`max_modified_at`. ``limit`` counts the rows returned (after both filters).
     """
     query = _since_statement(
-        spec.table, exclude_received_from is not None, limit is not None, live_only
+        spec.table,
+        exclude_received_from is not None,
+        limit is not None,
+        live_only,
+        conn.dialect.name,
     )
     parameters = {"since": since_ns, "peer": exclude_received_from, "limit": limit}
     rows = driver.execute(conn, query.sql, query.parameters(parameters))
@@ -665,7 +673,8 @@ def max_modified_at(conn: Connection, spec: TierSpec) -> int:
 def record_access(conn: Connection, spec: TierSpec, item_id: str, now_ns: int) -> None:
     """Count a local read: ``access_count + 1`` and ``last_accessed_ns``; never ``modified_at``."""
     conn.execute(
-        _statements(spec.table).count_access, {"access_item_id": item_id, "now_ns": now_ns}
+        _statements(spec.table, conn.dialect.name).count_access,
+        {"access_item_id": item_id, "now_ns": now_ns},
     )
 
 
@@ -700,7 +709,7 @@ def read_items(
     }
     if found:
         conn.execute(
-            _statements(spec.table).count_access,
+            _statements(spec.table, conn.dialect.name).count_access,
             [{"access_item_id": item_id, "now_ns": now_ns} for item_id in found],
         )
     return {

@@ -56,6 +56,7 @@ from sqlalchemy.engine import Connection
 
 from memrepl.errors import InvalidQueryError
 from memrepl.storage import driver
+from memrepl.storage.backends import backend_of
 from memrepl.storage.records import StoredItem, decode_json
 from memrepl.storage.schema import TIER_SPECS, TierSpec
 
@@ -195,6 +196,11 @@ def index_changes(
     (or again after an add), and updates in any other order made up to one segment per item."""
     if not removed and not added:
         return
+    other = backend_of(conn).keyword_index
+    if other is not None:
+        # Not FTS5: PostgreSQL's full-text index (memrepl.storage.backends.postgresql_search).
+        other.index_changes(conn, spec, removed, added)
+        return
     change, _ = _change_statements(fts_name(spec))
     rows: list[tuple[str | None, int, str]] = [("delete", rowid, text) for rowid, text in removed]
     rows += [(None, rowid, text) for rowid, text in added]
@@ -204,6 +210,9 @@ def index_changes(
 
 def fill(conn: Connection, spec: TierSpec) -> int:
     """Index every live row of ``spec``'s tier (into an empty index); how many."""
+    other = backend_of(conn).keyword_index
+    if other is not None:
+        return int(other.fill(conn, spec))
     table = spec.table
     _, add = _change_statements(fts_name(spec))
     count = 0
@@ -223,6 +232,9 @@ def rebuild(conn: Connection, spec: TierSpec) -> int:
 
     Run in a write transaction: the index is exactly the table's when it commits.
     """
+    other = backend_of(conn).keyword_index
+    if other is not None:
+        return int(other.rebuild(conn, spec))
     fts = fts_name(spec)
     conn.execute(text(f"INSERT INTO {fts}({fts}) VALUES ('delete-all')"))
     count = fill(conn, spec)

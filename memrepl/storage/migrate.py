@@ -7,9 +7,10 @@ it right:
 - **At head, Alembic is not even imported.** :func:`upgrade` reads ``alembic_version``; equal to
   :data:`HEAD_REVISION` means nothing to do (a test checks the constant is the scripts' only
   head).
-- **Older or empty: upgrade over the caller's connection**, inside its ``BEGIN IMMEDIATE``
-  transaction (Alembic's cookbook, "Sharing a Connection"), so two processes opening one new
-  file migrate it once, and a failed migration leaves the file as it was.
+- **Older or empty: upgrade over the caller's connection**, inside its write transaction
+  (``BEGIN IMMEDIATE`` on SQLite, the advisory write lock on PostgreSQL, whose DDL is
+  transactional too; Alembic's cookbook, "Sharing a Connection"), so two processes opening one
+  new store migrate it once, and a failed migration leaves the store as it was.
 - **Unknown revision: refuse.** A revision this memrepl does not know was written by a newer
   one; :class:`~memrepl.errors.SchemaTooNewError` says so and what to do.
 - **Peers compare the replication revision, not the head.** Every script declares
@@ -30,6 +31,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from memrepl.errors import SchemaTooNewError, StoreError
+from memrepl.storage.backends import backend_of
 from memrepl.storage.keyword import is_index_table
 
 if TYPE_CHECKING:
@@ -49,17 +51,14 @@ MIGRATIONS_PACKAGE = "memrepl._migrations"
 
 def include_name(name: str | None, type_: str, parent_names: object) -> bool:
     """Alembic's ``include_name`` hook: leave the keyword indexes alone -- FTS5 virtual tables
-    (and FTS5's shadow tables) that migration 0006 creates with raw DDL, which the metadata
-    cannot describe (:mod:`memrepl.storage.keyword`)."""
+    (and FTS5's shadow tables; on PostgreSQL, tsvector tables) that migration 0006 creates with
+    raw DDL, which the metadata does not describe (:mod:`memrepl.storage.keyword`)."""
     return not (type_ == "table" and name is not None and is_index_table(name))
 
 
 def current_revision(conn: Connection) -> str | None:
     """The database's Alembic revision, None for a database Alembic never touched."""
-    has_table = conn.execute(
-        text("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'alembic_version'")
-    ).first()
-    if has_table is None:
+    if not backend_of(conn).has_table(conn, "alembic_version"):
         return None
     revisions = conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all()
     if len(revisions) > 1:

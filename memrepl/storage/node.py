@@ -2,7 +2,8 @@
 
 The rule that keeps it right (ARCHITECTURE.md, "Clocks and versions"): the clock lives in the
 database, not in a process. Every write transaction loads ``node.clock_last_ns`` inside its
-``BEGIN IMMEDIATE`` (so no other writer can move it meanwhile), stamps its changes from a
+write transaction (SQLite's ``BEGIN IMMEDIATE``, PostgreSQL's advisory write lock: no other
+writer can move it meanwhile), stamps its changes from a
 :class:`~memrepl.clock.HybridLogicalClock` built on that value, and writes the last stamp back
 before it commits (:func:`stamping`). Two processes on one file, a restart, or a wall clock that
 steps back therefore never reuse or lower a stamp. If the transaction fails the clock is not
@@ -15,6 +16,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cache
 from importlib import metadata as importlib_metadata
 
 from sqlalchemy import bindparam, insert, literal_column, select, update
@@ -24,7 +26,7 @@ from memrepl.clock import DEFAULT_MAX_CLOCK_SKEW_NS, HybridLogicalClock, WallClo
 from memrepl.errors import NodeIdMismatchError, StoreError
 from memrepl.protocol.item import id_problem
 from memrepl.storage import driver
-from memrepl.storage.driver import compile_statement
+from memrepl.storage.driver import DriverStatement, compile_statement
 from memrepl.storage.schema import node
 
 #: A node id travels in every batch's metadata: at most this many bytes of UTF-8.
@@ -85,20 +87,24 @@ def ensure_node(conn: Connection, node_id: str, *, now_ns: int) -> None:
         )
 
 
-# Every write transaction runs both: hot statements, run on the driver (see .driver).
-_LOAD_CLOCK = compile_statement(
-    select(node.c.clock_last_ns).where(node.c.id == literal_column("1"))
-).sql
-_SAVE_CLOCK = compile_statement(
-    update(node)
-    .where(node.c.id == literal_column("1"), node.c.clock_last_ns < bindparam("below"))
-    .values(clock_last_ns=bindparam("last_ns"))
-)
+@cache
+def _clock_statements(backend: str) -> tuple[str, DriverStatement]:
+    # Every write transaction runs both: hot statements, run on the driver (see .driver).
+    load = compile_statement(
+        select(node.c.clock_last_ns).where(node.c.id == literal_column("1")), backend
+    )
+    save = compile_statement(
+        update(node)
+        .where(node.c.id == literal_column("1"), node.c.clock_last_ns < bindparam("below"))
+        .values(clock_last_ns=bindparam("last_ns")),
+        backend,
+    )
+    return load.sql, save
 
 
 def load_clock(conn: Connection, settings: ClockSettings) -> HybridLogicalClock:
     """The node's clock as last saved. Call it inside a write transaction."""
-    rows = driver.execute(conn, _LOAD_CLOCK)
+    rows = driver.execute(conn, _clock_statements(conn.dialect.name)[0])
     if not rows:
         raise StoreError("the database has no node row: open it with memrepl.open() first")
     return HybridLogicalClock(rows[0][0], wall=settings.wall, max_skew_ns=settings.max_skew_ns)
@@ -107,7 +113,8 @@ def load_clock(conn: Connection, settings: ClockSettings) -> HybridLogicalClock:
 def save_clock(conn: Connection, clock: HybridLogicalClock) -> None:
     """Store the clock's last stamp (never lowering the stored one)."""
     values = {"last_ns": clock.last_ns, "below": clock.last_ns}
-    driver.execute(conn, _SAVE_CLOCK.sql, _SAVE_CLOCK.parameters(values))
+    save = _clock_statements(conn.dialect.name)[1]
+    driver.execute(conn, save.sql, save.parameters(values))
 
 
 @contextmanager

@@ -34,6 +34,7 @@ from memrepl.errors import RecallError
 from memrepl.namespaces import Namespace, check_namespace, prefix_bounds
 from memrepl.protocol.enums import MemoryTier
 from memrepl.storage import driver, keyword, keyword_topk
+from memrepl.storage.backends import backend_of
 from memrepl.storage.driver import compile_statement
 from memrepl.storage.expiry import any_expiring
 from memrepl.storage.filters import check_filter, filter_condition
@@ -214,11 +215,11 @@ def hit_of(spec: TierSpec, item: StoredItem, score: float | None) -> Hit:
 
 
 @lru_cache(maxsize=64)
-def _load_by_rowid_sql(table: Table, count: int) -> str:
+def _load_by_rowid_sql(table: Table, count: int, backend: str) -> str:
     """``SELECT <every column> ... WHERE <the index's rowid column> IN (count values)``."""
     rowids: BindParameter[list[int]] = bindparam("rowids", value=[0] * count, expanding=True)
     query = select(table).where(table.c[keyword.ROWID_COLUMN].in_(rowids))
-    return compile_statement(query, render_postcompile=True).sql
+    return compile_statement(query, backend, render_postcompile=True).sql
 
 
 def load_by_rowid(conn: Connection, spec: TierSpec, rowids: Sequence[int]) -> dict[int, StoredItem]:
@@ -227,7 +228,8 @@ def load_by_rowid(conn: Connection, spec: TierSpec, rowids: Sequence[int]) -> di
     found: dict[int, StoredItem] = {}
     for start in range(0, len(rowids), 500):
         chunk = list(rowids[start : start + 500])
-        for row in driver.execute(conn, _load_by_rowid_sql(spec.table, len(chunk)), chunk):
+        sql = _load_by_rowid_sql(spec.table, len(chunk), conn.dialect.name)
+        for row in driver.execute(conn, sql, chunk):
             item = item_from_values(spec, row)
             found[item.created_at_ns] = item
     return found
@@ -241,8 +243,12 @@ def keyword_ranked(
     if req.match is None or count == 0:
         return []
     conditions = row_conditions(spec, req, now_ns)
+    other = backend_of(conn).keyword_index
     phrases = keyword_topk.phrases_of(req.match)
-    if phrases is None:
+    if other is not None:
+        # PostgreSQL's full-text index (memrepl.storage.backends.postgresql_search).
+        ranked = other.ranked(conn, spec, req.match, conditions, count)
+    elif phrases is None:
         ranked = keyword_topk.whole(conn, spec, req.match, conditions, count)
     else:
         ranked = keyword_topk.ranked(conn, spec, phrases, conditions, count)

@@ -3,18 +3,21 @@
 The rules that keep it right:
 
 - **Opening changes nothing that is already right.** A read transaction checks the schema
-  revision and the node row; only when the database is new or older does one ``BEGIN IMMEDIATE``
+  revision and the node row; only when the database is new or older does one write
   transaction migrate it and write the node row. A refused open (another node id, a schema from
   a newer memrepl) writes nothing.
-- **Writes are ``BEGIN IMMEDIATE`` transactions** (:meth:`Store.write`), reads deferred ones
-  (:meth:`Store.read`); a write that stamps anything takes the node's clock with
-  :meth:`Store.stamping` inside that transaction.
+- **Writes hold the store's write lock from their first statement** (:meth:`Store.write`:
+  ``BEGIN IMMEDIATE`` on SQLite, an advisory lock on PostgreSQL, see
+  :mod:`memrepl.storage.engine`), reads see one snapshot (:meth:`Store.read`); a write that
+  stamps anything takes the node's clock with :meth:`Store.stamping` inside that transaction.
 - **After-commit hooks see only committed changes.** :meth:`Store.write` collects the items the
   storage operations change and, once the transaction has committed, hands them to each tier's
   ``_after_commit``; a rolled-back transaction hands over nothing.
 
-:class:`Store` is synchronous (pysqlite); :class:`AsyncStore` is its asyncio twin (aiosqlite,
-``memrepl.aio.open``) and runs the very same functions through ``AsyncConnection.run_sync``.
+:class:`Store` is synchronous (pysqlite, or psycopg); :class:`AsyncStore` is its asyncio twin
+(aiosqlite, or psycopg's async connection; ``memrepl.aio.open``) and runs the very same functions
+through ``AsyncConnection.run_sync``. A store lives in a SQLite file or a PostgreSQL database
+(:func:`open` takes a path or a URL).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from types import TracebackType
 from typing import Any
 from uuid import uuid4
 
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
@@ -41,9 +44,13 @@ from memrepl.storage.engine import (
     DEFAULT_BUSY_TIMEOUT_MS,
     DEFAULT_SYNCHRONOUS,
     MEMORY,
+    Location,
     async_write_engine,
     create_async_engine,
     create_engine,
+    describe,
+    is_url,
+    store_url,
     write_engine,
 )
 from memrepl.storage.graph_tiers import AsyncSemanticMemory, SemanticMemory
@@ -99,7 +106,7 @@ def database_ready(conn: Connection, node_id: str) -> bool:
     return stored is not None
 
 
-def existing_node_id(conn: Connection, path: str | os.PathLike[str]) -> str:
+def existing_node_id(conn: Connection, path: Location) -> str:
     """The node id an existing store recorded (what :func:`open` uses when given none).
 
     Raises StoreError for a database without one: a new file, or one made by ``alembic upgrade
@@ -108,14 +115,18 @@ def existing_node_id(conn: Connection, path: str | os.PathLike[str]) -> str:
     stored = stored_node_id(conn) if migrate.current_revision(conn) is not None else None
     if stored is None:
         raise StoreError(
-            f"opening the store at {os.fspath(path)!r}: it has no node id yet; pass "
+            f"opening the store at {describe(path)!r}: it has no node id yet; pass "
             "node_id=... the first time (a new store records it)"
         )
     return stored
 
 
-def _require_existing(path: str | os.PathLike[str]) -> None:
-    """Without a node id only an existing file can be opened (never create one by a typo)."""
+def _require_existing(path: Location) -> None:
+    """Without a node id only an existing file can be opened (never create one by a typo); a
+    database on a server exists or the connection fails (its node row is checked next)."""
+    if is_url(path):
+        return
+    assert not isinstance(path, URL)
     if os.fspath(path) == MEMORY or not os.path.isfile(path):
         raise StoreError(
             f"opening the store at {os.fspath(path)!r}: there is no store there; pass "
@@ -150,10 +161,13 @@ class StoreBase:
         path: Path | None,
         clock_settings: ClockSettings,
         working_capacity: int | None,
+        url: URL | None = None,
     ) -> None:
         self.node_id = node_id
-        #: The database file, None for a private in-memory store.
+        #: The database file, None for a private in-memory store or a server database.
         self.path = path
+        #: The store's database URL (``sqlite:///...`` for a file, ``postgresql+psycopg://...``).
+        self.url = url if url is not None else store_url(path if path is not None else MEMORY)
         self.clock_settings = clock_settings
         self.working_capacity = working_capacity
         self._tiers: dict[MemoryTier, _TierBase] = {}
@@ -175,13 +189,19 @@ class StoreBase:
         if changes and self._indexer is not None:
             self._indexer.notify()
 
+    @property
+    def location(self) -> Path | URL:
+        """Where the store lives: its file, or its database URL (a private store: its URL)."""
+        return self.path if self.path is not None else self.url
+
     def __repr__(self) -> str:
-        where = self.path if self.path is not None else MEMORY
-        return f"<{type(self).__name__} node_id={self.node_id!r} path={str(where)!r}>"
+        where = describe(self.location)
+        return f"<{type(self).__name__} node_id={self.node_id!r} location={where!r}>"
 
 
 class Store(RecallMethods, StoreBase):
-    """A synchronous memrepl store: three tiers in one SQLite file. Open it with :func:`open`."""
+    """A synchronous memrepl store: three tiers in one SQLite file or PostgreSQL database. Open
+    it with :func:`open`."""
 
     working: WorkingMemory
     episodic: EpisodicMemory
@@ -195,12 +215,14 @@ class Store(RecallMethods, StoreBase):
         path: Path | None,
         clock_settings: ClockSettings,
         working_capacity: int | None = DEFAULT_WORKING_CAPACITY,
+        url: URL | None = None,
     ) -> None:
         super().__init__(
             node_id=node_id,
             path=path,
             clock_settings=clock_settings,
             working_capacity=working_capacity,
+            url=url,
         )
         self.engine = engine
         self._write_engine = write_engine(engine)
@@ -227,7 +249,8 @@ class Store(RecallMethods, StoreBase):
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        """One ``BEGIN IMMEDIATE`` transaction: committed on exit, rolled back on error.
+        """One write transaction (holding the store's write lock): committed on exit, rolled back
+        on error.
 
         After the commit, the tiers whose rows changed get their ``_after_commit`` hook.
         """
@@ -261,6 +284,7 @@ class Store(RecallMethods, StoreBase):
                 if self._closed and not self._writing:
                     # close() was called inside this write: finish closing now.
                     self._drop_writer()
+                    self.engine.dispose()
         self._dispatch(changes)
 
     def _drop_writer(self) -> None:
@@ -286,8 +310,10 @@ class Store(RecallMethods, StoreBase):
         with self._write_lock:
             self._closed = True
             if not self._writing:
+                # Else the write finishes closing: its connection must go back to the pool
+                # before the pool is disposed, or it would be left open.
                 self._drop_writer()
-        self.engine.dispose()
+                self.engine.dispose()
 
     def __enter__(self) -> Store:
         return self
@@ -316,12 +342,14 @@ class AsyncStore(AsyncRecallMethods, StoreBase):
         path: Path | None,
         clock_settings: ClockSettings,
         working_capacity: int | None = DEFAULT_WORKING_CAPACITY,
+        url: URL | None = None,
     ) -> None:
         super().__init__(
             node_id=node_id,
             path=path,
             clock_settings=clock_settings,
             working_capacity=working_capacity,
+            url=url,
         )
         self.engine = engine
         self._write_engine = async_write_engine(engine)
@@ -380,12 +408,19 @@ class AsyncStore(AsyncRecallMethods, StoreBase):
         await self.close()
 
 
-def _store_path(path: str | os.PathLike[str]) -> Path | None:
-    return None if os.fspath(path) == MEMORY else Path(os.path.abspath(os.fspath(path)))
+def _store_path(location: Location) -> Path | None:
+    """The file of a SQLite store (None in memory, or on a server)."""
+    url = store_url(location)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", MEMORY):
+        return None
+    if is_url(location):
+        return Path(os.path.abspath(url.database))
+    assert not isinstance(location, URL)
+    return Path(os.path.abspath(os.fspath(location)))
 
 
 def open(
-    path: str | os.PathLike[str],
+    path: Location,
     *,
     node_id: str | None = None,
     synchronous: str = DEFAULT_SYNCHRONOUS,
@@ -394,7 +429,9 @@ def open(
     wall: WallClock = time.time_ns,
     working_capacity: int | None = DEFAULT_WORKING_CAPACITY,
 ) -> Store:
-    """Open (creating and migrating if needed) the store in the SQLite file ``path``.
+    """Open (creating and migrating if needed) the store at ``path``: a SQLite file, or a
+    database URL (``postgresql+psycopg://user@host/dbname`` for PostgreSQL; the database must
+    exist, its tables are created).
 
     ``node_id`` (1-32 bytes of UTF-8, no NUL) is recorded when the database is created; opening
     it with another one raises :class:`~memrepl.errors.NodeIdMismatchError`. Without
@@ -410,7 +447,8 @@ def open(
     else:
         _require_existing(path)
     _check_options(working_capacity, max_clock_skew_ns)
-    engine = create_engine(path, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms)
+    url = store_url(path)
+    engine = create_engine(url, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms)
     try:
         with engine.begin() as conn:
             node_id = node_id if node_id is not None else existing_node_id(conn, path)
@@ -420,7 +458,7 @@ def open(
                 prepare_database(conn, node_id, wall())
     except DBAPIError as exc:
         engine.dispose()
-        raise StoreError(f"opening the store at {os.fspath(path)!r}: {exc.orig}") from exc
+        raise StoreError(f"opening the store at {describe(path)!r}: {exc.orig}") from exc
     except BaseException:
         engine.dispose()
         raise
@@ -430,11 +468,12 @@ def open(
         path=_store_path(path),
         clock_settings=ClockSettings(wall, max_clock_skew_ns),
         working_capacity=working_capacity,
+        url=url,
     )
 
 
 async def open_async(
-    path: str | os.PathLike[str],
+    path: Location,
     *,
     node_id: str | None = None,
     synchronous: str = DEFAULT_SYNCHRONOUS,
@@ -449,18 +488,20 @@ async def open_async(
     else:
         _require_existing(path)
     _check_options(working_capacity, max_clock_skew_ns)
-    engine = create_async_engine(path, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms)
+    url = store_url(path)
+    engine = create_async_engine(url, synchronous=synchronous, busy_timeout_ms=busy_timeout_ms)
     try:
         async with engine.begin() as conn:
             if node_id is None:
                 node_id = await conn.run_sync(existing_node_id, path)
+            assert node_id is not None
             ready = await conn.run_sync(database_ready, node_id)
         if not ready:
             async with async_write_engine(engine).begin() as conn:
                 await conn.run_sync(prepare_database, node_id, wall())
     except DBAPIError as exc:
         await engine.dispose()
-        raise StoreError(f"opening the store at {os.fspath(path)!r}: {exc.orig}") from exc
+        raise StoreError(f"opening the store at {describe(path)!r}: {exc.orig}") from exc
     except BaseException:
         await engine.dispose()
         raise
@@ -470,6 +511,7 @@ async def open_async(
         path=_store_path(path),
         clock_settings=ClockSettings(wall, max_clock_skew_ns),
         working_capacity=working_capacity,
+        url=url,
     )
     try:
         await store.semantic.reload_graph()

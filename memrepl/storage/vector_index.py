@@ -35,11 +35,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import delete, func, select
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from memrepl.filing import embed_texts, stored_options
 from memrepl.protocol.enums import MemoryTier
+from memrepl.storage.backends import backend_of
 from memrepl.storage.embedders import (
     check_embedder,
     check_query_vector,
@@ -101,8 +101,10 @@ def prepare(conn: Connection, tier: MemoryTier, name: str, dims: int, now_ns: in
     if row is not None and (row.embedder, row.dims) == (name, dims):
         return
     conn.execute(delete(item_vectors).where(item_vectors.c.tier == int(tier)))
-    upsert = sqlite_insert(vector_indexes).values(
-        tier=int(tier), embedder=name, dims=dims, cursor=0, updated_at_ns=now_ns
+    upsert = (
+        backend_of(conn)
+        .insert(vector_indexes)
+        .values(tier=int(tier), embedder=name, dims=dims, cursor=0, updated_at_ns=now_ns)
     )
     conn.execute(
         upsert.on_conflict_do_update(
@@ -179,7 +181,7 @@ def write_vectors(
         return False
     if changes.embed:
         assert matrix is not None and len(matrix) == len(changes.texts)
-        upsert = sqlite_insert(item_vectors)
+        upsert = backend_of(conn).insert(item_vectors)
         upsert = upsert.on_conflict_do_update(
             index_elements=[item_vectors.c.tier, item_vectors.c.item_id],
             set_={

@@ -52,6 +52,7 @@ back, as a new row.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import cache
 
 from sqlalchemy import and_, case, func, literal, select, update
 from sqlalchemy.engine import Connection
@@ -67,6 +68,7 @@ from memrepl.storage.expiry import (
     replicated_through,
 )
 from memrepl.storage.items import count_read, forget_items, read_item
+from memrepl.storage.portable import greatest, least
 from memrepl.storage.records import StoredItem
 from memrepl.storage.schema import WORKING, ChangeHook, TierSpec, working_items
 
@@ -105,10 +107,10 @@ def ttl_expiry(ttl_s: float | None, now_ns: int) -> int | None:
 def score_expression(now_ns: int) -> object:
     """The eviction score of a ``working_items`` row, as SQL (see the module docstring)."""
     table = working_items
-    last = func.max(func.coalesce(table.c.last_accessed_ns, 0), table.c.modified_at)
+    last = greatest(func.coalesce(table.c.last_accessed_ns, 0), table.c.modified_at)
     age = case((last >= now_ns, 0), else_=literal(now_ns) - last)
     half_life = float(RECENCY_HALF_LIFE_NS)
-    accesses = func.min(table.c.access_count, ACCESS_SATURATION)
+    accesses = least(table.c.access_count, ACCESS_SATURATION)
     return (
         PRIORITY_WEIGHT * table.c.priority / float(_MAX_PRIORITY)
         + ACCESS_WEIGHT * accesses / float(ACCESS_SATURATION)
@@ -154,6 +156,20 @@ def evict(
     return ids
 
 
+@cache
+def _probe(backend: str) -> str:
+    """The row count and the earliest expiry of the working tier: run on every write to the
+    tier, a hot statement, run on the driver (see .driver)."""
+    table = WORKING.table
+    return compile_statement(
+        select(
+            select(func.count()).select_from(table).scalar_subquery(),
+            select(func.min(table.c.expires_at_ns)).scalar_subquery(),
+        ),
+        backend,
+    ).sql
+
+
 def eviction_hook(capacity: int | None, wall: Callable[[], int]) -> ChangeHook:
     """The working tier's ``on_change``: expire, then, over ``capacity``, evict down to
     :func:`low_water` (None: no capacity, expiry only). Runs inside the write's transaction.
@@ -161,14 +177,6 @@ def eviction_hook(capacity: int | None, wall: Callable[[], int]) -> ChangeHook:
     The common case costs one query: the row count (tombstones included, on the smallest index)
     and the earliest expiry (an index lookup); expiry and eviction run only when they show work.
     """
-    table = WORKING.table
-    # Run on every write to the tier: a hot statement, run on the driver (see .driver).
-    probe = compile_statement(
-        select(
-            select(func.count()).select_from(table).scalar_subquery(),
-            select(func.min(table.c.expires_at_ns)).scalar_subquery(),
-        )
-    ).sql
 
     def on_change(conn: Connection, changed: Sequence[StoredItem], local_write: bool) -> None:
         now_ns = wall()
@@ -182,7 +190,7 @@ def eviction_hook(capacity: int | None, wall: Callable[[], int]) -> ChangeHook:
                 limit=capacity,
                 size=len(local),
             )
-        ((rows, earliest),) = driver.execute(conn, probe)
+        ((rows, earliest),) = driver.execute(conn, _probe(conn.dialect.name))
         # forget_items runs no hook, so forgetting never re-enters this one.
         if earliest is not None and earliest <= now_ns:
             expire(conn, WORKING, now_ns)

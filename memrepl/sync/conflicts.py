@@ -11,16 +11,17 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
 from typing import Any, NamedTuple
 
 from sqlalchemy import bindparam, func, select
-from sqlalchemy.dialects.sqlite import insert
 from sqlalchemy.engine import Connection
 
 from memrepl.merge import ItemState, MergeVerdict, Outcome
 from memrepl.namespaces import Namespace
 from memrepl.protocol.enums import MemoryTier
 from memrepl.storage import driver
+from memrepl.storage.backends import backend_named
 from memrepl.storage.driver import compile_statement
 from memrepl.storage.records import decode_json, encode_content, encode_json
 from memrepl.storage.schema import TierSpec, conflicts
@@ -58,13 +59,18 @@ class DetectedConflict(NamedTuple):
         return encode_content(self.verdict.state.content)
 
 
-#: The insert of one conflict row, ignoring a pair already logged: it runs with every applied batch
-#: that has conflicts, so it is compiled once and run on the driver (storage.driver).
-_INSERT = compile_statement(
-    insert(conflicts)
-    .values({column.name: bindparam(column.name) for column in _COLUMNS})
-    .on_conflict_do_nothing()
-)
+@cache
+def _insert(backend: str) -> str:
+    """The insert of one conflict row, ignoring a pair already logged: it runs with every applied
+    batch that has conflicts, so it is compiled once (per backend) and run on the driver
+    (storage.driver)."""
+    return compile_statement(
+        backend_named(backend)
+        .insert(conflicts)
+        .values({column.name: bindparam(column.name) for column in _COLUMNS})
+        .on_conflict_do_nothing(),
+        backend,
+    ).sql
 
 
 def _side(conflict: DetectedConflict, state: ItemState) -> tuple[object, ...]:
@@ -110,7 +116,7 @@ def record_conflicts(
         )
     if not rows:
         return 0
-    return max(driver.executemany(conn, _INSERT.sql, rows), 0)
+    return max(driver.executemany(conn, _insert(conn.dialect.name), rows), 0)
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from typing import Literal
 
 from sqlalchemy import func, select
-from sqlalchemy.dialects.sqlite import insert
 from sqlalchemy.engine import Connection
 
+from memrepl.storage.backends import backend_of
 from memrepl.storage.schema import sync_refusals
 
 Direction = Literal["inbound", "outbound"]
@@ -77,7 +77,7 @@ def record_refusal(
         "last_at_ns": now_ns,
         "ahead_ns": ahead_ns,
     }
-    statement = insert(sync_refusals).values(values)
+    statement = backend_of(conn).insert(sync_refusals).values(values)
     conn.execute(
         statement.on_conflict_do_update(
             index_elements=["peer_id", "tier", "direction", "code"],

@@ -16,11 +16,12 @@ gets a snapshot. ``forget_peer`` must drop a peer in every tier to stop it holdi
 from __future__ import annotations
 
 from sqlalchemy import func, select
-from sqlalchemy.dialects.sqlite import insert
 from sqlalchemy.engine import Connection
 
 from memrepl.protocol.enums import MemoryTier
 from memrepl.storage import digests
+from memrepl.storage.backends import backend_of
+from memrepl.storage.portable import greatest
 from memrepl.storage.schema import TierSpec, sync_vectors, tombstone_horizons
 from memrepl.sync.vectors import acked_cursors
 
@@ -47,14 +48,16 @@ def purge(conn: Connection, spec: TierSpec, *, grace_ns: int, now_ns: int) -> in
         return 0
     digests.forget_entries(conn, spec.tier, digests.entries_where(conn, spec, doomed))
     deleted = conn.execute(table.delete().where(doomed)).rowcount
-    statement = insert(tombstone_horizons).values(
-        tier=int(spec.tier), purged_through=highest, updated_at_ns=now_ns
+    statement = (
+        backend_of(conn)
+        .insert(tombstone_horizons)
+        .values(tier=int(spec.tier), purged_through=highest, updated_at_ns=now_ns)
     )
     conn.execute(
         statement.on_conflict_do_update(
             index_elements=["tier"],
             set_={
-                "purged_through": func.max(tombstone_horizons.c.purged_through, highest),
+                "purged_through": greatest(tombstone_horizons.c.purged_through, highest),
                 "updated_at_ns": now_ns,
             },
         )

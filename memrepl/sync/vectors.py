@@ -14,49 +14,55 @@ from __future__ import annotations
 
 from functools import cache
 
-from sqlalchemy import Column, Table, bindparam, func, select
-from sqlalchemy.dialects.sqlite import insert
+from sqlalchemy import Column, Table, bindparam, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import BindParameter
 
 from memrepl.protocol.enums import MemoryTier
 from memrepl.storage import driver
+from memrepl.storage.backends import backend_named
 from memrepl.storage.driver import DriverStatement, compile_statement
+from memrepl.storage.portable import greatest
 from memrepl.storage.schema import inbound_cursors, sync_vectors
 
 
 @cache
-def _select_positions(column: Column[int]) -> str:
+def _select_positions(column: Column[int], backend: str) -> str:
     table = column.table
     assert isinstance(table, Table)
     return compile_statement(
-        select(table.c.peer_id, column).where(table.c.tier == bindparam("tier"))
+        select(table.c.peer_id, column).where(table.c.tier == bindparam("tier")), backend
     ).sql
 
 
 def _positions(conn: Connection, column: Column[int], tier: MemoryTier) -> dict[str, int]:
     # Read by every delta and every round: compiled once, run on the driver (storage.driver).
-    rows = driver.execute(conn, _select_positions(column), (int(tier),))
+    rows = driver.execute(conn, _select_positions(column, conn.dialect.name), (int(tier),))
     return {peer: cursor for peer, cursor in rows}
 
 
 @cache
-def _upsert_position(column: Column[int], forward_only: bool) -> DriverStatement:
+def _upsert_position(column: Column[int], forward_only: bool, backend: str) -> DriverStatement:
     """Insert or update one (tier, peer) position, returning the stored value: it runs with
     every applied batch, so it is compiled once and run on the driver (storage.driver)."""
     table = column.table
     assert isinstance(table, Table)
     cursor: BindParameter[int] = bindparam("cursor")
-    statement = insert(table).values(
-        {"tier": bindparam("tier"), "peer_id": bindparam("peer_id"), column.name: cursor}
-        | {"updated_at_ns": bindparam("now_ns")}
+    statement = (
+        backend_named(backend)
+        .insert(table)
+        .values(
+            {"tier": bindparam("tier"), "peer_id": bindparam("peer_id"), column.name: cursor}
+            | {"updated_at_ns": bindparam("now_ns")}
+        )
     )
-    new_value = func.max(column, cursor) if forward_only else cursor
+    new_value = greatest(column, cursor) if forward_only else cursor
     return compile_statement(
         statement.on_conflict_do_update(
             index_elements=["tier", "peer_id"],
             set_={column.name: new_value, "updated_at_ns": bindparam("now_ns")},
-        ).returning(column)
+        ).returning(column),
+        backend,
     )
 
 
@@ -70,7 +76,7 @@ def _store_position(
     forward_only: bool,
 ) -> int:
     tier, peer_id = key
-    upsert = _upsert_position(column, forward_only)
+    upsert = _upsert_position(column, forward_only, conn.dialect.name)
     values = {"tier": int(tier), "peer_id": peer_id, "cursor": cursor, "now_ns": now_ns}
     ((stored,),) = driver.execute(conn, upsert.sql, upsert.parameters(values))
     return int(stored)

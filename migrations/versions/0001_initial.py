@@ -15,6 +15,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from memrepl.storage.sqltypes import Int64, Str
+
 # revision identifiers, used by Alembic.
 revision: str = "0001"
 down_revision: str | Sequence[str] | None = None
@@ -29,22 +31,22 @@ TIER_TABLES = ("working_items", "episodic_items", "semantic_items")
 
 def _item_columns() -> list[sa.Column[object]]:
     return [
-        sa.Column("item_id", sa.Text(), nullable=False),
-        sa.Column("content", sa.Text(), nullable=False),
+        sa.Column("item_id", Str, nullable=False),
+        sa.Column("content", Str, nullable=False),
         sa.Column("deleted", sa.Boolean(), nullable=False),
-        sa.Column("version_ts", sa.Integer(), nullable=False),
-        sa.Column("version_origin", sa.Text(), nullable=False),
-        sa.Column("whole_ts", sa.Integer(), nullable=False),
-        sa.Column("whole_origin", sa.Text(), nullable=False),
+        sa.Column("version_ts", Int64, nullable=False),
+        sa.Column("version_origin", Str, nullable=False),
+        sa.Column("whole_ts", Int64, nullable=False),
+        sa.Column("whole_origin", Str, nullable=False),
         sa.Column("whole_deleted", sa.Boolean(), nullable=False),
-        sa.Column("field_clocks", sa.Text(), nullable=False),
-        sa.Column("causal_context", sa.Text(), nullable=False),
-        sa.Column("priority", sa.Integer(), nullable=False),
-        sa.Column("modified_at", sa.Integer(), nullable=False),
-        sa.Column("received_from", sa.Text(), nullable=True),
-        sa.Column("created_at_ns", sa.Integer(), nullable=False),
-        sa.Column("access_count", sa.Integer(), server_default="0", nullable=False),
-        sa.Column("last_accessed_ns", sa.Integer(), nullable=True),
+        sa.Column("field_clocks", Str, nullable=False),
+        sa.Column("causal_context", Str, nullable=False),
+        sa.Column("priority", Int64, nullable=False),
+        sa.Column("modified_at", Int64, nullable=False),
+        sa.Column("received_from", Str, nullable=True),
+        sa.Column("created_at_ns", Int64, nullable=False),
+        sa.Column("access_count", Int64, server_default="0", nullable=False),
+        sa.Column("last_accessed_ns", Int64, nullable=True),
     ]
 
 
@@ -53,7 +55,7 @@ def upgrade() -> None:
         "working_items",
         *_item_columns(),
         sa.Column("pinned", sa.Boolean(), server_default="0", nullable=False),
-        sa.Column("expires_at_ns", sa.Integer(), nullable=True),
+        sa.Column("expires_at_ns", Int64, nullable=True),
         sa.PrimaryKeyConstraint("item_id"),
     )
     op.create_index("ix_working_items_expires_at_ns", "working_items", ["expires_at_ns"])
@@ -61,8 +63,8 @@ def upgrade() -> None:
     op.create_table(
         "episodic_items",
         *_item_columns(),
-        sa.Column("episode_id", sa.Text(), nullable=True),
-        sa.Column("occurred_at_ns", sa.Integer(), nullable=True),
+        sa.Column("episode_id", Str, nullable=True),
+        sa.Column("occurred_at_ns", Int64, nullable=True),
         sa.PrimaryKeyConstraint("item_id"),
     )
     op.create_index(
@@ -75,10 +77,10 @@ def upgrade() -> None:
     op.create_table(
         "semantic_items",
         *_item_columns(),
-        sa.Column("kind", sa.Text(), nullable=True),
-        sa.Column("source_id", sa.Text(), nullable=True),
-        sa.Column("target_id", sa.Text(), nullable=True),
-        sa.Column("relation", sa.Text(), nullable=True),
+        sa.Column("kind", Str, nullable=True),
+        sa.Column("source_id", Str, nullable=True),
+        sa.Column("target_id", Str, nullable=True),
+        sa.Column("relation", Str, nullable=True),
         sa.PrimaryKeyConstraint("item_id"),
     )
     op.create_index("ix_semantic_items_source_id", "semantic_items", ["source_id"])
@@ -89,35 +91,35 @@ def upgrade() -> None:
 
     op.create_table(
         "node",
-        sa.Column("id", sa.Integer(), autoincrement=False, nullable=False),
-        sa.Column("node_id", sa.Text(), nullable=False),
-        sa.Column("clock_last_ns", sa.Integer(), nullable=False),
-        sa.Column("created_at_ns", sa.Integer(), nullable=False),
-        sa.Column("created_by_version", sa.Text(), nullable=False),
+        sa.Column("id", Int64, autoincrement=False, nullable=False),
+        sa.Column("node_id", Str, nullable=False),
+        sa.Column("clock_last_ns", Int64, nullable=False),
+        sa.Column("created_at_ns", Int64, nullable=False),
+        sa.Column("created_by_version", Str, nullable=False),
         sa.CheckConstraint("id = 1", name="ck_node_single_row"),
         sa.PrimaryKeyConstraint("id"),
     )
 
     op.create_table(
         "conflicts",
-        sa.Column("id", sa.Integer(), autoincrement=True, nullable=False),
-        sa.Column("tier", sa.Integer(), nullable=False),
-        sa.Column("item_id", sa.Text(), nullable=False),
-        sa.Column("winner_ts", sa.Integer(), nullable=False),
-        sa.Column("winner_origin", sa.Text(), nullable=False),
-        sa.Column("winner_content", sa.Text(), nullable=False),
+        sa.Column("id", Int64, autoincrement=True, nullable=False),
+        sa.Column("tier", Int64, nullable=False),
+        sa.Column("item_id", Str, nullable=False),
+        sa.Column("winner_ts", Int64, nullable=False),
+        sa.Column("winner_origin", Str, nullable=False),
+        sa.Column("winner_content", Str, nullable=False),
         sa.Column("winner_deleted", sa.Boolean(), nullable=False),
-        sa.Column("winner_context", sa.Text(), nullable=False),
-        sa.Column("loser_ts", sa.Integer(), nullable=False),
-        sa.Column("loser_origin", sa.Text(), nullable=False),
-        sa.Column("loser_content", sa.Text(), nullable=False),
+        sa.Column("winner_context", Str, nullable=False),
+        sa.Column("loser_ts", Int64, nullable=False),
+        sa.Column("loser_origin", Str, nullable=False),
+        sa.Column("loser_content", Str, nullable=False),
         sa.Column("loser_deleted", sa.Boolean(), nullable=False),
-        sa.Column("loser_context", sa.Text(), nullable=False),
-        sa.Column("resolved_content", sa.Text(), nullable=False),
-        sa.Column("rule", sa.Text(), nullable=False),
-        sa.Column("peer_id", sa.Text(), nullable=False),
-        sa.Column("batch_id", sa.Text(), nullable=True),
-        sa.Column("detected_at_ns", sa.Integer(), nullable=False),
+        sa.Column("loser_context", Str, nullable=False),
+        sa.Column("resolved_content", Str, nullable=False),
+        sa.Column("rule", Str, nullable=False),
+        sa.Column("peer_id", Str, nullable=False),
+        sa.Column("batch_id", Str, nullable=True),
+        sa.Column("detected_at_ns", Int64, nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sa.UniqueConstraint(
             "tier",
@@ -136,19 +138,19 @@ def upgrade() -> None:
 
     op.create_table(
         "sync_vectors",
-        sa.Column("tier", sa.Integer(), nullable=False),
-        sa.Column("peer_id", sa.Text(), nullable=False),
-        sa.Column("acked_cursor", sa.Integer(), nullable=False),
-        sa.Column("updated_at_ns", sa.Integer(), nullable=False),
+        sa.Column("tier", Int64, nullable=False),
+        sa.Column("peer_id", Str, nullable=False),
+        sa.Column("acked_cursor", Int64, nullable=False),
+        sa.Column("updated_at_ns", Int64, nullable=False),
         sa.PrimaryKeyConstraint("tier", "peer_id"),
     )
 
     op.create_table(
         "inbound_cursors",
-        sa.Column("tier", sa.Integer(), nullable=False),
-        sa.Column("peer_id", sa.Text(), nullable=False),
-        sa.Column("applied_cursor", sa.Integer(), nullable=False),
-        sa.Column("updated_at_ns", sa.Integer(), nullable=False),
+        sa.Column("tier", Int64, nullable=False),
+        sa.Column("peer_id", Str, nullable=False),
+        sa.Column("applied_cursor", Int64, nullable=False),
+        sa.Column("updated_at_ns", Int64, nullable=False),
         sa.PrimaryKeyConstraint("tier", "peer_id"),
     )
 

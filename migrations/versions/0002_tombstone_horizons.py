@@ -15,6 +15,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from memrepl.storage.sqltypes import Int64
+
 revision: str = "0002"
 down_revision: str | Sequence[str] | None = "0001"
 branch_labels: str | Sequence[str] | None = None
@@ -28,9 +30,9 @@ changes_replication = True
 def upgrade() -> None:
     op.create_table(
         "tombstone_horizons",
-        sa.Column("tier", sa.Integer(), nullable=False),
-        sa.Column("purged_through", sa.Integer(), nullable=False),
-        sa.Column("updated_at_ns", sa.Integer(), nullable=False),
+        sa.Column("tier", Int64, nullable=False),
+        sa.Column("purged_through", Int64, nullable=False),
+        sa.Column("updated_at_ns", Int64, nullable=False),
         sa.PrimaryKeyConstraint("tier"),
     )
 

@@ -21,6 +21,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import context, op
 
+from memrepl.storage.sqltypes import Int64
+
 revision: str = "0004"
 down_revision: str | Sequence[str] | None = "0003"
 branch_labels: str | Sequence[str] | None = None
@@ -33,10 +35,10 @@ changes_replication = True
 def upgrade() -> None:
     op.create_table(
         "tier_digests",
-        sa.Column("tier", sa.Integer(), nullable=False),
-        sa.Column("bucket", sa.Integer(), nullable=False),
-        sa.Column("digest", sa.Integer(), nullable=False),
-        sa.Column("row_count", sa.Integer(), nullable=False),
+        sa.Column("tier", Int64, nullable=False),
+        sa.Column("bucket", Int64, nullable=False),
+        sa.Column("digest", Int64, nullable=False),
+        sa.Column("row_count", Int64, nullable=False),
         sa.PrimaryKeyConstraint("tier", "bucket"),
     )
     # The digest of a row is the code's (memrepl.storage.digests): if it ever changes, a new

@@ -17,6 +17,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from memrepl.storage.sqltypes import Int64, Str
+
 revision: str = "0005"
 down_revision: str | Sequence[str] | None = "0004"
 branch_labels: str | Sequence[str] | None = None
@@ -32,17 +34,13 @@ TIER_TABLES = ("working_items", "episodic_items", "semantic_items")
 def upgrade() -> None:
     for table in TIER_TABLES:
         with op.batch_alter_table(table, recreate="never") as batch:
-            batch.add_column(sa.Column("item_key", sa.Text(), nullable=True))
+            batch.add_column(sa.Column("item_key", Str, nullable=True))
+            batch.add_column(sa.Column("namespace_ts", Int64, server_default="0", nullable=False))
             batch.add_column(
-                sa.Column("namespace_ts", sa.Integer(), server_default="0", nullable=False)
+                sa.Column("namespace_origin", Str, server_default=sa.text("''"), nullable=False)
             )
             batch.add_column(
-                sa.Column(
-                    "namespace_origin", sa.Text(), server_default=sa.text("''"), nullable=False
-                )
-            )
-            batch.add_column(
-                sa.Column("namespace", sa.Text(), server_default=sa.text("''"), nullable=False)
+                sa.Column("namespace", Str, server_default=sa.text("''"), nullable=False)
             )
         op.create_index(f"ix_{table}_namespace", table, ["namespace"])
 

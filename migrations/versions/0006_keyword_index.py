@@ -1,4 +1,5 @@
-"""The keyword index: an FTS5 table per tier, filled from the existing rows.
+"""The keyword index: an FTS5 table per tier (a tsvector table on PostgreSQL), filled from the
+existing rows.
 
 Revision ID: 0006
 Revises: 0005
@@ -8,6 +9,9 @@ Create Date: 2026-12-06
 ``modified_at``; the text: every string value of its content). memrepl's storage operations keep
 it equal to the table in each write's transaction (memrepl.storage.keyword). The DDL is frozen
 here; a test checks it equals what memrepl.storage.keyword builds at this head.
+
+On PostgreSQL the same index is a table of ``(modified_at, body tsvector)`` with a GIN index on
+``body`` (memrepl.storage.backends.postgresql_search builds its lexemes from the same text).
 """
 
 from __future__ import annotations
@@ -55,13 +59,31 @@ def statements(items: str) -> list[str]:
     ]
 
 
+def postgresql_statements(items: str) -> list[str]:
+    """The DDL of one tier table's index on PostgreSQL (what migration 0006 ran there)."""
+    return [
+        f"CREATE TABLE {items}_fts (rowid BIGINT PRIMARY KEY, body TSVECTOR NOT NULL)",
+        f"CREATE INDEX {items}_fts_body ON {items}_fts USING gin (body)",
+    ]
+
+
 def upgrade() -> None:
+    postgresql = op.get_context().dialect.name == "postgresql"
     for items in TIER_TABLES:
-        for statement in statements(items):
+        for statement in postgresql_statements(items) if postgresql else statements(items):
             op.execute(statement)
     if op.get_context().as_sql:
         return  # printing the DDL (alembic upgrade --sql): no rows to index
     bind = op.get_bind()
+    if postgresql:
+        # The lexemes of a text are the code's (memrepl.storage.backends.postgresql_search):
+        # if they ever change, a new migration refills the index the same way.
+        from memrepl.storage.backends import postgresql_search
+        from memrepl.storage.schema import TIER_SPECS
+
+        for spec in TIER_SPECS.values():
+            postgresql_search.fill(bind, spec)
+        return
     for items in TIER_TABLES:
         rows = bind.execute(sa.text(f"SELECT modified_at, content FROM {items} WHERE deleted = 0"))
         add = sa.text(f"INSERT INTO {items}_fts(rowid, body) VALUES (:stamp, :body)")

@@ -17,6 +17,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from memrepl.storage.sqltypes import Int64, Str
+
 revision: str = "0008"
 down_revision: str | Sequence[str] | None = "0007"
 branch_labels: str | Sequence[str] | None = None
@@ -30,35 +32,35 @@ changes_replication = True
 def upgrade() -> None:
     op.create_table(
         "forgotten_items",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("tier", sa.Integer(), nullable=False),
-        sa.Column("item_id", sa.Text(), nullable=False),
-        sa.Column("content", sa.Text(), nullable=False),
+        sa.Column("id", Int64, nullable=False),
+        sa.Column("tier", Int64, nullable=False),
+        sa.Column("item_id", Str, nullable=False),
+        sa.Column("content", Str, nullable=False),
         sa.Column("deleted", sa.Boolean(), nullable=False),
-        sa.Column("version_ts", sa.Integer(), nullable=False),
-        sa.Column("version_origin", sa.Text(), nullable=False),
-        sa.Column("causal_context", sa.Text(), nullable=False),
-        sa.Column("modified_at", sa.Integer(), nullable=False),
-        sa.Column("received_from", sa.Text(), nullable=True),
-        sa.Column("peer_id", sa.Text(), nullable=False),
-        sa.Column("snapshot_id", sa.Text(), nullable=False),
-        sa.Column("purged_through", sa.Integer(), nullable=False),
-        sa.Column("forgotten_at_ns", sa.Integer(), nullable=False),
+        sa.Column("version_ts", Int64, nullable=False),
+        sa.Column("version_origin", Str, nullable=False),
+        sa.Column("causal_context", Str, nullable=False),
+        sa.Column("modified_at", Int64, nullable=False),
+        sa.Column("received_from", Str, nullable=True),
+        sa.Column("peer_id", Str, nullable=False),
+        sa.Column("snapshot_id", Str, nullable=False),
+        sa.Column("purged_through", Int64, nullable=False),
+        sa.Column("forgotten_at_ns", Int64, nullable=False),
         sa.PrimaryKeyConstraint("id"),
         sqlite_autoincrement=True,
     )
     op.create_index("ix_forgotten_items_tier_item", "forgotten_items", ["tier", "item_id"])
     op.create_table(
         "sync_refusals",
-        sa.Column("peer_id", sa.Text(), nullable=False),
-        sa.Column("tier", sa.Integer(), nullable=False),
-        sa.Column("direction", sa.Text(), nullable=False),
-        sa.Column("code", sa.Text(), nullable=False),
-        sa.Column("reason", sa.Text(), nullable=False),
-        sa.Column("count", sa.Integer(), nullable=False),
-        sa.Column("first_at_ns", sa.Integer(), nullable=False),
-        sa.Column("last_at_ns", sa.Integer(), nullable=False),
-        sa.Column("ahead_ns", sa.Integer(), nullable=True),
+        sa.Column("peer_id", Str, nullable=False),
+        sa.Column("tier", Int64, nullable=False),
+        sa.Column("direction", Str, nullable=False),
+        sa.Column("code", Str, nullable=False),
+        sa.Column("reason", Str, nullable=False),
+        sa.Column("count", Int64, nullable=False),
+        sa.Column("first_at_ns", Int64, nullable=False),
+        sa.Column("last_at_ns", Int64, nullable=False),
+        sa.Column("ahead_ns", Int64, nullable=True),
         sa.CheckConstraint(
             "direction IN ('inbound', 'outbound')", name="ck_sync_refusals_direction"
         ),

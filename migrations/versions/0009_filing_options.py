@@ -19,6 +19,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
+from memrepl.storage.sqltypes import Int64, Str
+
 revision: str = "0009"
 down_revision: str | Sequence[str] | None = "0008"
 branch_labels: str | Sequence[str] | None = None
@@ -37,11 +39,11 @@ def upgrade() -> None:
     for table in TIER_TABLES:
         with op.batch_alter_table(table, recreate="never") as batch:
             batch.add_column(
-                sa.Column("item_options", sa.Text(), server_default=sa.text("''"), nullable=False)
+                sa.Column("item_options", Str, server_default=sa.text("''"), nullable=False)
             )
     for table in NEWLY_EXPIRING:
         with op.batch_alter_table(table, recreate="never") as batch:
-            batch.add_column(sa.Column("expires_at_ns", sa.Integer(), nullable=True))
+            batch.add_column(sa.Column("expires_at_ns", Int64, nullable=True))
         op.create_index(f"ix_{table}_expires_at_ns", table, ["expires_at_ns"])
 
 

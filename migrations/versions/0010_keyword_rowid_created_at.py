@@ -13,6 +13,11 @@ how a search hit finds its row), sets the indexes' FTS5 ``automerge`` to 16 and 
 index with the new rowids, as ``memrepl index rebuild`` would. The text indexed and the settings
 are frozen here (equal to memrepl.storage.keyword's; a test checks). Downgrading rebuilds the
 indexes keyed by ``modified_at``, with FTS5's default settings, again.
+
+On PostgreSQL the index (a ``tsvector`` table, memrepl.storage.backends.postgresql_search) was
+keyed by ``created_at_ns`` from the start, as no store on PostgreSQL predates this revision: the
+revision adds the unique index and refills the index with the code's lexemes; its downgrade
+drops the unique index only.
 """
 
 from __future__ import annotations
@@ -93,20 +98,33 @@ def rebuild(items: str, rowid: str) -> None:
     op.execute(f"INSERT INTO {fts}({fts}) VALUES ('optimize')")
 
 
+def _postgresql() -> bool:
+    return bool(op.get_context().dialect.name == "postgresql")
+
+
 def upgrade() -> None:
     for items in TIER_TABLES:
         if not op.get_context().as_sql:
             # created_at_ns was unique by construction (one clock tick per created row) unless
             # rows were written by hand: give such a duplicate its own last stamp instead.
             op.execute(
-                f"UPDATE {items} SET created_at_ns = modified_at WHERE rowid NOT IN "
-                f"(SELECT min(rowid) FROM {items} GROUP BY created_at_ns)"
+                f"UPDATE {items} SET created_at_ns = modified_at WHERE item_id NOT IN "
+                f"(SELECT min(item_id) FROM {items} GROUP BY created_at_ns)"
             )
         op.create_index(f"ix_{items}_created_at_ns", items, ["created_at_ns"], unique=True)
-        for statement in configure(items, SETTINGS):
-            op.execute(statement)
+        if not _postgresql():
+            for statement in configure(items, SETTINGS):
+                op.execute(statement)
     if op.get_context().as_sql:
         return  # printing the DDL (alembic upgrade --sql): no rows to index
+    if _postgresql():
+        # The lexemes are the code's (see migration 0006).
+        from memrepl.storage.backends import postgresql_search
+        from memrepl.storage.schema import TIER_SPECS
+
+        for spec in TIER_SPECS.values():
+            postgresql_search.rebuild(op.get_bind(), spec)
+        return
     for items in TIER_TABLES:
         rebuild(items, "created_at_ns")
 
@@ -114,9 +132,10 @@ def upgrade() -> None:
 def downgrade() -> None:
     for items in TIER_TABLES:
         op.drop_index(f"ix_{items}_created_at_ns", table_name=items)
-        for statement in configure(items, DEFAULT_SETTINGS):
-            op.execute(statement)
-    if op.get_context().as_sql:
+        if not _postgresql():
+            for statement in configure(items, DEFAULT_SETTINGS):
+                op.execute(statement)
+    if op.get_context().as_sql or _postgresql():
         return
     for items in TIER_TABLES:
         rebuild(items, "modified_at")
