@@ -217,8 +217,11 @@ def hit_of(spec: TierSpec, item: StoredItem, score: float | None) -> Hit:
 @lru_cache(maxsize=64)
 def _load_by_rowid_sql(table: Table, count: int, backend: str) -> str:
     """``SELECT <every column> ... WHERE <the index's rowid column> IN (count values)``."""
-    rowids: BindParameter[list[int]] = bindparam("rowids", value=[0] * count, expanding=True)
-    query = select(table).where(table.c[keyword.ROWID_COLUMN].in_(rowids))
+    column = table.c[keyword.ROWID_COLUMN]
+    rowids: BindParameter[list[int]] = bindparam(
+        "rowids", value=[0] * count, type_=column.type, expanding=True
+    )
+    query = select(table).where(column.in_(rowids))
     return compile_statement(query, backend, render_postcompile=True).sql
 
 

@@ -46,7 +46,7 @@ def digest(db: Path, tier: MemoryTier, *, live_only: bool = False) -> str:
     Content is compared as JSON (keys sorted): merged objects may list their keys in another
     order on each node.
     """
-    where = "WHERE deleted = 0" if live_only else ""
+    where = "WHERE NOT deleted" if live_only else ""
     found = [
         (item_id, deleted, json.dumps(json.loads(content), sort_keys=True), ts, origin)
         for item_id, deleted, content, ts, origin in rows(
@@ -59,7 +59,7 @@ def digest(db: Path, tier: MemoryTier, *, live_only: bool = False) -> str:
 
 
 def count(db: Path, tier: MemoryTier, *, live_only: bool = True) -> int:
-    where = "WHERE deleted = 0" if live_only else ""
+    where = "WHERE NOT deleted" if live_only else ""
     return int(rows(db, f"SELECT count(*) FROM {TABLES[tier]} {where}")[0][0])
 
 

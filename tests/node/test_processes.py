@@ -218,12 +218,12 @@ def test_a_node_below_the_purge_horizon_gets_a_snapshot(processes: Processes) ->
     # if a had collected it by then).
     forgot = (
         "SELECT item_id, peer_id, json_extract(content, '$.occurred_at_ns') FROM forgotten_items "
-        "WHERE deleted = 0"
+        "WHERE NOT deleted"
     )
     assert sorted(rows(b.db, forgot)) == sorted(
         (item_id, "a", int(item_id.removeprefix("a-e"))) for item_id in deleted
     )
-    tombstone = "SELECT item_id FROM forgotten_items WHERE deleted = 1"
+    tombstone = "SELECT item_id FROM forgotten_items WHERE deleted"
     assert rows(b.db, tombstone) in ([], [("a-e3",)])
     assert "asking it for a snapshot" in b.log_text()
     # The round's result is logged once its last ACK is in, a moment after b holds it all.

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import sqlite3
 import subprocess
 import textwrap
 import time
@@ -130,16 +129,25 @@ WRITER_SCRIPT = """
 """
 
 
-def test_two_processes_writing_one_file(opener: Callable[..., Store], db_path: Path) -> None:
+#: The commit log's key, assigned in commit order under the write lock.
+SEQUENCE_KEY = {
+    "sqlite": "INTEGER PRIMARY KEY AUTOINCREMENT",
+    "postgresql": "BIGSERIAL PRIMARY KEY",
+}
+
+
+def test_two_processes_writing_one_file(
+    opener: Callable[..., Store], db_path: Path, backend: str, tmp_path: Path
+) -> None:
+    """Two processes writing one store at once (on PostgreSQL: two machines would do the
+    same): every stamp unique, commit order is stamp order, nothing lost."""
     count = 300
     opener().close()  # create and migrate once
-    conn = sqlite3.connect(db_path)
-    conn.execute(
-        "CREATE TABLE commit_log (seq INTEGER PRIMARY KEY AUTOINCREMENT, modified_at, proc)"
+    query(
+        db_path,
+        f"CREATE TABLE commit_log (seq {SEQUENCE_KEY[backend]}, modified_at BIGINT, proc INTEGER)",
     )
-    conn.commit()
-    conn.close()
-    go = db_path.parent / "go"
+    go = tmp_path / "go"
     writers = [
         subprocess.Popen(
             [

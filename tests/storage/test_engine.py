@@ -1,17 +1,20 @@
-"""The engine: pragmas on every connection, BEGIN IMMEDIATE for writes, deferred BEGIN for reads."""
+"""The engine: settings on every connection, writes that hold the store's write lock from their
+first statement (SQLite's BEGIN IMMEDIATE, PostgreSQL's advisory lock), reads that see a
+snapshot."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 
 from memrepl.storage import Store
 from memrepl.storage.engine import create_async_engine, create_engine, write_engine
 
+from ..files import query
 from .sqltrace import statements_run
 
 
@@ -23,6 +26,7 @@ def pragmas(store: Store) -> dict[str, object]:
         }
 
 
+@pytest.mark.sqlite_only
 def test_default_pragmas(store: Store) -> None:
     assert pragmas(store) == {
         "journal_mode": "wal",
@@ -32,29 +36,58 @@ def test_default_pragmas(store: Store) -> None:
     }
 
 
+@pytest.mark.sqlite_only
 def test_configured_pragmas(opener: Callable[..., Store]) -> None:
     store = opener(synchronous="normal", busy_timeout_ms=1234)
     assert pragmas(store)["synchronous"] == 1
     assert pragmas(store)["busy_timeout"] == 1234
 
 
-def test_writes_begin_immediate_and_reads_deferred(store: Store) -> None:
-    assert statements_run(store, lambda: store.working.add("x", {}))[0] == "BEGIN IMMEDIATE"
-    assert statements_run(store, lambda: store.working.get_modified_since(0))[0] == "BEGIN"
+@pytest.mark.backends("postgresql")
+def test_postgresql_session_settings(opener: Callable[..., Store]) -> None:
+    """busy_timeout_ms is how long a writer waits for the write lock (lock_timeout);
+    synchronous FULL (the default) keeps commits durable (synchronous_commit), NORMAL does not."""
+
+    def settings(store: Store) -> tuple[str, str]:
+        with store.read() as conn:
+            lock = conn.exec_driver_sql("SHOW lock_timeout").scalar()
+            durable = conn.exec_driver_sql("SHOW synchronous_commit").scalar()
+        return str(lock), str(durable)
+
+    assert settings(opener()) == ("5s", "on")
+    assert settings(opener(synchronous="normal", busy_timeout_ms=1234)) == ("1234ms", "off")
 
 
-def test_write_transaction_holds_the_write_lock(store: Store, db_path: Path) -> None:
-    other = sqlite3.connect(db_path, timeout=0, isolation_level=None)
-    try:
-        with store.write() as conn:
-            conn.execute(text("SELECT 1"))
-            # The lock is taken at BEGIN, before this transaction wrote anything.
-            with pytest.raises(sqlite3.OperationalError, match="locked"):
-                other.execute("BEGIN IMMEDIATE")
-        other.execute("BEGIN IMMEDIATE")
-        other.execute("ROLLBACK")
-    finally:
-        other.close()
+WRITE_BEGINS = {
+    "sqlite": ["BEGIN IMMEDIATE"],
+    "postgresql": [
+        "BEGIN ISOLATION LEVEL READ COMMITTED",
+        "SELECT pg_advisory_xact_lock(hashtextextended('memrepl write ' || current_schema(), 0))",
+    ],
+}
+READ_BEGINS = {"sqlite": "BEGIN", "postgresql": "BEGIN ISOLATION LEVEL REPEATABLE READ"}
+
+
+def test_writes_take_the_lock_first_and_reads_a_snapshot(store: Store, backend: str) -> None:
+    written = statements_run(store, lambda: store.working.add("x", {}))
+    assert written[: len(WRITE_BEGINS[backend])] == WRITE_BEGINS[backend]
+    assert (
+        statements_run(store, lambda: store.working.get_modified_since(0))[0]
+        == (READ_BEGINS[backend])
+    )
+
+
+def test_write_transaction_holds_the_write_lock(store: Store, opener: Callable[..., Store]) -> None:
+    """The lock is taken at BEGIN, before the transaction wrote anything: another store's
+    writer waits for it (busy_timeout_ms), and fails when the wait is over."""
+    other = opener(busy_timeout_ms=50)
+    with store.write() as conn:
+        conn.execute(text("SELECT 1"))
+        with pytest.raises(OperationalError, match=r"locked|lock timeout"):
+            other.working.add("blocked", {})
+    other.working.add("after", {})
+    assert store.working.get_by_id("after") is not None
+    assert store.working.get_by_id("blocked") is None
 
 
 def test_reads_see_a_snapshot(store: Store, db_path: Path) -> None:
@@ -140,7 +173,9 @@ def test_a_write_inside_a_write_fails_at_once(store: Store) -> None:
         assert conn.exec_driver_sql("SELECT created_by_version FROM node").scalar() == "outer"
 
 
-def test_a_failed_commit_leaves_the_store_writable(store: Store, db_path: Path) -> None:
+def test_a_failed_commit_leaves_the_store_writable(
+    store: Store, db_path: Path, opener: Callable[..., Store]
+) -> None:
     """A COMMIT that fails (here a deferred foreign key) can leave SQLite's transaction open on
     the store's write connection: the store must not keep it, nor the write lock."""
     from sqlalchemy.exc import IntegrityError
@@ -153,13 +188,8 @@ def test_a_failed_commit_leaves_the_store_writable(store: Store, db_path: Path) 
     with pytest.raises(IntegrityError), store.write() as conn:
         conn.exec_driver_sql("INSERT INTO child VALUES (1)")
     store.working.add("after", {"v": 1})
-    other = sqlite3.connect(db_path, timeout=0, isolation_level=None)
-    try:
-        other.execute("BEGIN IMMEDIATE")
-        other.execute("ROLLBACK")
-        assert other.execute("SELECT count(*) FROM child").fetchone() == (0,)
-    finally:
-        other.close()
+    opener(busy_timeout_ms=0).working.add("other", {"v": 1})  # the write lock is free
+    assert query(db_path, "SELECT count(*) FROM child") == [(0,)]
 
 
 def test_close_inside_a_write_lets_it_commit(db_path: Path) -> None:

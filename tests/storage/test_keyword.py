@@ -24,7 +24,8 @@ from memrepl.storage import Store, keyword
 from memrepl.storage.migrate import alembic_config
 from memrepl.storage.schema import TIER_SPECS
 
-from ..files import dump, query
+from ..conftest import Location
+from ..files import dump, intact, is_postgres, query, table_names
 from .conftest import PYTHON, REPO, subprocess_env
 
 
@@ -199,12 +200,12 @@ def test_the_index_survives_a_restart_and_a_rebuild_gives_the_same_results(
     counts = reopened.rebuild_indexes()
     assert counts == {
         tier: query(
-            db_path, f"SELECT count(*) FROM {TIER_SPECS[tier].table.name} WHERE deleted = 0"
+            db_path, f"SELECT count(*) FROM {TIER_SPECS[tier].table.name} WHERE NOT deleted"
         )[0][0]
         for tier in MemoryTier
     }
     assert snapshot(reopened) == before
-    assert query(db_path, "PRAGMA integrity_check") == [("ok",)]
+    assert intact(db_path)
 
 
 def test_the_asyncio_twin_searches_and_rebuilds(db_path: Path) -> None:
@@ -245,8 +246,11 @@ def test_the_migrations_index_what_the_code_indexes(content: dict[str, object]) 
         assert frozen == keyword.indexed_text(json.loads(text)), revision
 
 
-def index_entries(path: Path | None) -> list[tuple[str, int, int]]:
-    """Every (word, rowid, offset) of the episodic tier's index."""
+def index_entries(path: Location | None) -> list[tuple[object, ...]]:
+    """Every (word, rowid, offset) of the episodic tier's index (on PostgreSQL, every (rowid,
+    tsvector))."""
+    if is_postgres(path):
+        return query(path, "SELECT rowid, body::text FROM episodic_items_fts ORDER BY 1")
     conn = sqlite3.connect(path or ":memory:")
     try:
         conn.execute(
@@ -258,15 +262,13 @@ def index_entries(path: Path | None) -> list[tuple[str, int, int]]:
 
 
 def test_an_entry_is_keyed_by_created_at_and_kept_while_the_text_is(
-    store: Store, db_path: Path
+    store: Store, db_path: Location
 ) -> None:
     memory = store.episodic
     created = memory.add("a", {"text": "tea with lemon", "n": 1}, namespace=("users", "x"))
     memory.add("b", {"text": "coffee"})
     stamp = created["created_at_ns"]
-    assert query(
-        db_path, "SELECT rowid FROM episodic_items_fts WHERE episodic_items_fts MATCH 'lemon'"
-    ) == [(stamp,)]
+    assert matching(db_path, "lemon") == [(stamp,)]
     index = dump_index(db_path)
     # Writes that leave the text as it was leave the index as it was.
     memory.merge("a", {"n": 2})
@@ -275,23 +277,35 @@ def test_an_entry_is_keyed_by_created_at_and_kept_while_the_text_is(
     assert ids(store.search("lemon", namespace=("users", "y"))) == ["a"]
     # A new text replaces the old one under the same rowid.
     memory.update("a", {"text": "tea with honey"})
-    assert query(
-        db_path, "SELECT rowid FROM episodic_items_fts WHERE episodic_items_fts MATCH 'honey'"
-    ) == [(stamp,)]
+    assert matching(db_path, "honey") == [(stamp,)]
     assert ids(store.search("lemon")) == []
     memory.delete("a")
     assert ids(store.search("honey")) == []
     memory.add("a", {"text": "tea again"})  # resurrected: the row and its rowid are the same
-    assert query(
-        db_path, "SELECT rowid FROM episodic_items_fts WHERE episodic_items_fts MATCH 'again'"
-    ) == [(stamp,)]
+    assert matching(db_path, "again") == [(stamp,)]
     before = index_entries(db_path)
     store.rebuild_indexes()
     assert index_entries(db_path) == before
 
 
-def dump_index(path: Path) -> list[tuple[object, ...]]:
-    """The episodic index's own tables, row by row (equal dumps: the index was not written)."""
+def matching(path: Location, word: str) -> list[tuple[object, ...]]:
+    """The rowids of the episodic index's entries that hold ``word``."""
+    if is_postgres(path):
+        return query(
+            path, "SELECT rowid FROM episodic_items_fts WHERE body @@ CAST(? AS TSQUERY)", word
+        )
+    return query(
+        path, f"SELECT rowid FROM episodic_items_fts WHERE episodic_items_fts MATCH '{word}'"
+    )
+
+
+def dump_index(path: Location) -> list[tuple[object, ...]]:
+    """The episodic index's own tables, row by row (equal dumps: the index was not written; on
+    PostgreSQL each row's physical place, which any write of it changes)."""
+    if is_postgres(path):
+        return query(
+            path, "SELECT ctid::text, rowid, body::text FROM episodic_items_fts ORDER BY 2"
+        )
     return [
         row
         for shadow in ("data", "idx", "docsize")
@@ -319,7 +333,7 @@ def test_the_migration_indexes_existing_items(opener: Callable[..., Store], db_p
         )
         assert done.returncode == 0, done.stderr
         if step == "0004":
-            assert query(db_path, "SELECT name FROM sqlite_master WHERE name LIKE '%_fts%'") == []
+            assert not [name for name in table_names(db_path) if "_fts" in name]
     assert ids(opener().search("before")) == ["old"]
 
 
@@ -332,6 +346,7 @@ def settings(db_path: Path) -> list[tuple[object, ...]]:
     return found
 
 
+@pytest.mark.sqlite_only
 def test_a_new_store_has_the_settings(store: Store, db_path: Path) -> None:
     assert settings(db_path) == [(value,) for _, value in keyword.SETTINGS] * 3
 
@@ -349,6 +364,7 @@ def alembic_to(db_path: Path, command: str, revision: str) -> None:
     assert done.returncode == 0, done.stderr
 
 
+@pytest.mark.sqlite_only
 def test_migration_0010_rekeys_the_index_as_the_code_builds_it(
     opener: Callable[..., Store], db_path: Path
 ) -> None:

@@ -23,6 +23,9 @@ from memrepl.storage import LocalWrite, Store, keyword, keyword_topk
 from memrepl.storage.schema import EPISODIC
 from memrepl.storage.search import namespace_condition
 
+#: FTS5's own ranking (BM25, its shadow tables): PostgreSQL's keyword index ranks with ts_rank.
+pytestmark = pytest.mark.sqlite_only
+
 #: A vocabulary whose first words are in most items (like "the") and whose last are rare.
 VOCABULARY = [f"w{rank}" for rank in range(12)]
 WEIGHTS = [1.0 / (rank + 1) for rank in range(len(VOCABULARY))]

@@ -30,7 +30,8 @@ from memrepl.storage.migrate import (
 )
 from memrepl.storage.schema import metadata
 
-from ..files import dump, query
+from ..conftest import Locator
+from ..files import dump, query, table_names
 from .conftest import PYTHON, REPO, subprocess_env
 
 #: The keyword indexes (migration 0006): FTS5 tables and their shadow tables, outside the metadata.
@@ -38,17 +39,28 @@ INDEX_TABLES = {
     fts + shadow for fts in FTS_TABLES for shadow in ("", "_config", "_data", "_docsize", "_idx")
 }
 TABLES = {*metadata.tables, "alembic_version", *INDEX_TABLES}
+#: On PostgreSQL the keyword indexes are plain tables (with a GIN index each): no shadows.
+POSTGRESQL_TABLES = {*metadata.tables, "alembic_version", *FTS_TABLES}
 
 
-def tables(path: Path) -> set[str]:
-    rows = query(path, "SELECT name FROM sqlite_master WHERE type = 'table'")
-    return {name for (name,) in rows} - {"sqlite_sequence"}
+def tables(path: Path | str) -> set[str]:
+    return table_names(path)
 
 
-def test_open_upgrades_an_empty_file(db_path: Path, opener: Callable[..., Store]) -> None:
-    db_path.touch()
-    store = opener(node_id="node-a")
-    assert tables(db_path) == TABLES
+def all_tables(backend: str) -> set[str]:
+    return TABLES if backend == "sqlite" else POSTGRESQL_TABLES
+
+
+def test_open_upgrades_an_empty_file(
+    locate: Locator, opener: Callable[..., Store], backend: str
+) -> None:
+    db_path = locate("empty", migrated=False)
+    if backend == "sqlite":
+        assert isinstance(db_path, Path)
+        db_path.touch()
+    assert tables(db_path) == set()
+    store = opener(node_id="node-a", path=db_path)
+    assert tables(db_path) == all_tables(backend)
     assert query(db_path, "SELECT version_num FROM alembic_version") == [(HEAD_REVISION,)]
     ((node_id, clock, created, version),) = query(
         db_path, "SELECT node_id, clock_last_ns, created_at_ns, created_by_version FROM node"
@@ -157,10 +169,7 @@ def test_metadata_equals_the_migrated_database(store: Store) -> None:
 def test_unknown_revision_is_refused(db_path: Path, opener: Callable[..., Store]) -> None:
     with opener() as store:
         store.working.add("x", {"v": 1})
-    conn = sqlite3.connect(db_path)
-    conn.execute("UPDATE alembic_version SET version_num = '0042_from_the_future'")
-    conn.commit()
-    conn.close()
+    query(db_path, "UPDATE alembic_version SET version_num = '0042_from_the_future'")
     before = dump(db_path)
     with pytest.raises(SchemaTooNewError) as caught:
         open_store(db_path, node_id="node-a")
@@ -214,10 +223,10 @@ def test_alembic_cli_prints_the_ddl(tmp_path: Path) -> None:
     assert not (tmp_path / "unused.db").exists()
 
 
-def test_migration_runs_in_the_callers_transaction(tmp_path: Path) -> None:
+def test_migration_runs_in_the_callers_transaction(locate: Locator) -> None:
     from memrepl.storage.migrate import upgrade
 
-    path = tmp_path / "rollback.db"
+    path = locate("rollback", migrated=False)
     engine = create_engine(path)
     try:
         with pytest.raises(RuntimeError), engine.begin() as conn:
@@ -228,3 +237,23 @@ def test_migration_runs_in_the_callers_transaction(tmp_path: Path) -> None:
     finally:
         engine.dispose()
     assert tables(path) == set()
+
+
+@pytest.mark.backends("postgresql")
+def test_alembic_cli_on_postgresql(locate: Locator) -> None:
+    """The same scripts from the repository root on a PostgreSQL database: up to head, down to
+    nothing, and up again -- one history, both databases."""
+    url = locate("cli", migrated=False)
+    done = alembic_cli("-x", f"db={url}", "upgrade", "head")
+    assert done.returncode == 0, done.stderr
+    assert tables(url) == POSTGRESQL_TABLES
+    current = alembic_cli("-x", f"db={url}", "current")
+    assert HEAD_REVISION in current.stdout, current.stderr
+    done = alembic_cli("-x", f"db={url}", "downgrade", "base")
+    assert done.returncode == 0, done.stderr
+    assert tables(url) == {"alembic_version"}
+    done = alembic_cli("-x", f"db={url}", "upgrade", "head")
+    assert done.returncode == 0, done.stderr
+    with open_store(url, node_id="node-cli") as store:
+        store.semantic.add("c", {"kind": "concept", "name": "cli"})
+        assert [hit.item_id for hit in store.search("cli")] == ["c"]

@@ -55,7 +55,7 @@ def test_keyed_ids_are_deterministic_and_separate_namespaces() -> None:
     assert len(keyed_id(("docs",), long_key)) == 32
 
 
-def test_writes_file_items_and_records_carry_it(store: Store, db_path: Path) -> None:
+def test_writes_file_items_and_records_carry_it(store: Store, db_path: Path, backend: str) -> None:
     memory = store.episodic
     added = memory.add("e1", {"what": "met alice"}, namespace=("users", "alice"))
     assert (added["namespace"], added["key"]) == (("users", "alice"), None)
@@ -72,8 +72,11 @@ def test_writes_file_items_and_records_carry_it(store: Store, db_path: Path) -> 
     assert query(
         db_path, "SELECT item_id, namespace, item_key FROM episodic_items ORDER BY item_id"
     ) == [(key_id, "users/a%2Fb", "prefs"), ("e1", "users/bob", None)]
-    plan = query(db_path, "EXPLAIN QUERY PLAN SELECT * FROM episodic_items WHERE namespace = 'x'")
-    assert "ix_episodic_items_namespace" in str(plan)
+    if backend == "sqlite":  # PostgreSQL's plans: test_query_plan.py, on an analyzed tier
+        plan = query(
+            db_path, "EXPLAIN QUERY PLAN SELECT * FROM episodic_items WHERE namespace = 'x'"
+        )
+        assert "ix_episodic_items_namespace" in str(plan)
 
 
 def test_every_tier_and_write_many_take_a_namespace(store: Store) -> None:

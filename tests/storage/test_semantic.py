@@ -4,7 +4,6 @@ write, delete, forgetting and applied batch (rebuilt from a fresh open to compar
 from __future__ import annotations
 
 import json
-import sqlite3
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
@@ -24,6 +23,8 @@ from memrepl.storage.items import forget_items
 from memrepl.storage.semantic import concept_id, relation_id
 from memrepl.sync.manager import MemorySyncManager
 
+from ..files import location_of, query
+
 Snapshot = tuple[dict[str, Any], list[tuple[str, str, str, dict[str, Any]]]]
 
 
@@ -40,17 +41,14 @@ def snapshot(graph: Any) -> Snapshot:
     return nodes, edges
 
 
-def graph_from_table(path: Path) -> Any:
+def graph_from_table(path: Path | str) -> Any:
     """The graph as ``memrepl.storage.semantic`` defines it, built straight from the table with
     plain SQL: a reference written independently of the tier's incremental one."""
-    conn = sqlite3.connect(path)
-    try:
-        rows = conn.execute(
-            "SELECT item_id, content, kind, source_id, target_id FROM semantic_items "
-            "WHERE deleted = 0 AND kind IN ('concept', 'relation')"
-        ).fetchall()
-    finally:
-        conn.close()
+    rows = query(
+        path,
+        "SELECT item_id, content, kind, source_id, target_id FROM semantic_items "
+        "WHERE NOT deleted AND kind IN ('concept', 'relation')",
+    )
     graph = nx.MultiDiGraph()
     for item_id, content, kind, _, _ in rows:
         if kind == "concept":
@@ -65,10 +63,10 @@ def graph_from_table(path: Path) -> Any:
 
 def assert_graph_matches_tables(store: Store) -> None:
     """The live graph equals the one a fresh open loads, and the one built from the table."""
-    assert store.path is not None
-    with memrepl.open(store.path, node_id=store.node_id) as fresh:
+    where = location_of(store)
+    with memrepl.open(where, node_id=store.node_id) as fresh:
         assert snapshot(store.semantic.graph) == snapshot(fresh.semantic.graph)
-    assert snapshot(store.semantic.graph) == snapshot(graph_from_table(store.path))
+    assert snapshot(store.semantic.graph) == snapshot(graph_from_table(where))
 
 
 def test_deterministic_ids() -> None:

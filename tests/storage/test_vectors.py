@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import math
-import sqlite3
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -230,11 +229,9 @@ def test_the_real_offline_model_ranks_by_meaning(
     assert ids(store.search("weather forecast", mode="vector"))[0] == "rain"
 
 
-def test_sqlite_blob_is_float32_of_the_dimension(store: Store, db_path: Path) -> None:
+def test_stored_blob_is_float32_of_the_dimension(store: Store, db_path: Path) -> None:
     store.attach_embedder(HashingEmbedder(16), background=False)
     store.working.add("w", {"t": "tea"})
     store.index_vectors()
-    conn = sqlite3.connect(db_path)
-    ((blob,),) = conn.execute("SELECT vector FROM item_vectors").fetchall()
-    conn.close()
+    ((blob,),) = query(db_path, "SELECT vector FROM item_vectors")
     assert len(blob) == 16 * 4

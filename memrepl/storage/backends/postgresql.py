@@ -159,8 +159,15 @@ def _json_compare(element: JsonCompare, compiler: SQLCompiler, **kw: Any) -> str
         # The string's text, compared by code point as on SQLite.
         field = _json_field(element, compiler, kw, as_text=True)
         return f'{field} COLLATE "C" {element.operator} {operand}'
-    # jsonb numbers compare by value (1 = 1.0); a jsonb comparison never fails on another kind.
     field = _json_field(element, compiler, kw)
+    if isinstance(element.operand, float):
+        # As SQLite compares a REAL: both sides as doubles (an integer past 64 bits, bound as a
+        # float, then equals the stored integer it stands for). Only a number is cast: SQL does
+        # not promise to test the field's kind first.
+        text = _json_field(element, compiler, kw, as_text=True)
+        number = f"CASE WHEN jsonb_typeof({field}) = 'number' THEN CAST({text} AS FLOAT8) END"
+        return f"({number}) {element.operator} CAST({operand} AS FLOAT8)"
+    # jsonb numbers compare by value (1 = 1.0); a jsonb comparison never fails on another kind.
     return f"{field} {element.operator} to_jsonb(CAST({operand} AS NUMERIC))"
 
 
