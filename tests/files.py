@@ -10,7 +10,9 @@ PostgreSQL's booleans come back as 0 and 1, as SQLite's do.
 from __future__ import annotations
 
 import re
+import shutil
 import sqlite3
+import subprocess
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
@@ -158,3 +160,74 @@ def table_names(path: Path | str) -> set[str]:
     else:
         rows = query(path, "SELECT name FROM sqlite_master WHERE type = 'table'")
     return {str(name) for (name,) in rows if not str(name).startswith("sqlite_")}
+
+
+def by_hand(path: Path | str, *statements: str) -> None:
+    """Change a store the way an operator would: plain SQL in one transaction, nothing of
+    memrepl (no write lock, no digests kept)."""
+    if is_postgres(path):
+        with pg_connection(str(path)) as conn:
+            for statement in statements:
+                conn.execute(statement.replace("%", "%%"))  # type: ignore[arg-type]
+        return
+    with sqlite3.connect(path) as conn:
+        for statement in statements:
+            conn.execute(statement)
+    conn.close()
+
+
+def _maintenance(url: str) -> tuple[str, str]:
+    """The server's ``postgres`` database URL, and the name of the database of ``url``."""
+    base, name = url.rsplit("/", 1)
+    return f"{base}/postgres", name
+
+
+def backup(path: Path | str, to: Path) -> None:
+    """An online backup of a store into the file ``to``: SQLite's backup API, or ``pg_dump``."""
+    if is_postgres(path):
+        from .pgserver import find_binary
+
+        subprocess.run(
+            [find_binary("pg_dump"), "--format=custom", f"--file={to}", conninfo(str(path))],
+            check=True,
+            capture_output=True,
+        )
+        return
+    with sqlite3.connect(path) as live, sqlite3.connect(to) as copy:
+        live.backup(copy)
+    live.close()
+    copy.close()
+
+
+def restore(path: Path | str, backup_file: Path) -> None:
+    """Put a backup taken by :func:`backup` back in place of the store (which must be closed):
+    the old file replaced, or the database dropped and restored with ``pg_restore``."""
+    if is_postgres(path):
+        from .pgserver import find_binary
+
+        maintenance, name = _maintenance(str(path))
+        with pg_connection(maintenance, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")  # type: ignore[arg-type]
+            conn.execute(f"CREATE DATABASE {name}")  # type: ignore[arg-type]
+        subprocess.run(
+            [find_binary("pg_restore"), f"--dbname={conninfo(str(path))}", str(backup_file)],
+            check=True,
+            capture_output=True,
+        )
+        return
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+    shutil.copy(backup_file, path)
+
+
+def wipe(path: Path | str) -> None:
+    """The store is lost (it must be closed): the file and its WAL deleted, or the database
+    dropped and created again empty."""
+    if is_postgres(path):
+        maintenance, name = _maintenance(str(path))
+        with pg_connection(maintenance, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")  # type: ignore[arg-type]
+            conn.execute(f"CREATE DATABASE {name}")  # type: ignore[arg-type]
+        return
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)

@@ -280,6 +280,22 @@ class Databases:
         self._created.append((name, migrated and template is None))
         return url
 
+    @staticmethod
+    def name_of(url: str) -> str:
+        """The database name in a URL this class gave out."""
+        return url.rsplit("/", 1)[1]
+
+    def create_untracked(self, *, template: str | None = None) -> str:
+        """A database the caller drops (:meth:`drop`) or leaves to the session's end: not given
+        back at a test's end (a module's fixture, a template of its own)."""
+        self._count += 1
+        name = f"t{os.getpid()}_{self._count}"
+        return self.server.create_database(name, template=template or self.TEMPLATE)
+
+    def drop(self, url: str) -> None:
+        """Drop the database of ``url`` now."""
+        self.server.drop_database(self.name_of(url))
+
     def release_created(self) -> None:
         """At a test's end: keep the databases :meth:`create` gave out for reuse, emptied, when
         their schema is the template's; drop the others."""

@@ -196,8 +196,9 @@ _EMPTY = Node(0, 0)
 
 
 def _sums(where: Any, group_by: Any | None = None) -> Any:
-    hi = func.coalesce(func.sum(tier_digests.c.digest.op(">>")(_LOW_BITS)), 0)
-    lo = func.coalesce(func.sum(tier_digests.c.digest.op("&")(_LOW_MASK)), 0)
+    # Shift amounts and masks as literals: PostgreSQL shifts a bigint by an integer only.
+    hi = func.coalesce(func.sum(tier_digests.c.digest.op(">>")(literal_column(str(_LOW_BITS)))), 0)
+    lo = func.coalesce(func.sum(tier_digests.c.digest.op("&")(literal_column(str(_LOW_MASK)))), 0)
     items = func.coalesce(func.sum(tier_digests.c.row_count), 0)
     if group_by is None:
         return select(hi, lo, items).where(where)
@@ -217,7 +218,7 @@ def root(conn: Connection, tier: MemoryTier) -> Node:
 
 def groups(conn: Connection, tier: MemoryTier) -> list[Node]:
     """The :data:`GROUPS` group nodes of the tier, in order."""
-    group = (tier_digests.c.bucket.op(">>")(GROUP_BITS)).label("grp")
+    group = (tier_digests.c.bucket.op(">>")(literal_column(str(GROUP_BITS)))).label("grp")
     found = [_EMPTY] * GROUPS
     for index, hi, lo, items in conn.execute(_sums(tier_digests.c.tier == int(tier), group)):
         found[int(index)] = _node(hi, lo, items)

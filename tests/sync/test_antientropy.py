@@ -1,14 +1,12 @@
 """Anti-entropy over the real sync path: divergence behind the cursors is found and repaired.
 
-Two stores on real files, managers on a LocalMesh; the divergence is made the way an operator
-would make it (``sqlite3`` on the file, an older copy of the file put back), and the repair must
-leave both nodes with the same replicated columns in every tier and the same semantic graph.
+Two stores on real databases, managers on a LocalMesh; the divergence is made the way an operator
+would make it (plain SQL on the store, an older backup put back), and the repair must leave both
+nodes with the same replicated columns in every tier and the same semantic graph.
 """
 
 from __future__ import annotations
 
-import shutil
-import sqlite3
 from pathlib import Path
 
 import memrepl
@@ -17,20 +15,9 @@ from memrepl.storage import digests
 from memrepl.sync.antientropy import CheckResult, verify_digests
 from memrepl.sync.manager import MemorySyncManager
 
+from ..files import backup, by_hand, intact, query, restore
 from ..replicas import replicated_rows
 from .conftest import Cluster
-
-
-def integrity(path: Path) -> str:
-    with sqlite3.connect(path) as conn:
-        return str(conn.execute("PRAGMA integrity_check").fetchone()[0])
-
-
-def by_hand(path: Path, *statements: str) -> None:
-    """Change a store's file the way an operator would: the sqlite3 module, nothing of memrepl."""
-    with sqlite3.connect(path) as conn:
-        for statement in statements:
-            conn.execute(statement)
 
 
 def graph_of(store: memrepl.Store) -> tuple[list[str], list[tuple[str, str, str]]]:
@@ -66,10 +53,10 @@ async def check(cluster: Cluster, a: str, b: str) -> CheckResult:
 
 
 def assert_identical(cluster: Cluster, a: str, b: str) -> None:
-    path_a, path_b = (cluster.directory / f"{n}.db" for n in (a, b))
+    path_a, path_b = (cluster.location(n) for n in (a, b))
     assert replicated_rows(path_a) == replicated_rows(path_b)
     assert graph_of(cluster.stores[a]) == graph_of(cluster.stores[b])
-    assert integrity(path_a) == integrity(path_b) == "ok"
+    assert intact(path_a) and intact(path_b)
     for store in (cluster.stores[a], cluster.stores[b]):
         for tier in MemoryTier:
             with store.read() as conn:
@@ -82,8 +69,8 @@ async def two_synced_nodes(cluster: Cluster) -> tuple[MemorySyncManager, MemoryS
     fill(cluster.stores["node-a"], "a", 12)
     fill(cluster.stores["node-b"], "b", 12)
     await sync_both(cluster, "node-a", "node-b")
-    assert replicated_rows(cluster.directory / "node-a.db") == replicated_rows(
-        cluster.directory / "node-b.db"
+    assert replicated_rows(cluster.location("node-a")) == replicated_rows(
+        cluster.location("node-b")
     )
     return a, b
 
@@ -97,7 +84,7 @@ async def test_equal_tiers_are_one_round_trip(cluster: Cluster) -> None:
 
 async def test_rows_deleted_and_edited_by_hand_are_repaired(cluster: Cluster) -> None:
     await two_synced_nodes(cluster)
-    a_db, b_db = cluster.directory / "node-a.db", cluster.directory / "node-b.db"
+    a_db, b_db = cluster.location("node-a"), cluster.location("node-b")
     by_hand(
         b_db,
         "DELETE FROM episodic_items WHERE item_id = 'ae3'",
@@ -120,10 +107,9 @@ async def test_rows_deleted_and_edited_by_hand_are_repaired(cluster: Cluster) ->
     # The same-version pair is in the conflict log of the side that had to change.
     logged = []
     for db in (a_db, b_db):
-        with sqlite3.connect(db) as conn:
-            logged += conn.execute(
-                "SELECT item_id, rule, winner_ts = loser_ts, batch_id LIKE 'ae-%' FROM conflicts"
-            ).fetchall()
+        logged += query(
+            db, "SELECT item_id, rule, winner_ts = loser_ts, batch_id LIKE 'ae-%' FROM conflicts"
+        )
     assert ("be5", "same-version", 1, 1) in logged
 
 
@@ -135,7 +121,7 @@ def relation_of(prefix: str) -> str:
 
 async def test_a_wiped_tier_is_refilled(cluster: Cluster) -> None:
     await two_synced_nodes(cluster)
-    b_db = cluster.directory / "node-b.db"
+    b_db = cluster.location("node-b")
     by_hand(b_db, "DELETE FROM semantic_items", "DELETE FROM episodic_items")
 
     result = await check(cluster, "node-a", "node-b")
@@ -146,10 +132,9 @@ async def test_a_wiped_tier_is_refilled(cluster: Cluster) -> None:
 
 async def test_an_older_copy_of_a_file_catches_up(cluster: Cluster, tmp_path: Path) -> None:
     await two_synced_nodes(cluster)
-    b_db = cluster.directory / "node-b.db"
-    backup = tmp_path / "backup.db"
-    with sqlite3.connect(b_db) as live, sqlite3.connect(backup) as copy:
-        live.backup(copy)
+    b_db = cluster.location("node-b")
+    older = tmp_path / "backup"
+    backup(b_db, older)
     store_a, store_b = cluster.stores["node-a"], cluster.stores["node-b"]
     store_a.episodic.update("ae1", {"episode_id": "a", "n": 100})
     store_a.episodic.delete("ae2")
@@ -158,9 +143,7 @@ async def test_an_older_copy_of_a_file_catches_up(cluster: Cluster, tmp_path: Pa
     await sync_both(cluster, "node-a", "node-b")
 
     cluster.stores.pop("node-b").close()
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{b_db}{suffix}").unlink(missing_ok=True)
-    shutil.copy(backup, b_db)
+    restore(b_db, older)
     cluster.add("node-b")
 
     result = await check(cluster, "node-a", "node-b")

@@ -4,8 +4,6 @@ digest message -- query or answer -- changes a store."""
 from __future__ import annotations
 
 import json
-import sqlite3
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,12 +13,8 @@ from memrepl.storage.digests import BUCKETS, GROUPS, bucket_of
 from memrepl.sync.antientropy import verify_digests
 from memrepl.sync.digest_messages import MAX_ANSWER_ENTRIES
 
+from ..files import dump
 from .conftest import Cluster
-
-
-def dump(path: Path) -> list[str]:
-    with sqlite3.connect(path) as conn:
-        return list(conn.iterdump())
 
 
 class Raw:
@@ -83,13 +77,13 @@ async def test_a_bad_query_gets_a_specific_nack_and_changes_nothing(
     cluster.add("node-b")
     cluster.stores["node-b"].episodic.add("e1", {"n": 1})
     raw = Raw(cluster, "node-x")
-    before = dump(cluster.directory / "node-b.db")
+    before = dump(cluster.location("node-b"))
 
     msg_type, body = await raw.ask(cluster, "node-b", data)
 
     assert msg_type == MessageTypes.NACK
     assert body["code"] == code and body["reason"]
-    assert dump(cluster.directory / "node-b.db") == before
+    assert dump(cluster.location("node-b")) == before
 
 
 async def test_a_query_for_an_unregistered_tier_is_refused(cluster: Cluster) -> None:
@@ -107,7 +101,7 @@ async def test_queries_only_read(cluster: Cluster) -> None:
     for n in range(5):
         store.episodic.add(f"e{n}", {"n": n})
     raw = Raw(cluster, "node-x")
-    before = dump(cluster.directory / "node-b.db")
+    before = dump(cluster.location("node-b"))
     for data in (
         query(op="summary"),
         query(op="groups", tier=2),
@@ -117,7 +111,7 @@ async def test_queries_only_read(cluster: Cluster) -> None:
         msg_type, body = await raw.ask(cluster, "node-b", data)
         assert msg_type == MessageTypes.MEMORY_RESPONSE and body["id"] == "q1"
     assert sorted(e[0] for e in body["entries"]) == [f"e{n}" for n in range(5)]
-    assert dump(cluster.directory / "node-b.db") == before
+    assert dump(cluster.location("node-b")) == before
 
 
 async def test_bad_answers_end_the_check_without_changing_anything(cluster: Cluster) -> None:
@@ -140,11 +134,11 @@ async def test_bad_answers_end_the_check_without_changing_anything(cluster: Clus
         raw.send(peer_id, MessageTypes.MEMORY_RESPONSE, json.dumps(body).encode())
 
     raw.register_handler(MessageTypes.MEMORY_QUERY, answer)
-    before = dump(cluster.directory / "node-a.db")
+    before = dump(cluster.location("node-a"))
     for _ in range(3):
         result = await cluster.managers["node-a"].check_peer("node-x")
         assert result.error is not None and "bad-digest-answer" in result.error
-    assert dump(cluster.directory / "node-a.db") == before
+    assert dump(cluster.location("node-a")) == before
 
 
 async def test_a_lying_peer_cannot_make_a_node_forget(cluster: Cluster) -> None:
@@ -173,11 +167,11 @@ async def test_a_lying_peer_cannot_make_a_node_forget(cluster: Cluster) -> None:
 
     raw.register_handler(MessageTypes.MEMORY_QUERY, answer)
     raw.register_handler(MessageTypes.VECTOR_SYNC, lambda data, peer: pushed.append(data))
-    before = dump(cluster.directory / "node-a.db")
+    before = dump(cluster.location("node-a"))
     result = await cluster.managers["node-a"].check_peer("node-x")
     # Its horizon (2**62) says it may have collected deletes of all of them: nothing is sent.
     assert result.ok and result.skipped == 3 and pushed == []
-    assert dump(cluster.directory / "node-a.db") == before
+    assert dump(cluster.location("node-a")) == before
     assert verify_digests(store.episodic) == 0
 
 

@@ -13,7 +13,6 @@ writes lost, to whom, and what did they say?" with one SQL query.
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from typing import Any
 
@@ -28,7 +27,7 @@ from memrepl.storage.items import LocalWrite
 from memrepl.sync.manager import MemorySyncManager
 from memrepl.sync.results import SyncStatus
 
-from ..files import dump, query
+from ..files import by_hand, dump, location_of, query
 from .conftest import Cluster
 
 WORKING = MemoryTier.WORKING
@@ -105,7 +104,7 @@ def pair(cluster: Cluster) -> Cluster:
 
 def check_refused(cluster: Cluster, batch: MemorySyncBatch, error: type[Exception]) -> Exception:
     """Apply ``batch`` on b: it must raise ``error`` and leave b's file as it was."""
-    path = cluster.stores["b"].path
+    path = location_of(cluster.stores["b"])
     before = dump(path)
     with pytest.raises(error) as caught:
         cluster.managers["b"].apply_sync_batch(batch)
@@ -130,7 +129,7 @@ def test_unregistered_tier(pair: Cluster) -> None:
     # b's manager here serves the working tier only.
     working_only = MemorySyncManager(node_id="b")
     working_only.register_memory_tier(WORKING, pair.stores["b"].working)
-    path = pair.stores["b"].path
+    path = location_of(pair.stores["b"])
     before = dump(path)
     with pytest.raises(UnknownTierError) as caught:
         working_only.apply_sync_batch(batch)
@@ -153,7 +152,7 @@ def test_causal_context_ahead_of_the_wall_clock(pair: Cluster) -> None:
 def test_receiver_with_a_wall_clock_in_the_past(pair: Cluster) -> None:
     pair.stores["a"].working.add("fresh", {"v": 1})
     batch = pair.managers["a"].create_delta_batch(WORKING, "b")
-    path = pair.stores["b"].path
+    path = location_of(pair.stores["b"])
     pair.stores.pop("b").close()
     with memrepl.open(path, node_id="b", wall=lambda: time.time_ns() - SKEW_S * 10**9) as late:
         manager = MemorySyncManager(node_id="b")
@@ -258,17 +257,17 @@ async def rejected_over_the_mesh(cluster: Cluster, code: str) -> None:
     """a syncs to b; b refuses the batch: REJECTED with the NACK's code, nothing moved."""
     a = cluster.managers["a"]
     vector = a.get_sync_vector(WORKING)
-    before = dump(cluster.stores["b"].path)
+    before = dump(location_of(cluster.stores["b"]))
     result = await a.sync_with_peer("b", WORKING)
     assert result.status == SyncStatus.REJECTED, result
     assert result.error is not None and result.error.startswith(f"{code}: "), result.error
     assert (result.batches, result.applied) == (0, 0)
     assert a.get_sync_vector(WORKING) == vector
-    assert dump(cluster.stores["b"].path, skip_refusals=True) == before
+    assert dump(location_of(cluster.stores["b"]), skip_refusals=True) == before
     # The refusal is counted on both sides: b refused a's batch, a was refused by b.
     counted = "SELECT direction, code, count FROM sync_refusals WHERE peer_id = ?"
-    assert query(cluster.stores["b"].path, counted, "a") == [("inbound", code, 1)]
-    assert query(cluster.stores["a"].path, counted, "b") == [("outbound", code, 1)]
+    assert query(location_of(cluster.stores["b"]), counted, "a") == [("inbound", code, 1)]
+    assert query(location_of(cluster.stores["a"]), counted, "b") == [("outbound", code, 1)]
 
 
 async def test_clock_skew_is_nacked_over_the_mesh(cluster: Cluster) -> None:
@@ -277,7 +276,7 @@ async def test_clock_skew_is_nacked_over_the_mesh(cluster: Cluster) -> None:
     cluster.stores["a"].working.add("first", {"v": 1})
     assert (await a.sync_with_peer("b", WORKING)).status == SyncStatus.SYNCED
     # b comes back with a wall clock two minutes slow: a's new stamps are too far ahead.
-    path = cluster.stores["b"].path
+    path = location_of(cluster.stores["b"])
     cluster.stores.pop("b").close()
     late = memrepl.open(path, node_id="b", wall=lambda: time.time_ns() - SKEW_S * 10**9)
     cluster.stores["b"] = late
@@ -289,18 +288,18 @@ async def test_clock_skew_is_nacked_over_the_mesh(cluster: Cluster) -> None:
 
 async def test_an_unregistered_tier_is_nacked_with_the_errors_code(cluster: Cluster) -> None:
     a = cluster.add("a")
-    store_b = memrepl.open(cluster.directory / "b.db", node_id="b")
+    store_b = memrepl.open(cluster.location("b"), node_id="b")
     cluster.stores["b"] = store_b
     # b serves the working tier only: a's episodic batch is refused with UnknownTierError.
     b = MemorySyncManager(node_id="b", mesh=cluster.hub.endpoint("b"))
     b.register_memory_tier(WORKING, store_b.working)
     cluster.stores["a"].episodic.add("event", {"v": 1})
-    before = dump(store_b.path, skip_refusals=True)
+    before = dump(location_of(store_b), skip_refusals=True)
     result = await a.sync_with_peer("b", MemoryTier.EPISODIC)
     assert result.status == SyncStatus.REJECTED, result
     assert result.error is not None and result.error.startswith("unknown-tier: "), result.error
     assert UnknownTierError.code == "unknown-tier"
-    assert dump(store_b.path, skip_refusals=True) == before
+    assert dump(location_of(store_b), skip_refusals=True) == before
 
 
 async def test_malformed_state_is_nacked_over_the_mesh(cluster: Cluster) -> None:
@@ -310,12 +309,10 @@ async def test_malformed_state_is_nacked_over_the_mesh(cluster: Cluster) -> None
     assert (await a.sync_with_peer("b", WORKING)).status == SyncStatus.SYNCED
     # A row damaged on a (its causal context lost) must not spread.
     cluster.stores["a"].working.add("damaged", {"v": 2})
-    path = cluster.stores["a"].path
-    assert path is not None
-    conn = sqlite3.connect(path)
-    with conn:
-        conn.execute("UPDATE working_items SET causal_context = '{}' WHERE item_id = 'damaged'")
-    conn.close()
+    by_hand(
+        location_of(cluster.stores["a"]),
+        "UPDATE working_items SET causal_context = '{}' WHERE item_id = 'damaged'",
+    )
     await rejected_over_the_mesh(cluster, "bad-item-state")
 
 
@@ -327,7 +324,7 @@ def test_redelivered_batch_adds_no_conflict_rows(cluster: Cluster) -> None:
         )
     packed = a.create_delta_batch(WORKING, "b").pack()
     assert b.apply_sync_batch(MemorySyncBatch.unpack(packed)) == (5, 5)
-    path = cluster.stores["b"].path
+    path = location_of(cluster.stores["b"])
     logged = query(path, "SELECT * FROM conflicts ORDER BY id")
     assert len(logged) == 5
     before = dump(path)
@@ -363,11 +360,11 @@ async def test_which_of_my_writes_lost_is_one_query(cluster: Cluster) -> None:
         ("x2", {"text": "a on x2"}, "b", {"note": "b on x2"}),
     ]
     for node in ("a", "b"):
-        found = query(cluster.stores[node].path, WHICH_OF_MY_WRITES_LOST, {"me": "a"})
+        found = query(location_of(cluster.stores[node]), WHICH_OF_MY_WRITES_LOST, {"me": "a"})
         answer = [(i, json.loads(lost), who, json.loads(said)) for i, lost, who, said in found]
         assert answer == expected, node
     # b's losing write is y1, lost to a.
-    found = query(cluster.stores["a"].path, WHICH_OF_MY_WRITES_LOST, {"me": "b"})
+    found = query(location_of(cluster.stores["a"]), WHICH_OF_MY_WRITES_LOST, {"me": "b"})
     assert [(row[0], row[2]) for row in found] == [("y1", "a")]
     # And the merge kept both fields of x2 (b's MERGE came after a's whole write).
     assert working["a"].get_by_id("x2")["content"] == {  # type: ignore[index]
@@ -395,7 +392,7 @@ def test_a_v2_delete_with_a_payload_leaves_an_empty_tombstone(pair: Cluster) -> 
     assert record["deleted"] is True
     assert record["content"] == {}
     stored = "SELECT content FROM working_items WHERE item_id = 'x'"
-    assert query(pair.directory / "b.db", stored) == [("{}",)]
+    assert query(pair.location("b"), stored) == [("{}",)]
     assert store.working.merge("x", {"w": 2})["content"] == {"w": 2}
 
 
@@ -410,7 +407,7 @@ def test_conflict_texts_are_the_sides_as_sent_and_held_and_the_row_as_stored(
     working = pair.stores["b"].working
     working.add("remote-wins", {"who": "b", "é": 1})
     working.add("local-wins", {"who": "b", "é": 2})
-    held = dict(query(pair.directory / "b.db", "SELECT item_id, content FROM working_items"))
+    held = dict(query(pair.location("b"), "SELECT item_id, content FROM working_items"))
     sent = {"remote-wins": b'{"who":"a","\xc3\xa9":1}', "local-wins": b'{"who" : "a"}'}
     stamps = {"remote-wins": now + 10**9, "local-wins": now - 10**9}
     items = [
@@ -430,7 +427,7 @@ def test_conflict_texts_are_the_sides_as_sent_and_held_and_the_row_as_stored(
         for item_id, payload in sent.items()
     ]
     assert b.apply_sync_batch(MemorySyncBatch("t", "a", "b", WORKING, items)) == (2, 2)
-    path = pair.directory / "b.db"
+    path = pair.location("b")
     stored = dict(query(path, "SELECT item_id, content FROM working_items"))
     logged = {
         row[0]: row[1:]
@@ -468,5 +465,5 @@ def test_a_state_kept_as_received_stores_the_received_text(pair: Cluster) -> Non
     (sent,) = [item for item in batch.items if item.item_id == "x"]
     b.apply_sync_batch(batch)
     stored = "SELECT content, received_from FROM working_items WHERE item_id = 'x'"
-    assert query(pair.directory / "b.db", stored) == [(sent.payload.decode(), "a")]
-    assert query(pair.directory / "a.db", stored)[0][0] == sent.payload.decode()
+    assert query(pair.location("b"), stored) == [(sent.payload.decode(), "a")]
+    assert query(pair.location("a"), stored)[0][0] == sent.payload.decode()

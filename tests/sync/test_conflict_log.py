@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from memrepl.merge import ConflictRule, ItemState, Version, merge_remote
 from memrepl.protocol.enums import MemoryTier
 from memrepl.storage.records import encode_content
 from memrepl.storage.store import Store
 from memrepl.sync.conflicts import DetectedConflict, record_conflicts
+
+from ..conftest import Locator
 
 
 def logged(store: Store, local: ItemState, remote: ItemState, remote_text: str) -> tuple[str, ...]:
@@ -26,13 +27,13 @@ def logged(store: Store, local: ItemState, remote: ItemState, remote_text: str) 
 
 
 def test_resolved_content_is_the_kept_state_even_when_lww_kept_an_equal_one(
-    tmp_path: Path,
+    locate: Locator,
 ) -> None:
     """LWW keeps content EQUAL to the winner's, which is not always the same JSON: the local
     side's newer ``True`` survives where the winner says ``1``. The log shows what was kept."""
     import memrepl
 
-    store = memrepl.open(tmp_path / "c.db", node_id="L")
+    store = memrepl.open(locate("c"), node_id="L")
     try:
         remote = ItemState(
             {"a": 1, "b": 5}, Version(10, "R"), False, {"b": Version(30, "R")}, {"R": 30}

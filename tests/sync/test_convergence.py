@@ -1,6 +1,7 @@
 """Convergence of 3-5 nodes under random writes and random, duplicated, reordered deliveries.
 
-A hypothesis state machine drives real stores (SQLite files) and real managers. Beside them it
+A hypothesis state machine drives real stores (SQLite files, then PostgreSQL databases) and real
+managers. Beside them it
 keeps a model: for every node, tier and item, the set of writes that node's state contains. A
 batch remembers the sender's sets at the moment it was cut, so when it is applied the model knows
 which items are concurrent (neither set contains the other) -- the conflicts the receiver must
@@ -11,13 +12,8 @@ every node must hold identical tiers.
 from __future__ import annotations
 
 import asyncio
-import functools
 import itertools
 import os
-import shutil
-import sqlite3
-import tempfile
-from pathlib import Path
 
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
@@ -27,6 +23,7 @@ from hypothesis.stateful import (
     invariant,
     precondition,
     rule,
+    run_state_machine_as_test,
 )
 
 import memrepl
@@ -38,6 +35,7 @@ from memrepl.storage.store import Store
 from memrepl.sync.manager import MemorySyncManager
 
 from ..replicas import replicated
+from .conftest import FreshStores
 
 IDS = ["alpha", "beta", "gamma", "delta"]
 NAMESPACES = [(), ("users", "alice"), ("users", "bob")]
@@ -45,23 +43,12 @@ TIERS = [MemoryTier.WORKING, MemoryTier.SEMANTIC]
 Writes = frozenset[tuple[str, int]]
 
 
-@functools.cache
-def template_database() -> Path:
-    """A migrated database without a node row: copying it skips running Alembic per node."""
-    path = Path(tempfile.mkdtemp(prefix="memrepl-template-")) / "template.db"
-    memrepl.open(path, node_id="template").close()
-    conn = sqlite3.connect(path)
-    with conn:
-        conn.execute("DELETE FROM node")
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    conn.close()
-    return path
-
-
 class Convergence(RuleBasedStateMachine):
+    #: Where the stores of an example live (set by the test: each backend in turn).
+    fresh: FreshStores
+
     def __init__(self) -> None:
         super().__init__()
-        self.directory = Path(tempfile.mkdtemp(prefix="memrepl-conv-"))
         self.stores: list[Store] = []
         self.managers: list[MemorySyncManager] = []
         self.hub = LocalMesh()
@@ -73,9 +60,7 @@ class Convergence(RuleBasedStateMachine):
     def start(self, nodes: int) -> None:
         for index in range(nodes):
             node_id = f"n{index}"
-            path = self.directory / f"{node_id}.db"
-            shutil.copy(template_database(), path)
-            store = memrepl.open(path, node_id=node_id)
+            store = memrepl.open(self.fresh.new(node_id), node_id=node_id)
             manager = MemorySyncManager(node_id=node_id, mesh=self.hub.endpoint(node_id))
             for tier in TIERS:
                 manager.register_memory_tier(tier, store.tier(tier))  # type: ignore[arg-type]
@@ -85,7 +70,7 @@ class Convergence(RuleBasedStateMachine):
     def teardown(self) -> None:
         for store in self.stores:
             store.close()
-        shutil.rmtree(self.directory, ignore_errors=True)
+        self.fresh.release()
 
     def writes(self, node: int, tier: MemoryTier, item_id: str) -> Writes:
         return self.model.get((node, tier, item_id), frozenset())
@@ -232,7 +217,7 @@ class ConvergenceWithFinalRound(Convergence):
             super().teardown()
 
 
-ConvergenceWithFinalRound.TestCase.settings = settings(
+SETTINGS = settings(
     max_examples=25,
     phases=[Phase.explicit, Phase.reuse, Phase.generate]
     if os.environ.get("MEMREPL_NO_SHRINK")
@@ -241,4 +226,8 @@ ConvergenceWithFinalRound.TestCase.settings = settings(
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
-TestConvergence = ConvergenceWithFinalRound.TestCase
+
+
+def test_convergence(fresh_stores: FreshStores) -> None:
+    machine = type("Convergence", (ConvergenceWithFinalRound,), {"fresh": fresh_stores})
+    run_state_machine_as_test(machine, settings=SETTINGS)

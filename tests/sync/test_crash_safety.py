@@ -7,9 +7,11 @@ The receiver starts with a few items of its own that round K writes concurrently
 each is one conflict row).
 
 Each trial starts a real Python process (``crash_worker.py``) that applies the 40 packed batches to
-a real store file and kills it with SIGKILL after a random delay. After each kill:
+a real store -- a SQLite file, or a PostgreSQL database (the server lives on; the client dies in
+the middle of its transactions) -- and kills it with SIGKILL after a random delay. After each
+kill:
 
-- ``PRAGMA integrity_check`` is ok;
+- the database is intact (SQLite's ``PRAGMA integrity_check``; amcheck on PostgreSQL);
 - the inbound cursor names a batch boundary K, and the tier holds exactly the fold of batches
   0..K over the receiver's own items: every item of a batch up to K with the version of the last
   such batch that touched it, nothing of a later batch (each batch is all or nothing), every
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import random
 import shutil
 import signal
@@ -47,6 +50,10 @@ from memrepl.storage.store import Store
 from memrepl.sync.manager import MemorySyncManager
 from memrepl.sync.results import SyncStatus
 
+from ..conftest import Location
+from ..files import intact, query
+from ..pgserver import Databases
+
 WORKER = Path(__file__).with_name("crash_worker.py")
 TIER = MemoryTier.EPISODIC
 SOURCE, RECEIVER = "src", "rcv"
@@ -61,15 +68,17 @@ Row = tuple[int, str, bool, dict[str, Any]]
 
 @dataclass
 class Stream:
-    """The pre-built batches, what each one carries, and the stores they come from."""
+    """The pre-built batches, what each one carries, and the stores they come from. The
+    receiver starts as a copy of its template on each backend (written before the source's
+    writes, so they lose), holding its own rows."""
 
     source: Store
     source_path: Path
-    template: Path
+    templates: dict[str, Location]
     files: list[Path]
     batches: list[dict[str, Row]]
     cursors: list[int]
-    receiver_own: dict[str, Row]
+    receiver_own: dict[str, dict[str, Row]]
 
 
 def plan_rounds(rng: random.Random) -> list[list[tuple[str, str]]]:
@@ -139,23 +148,15 @@ def wire_row(item: Any) -> Row:
     )
 
 
-def tier_rows(path: Path) -> dict[str, Row]:
-    conn = sqlite3.connect(path)
-    try:
-        found = conn.execute(
-            "SELECT item_id, version_ts, version_origin, deleted, content FROM episodic_items"
-        ).fetchall()
-    finally:
-        conn.close()
+def tier_rows(path: Location) -> dict[str, Row]:
+    found = query(
+        path, "SELECT item_id, version_ts, version_origin, deleted, content FROM episodic_items"
+    )
     return {row[0]: (row[1], row[2], bool(row[3]), json.loads(row[4])) for row in found}
 
 
-def scalar(path: Path, sql: str) -> Any:
-    conn = sqlite3.connect(path)
-    try:
-        return conn.execute(sql).fetchone()[0]
-    finally:
-        conn.close()
+def scalar(path: Location, sql: str) -> Any:
+    return query(path, sql)[0][0]
 
 
 def checkpointed(path: Path) -> None:
@@ -167,8 +168,25 @@ def checkpointed(path: Path) -> None:
         conn.close()
 
 
+def receiver_templates(
+    directory: Path, own_ids: list[str], request: pytest.FixtureRequest
+) -> dict[str, Location]:
+    """The receiver's starting store on each backend, holding its own items."""
+    templates: dict[str, Location] = {"sqlite": directory / "receiver-template.db"}
+    if not os.environ.get("MEMREPL_SKIP_POSTGRES"):
+        databases: Databases = request.getfixturevalue("postgres")
+        templates["postgresql"] = databases.create_untracked()
+    for template in templates.values():
+        with memrepl.open(template, node_id=RECEIVER) as receiver:
+            receiver.episodic.write_many([LocalWrite.add(i, {"receiver": i}) for i in own_ids])
+    checkpointed(templates["sqlite"])
+    return templates
+
+
 @pytest.fixture(scope="module")
-def stream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stream]:
+def stream(
+    tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest
+) -> Iterator[Stream]:
     directory = tmp_path_factory.mktemp("crash-stream")
     rounds = plan_rounds(random.Random(20240611))
     touched: dict[str, list[int]] = {}
@@ -180,10 +198,7 @@ def stream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stream]:
     own_ids = own_ids[:: len(own_ids) // PRESEEDED][:PRESEEDED]
 
     # Written first, so their stamps are below the source's: the source's writes win.
-    template = directory / "receiver-template.db"
-    with memrepl.open(template, node_id=RECEIVER) as receiver:
-        receiver.episodic.write_many([LocalWrite.add(i, {"receiver": i}) for i in own_ids])
-    checkpointed(template)
+    templates = receiver_templates(directory, own_ids, request)
 
     source_path = directory / "source.db"
     source = memrepl.open(source_path, node_id=SOURCE)
@@ -203,37 +218,36 @@ def stream(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stream]:
         cursors.append(batch.cursor)
         files.append(directory / f"batch-{number:02d}.bin")
         files[-1].write_bytes(batch.pack())
-    yield Stream(source, source_path, template, files, batches, cursors, tier_rows(template))
+    own = {backend: tier_rows(template) for backend, template in templates.items()}
+    yield Stream(source, source_path, templates, files, batches, cursors, own)
     source.close()
 
 
-def expected_after(stream: Stream, last: int) -> tuple[dict[str, Row], int]:
+def expected_after(own: dict[str, Row], stream: Stream, last: int) -> tuple[dict[str, Row], int]:
     """The receiver's tier after batches 0..last (-1: none), and how many conflicts it logged."""
-    rows = dict(stream.receiver_own)
+    rows = dict(own)
     conflicts = 0
     for batch in stream.batches[: last + 1]:
         for item_id, row in batch.items():
-            if item_id in stream.receiver_own and rows[item_id] == stream.receiver_own[item_id]:
+            if item_id in own and rows[item_id] == own[item_id]:
                 conflicts += 1
             rows[item_id] = row
     return rows, conflicts
 
 
-def check_conflict_log(path: Path, expected: int) -> None:
-    conn = sqlite3.connect(path)
-    try:
-        total, distinct = conn.execute(
-            "SELECT count(*), count(DISTINCT json_array(tier, item_id, winner_ts, winner_origin,"
-            " loser_ts, loser_origin)) FROM conflicts"
-        ).fetchone()
-        losers = {row[0] for row in conn.execute("SELECT DISTINCT loser_origin FROM conflicts")}
-    finally:
-        conn.close()
+def check_conflict_log(path: Location, expected: int) -> None:
+    ((total,),) = query(path, "SELECT count(*) FROM conflicts")
+    ((distinct,),) = query(
+        path,
+        "SELECT count(*) FROM (SELECT DISTINCT tier, item_id, winner_ts, winner_origin, "
+        "loser_ts, loser_origin FROM conflicts) AS pairs",
+    )
+    losers = {row[0] for row in query(path, "SELECT DISTINCT loser_origin FROM conflicts")}
     assert total == distinct == expected
     assert losers <= {RECEIVER}
 
 
-def run_worker(stream: Stream, db: Path, kill_after_s: float | None) -> tuple[list[int], float]:
+def run_worker(stream: Stream, db: Location, kill_after_s: float | None) -> tuple[list[int], float]:
     """Run the worker on ``db``; SIGKILL it ``kill_after_s`` after it is ready (None: let it
     finish). Return the batches it reported committed and how long it ran after ``ready``."""
     process = subprocess.Popen(
@@ -274,9 +288,9 @@ def run_worker(stream: Stream, db: Path, kill_after_s: float | None) -> tuple[li
     return reported, elapsed
 
 
-def check_after_kill(stream: Stream, db: Path, reported: list[int]) -> int:
-    """Check a killed receiver's file; return the last batch it holds (-1: none)."""
-    assert scalar(db, "PRAGMA integrity_check") == "ok"
+def check_after_kill(stream: Stream, db: Location, reported: list[int], backend: str) -> int:
+    """Check a killed receiver's store; return the last batch it holds (-1: none)."""
+    assert intact(db)
     cursor = scalar(
         db,
         f"SELECT coalesce(max(applied_cursor), 0) FROM inbound_cursors "
@@ -286,13 +300,13 @@ def check_after_kill(stream: Stream, db: Path, reported: list[int]) -> int:
     last = stream.cursors.index(cursor) if cursor else -1
     # Every commit the worker saw return survived the kill.
     assert last >= (reported[-1] if reported else -1)
-    rows, conflicts = expected_after(stream, last)
+    rows, conflicts = expected_after(stream.receiver_own[backend], stream, last)
     assert tier_rows(db) == rows
     check_conflict_log(db, conflicts)
     return last
 
 
-def reapply_all(stream: Stream, db: Path, last: int) -> None:
+def reapply_all(stream: Stream, db: Location, last: int) -> None:
     with memrepl.open(db, node_id=RECEIVER) as receiver:
         manager = MemorySyncManager(node_id=RECEIVER)
         manager.register_memory_tier(TIER, receiver.episodic)
@@ -305,7 +319,7 @@ def reapply_all(stream: Stream, db: Path, last: int) -> None:
                 assert applied == PER_ROUND
 
 
-async def sync_from_source(stream: Stream, db: Path, last: int) -> None:
+async def sync_from_source(stream: Stream, db: Location, last: int) -> None:
     hub = LocalMesh()
     source = MemorySyncManager(node_id=SOURCE, mesh=hub.endpoint(SOURCE))
     source.register_memory_tier(TIER, stream.source.episodic)
@@ -322,47 +336,76 @@ async def sync_from_source(stream: Stream, db: Path, last: int) -> None:
     assert result.status == (SyncStatus.SYNCED if resent else SyncStatus.UP_TO_DATE)
 
 
-def check_equal_to_source(stream: Stream, db: Path) -> None:
-    assert scalar(db, "PRAGMA integrity_check") == "ok"
+def check_equal_to_source(stream: Stream, db: Location, backend: str) -> None:
+    assert intact(db)
     source_rows = tier_rows(stream.source_path)
     receiver_rows = tier_rows(db)
     assert len(receiver_rows) == len(source_rows)
     assert receiver_rows == source_rows
-    check_conflict_log(db, len(stream.receiver_own))
+    check_conflict_log(db, len(stream.receiver_own[backend]))
 
 
-def run_trials(stream: Stream, directory: Path, trials: int, seed: int) -> None:
+class Receivers:
+    """Fresh receiver stores, copies of the backend's template, removed after their trial."""
+
+    def __init__(self, stream: Stream, backend: str, directory: Path, request: Any) -> None:
+        self.template = stream.templates[backend]
+        self.directory = directory
+        self.databases: Databases | None = None
+        if backend == "postgresql":
+            self.databases = request.getfixturevalue("postgres")
+
+    def new(self, name: str) -> Location:
+        if self.databases is not None:
+            return self.databases.create_untracked(template=Databases.name_of(str(self.template)))
+        db = self.directory / f"{name}.db"
+        shutil.copy(self.template, db)
+        return db
+
+    def remove(self, db: Location) -> None:
+        if self.databases is not None:
+            self.databases.drop(str(db))
+        else:
+            for path in self.directory.glob(f"{Path(db).name}*"):
+                path.unlink()
+
+
+def run_trials(stream: Stream, receivers: Receivers, backend: str, trials: int, seed: int) -> None:
     rng = random.Random(seed)
     # A full run tells how long the stream takes here: kills land anywhere in it.
-    calibration = directory / "calibration.db"
-    shutil.copy(stream.template, calibration)
+    calibration = receivers.new("calibration")
     reported, window = run_worker(stream, calibration, None)
     assert reported == list(range(ROUNDS))
-    check_after_kill(stream, calibration, reported)
-    check_equal_to_source(stream, calibration)
+    check_after_kill(stream, calibration, reported, backend)
+    check_equal_to_source(stream, calibration, backend)
+    receivers.remove(calibration)
 
     outcomes: list[int] = []
     for trial in range(trials):
-        db = directory / f"trial-{trial:03d}.db"
-        shutil.copy(stream.template, db)
+        db = receivers.new(f"trial-{trial:03d}")
         reported, _ = run_worker(stream, db, rng.uniform(0, window))
-        last = check_after_kill(stream, db, reported)
+        last = check_after_kill(stream, db, reported, backend)
         outcomes.append(last)
         if trial % 2:
             asyncio.run(sync_from_source(stream, db, last))
         else:
             reapply_all(stream, db, last)
-        check_equal_to_source(stream, db)
-        for path in directory.glob(f"{db.name}*"):
-            path.unlink()
+        check_equal_to_source(stream, db, backend)
+        receivers.remove(db)
     # The kills did land inside the stream, not only before or after it.
     assert any(0 <= last < ROUNDS - 1 for last in outcomes), outcomes
 
 
-def test_sigkill_during_apply_leaves_whole_batches(stream: Stream, tmp_path: Path) -> None:
-    run_trials(stream, tmp_path, NORMAL_TRIALS, seed=1)
+def test_sigkill_during_apply_leaves_whole_batches(
+    stream: Stream, tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    receivers = Receivers(stream, backend, tmp_path, request)
+    run_trials(stream, receivers, backend, NORMAL_TRIALS, seed=1)
 
 
 @pytest.mark.slow
-def test_sigkill_during_apply_leaves_whole_batches_long(stream: Stream, tmp_path: Path) -> None:
-    run_trials(stream, tmp_path, SLOW_TRIALS, seed=2)
+def test_sigkill_during_apply_leaves_whole_batches_long(
+    stream: Stream, tmp_path: Path, backend: str, request: pytest.FixtureRequest
+) -> None:
+    receivers = Receivers(stream, backend, tmp_path, request)
+    run_trials(stream, receivers, backend, SLOW_TRIALS, seed=2)

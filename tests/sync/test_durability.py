@@ -20,7 +20,7 @@ from memrepl.storage.items import LocalWrite
 from memrepl.storage.store import Store
 from memrepl.sync.results import SyncStatus
 
-from ..files import query
+from ..files import location_of, query, wipe
 from ..replicas import replicated
 from .conftest import Cluster
 
@@ -68,7 +68,7 @@ async def converge(cluster: Cluster) -> None:
 def durable_state(cluster: Cluster) -> dict[str, Any]:
     state: dict[str, Any] = {}
     for node, manager in cluster.managers.items():
-        path = cluster.stores[node].path
+        path = location_of(cluster.stores[node])
         assert path is not None
         for tier in TIERS:
             state[f"{node} vector {tier.name}"] = manager.get_sync_vector(tier)
@@ -122,10 +122,8 @@ async def test_get_sync_vector_after_restart_equals_before(cluster: Cluster) -> 
 def lose_database(cluster: Cluster, node_id: str) -> None:
     """``node_id`` loses its file: it comes back with a new, empty database, same node id."""
     lost = cluster.stores.pop(node_id)
-    assert lost.path is not None
     lost.close()
-    for path in lost.path.parent.glob(f"{lost.path.name}*"):
-        path.unlink()
+    wipe(cluster.location(node_id))
     cluster.add(node_id)
     assert all(not replicated(cluster.stores[node_id], tier) for tier in TIERS)
 
@@ -195,7 +193,7 @@ def write_items(store: Store, prefix: str, count: int = 2_300) -> None:
 
 def applied_cursor_on(cluster: Cluster, receiver: str, sender: str) -> int:
     ((applied,),) = query(
-        cluster.directory / f"{receiver}.db",
+        cluster.location(receiver),
         f"SELECT applied_cursor FROM inbound_cursors WHERE tier = 1 AND peer_id = '{sender}'",
     )
     return int(applied)
@@ -215,7 +213,7 @@ async def test_a_round_cut_short_records_every_acknowledged_batch(cluster: Clust
     acked = a.get_sync_vector(MemoryTier.WORKING)["b"]
     assert acked == applied_cursor_on(cluster, "b", "a") == result.cursor
     # 21 batches of 100: not a multiple of the save interval, so the last save came at the end.
-    assert query(cluster.directory / "b.db", "SELECT count(*) FROM working_items")[0] == (2_100,)
+    assert query(cluster.location("b"), "SELECT count(*) FROM working_items")[0] == (2_100,)
 
 
 async def test_a_cancelled_round_records_what_was_acknowledged(cluster: Cluster) -> None:

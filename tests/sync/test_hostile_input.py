@@ -15,7 +15,6 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -34,7 +33,8 @@ from memrepl.sync import vectors
 from memrepl.sync.manager import MemorySyncManager
 from memrepl.sync.results import SyncStatus
 
-from ..files import dump, query
+from ..conftest import Location, Locator
+from ..files import dump, location_of, query
 from .hostile import RawPeer, batch, replicate_item, v2_insert
 
 WORKING = MemoryTier.WORKING
@@ -46,9 +46,9 @@ class Victim:
     """A node (working and episodic tiers registered, semantic not) with an honest peer and a
     hostile one on one LocalMesh."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, location: Location) -> None:
         self.hub = LocalMesh()
-        self.store = memrepl.open(directory / "victim.db", node_id="victim")
+        self.store = memrepl.open(location, node_id="victim")
         self.manager = MemorySyncManager("victim", self.hub.endpoint("victim"))
         for tier in (WORKING, MemoryTier.EPISODIC):
             self.manager.register_memory_tier(tier, self.store.tier(tier))
@@ -65,9 +65,8 @@ class Victim:
             peer.send("victim", batch(name, "victim", items=items, cursor=cursor))
 
     @property
-    def path(self) -> Path:
-        assert self.store.path is not None
-        return self.store.path
+    def path(self) -> Location:
+        return location_of(self.store)
 
     def cursors(self) -> dict[tuple[int, str], int]:
         with self.store.read() as conn:
@@ -82,8 +81,8 @@ class Victim:
 
 
 @pytest.fixture
-def victim(tmp_path: Path) -> Iterator[Victim]:
-    made = Victim(tmp_path)
+def victim(locate: Locator) -> Iterator[Victim]:
+    made = Victim(locate("victim"))
     yield made
     made.close()
 

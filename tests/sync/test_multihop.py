@@ -9,7 +9,6 @@ acknowledged them; a peer whose cursor is below the purge horizon gets a snapsho
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 from typing import Any
 
 from memrepl.protocol.enums import MemoryTier
@@ -17,6 +16,7 @@ from memrepl.storage.items import LocalWrite
 from memrepl.storage.store import Store
 from memrepl.sync.results import SyncStatus
 
+from ..files import location_of, query
 from ..replicas import replicated
 from .conftest import Cluster
 
@@ -28,24 +28,14 @@ def live(store: Store, tier: MemoryTier) -> list[tuple[Any, ...]]:
 
 def rows(store: Store, tier: MemoryTier) -> list[tuple[Any, ...]]:
     """Every column of every row of the tier, ``modified_at`` included (did anything change?)."""
-    assert store.path is not None
-    conn = sqlite3.connect(store.path)
-    try:
-        name = store.tier(tier).spec.table.name
-        return conn.execute(f"SELECT * FROM {name} ORDER BY item_id").fetchall()
-    finally:
-        conn.close()
+    name = store.tier(tier).spec.table.name
+    return query(location_of(store), f"SELECT * FROM {name} ORDER BY item_id")
 
 
 def tombstones(store: Store, tier: MemoryTier) -> list[str]:
-    assert store.path is not None
-    conn = sqlite3.connect(store.path)
-    try:
-        name = store.tier(tier).spec.table.name
-        found = conn.execute(f"SELECT item_id FROM {name} WHERE deleted ORDER BY item_id")
-        return [row[0] for row in found]
-    finally:
-        conn.close()
+    name = store.tier(tier).spec.table.name
+    found = query(location_of(store), f"SELECT item_id FROM {name} WHERE deleted ORDER BY item_id")
+    return [row[0] for row in found]
 
 
 def max_modified_at(store: Store, tier: MemoryTier) -> int:

@@ -4,9 +4,7 @@ reader still reads the batch), merged as an LWW register, and refused whole when
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
-from pathlib import Path
 
 import pytest
 
@@ -17,18 +15,10 @@ from memrepl.protocol.enums import MemoryTier, SyncOperation
 from memrepl.protocol.item import ItemVersionInfo, MemorySyncItem
 from memrepl.protocol.limits import HEADER_SIZE
 
+from ..files import dump, location_of, query
 from .conftest import Cluster
 
 WORKING = MemoryTier.WORKING
-
-
-def dump(path: Path | None) -> list[str]:
-    assert path is not None
-    conn = sqlite3.connect(path)
-    try:
-        return list(conn.iterdump())
-    finally:
-        conn.close()
 
 
 def metadata_of(packed: bytes) -> dict[str, object]:
@@ -77,13 +67,8 @@ def test_concurrent_moves_converge_on_the_latest_and_are_logged(cluster: Cluster
         assert record is not None
         # a's update won the content; b's move is the latest write that named a namespace.
         assert (record["content"], record["namespace"]) == ({"v": 2}, ("users", "bob"))
-    path = cluster.stores["a"].path
-    assert path is not None
-    conn = sqlite3.connect(path)
-    assert conn.execute("SELECT rule FROM conflicts WHERE item_id = 'x'").fetchall() == [
-        ("field-merge",)
-    ]
-    conn.close()
+    path = location_of(cluster.stores["a"])
+    assert query(path, "SELECT rule FROM conflicts WHERE item_id = 'x'") == [("field-merge",)]
 
 
 def placed_item(
@@ -143,7 +128,7 @@ def test_a_malformed_placement_is_refused_whole(cluster: Cluster, case: str) -> 
     }[case]()
     good = MemorySyncItem("good", now - 10, WORKING, SyncOperation.INSERT, payload=b'{"v": 2}')
     batch = MemorySyncBatch("bad-batch", "a", "b", WORKING, [good, item], cursor=now)
-    path = cluster.stores["b"].path
+    path = location_of(cluster.stores["b"])
     before = dump(path)
     # Packing carries no namespace without its write (ItemVersionInfo.to_json): that case can
     # only come from a hand-made batch.

@@ -5,14 +5,9 @@ contain the word (checked against a brute-force scan)."""
 
 from __future__ import annotations
 
-import functools
 import re
-import shutil
-import sqlite3
-import tempfile
 import unicodedata
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 from hypothesis import HealthCheck, given, settings
@@ -25,7 +20,7 @@ from memrepl.storage.store import Store
 from memrepl.sync.manager import MemorySyncManager
 from memrepl.sync.results import SyncStatus
 
-from .conftest import Cluster
+from .conftest import Cluster, FreshStores
 
 WORKING, EPISODIC = MemoryTier.WORKING, MemoryTier.EPISODIC
 
@@ -99,19 +94,6 @@ WORDS = ["apple", "berry", "cherry", "date", "elder"]
 TIERS = [WORKING, EPISODIC]
 
 
-@functools.cache
-def template_database() -> Path:
-    """A migrated database without a node row: copying it skips running Alembic per node."""
-    path = Path(tempfile.mkdtemp(prefix="memrepl-recall-")) / "template.db"
-    memrepl.open(path, node_id="template").close()
-    conn = sqlite3.connect(path)
-    with conn:
-        conn.execute("DELETE FROM node")
-    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    conn.close()
-    return path
-
-
 def strings_in(value: Any) -> Iterator[str]:
     if isinstance(value, str):
         yield value
@@ -169,15 +151,13 @@ sync = st.tuples(st.just("sync"), st.sampled_from(["a", "b"]), st.sampled_from(T
 )
 @given(st.lists(st.one_of(write, sync), min_size=1, max_size=25))
 def test_keyword_search_is_exactly_the_live_items_containing_the_word(
-    tmp_path_factory: Any, steps: list[tuple[Any, ...]]
+    fresh_stores: FreshStores, steps: list[tuple[Any, ...]]
 ) -> None:
-    directory = tmp_path_factory.mktemp("recall")
     stores: dict[str, Store] = {}
     managers: dict[str, MemorySyncManager] = {}
     try:
         for node in ("a", "b"):
-            path = directory / f"{node}.db"
-            shutil.copy(template_database(), path)
+            path = fresh_stores.new(node)
             # A small working tier: eviction (local forgetting) happens too.
             stores[node] = memrepl.open(path, node_id=node, working_capacity=3)
             managers[node] = MemorySyncManager(node_id=node)
@@ -214,3 +194,4 @@ def test_keyword_search_is_exactly_the_live_items_containing_the_word(
     finally:
         for store in stores.values():
             store.close()
+        fresh_stores.release()

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import time
-from pathlib import Path
 
 import memrepl
 from memrepl import (
@@ -18,15 +17,17 @@ from memrepl import (
 )
 from memrepl.mesh import LocalMesh
 
+from ..conftest import Locator
 
-async def test_sync_manager_snippet(tmp_path: Path) -> None:
+
+async def test_sync_manager_snippet(locate: Locator) -> None:
     hub = LocalMesh()
     mesh_instance = hub.endpoint("node-001")
-    peer_store = memrepl.open(tmp_path / "b.db", node_id="node-002")
+    peer_store = memrepl.open(locate("b"), node_id="node-002")
     peer = MemorySyncManager(node_id="node-002", mesh=hub.endpoint("node-002"))
     for tier in MemoryTier:
         peer.register_memory_tier(tier, peer_store.tier(tier))
-    store = memrepl.open(tmp_path / "a.db", node_id="node-001")
+    store = memrepl.open(locate("a"), node_id="node-001")
     working_memory, episodic_memory, semantic_memory = (
         store.working,
         store.episodic,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
-import sqlite3
 import time
 
 import pytest
@@ -27,7 +26,7 @@ from memrepl.sync import tombstones, vectors
 from memrepl.sync.manager import MemorySyncManager
 from memrepl.sync.snapshots import REASK_BASE_S, REASK_CAP_S, SnapshotRequests, forget_bound
 
-from ..files import dump, query
+from ..files import by_hand, dump, location_of, query
 from .conftest import Cluster
 from .hostile import RawPeer, batch, empty_snapshot, v2_insert
 
@@ -92,7 +91,7 @@ def test_snapshot_batches_nobody_asked_for_are_refused_whole(cluster: Cluster) -
     a, b = cluster.add("a"), cluster.add("b")
     write(cluster.stores["a"], "a", 20)
     b.apply_sync_batch(a.create_delta_batch(TIER, "b"))
-    path = cluster.stores["b"].path
+    path = location_of(cluster.stores["b"])
     before = dump(path, skip_refusals=True)
     for hostile in empty_snapshot("a", "b", "evil", horizon=time.time_ns(), tier=TIER):
         with pytest.raises(UnrequestedSnapshotError) as caught:
@@ -111,7 +110,7 @@ async def test_a_peer_below_the_horizon_asks_and_gets_the_snapshot(cluster: Clus
     # b asked (a REPLICATE request), and nothing else was asked or is still open.
     assert len(b.snapshot_requests) == 0
     forgotten = query(
-        cluster.stores["b"].path,
+        location_of(cluster.stores["b"]),
         "SELECT item_id, peer_id, deleted, content FROM forgotten_items ORDER BY item_id",
     )
     assert [(i, p, d, json.loads(c)) for i, p, d, c in forgotten] == [
@@ -138,7 +137,7 @@ async def test_a_restarted_receiver_refuses_the_rest_and_asks_again(cluster: Clu
         with pytest.raises(UnrequestedSnapshotError):
             b.apply_sync_batch(rest)
     assert inbound(cluster.stores["b"], "a") == before
-    assert query(cluster.stores["b"].path, "SELECT count(*) FROM forgotten_items") == [(0,)]
+    assert query(location_of(cluster.stores["b"]), "SELECT count(*) FROM forgotten_items") == [(0,)]
     assert len(live(cluster.stores["b"])) == 10
     # Still below a's horizon: a's next round tells b, b asks for a whole new snapshot.
     result = await a.sync_with_peer("b", TIER)
@@ -155,16 +154,13 @@ async def test_what_the_horizon_does_not_explain_is_kept_and_sent_back(cluster: 
     # Delivered without a cursor (as an URGENT push is), so b is still below a's horizon.
     delta = a.create_delta_batch(TIER, "b", since_timestamp=horizon)
     b.apply_sync_batch(dataclasses.replace(delta, cursor=None))
-    assert store_a.path is not None
-    with sqlite3.connect(store_a.path) as conn:  # by hand, as sqlite3 would
-        conn.execute("DELETE FROM episodic_items WHERE item_id = 'lost'")
-    conn.close()
+    by_hand(location_of(store_a), "DELETE FROM episodic_items WHERE item_id = 'lost'")
     store_b.episodic.add("b-own", {"by": "b"})
     result = await a.sync_with_peer("b", TIER)
     assert result.ok and result.snapshot, result
     assert {"lost", "b-own"} <= set(live(store_b))
     assert "lost" not in live(store_a)
-    forgotten = query(store_b.path, "SELECT item_id FROM forgotten_items ORDER BY item_id")
+    forgotten = query(location_of(store_b), "SELECT item_id FROM forgotten_items ORDER BY item_id")
     assert forgotten == [(f"old-{i}",) for i in range(5)]
     back = await b.sync_with_peer("a", TIER)
     assert back.ok, back
@@ -199,7 +195,7 @@ async def test_a_lying_horizon_cannot_erase_recent_items(cluster: Cluster) -> No
     await cluster.hub.settle()
     assert [kind for kind, _ in mallory.answers()][-2:] == ["ACK", "ACK"]
     assert len(live(store)) == 15
-    assert query(store.path, "SELECT count(*) FROM forgotten_items") == [(0,)]
+    assert query(location_of(store), "SELECT count(*) FROM forgotten_items") == [(0,)]
     # Everything mallory lacked is re-stamped: the next round sends it all back to mallory.
     mallory.received.clear()
     sent_back = await victim.sync_with_peer("mallory", TIER)
