@@ -269,6 +269,7 @@ def build_config(args: argparse.Namespace) -> NodeConfig:
     """The node's config: ``--config``'s file, overridden by the flags given."""
     from memrepl.node.config import NodeConfig, load_toml
     from memrepl.node.credentials import certificate_node_id
+    from memrepl.storage.engine import describe
 
     file_values: dict[str, Any] = {}
     base = None
@@ -288,14 +289,16 @@ def build_config(args: argparse.Namespace) -> NodeConfig:
             "cert issue') or --key-file PATH (the cluster's shared key, at least 32 random bytes)"
         )
     if config.node_id is None:
-        stored = read_stored_node_id(config.db) if config.db.is_file() else None
+        on_file = isinstance(config.db, Path) and config.db.is_file()
+        stored = read_stored_node_id(Path(config.db)) if on_file else None
         stored = stored or certificate_node_id(config)
         if stored is None:
             raise UsageError(
-                f"no node id for {str(config.db)!r}: pass --node-id ID to create the store"
+                f"no node id for {describe(config.db)!r}: pass --node-id ID to create the store"
             )
         config = NodeConfig.from_sources(file_values, {**flags, "node_id": stored}, base=base)
-    if config.status_file is None:
+    if config.status_file is None and isinstance(config.db, Path):
+        # A store on a server has no directory of its own: --status-file says where, if wanted.
         config = dataclasses.replace(config, status_file=default_status_file(config.db))
     return config
 

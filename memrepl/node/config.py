@@ -254,7 +254,8 @@ KNOWN_KEYS = frozenset((*SETTINGS_KEYS, *_PATH_KEYS, *_TEXT_KEYS, *_OTHER_KEYS))
 class NodeConfig:
     """Everything ``memrepl serve`` needs; build it with :meth:`from_sources`."""
 
-    db: Path
+    #: The store: a SQLite file's path, or a PostgreSQL database's URL (kept as text).
+    db: Path | str
     node_id: str | None = None
     listen: tuple[str, int] = ("127.0.0.1", 0)
     peers: Mapping[str, tuple[str, int]] = field(default_factory=dict)
@@ -341,7 +342,8 @@ class NodeConfig:
             value = values.get(key)
             return None if value is None else Path(value)
 
-        db = path("db")
+        db_value = values.get("db")
+        db: Path | str | None = db_value if _is_url(db_value) else path("db")
         if db is None:
             raise NodeConfigError("no database: pass --db or set db in the config", key="db")
         certs_dir = path("certs_dir")
@@ -397,9 +399,18 @@ def load_toml(path: Path) -> dict[str, Any]:
         raise NodeConfigError(f"config {str(path)!r}: {exc}", key="config") from exc
 
 
-def _path(value: object, key: str, base: Path | None) -> Path:
+def _is_url(value: object) -> bool:
+    # Imported here: the CLI builds its parsers without loading SQLAlchemy.
+    from memrepl.storage.engine import is_url
+
+    return is_url(value)
+
+
+def _path(value: object, key: str, base: Path | None) -> Path | str:
     if not isinstance(value, str):
         raise NodeConfigError(f"{key} must be a path string, not {value!r}", key=key)
+    if key == "db" and _is_url(value):
+        return value
     path = Path(os.path.expanduser(value))
     return path if path.is_absolute() or base is None else base / path
 

@@ -42,6 +42,7 @@ from memrepl.mesh.tcp import TcpMesh
 from memrepl.node.config import NodeConfigError, parse_address
 from memrepl.node.monitor import SEND, Snapshot
 from memrepl.protocol.enums import MemoryTier
+from memrepl.storage.engine import is_url
 from memrepl.sync.results import SyncResult, result_from_json, result_to_json
 
 if TYPE_CHECKING:
@@ -83,7 +84,8 @@ class ControlServer:
     async def start(self) -> Path:
         """Listen; returns the socket's path. Raises OSError if it cannot bind."""
         path = control_path(self.node.db)
-        if len(os.fsencode(path)) > MAX_SOCKET_PATH_BYTES:
+        # A store on a server has no directory to put the socket beside.
+        if is_url(self.node.db) or len(os.fsencode(path)) > MAX_SOCKET_PATH_BYTES:
             self._private_dir = Path(tempfile.mkdtemp(prefix="memrepl-"))
             path = self._private_dir / "node.sock"
         # Only the holder of the node lock gets here: a socket file left by a killed node is

@@ -26,6 +26,12 @@ The rules that keep it right:
 
 Other processes that only read or write the store (the CLI's ``put``/``get``, an application)
 take no lock: SQLite serializes their transactions, and a running node picks their writes up.
+
+**A store on PostgreSQL** has no file to lock: its node lock is a session advisory lock the
+server holds for the node's connection (:class:`memrepl.storage.backends.postgresql.
+NodeLockSession`), so two ``memrepl serve`` processes on one database are refused the same way
+from any machine, and the server drops the lock when the holder dies. The holder describes
+itself in one line (no control channel: ``memrepl sync`` beside it is for SQLite stores).
 """
 
 from __future__ import annotations
@@ -37,15 +43,20 @@ import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from memrepl.errors import StoreInUseError
-from memrepl.storage.engine import MEMORY
+from memrepl.storage.backends import backend_named
+from memrepl.storage.engine import MEMORY, describe, is_url, store_url
 
 #: The lock file is the store's path with this suffix (like SQLite's ``-wal`` and ``-shm``).
 LOCK_SUFFIX = "-node.lock"
 #: A reader (:func:`holder`) holds a shared lock for an instant: tries before giving up.
 ACQUIRE_TRIES = 5
 ACQUIRE_RETRY_S = 0.05
+#: The same for a lock on a server, where a killed holder's session may take a moment to end.
+SERVER_ACQUIRE_TRIES = 40
+SERVER_ACQUIRE_RETRY_S = 0.05
 #: What :func:`holder` says runs a node whose lock file does not say yet.
 STARTING_NODE = "a starting node"
 
@@ -95,14 +106,42 @@ class NodeLock:
     in-memory store, ``":memory:"``, has none: nothing else can open it)."""
 
     def __init__(self, db: str | os.PathLike[str]) -> None:
-        self.path = None if os.fspath(db) == MEMORY else lock_path(db)
-        #: The store as the caller named it (for the refusal's message).
-        self.store = os.fspath(db)
+        self.path: Path | None = None
+        self._server: Any = None
+        #: The store as the caller named it (for the refusal's message; a URL without its
+        #: password).
+        self.store = describe(db)
+        if is_url(db):
+            url = store_url(db)
+            if url.get_backend_name() == "sqlite":
+                db = url.database or MEMORY
+            else:
+                self._server = backend_named(url.get_backend_name()).node_lock(url)
+        if self._server is None and os.fspath(db) != MEMORY:
+            self.path = lock_path(db)
         self._fd: int | None = None
 
     @property
     def held(self) -> bool:
-        return self._fd is not None
+        return self._fd is not None or self._server_held
+
+    _server_held = False
+
+    def _acquire_on_server(self, info: LockInfo) -> None:
+        # A holder SIGKILLed a moment ago may still have its session on the server (it ends
+        # when the server notices the closed socket): try for a while, as for a file.
+        for _ in range(SERVER_ACQUIRE_TRIES):
+            if self._server.try_acquire(info.describe()):
+                self._server_held = True
+                return
+            time.sleep(SERVER_ACQUIRE_RETRY_S)
+        other = self._server.holder() or "another process"
+        raise StoreInUseError(
+            f"{self.store} is already in use by a running node ({other}): one node process "
+            "per store -- stop it first",
+            pid=None,
+            address=None,
+        )
 
     def acquire(self, info: LockInfo) -> None:
         """Take the lock and describe this process in it.
@@ -110,6 +149,10 @@ class NodeLock:
         Raises :class:`StoreInUseError` (naming the holder when it said who it is) if another
         process holds it; ``OSError`` if the file cannot be created.
         """
+        if self._server is not None:
+            if not self._server_held:
+                self._acquire_on_server(info)
+            return
         if self._fd is not None or self.path is None:
             return
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -134,6 +177,9 @@ class NodeLock:
 
     def update(self, info: LockInfo) -> None:
         """Rewrite the description of the holder (this process)."""
+        if self._server_held:
+            self._server.describe(info.describe())
+            return
         if self._fd is None:
             return
         data = json.dumps(asdict(info)).encode()
@@ -142,6 +188,10 @@ class NodeLock:
 
     def release(self) -> None:
         """Empty the file and drop the lock (idempotent; the file stays, see the module)."""
+        if self._server is not None:
+            self._server.release()
+            self._server_held = False
+            return
         fd, self._fd = self._fd, None
         if fd is None:
             return

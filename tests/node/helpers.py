@@ -25,14 +25,19 @@ from typing import Any
 
 from memrepl.protocol.enums import MemoryTier
 
+from ..files import is_postgres, query
+
 KEY = "a-cluster-key-for-the-node-tests-0123456789"
 TABLES = {tier: f"{tier.name.lower()}_items" for tier in MemoryTier}
 #: How long a child may take to start listening.
 START_TIMEOUT_S = 20.0
 
 
-def rows(db: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
-    """Rows of a query on ``db``, read-only, as another process would read them."""
+def rows(db: Path | str, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    """Rows of a query on ``db``, read-only, as another process would read them (a PostgreSQL
+    store, named by its URL, through psycopg)."""
+    if is_postgres(db):
+        return query(db, sql, *params)
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
     try:
         return conn.execute(sql, params).fetchall()
@@ -40,7 +45,7 @@ def rows(db: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
         conn.close()
 
 
-def digest(db: Path, tier: MemoryTier, *, live_only: bool = False) -> str:
+def digest(db: Path | str, tier: MemoryTier, *, live_only: bool = False) -> str:
     """A hash of the tier's replicated state: (id, deleted, content, version) of every row.
 
     Content is compared as JSON (keys sorted): merged objects may list their keys in another
@@ -58,7 +63,7 @@ def digest(db: Path, tier: MemoryTier, *, live_only: bool = False) -> str:
     return hashlib.sha256(repr(found).encode()).hexdigest()
 
 
-def count(db: Path, tier: MemoryTier, *, live_only: bool = True) -> int:
+def count(db: Path | str, tier: MemoryTier, *, live_only: bool = True) -> int:
     where = "WHERE NOT deleted" if live_only else ""
     return int(rows(db, f"SELECT count(*) FROM {TABLES[tier]} {where}")[0][0])
 
@@ -84,7 +89,7 @@ def wait_until(check: Callable[[], bool], timeout_s: float, what: str) -> float:
     return time.monotonic() - started
 
 
-def converged(dbs: list[Path], *, live_only: bool = False) -> Callable[[], bool]:
+def converged(dbs: list[Path | str], *, live_only: bool = False) -> Callable[[], bool]:
     """A check: every tier has the same digest in every store."""
 
     def check() -> bool:
@@ -100,7 +105,7 @@ class Serve:
     """One ``memrepl serve`` child process."""
 
     node_id: str
-    db: Path
+    db: Path | str
     directory: Path
     args: list[str]
     process: subprocess.Popen[bytes] | None = None
@@ -195,12 +200,18 @@ class Processes:
         os.chmod(directory / "cluster.key", 0o600)
         self.nodes: dict[str, Serve] = {}
 
-    def node(self, node_id: str, *args: str, auth: list[str] | None = None) -> Serve:
-        """A node (not started yet) with its own store file and these extra serve flags;
-        ``auth`` replaces ``--key-file cluster.key`` (e.g. ``["--certs-dir", DIR]``)."""
-        made = Serve(
-            node_id, self.directory / f"{node_id}.db", self.directory, list(args), auth=auth
-        )
+    def node(
+        self,
+        node_id: str,
+        *args: str,
+        auth: list[str] | None = None,
+        db: Path | str | None = None,
+    ) -> Serve:
+        """A node (not started yet) with its own store file (or ``db``: a PostgreSQL URL) and
+        these extra serve flags; ``auth`` replaces ``--key-file cluster.key`` (e.g.
+        ``["--certs-dir", DIR]``)."""
+        store = self.directory / f"{node_id}.db" if db is None else db
+        made = Serve(node_id, store, self.directory, list(args), auth=auth)
         self.nodes[node_id] = made
         return made
 

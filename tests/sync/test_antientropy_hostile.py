@@ -13,7 +13,7 @@ from memrepl.storage.digests import BUCKETS, GROUPS, bucket_of
 from memrepl.sync.antientropy import verify_digests
 from memrepl.sync.digest_messages import MAX_ANSWER_ENTRIES
 
-from ..files import dump
+from ..files import by_hand, dump
 from .conftest import Cluster
 
 
@@ -186,11 +186,11 @@ async def test_an_entries_query_too_large_by_the_digests_is_refused_before_readi
     cluster.add("node-b")
     cluster.stores["node-b"].episodic.add("e1", {"n": 1})
     bucket = bucket_of("e1")
-    with sqlite3.connect(cluster.directory / "node-b.db") as conn:
-        conn.execute(
-            "UPDATE tier_digests SET row_count = ? WHERE tier = 2 AND bucket = ?",
-            (MAX_ANSWER_ENTRIES + 1, bucket),
-        )
+    by_hand(
+        cluster.location("node-b"),
+        f"UPDATE tier_digests SET row_count = {MAX_ANSWER_ENTRIES + 1} "
+        f"WHERE tier = 2 AND bucket = {bucket}",
+    )
     raw = Raw(cluster, "node-x")
     msg_type, body = await raw.ask(cluster, "node-b", query(op="entries", tier=2, buckets=[bucket]))
     assert (msg_type, body["code"]) == (MessageTypes.NACK, "too-many-entries")

@@ -5,9 +5,7 @@ refused whole when malformed; every node derives the same deadline from them."""
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
-from pathlib import Path
 
 import pytest
 
@@ -19,20 +17,11 @@ from memrepl.protocol.item import ItemVersionInfo, MemorySyncItem
 from memrepl.protocol.limits import HEADER_SIZE
 from memrepl.storage import LocalWrite
 
-from ..files import query
+from ..files import dump, location_of, query
 from .conftest import Cluster
 
 EPISODIC = MemoryTier.EPISODIC
 S = 1_000_000_000
-
-
-def dump(path: Path | None) -> list[str]:
-    assert path is not None
-    conn = sqlite3.connect(path)
-    try:
-        return list(conn.iterdump())
-    finally:
-        conn.close()
 
 
 def placements(packed: bytes) -> list[object]:
@@ -59,8 +48,8 @@ def test_options_travel_and_every_node_derives_the_same_deadline(cluster: Cluste
     assert b.apply_sync_batch(MemorySyncBatch.unpack(packed)) == (2, 0)
     sql = "SELECT item_id, item_options, version_ts + 3600000000000 = expires_at_ns, "
     sql += "expires_at_ns FROM episodic_items ORDER BY item_id"
-    on_a = query(cluster.stores["a"].path, sql)
-    on_b = query(cluster.stores["b"].path, sql)
+    on_a = query(location_of(cluster.stores["a"]), sql)
+    on_b = query(location_of(cluster.stores["b"]), sql)
     assert (
         on_a
         == on_b
@@ -70,7 +59,9 @@ def test_options_travel_and_every_node_derives_the_same_deadline(cluster: Cluste
         ]
     )
     digests = "SELECT tier, bucket, digest, row_count FROM tier_digests ORDER BY tier, bucket"
-    assert query(cluster.stores["a"].path, digests) == query(cluster.stores["b"].path, digests)
+    assert query(location_of(cluster.stores["a"]), digests) == query(
+        location_of(cluster.stores["b"]), digests
+    )
 
 
 def test_concurrent_puts_converge_on_the_later_options(cluster: Cluster) -> None:
@@ -87,8 +78,8 @@ def test_concurrent_puts_converge_on_the_later_options(cluster: Cluster) -> None
     assert a.apply_sync_batch(ba)[1] == 1
     sql = "SELECT content, item_options, expires_at_ns FROM episodic_items"
     expected = [('{"v": 2}', encode_options(FilingOptions(embed=())), None)]
-    assert query(cluster.stores["a"].path, sql) == expected
-    assert query(cluster.stores["b"].path, sql) == expected
+    assert query(location_of(cluster.stores["a"]), sql) == expected
+    assert query(location_of(cluster.stores["b"]), sql) == expected
 
 
 def optioned(now: int, options: str) -> MemorySyncItem:
@@ -122,12 +113,12 @@ def test_options_that_are_not_canonical_are_refused_whole(cluster: Cluster, opti
     now = time.time_ns()
     good = MemorySyncItem("good", now - 10, EPISODIC, SyncOperation.INSERT, payload=b'{"v": 2}')
     batch = MemorySyncBatch("bad-batch", "a", "b", EPISODIC, [good, optioned(now, options)])
-    before = dump(cluster.stores["b"].path)
+    before = dump(location_of(cluster.stores["b"]))
     for attempt in (batch, MemorySyncBatch.unpack(batch.pack())):
         with pytest.raises(ProtocolError) as caught:
             b.apply_sync_batch(attempt)
         assert caught.value.code == "bad-item-state"
-    assert dump(cluster.stores["b"].path) == before
+    assert dump(location_of(cluster.stores["b"])) == before
 
 
 @pytest.mark.parametrize("fifth", ["", 5, ["t"], None])

@@ -103,6 +103,11 @@ class Backend:
         process), read on a connection kept for it: what a node polls to see other writers."""
         raise NotImplementedError
 
+    def node_lock(self, url: URL) -> Any:
+        """The node lock of a store on a server (:class:`.postgresql.NodeLockSession`); a
+        SQLite store's is a file beside it (:mod:`memrepl.node.lock`)."""
+        raise NotImplementedError
+
 
 _LOADED: dict[str, Backend] = {}
 

@@ -47,6 +47,7 @@ from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.ext.asyncio import create_async_engine as sa_create_async_engine
 from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.pool import NullPool
 from sqlalchemy.sql.compiler import SQLCompiler
 
 from memrepl.storage import driver
@@ -250,6 +251,87 @@ class PostgreSQLBackend(Backend):
             return int(row[0]) if row is not None else 0
         finally:
             cursor.close()
+
+    def node_lock(self, url: URL) -> NodeLockSession:
+        return NodeLockSession(url)
+
+
+#: ``application_name`` is at most 63 bytes: what a holder's description is cut to.
+_APPLICATION_NAME_BYTES = 63
+
+_HOLDER = f"""
+SELECT a.application_name, a.client_addr::text FROM pg_locks l
+JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND ((l.classid::bigint << 32) | l.objid::bigint) = {NODE_LOCK}
+"""
+
+
+class NodeLockSession:
+    """The node lock of a store on PostgreSQL: a session-level advisory lock (:data:`NODE_LOCK`)
+    held on a connection of its own for as long as the node runs. The server drops it when that
+    connection ends, however the process ended (SIGKILL included: the kernel closes the socket).
+    The holder describes itself in its connection's ``application_name``, which others read in
+    ``pg_stat_activity`` (cut to 63 bytes)."""
+
+    def __init__(self, url: URL) -> None:
+        self._engine = sa_create_engine(url, poolclass=NullPool)
+        self._connection: Any = None
+
+    def try_acquire(self, description: str) -> bool:
+        """Take the lock (without waiting) and describe this process; False if another holds it."""
+        if self._connection is not None:
+            return True
+        connection = self._engine.raw_connection()
+        try:
+            connection.driver_connection.autocommit = True  # type: ignore[union-attr]
+            cursor = connection.cursor()
+            cursor.execute(f"SELECT pg_try_advisory_lock({NODE_LOCK})")
+            row = cursor.fetchone()
+            cursor.close()
+            taken = bool(row and row[0])
+        except BaseException:
+            connection.close()
+            raise
+        if not taken:
+            connection.close()
+            return False
+        self._connection = connection
+        self.describe(description)
+        return True
+
+    def describe(self, description: str) -> None:
+        """Say who holds the lock (this process)."""
+        if self._connection is None:
+            return
+        text = description.encode()[:_APPLICATION_NAME_BYTES].decode(errors="ignore")
+        cursor = self._connection.cursor()
+        cursor.execute("SELECT set_config('application_name', %s, false)", (text,))
+        cursor.close()
+
+    def holder(self) -> str | None:
+        """Who holds the lock, as the holder described itself (and from where); None: nobody."""
+        connection = self._engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            cursor.execute(_HOLDER)
+            row = cursor.fetchone()
+            cursor.close()
+        finally:
+            connection.close()
+        if row is None:
+            return None
+        name, address = row
+        where = f" from {address.split('/')[0]}" if address else ""
+        return f"{name or 'a process'}{where}"
+
+    def release(self) -> None:
+        """Drop the lock: its connection closed (idempotent)."""
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
+        self._engine.dispose()
 
 
 BACKEND = PostgreSQLBackend()
