@@ -125,8 +125,18 @@ def add_json_flag(parser: argparse.ArgumentParser, help: str | None = None) -> N
 
 
 def db_path(args: argparse.Namespace) -> Path:
-    """The store's path: ``--db``, else ``$MEMREPL_DB``, else ``./memrepl.db``."""
+    """The store's path: ``--db``, else ``$MEMREPL_DB``, else ``./memrepl.db``.
+
+    The commands other than ``serve`` read and write SQLite files (several read the file with
+    sqlite3 itself): a database URL is refused here, saying what works on PostgreSQL.
+    """
     chosen: str = args.db or os.environ.get(ENV_DB) or DEFAULT_DB
+    if "://" in chosen:
+        raise CommandError(
+            "this command works on SQLite store files; a store on PostgreSQL is run with "
+            "'memrepl serve --db postgresql+psycopg://...' and used from Python with "
+            "memrepl.open(url, node_id=...) (see the README, PostgreSQL)"
+        )
     return Path(chosen)
 
 

@@ -131,3 +131,17 @@ def test_exit_codes(
 )
 def test_times(text: str, expected: int) -> None:
     assert parse_time_ns(text, now_ns=lambda: 10_000_000_000) == expected
+
+
+@pytest.mark.parametrize(
+    "args", [("get", "working", "x"), ("search", "tea"), ("conflicts",), ("status",)]
+)
+def test_a_postgresql_url_is_refused_by_the_file_commands(cli: Cli, args: tuple[str, ...]) -> None:
+    url = "postgresql+psycopg://memrepl@127.0.0.1:1/hub"
+    result = cli("--db", url, *args)
+    assert result.code == 1
+    assert result.error_lines == [
+        "memrepl: error: this command works on SQLite store files; a store on PostgreSQL is run "
+        "with 'memrepl serve --db postgresql+psycopg://...' and used from Python with "
+        "memrepl.open(url, node_id=...) (see the README, PostgreSQL)"
+    ]

@@ -401,3 +401,70 @@ def test_migration_0010_rekeys_the_index_as_the_code_builds_it(
     assert len(reopened.search("shared", limit=100)) == 28
     reopened.rebuild_indexes()
     assert index_entries(db_path) == migrated
+
+
+# -- what differs on PostgreSQL (README, "Recall": keyword search on PostgreSQL) -----------------
+
+
+#: FTS5 syntax PostgreSQL's tsquery has no counterpart for: what the refusal names, and what
+#: SQLite finds (the index has one column, body: excluding it leaves nothing to match).
+UNSUPPORTED_ON_POSTGRESQL = {
+    "^tea": ("'^' (the first token)", ["a"]),
+    "- body : tea": ("excluding a column", []),
+}
+
+
+@pytest.mark.parametrize("expression", list(UNSUPPORTED_ON_POSTGRESQL))
+def test_what_postgresql_cannot_express_is_refused_there_and_works_on_sqlite(
+    store: Store, db_path: Path, backend: str, expression: str
+) -> None:
+    what, on_sqlite = UNSUPPORTED_ON_POSTGRESQL[expression]
+    store.working.add("a", {"t": "tea first"})
+    if backend == "sqlite":
+        assert ids(store.search(expression, syntax="fts5")) == on_sqlite
+        return
+    before = dump(db_path)
+    with pytest.raises(InvalidQueryError) as caught:
+        store.search(expression, syntax="fts5")
+    assert f"{what} is not supported on PostgreSQL" in str(caught.value)
+    assert caught.value.code == InvalidQueryError.code
+    assert ids(store.search("tea first")) == ["a"]  # plain words always work
+    assert dump(db_path) == before
+
+
+def test_near_matches_every_phrase_however_far_apart_on_postgresql(
+    store: Store, backend: str
+) -> None:
+    store.working.add("close", {"t": "tea and coffee"})
+    store.working.add("far", {"t": "tea " + "word " * 20 + "coffee"})
+    store.working.add("one", {"t": "tea alone"})
+    found = sorted(ids(store.search("NEAR(tea coffee, 3)", syntax="fts5")))
+    assert found == (["close"] if backend == "sqlite" else ["close", "far"])
+
+
+@pytest.mark.backends("postgresql")
+def test_keyword_search_reads_through_the_gin_index_on_postgresql(
+    store: Store, db_path: str
+) -> None:
+    """Once (auto)vacuum has moved new entries out of the GIN index's pending list: until then
+    the planner counts the cost of reading that list on every search, and may scan instead."""
+    from memrepl.storage.backends import postgresql_search
+
+    from ..files import pg_connection
+    from .plans import plan, reads_through
+
+    store.working.write_many(
+        [
+            memrepl.LocalWrite.add(f"i{n}", {"t": f"word{n % 2_000} common text {n}"})
+            for n in range(10_000)
+        ]
+    )
+    with pg_connection(db_path, autocommit=True) as conn:
+        conn.execute("VACUUM ANALYZE working_items_fts")
+    wanted = postgresql_search.tsquery('"word7"')
+    steps = plan(
+        store,
+        "SELECT rowid FROM working_items_fts WHERE body @@ CAST(%s AS TSQUERY)",
+        (wanted,),
+    )
+    assert reads_through(steps, "working_items_fts_body", "working_items_fts"), steps
