@@ -14,6 +14,12 @@ Like sqlite-utils' ``tests/test_docs.py``, the blocks are extracted from the Mar
   wrote the same items concurrently);
 - other blocks (no language, ``text``, ``json``) show output or formats and are not run.
 
+The blocks of the README's PostgreSQL section run against the test session's PostgreSQL server
+(:mod:`tests.pgserver`), found the way the README says libpq finds it: the ``PGHOST``,
+``PGPORT`` and ``PGUSER`` variables. The database they name, ``memrepl_hub``, is made empty
+before each block (a block that runs ``createdb`` makes it itself), and their ``sql`` blocks run
+on a hub database with a conflict log.
+
 So every CLI command the README shows is exercised, and a change that breaks a documented
 behaviour breaks the build. A block that cannot run alone is a documentation bug.
 """
@@ -38,6 +44,9 @@ import memrepl
 from memrepl.protocol.enums import MemoryTier
 from memrepl.sync.manager import MemorySyncManager
 
+from .files import query
+from .pgserver import Databases
+
 REPO = Path(__file__).resolve().parents[1]
 DOCUMENTS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 BIN = Path(sys.executable).parent
@@ -46,12 +55,23 @@ TIMEOUT_S = 180
 DOC_PORT = re.compile(r"\b74\d\d\b")
 
 
+#: The README section whose blocks run on PostgreSQL, and the database they name.
+POSTGRESQL_SECTION = "PostgreSQL: a hub on a database server"
+POSTGRESQL_DATABASE = "memrepl_hub"
+
+
 @dataclass(frozen=True)
 class Block:
     document: Path
     line: int
     language: str
     text: str
+    #: The ``##`` heading the block is under.
+    section: str = ""
+
+    @property
+    def on_postgresql(self) -> bool:
+        return self.section == POSTGRESQL_SECTION
 
     @property
     def name(self) -> str:
@@ -63,13 +83,16 @@ def blocks() -> list[Block]:
     for document in DOCUMENTS:
         lines = document.read_text().splitlines()
         start = None
-        language = ""
+        language = section = ""
         for number, line in enumerate(lines, start=1):
-            if line.startswith("```") and start is None:
+            if line.startswith("## ") and start is None:
+                section = line[3:].strip()
+            elif line.startswith("```") and start is None:
                 start, language = number, line[3:].strip()
             elif line.startswith("```"):
                 assert start is not None
-                found.append(Block(document, start, language, "\n".join(lines[start : number - 1])))
+                text = "\n".join(lines[start : number - 1])
+                found.append(Block(document, start, language, text, section))
                 start = None
     return found
 
@@ -87,12 +110,26 @@ def test_the_documents_have_blocks_of_every_kind() -> None:
     assert not [b.name for b in ALL if b.language not in ("python", "sh", "sql", *shown)]
 
 
-def environment(directory: Path) -> dict[str, str]:
+def environment(directory: Path, extra: dict[str, str] | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = os.pathsep.join([str(BIN), env.get("PATH", "")])
     env.pop("MEMREPL_DB", None)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env.update(extra or {})
     return env
+
+
+def postgresql_for(block: Block, request: pytest.FixtureRequest) -> dict[str, str]:
+    """For a block of the PostgreSQL section: its database made anew (empty, unless the block
+    runs ``createdb``), and the libpq variables that find the server; else nothing."""
+    if not block.on_postgresql:
+        return {}
+    databases: Databases = request.getfixturevalue("postgres")
+    server = databases.server
+    server.drop_database(POSTGRESQL_DATABASE)
+    if "createdb" not in block.text:
+        server.create_database(POSTGRESQL_DATABASE)
+    return {"PGHOST": "127.0.0.1", "PGPORT": str(server.port), "PGUSER": "postgres"}
 
 
 def fresh(tmp_path: Path) -> Path:
@@ -102,11 +139,14 @@ def fresh(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("block", of("python"), ids=lambda block: block.name)
-def test_a_python_block_runs_as_written(block: Block, tmp_path: Path) -> None:
+def test_a_python_block_runs_as_written(
+    block: Block, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    extra = postgresql_for(block, request)
     script = fresh(tmp_path) / "block.py"
     script.write_text(block.text + "\n")
     done = subprocess.run(
-        [sys.executable, str(script)], cwd=tmp_path, env=environment(tmp_path),
+        [sys.executable, str(script)], cwd=tmp_path, env=environment(tmp_path, extra),
         capture_output=True, text=True, timeout=TIMEOUT_S, check=False,
     )  # fmt: skip
     assert done.returncode == 0, f"{block.name}\n{done.stdout}\n{done.stderr}"
@@ -124,7 +164,10 @@ def make_targets() -> set[str]:
 
 
 @pytest.mark.parametrize("block", of("sh"), ids=lambda block: block.name)
-def test_a_shell_block_runs_as_written(block: Block, tmp_path: Path) -> None:
+def test_a_shell_block_runs_as_written(
+    block: Block, tmp_path: Path, request: pytest.FixtureRequest
+) -> None:
+    extra = postgresql_for(block, request)
     lines = block.text.splitlines()
     made = [line.split("#")[0].split() for line in lines if line.startswith("make ")]
     for words in made:
@@ -143,7 +186,7 @@ def test_a_shell_block_runs_as_written(block: Block, tmp_path: Path) -> None:
     with out_path.open("w") as out, err_path.open("w") as err:
         # Files, not pipes: a server the block leaves running would hold a pipe open forever.
         process = subprocess.Popen(
-            ["bash", "-e", "-c", text], cwd=directory, env=environment(directory),
+            ["bash", "-e", "-c", text], cwd=directory, env=environment(directory, extra),
             stdout=out, stderr=err, start_new_session=True,
         )  # fmt: skip
         try:
@@ -158,11 +201,10 @@ def test_a_shell_block_runs_as_written(block: Block, tmp_path: Path) -> None:
     assert process.returncode == 0, f"{block.name}\n{out_text}\n{err_text}{logs}"
 
 
-@pytest.fixture(scope="module")
-def conflicted(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """node-a's store after node-a and node-b wrote the same items concurrently and swapped."""
-    directory = tmp_path_factory.mktemp("conflicts")
-    stores = {n: memrepl.open(directory / f"{n}.db", node_id=n) for n in ("node-a", "node-b")}
+def write_conflicts(location_a: Path | str, location_b: Path) -> None:
+    """node-a and node-b write the same items concurrently and swap their changes."""
+    stores = {"node-a": memrepl.open(location_a, node_id="node-a")}
+    stores["node-b"] = memrepl.open(location_b, node_id="node-b")
     managers = {}
     try:
         for node_id, store in stores.items():
@@ -183,15 +225,33 @@ def conflicted(tmp_path_factory: pytest.TempPathFactory) -> Path:
     finally:
         for store in stores.values():
             store.close()
+
+
+@pytest.fixture(scope="module")
+def conflicted(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """node-a's store after node-a and node-b wrote the same items concurrently and swapped."""
+    directory = tmp_path_factory.mktemp("conflicts")
+    write_conflicts(directory / "node-a.db", directory / "node-b.db")
     return directory / "node-a.db"
 
 
 @pytest.mark.parametrize("block", of("sql"), ids=lambda block: block.name)
-def test_a_sql_block_runs_on_a_store_with_conflicts(block: Block, conflicted: Path) -> None:
-    conn = sqlite3.connect(f"file:{conflicted}?mode=ro", uri=True)
+def test_a_sql_block_runs_on_a_store_with_conflicts(
+    block: Block, request: pytest.FixtureRequest, tmp_path: Path
+) -> None:
+    statements = [s for s in block.text.split(";") if s.strip() and not _comment(s)]
+    assert statements, block.name
+    if block.on_postgresql:
+        # The hub's side of the same conflicts, in PostgreSQL's SQL.
+        postgresql_for(block, request)
+        url = request.getfixturevalue("postgres").server.url(POSTGRESQL_DATABASE)
+        write_conflicts(url, tmp_path / "node-b.db")
+        for statement in statements:
+            query(url, statement)
+        assert query(url, "SELECT count(*) FROM conflicts")[0][0] >= 1
+        return
+    conn = sqlite3.connect(f"file:{request.getfixturevalue('conflicted')}?mode=ro", uri=True)
     try:
-        statements = [s for s in block.text.split(";") if s.strip() and not _comment(s)]
-        assert statements, block.name
         for statement in statements:
             conn.execute(statement).fetchall()
         assert conn.execute("SELECT count(*) FROM conflicts").fetchone()[0] >= 1

@@ -1,10 +1,9 @@
-"""The asyncio twin: the same seed calls through memrepl.aio give the same results, on a file
-the synchronous store reads."""
+"""The asyncio twin: the same seed calls through memrepl.aio give the same results, on a store
+the synchronous store reads (aiosqlite on a file, psycopg's async connection on PostgreSQL)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -22,6 +21,7 @@ from memrepl.storage import AsyncStore, LocalWrite, StoredItem
 from memrepl.storage import open as open_store
 from memrepl.storage.items import modified_since
 
+from ..conftest import Location, Locator
 from ..files import dump
 
 STAMP_KEYS = ("timestamp_ns", "modified_at", "created_at_ns", "last_accessed_ns")
@@ -34,7 +34,7 @@ def comparable(record: dict[str, Any] | None) -> dict[str, Any] | None:
     return {key: value for key, value in record.items() if key not in STAMP_KEYS}
 
 
-def scenario_sync(path: Path, tier: MemoryTier) -> list[Any]:
+def scenario_sync(path: Location, tier: MemoryTier) -> list[Any]:
     with open_store(path, node_id="node-a") as store:
         memory = store.tier(tier)
         return [
@@ -50,7 +50,7 @@ def scenario_sync(path: Path, tier: MemoryTier) -> list[Any]:
         ]
 
 
-async def scenario_async(path: Path, tier: MemoryTier) -> list[Any]:
+async def scenario_async(path: Location, tier: MemoryTier) -> list[Any]:
     async with await memrepl.aio.open(path, node_id="node-a") as store:
         memory = store.tier(tier)
         return [
@@ -73,16 +73,16 @@ def normalise(results: Sequence[Any]) -> list[Any]:
     ]
 
 
-async def test_same_results_as_the_sync_api(tmp_path: Path, tier: MemoryTier) -> None:
-    sync_results = scenario_sync(tmp_path / "sync.db", tier)
-    async_results = await scenario_async(tmp_path / "async.db", tier)
+async def test_same_results_as_the_sync_api(locate: Locator, tier: MemoryTier) -> None:
+    sync_results = scenario_sync(locate("sync"), tier)
+    async_results = await scenario_async(locate("async"), tier)
     assert normalise(async_results) == normalise(sync_results)
     # Same stamps relative to each other: the last change of each is its get_modified_since.
     assert [r["item_id"] for r in async_results[-1]] == ["a", "b", "c"]
 
 
-async def test_async_file_is_read_by_the_sync_store(tmp_path: Path, tier: MemoryTier) -> None:
-    path = tmp_path / "shared.db"
+async def test_async_file_is_read_by_the_sync_store(locate: Locator, tier: MemoryTier) -> None:
+    path = locate("shared")
     async with await memrepl.aio.open(path, node_id="node-a") as store:
         written = await store.tier(tier).add("x", {"from": "async"})
     with open_store(path, node_id="node-a") as store:
@@ -94,8 +94,8 @@ async def test_async_file_is_read_by_the_sync_store(tmp_path: Path, tier: Memory
         assert got["content"] == {"from": "sync"}
 
 
-async def test_errors_and_unchanged_file(tmp_path: Path) -> None:
-    path = tmp_path / "errors.db"
+async def test_errors_and_unchanged_file(locate: Locator) -> None:
+    path = locate("errors")
     store = await memrepl.aio.open(path, node_id="node-a")
     try:
         await store.working.add("x", {"v": 1})
@@ -116,9 +116,9 @@ async def test_errors_and_unchanged_file(tmp_path: Path) -> None:
     assert dump(path) == before
 
 
-async def test_storage_functions_run_through_run_sync(tmp_path: Path) -> None:
+async def test_storage_functions_run_through_run_sync(locate: Locator) -> None:
     seen: list[str] = []
-    store: AsyncStore = await memrepl.aio.open(tmp_path / "hooks.db", node_id="node-a")
+    store: AsyncStore = await memrepl.aio.open(locate("hooks"), node_id="node-a")
     try:
 
         def hook(changed: Sequence[StoredItem]) -> None:
@@ -148,10 +148,10 @@ async def test_async_tiers_have_the_seed_classes() -> None:
         await store.close()
 
 
-async def test_async_semantic_tier_keeps_the_same_graph(tmp_path: Path) -> None:
+async def test_async_semantic_tier_keeps_the_same_graph(locate: Locator) -> None:
     """The asyncio semantic tier loads the graph on open and follows its own writes: the same
-    graph the synchronous store builds from the same file."""
-    path = tmp_path / "g.db"
+    graph the synchronous store builds from the same store."""
+    path = locate("g")
     with open_store(path, node_id="node-a") as store:
         alice = store.semantic.add_concept("alice", "person")["item_id"]
         bob = store.semantic.add_concept("bob", "person")["item_id"]
