@@ -69,6 +69,18 @@ def cluster(locate: Locator) -> Iterator[Cluster]:
 ClusterFactory = Callable[[], Cluster]
 
 
+#: How many of a property test's examples (or crash trials) run on PostgreSQL, as a share of
+#: those on SQLite: each example there costs round trips to a server and fresh databases, and
+#: the properties are the backend-independent rules the SQLite runs explore at full length; the
+#: PostgreSQL runs check that the backend keeps them, on a third as many draws.
+POSTGRESQL_SHARE = 3
+
+
+def examples(backend: str, count: int) -> int:
+    """The number of examples (or trials) to run on ``backend``, ``count`` being SQLite's."""
+    return count if backend == "sqlite" else max(1, count // POSTGRESQL_SHARE)
+
+
 class FreshStores:
     """Fresh store locations for property tests that open several stores per example: copies of
     a migrated store without a node row (no Alembic per store), given back by :meth:`release`

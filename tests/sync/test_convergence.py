@@ -35,7 +35,7 @@ from memrepl.storage.store import Store
 from memrepl.sync.manager import MemorySyncManager
 
 from ..replicas import replicated
-from .conftest import FreshStores
+from .conftest import FreshStores, examples
 
 IDS = ["alpha", "beta", "gamma", "delta"]
 NAMESPACES = [(), ("users", "alice"), ("users", "bob")]
@@ -228,6 +228,7 @@ SETTINGS = settings(
 )
 
 
-def test_convergence(fresh_stores: FreshStores) -> None:
+def test_convergence(fresh_stores: FreshStores, backend: str) -> None:
     machine = type("Convergence", (ConvergenceWithFinalRound,), {"fresh": fresh_stores})
-    run_state_machine_as_test(machine, settings=SETTINGS)
+    count = examples(backend, SETTINGS.max_examples)
+    run_state_machine_as_test(machine, settings=settings(SETTINGS, max_examples=count))

@@ -53,6 +53,7 @@ from memrepl.sync.results import SyncStatus
 from ..conftest import Location
 from ..files import intact, query
 from ..pgserver import Databases
+from .conftest import examples
 
 WORKER = Path(__file__).with_name("crash_worker.py")
 TIER = MemoryTier.EPISODIC
@@ -400,7 +401,7 @@ def test_sigkill_during_apply_leaves_whole_batches(
     stream: Stream, tmp_path: Path, backend: str, request: pytest.FixtureRequest
 ) -> None:
     receivers = Receivers(stream, backend, tmp_path, request)
-    run_trials(stream, receivers, backend, NORMAL_TRIALS, seed=1)
+    run_trials(stream, receivers, backend, examples(backend, NORMAL_TRIALS), seed=1)
 
 
 @pytest.mark.slow

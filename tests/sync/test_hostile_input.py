@@ -35,6 +35,7 @@ from memrepl.sync.results import SyncStatus
 
 from ..conftest import Location, Locator
 from ..files import dump, location_of, query
+from .conftest import examples
 from .hostile import RawPeer, batch, replicate_item, v2_insert
 
 WORKING = MemoryTier.WORKING
@@ -333,15 +334,20 @@ def forgotten(victim: Victim) -> list[tuple[object, ...]]:
     )
 
 
-@settings(
-    max_examples=FUZZ_CASES,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-@given(hostile=hostile_batches())
-def test_every_hostile_batch_gets_an_ack_or_a_specific_nack(
-    victim: Victim, hostile: MemorySyncBatch
-) -> None:
+def test_every_hostile_batch_gets_an_ack_or_a_specific_nack(victim: Victim, backend: str) -> None:
+    @settings(
+        max_examples=examples(backend, FUZZ_CASES),
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    @given(hostile=hostile_batches())
+    def run(hostile: MemorySyncBatch) -> None:
+        answered_and_kept(victim, hostile)
+
+    run()
+
+
+def answered_and_kept(victim: Victim, hostile: MemorySyncBatch) -> None:
     """No input ends in silence, a traceback or ``internal-error``; a NACK leaves the data as it
     was; an ACK moves only the sender's own cursor, never past the skew limit; only the final
     batch of the snapshot the victim asked for ("open") forgets, and only items whose latest

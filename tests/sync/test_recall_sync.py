@@ -20,7 +20,7 @@ from memrepl.storage.store import Store
 from memrepl.sync.manager import MemorySyncManager
 from memrepl.sync.results import SyncStatus
 
-from .conftest import Cluster, FreshStores
+from .conftest import Cluster, FreshStores, examples
 
 WORKING, EPISODIC = MemoryTier.WORKING, MemoryTier.EPISODIC
 
@@ -144,15 +144,25 @@ write = st.tuples(
 sync = st.tuples(st.just("sync"), st.sampled_from(["a", "b"]), st.sampled_from(TIERS))
 
 
-@settings(
-    max_examples=40,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-@given(st.lists(st.one_of(write, sync), min_size=1, max_size=25))
+EXAMPLES = 40
+
+
 def test_keyword_search_is_exactly_the_live_items_containing_the_word(
-    fresh_stores: FreshStores, steps: list[tuple[Any, ...]]
+    fresh_stores: FreshStores, backend: str
 ) -> None:
+    @settings(
+        max_examples=examples(backend, EXAMPLES),
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
+    @given(st.lists(st.one_of(write, sync), min_size=1, max_size=25))
+    def run(steps: list[tuple[Any, ...]]) -> None:
+        search_follows_the_rows(fresh_stores, steps)
+
+    run()
+
+
+def search_follows_the_rows(fresh_stores: FreshStores, steps: list[tuple[Any, ...]]) -> None:
     stores: dict[str, Store] = {}
     managers: dict[str, MemorySyncManager] = {}
     try:
