@@ -14,6 +14,9 @@ from memrepl.storage import Store, peek
 
 from ..files import dump
 
+#: peek reads SQLite files with sqlite3 (what the CLI's read-only commands use).
+pytestmark = pytest.mark.sqlite_only
+
 CONTENTS = {
     MemoryTier.WORKING: {"goal": "book flights", "n": [1, 2.5, None]},
     MemoryTier.EPISODIC: {"episode_id": "trip", "occurred_at_ns": 7, "what": "searched"},

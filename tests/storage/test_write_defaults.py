@@ -18,6 +18,7 @@ from memrepl.protocol.enums import MemoryTier, SyncPriority
 from memrepl.storage import LocalWrite, Store
 from memrepl.sync.manager import MemorySyncManager
 
+from ..conftest import Locator
 from ..files import dump
 from .conftest import REPO, subprocess_env
 
@@ -85,11 +86,11 @@ def test_a_write_is_never_evicted_by_its_own_call(opener: Callable[..., Store]) 
     assert len(live(store)) == 3
 
 
-def test_a_peer_batch_larger_than_the_capacity_is_applied(opener: Callable[..., Store]) -> None:
+def test_a_peer_batch_larger_than_the_capacity_is_applied(
+    opener: Callable[..., Store], locate: Locator
+) -> None:
     sender = opener("node-a", path=None, working_capacity=None)
-    receiver_path = sender.path.with_name("receiver.db") if sender.path else None
-    assert receiver_path is not None
-    receiver = opener("node-b", path=receiver_path, working_capacity=5)
+    receiver = opener("node-b", path=locate("receiver"), working_capacity=5)
     sender.working.write_many([LocalWrite.add(f"i{n}", {"n": n}) for n in range(50)])
     managers = {}
     for store in (sender, receiver):
