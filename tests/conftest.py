@@ -25,6 +25,7 @@ import memrepl
 from memrepl.protocol.enums import MemoryTier
 from memrepl.storage import Store
 
+from .clocks import Wall
 from .pgserver import Databases, ServerUnavailableError, TemporaryServer
 
 #: Every backend a store can live in.
@@ -143,3 +144,9 @@ def tier(request: pytest.FixtureRequest) -> MemoryTier:
     """Each tier in turn (a test asking for ``tier`` runs once per tier)."""
     chosen: MemoryTier = request.param
     return chosen
+
+
+@pytest.fixture
+def wall() -> Wall:
+    """A wall clock the test moves by hand (:class:`tests.clocks.Wall`)."""
+    return Wall()

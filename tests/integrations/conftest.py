@@ -14,7 +14,6 @@ import memrepl
 from memrepl.integrations.langgraph import MemreplStore
 from memrepl.storage.embedders import HashingEmbedder
 
-S = 1_000_000_000
 DIMS = 64
 _HASHING = HashingEmbedder(DIMS)
 
@@ -22,21 +21,6 @@ _HASHING = HashingEmbedder(DIMS)
 def embed(texts: Sequence[str]) -> list[list[float]]:
     """A deterministic embedding function (feature hashing of words), as LangGraph takes one."""
     return _HASHING.embed(list(texts))
-
-
-class Wall:
-    """A wall clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1_700_000_000 * S
-
-    def __call__(self) -> int:
-        return self.now
-
-
-@pytest.fixture
-def wall() -> Wall:
-    return Wall()
 
 
 @pytest.fixture

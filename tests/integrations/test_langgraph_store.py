@@ -32,7 +32,7 @@ from memrepl.errors import InvalidNamespaceError as MemreplNamespaceError
 from memrepl.integrations.langgraph import MemreplStore
 from memrepl.protocol.enums import MemoryTier
 
-from .conftest import Wall
+from ..clocks import Wall
 
 
 def dump(path: Path | None) -> list[str]:

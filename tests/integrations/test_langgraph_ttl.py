@@ -14,7 +14,7 @@ from memrepl.integrations.langgraph import MemreplStore
 from memrepl.protocol.enums import MemoryTier
 from memrepl.sync.manager import MemorySyncManager
 
-from .conftest import S, Wall
+from ..clocks import S, Wall
 
 MINUTE = 60 * S
 

@@ -288,3 +288,16 @@ def _batches(extended: bool) -> st.SearchStrategy[MemorySyncBatch]:
 
 #: Plain v2 batches (no versions, no cursor) and batches with memrepl's extension.
 batches = st.one_of(_batches(extended=False), _batches(extended=True))
+
+
+def empty_batch(**fields: Any) -> MemorySyncBatch:
+    """A batch of no items from ``a`` to ``c`` (working tier), with ``fields`` set."""
+    return MemorySyncBatch(
+        batch_id="b",
+        source_node="a",
+        target_node="c",
+        tier=MemoryTier.WORKING,
+        items=[],
+        created_ns=1,
+        **fields,
+    )

@@ -7,20 +7,13 @@ import json
 import pytest
 
 from memrepl.errors import BatchError, ProtocolError
-from memrepl.protocol import MemorySyncBatch, MemoryTier
+from memrepl.protocol import MemorySyncBatch
+
+from .helpers import empty_batch
 
 
 def batch(pending: int | None) -> MemorySyncBatch:
-    return MemorySyncBatch(
-        batch_id="b",
-        source_node="a",
-        target_node="c",
-        tier=MemoryTier.WORKING,
-        items=[],
-        created_ns=1,
-        cursor=5,
-        pending=pending,
-    )
+    return empty_batch(cursor=5, pending=pending)
 
 
 @pytest.mark.parametrize("pending", [0, 1, 199_900, 2**64 - 1])

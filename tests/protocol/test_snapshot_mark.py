@@ -8,19 +8,13 @@ import json
 import pytest
 
 from memrepl.errors import ProtocolError
-from memrepl.protocol import MemorySyncBatch, MemoryTier, SnapshotMark
+from memrepl.protocol import MemorySyncBatch, SnapshotMark
+
+from .helpers import empty_batch
 
 
 def batch(mark: SnapshotMark | None) -> MemorySyncBatch:
-    return MemorySyncBatch(
-        batch_id="b",
-        source_node="a",
-        target_node="c",
-        tier=MemoryTier.WORKING,
-        items=[],
-        created_ns=1,
-        snapshot=mark,
-    )
+    return empty_batch(snapshot=mark)
 
 
 @pytest.mark.parametrize("final", [False, True])
@@ -46,16 +40,7 @@ def test_a_malformed_mark_is_a_protocol_error() -> None:
 
 def test_the_purge_horizon_survives_pack_and_unpack() -> None:
     horizon = 2**64 - 1
-    marked = MemorySyncBatch(
-        batch_id="b",
-        source_node="a",
-        target_node="c",
-        tier=MemoryTier.WORKING,
-        items=[],
-        created_ns=1,
-        snapshot=SnapshotMark("s", final=True),
-        purge_horizon=horizon,
-    )
+    marked = empty_batch(snapshot=SnapshotMark("s", final=True), purge_horizon=horizon)
     assert MemorySyncBatch.unpack(marked.pack()).purge_horizon == horizon
     assert MemorySyncBatch.unpack(batch(None).pack()).purge_horizon is None
 

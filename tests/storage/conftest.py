@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,24 @@ def subprocess_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
     return env
+
+
+def run_python(*args: str) -> subprocess.CompletedProcess[str]:
+    """``python ARGS`` in a child run from the repository root, this checkout importable."""
+    return subprocess.run(
+        [PYTHON, *args],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env=subprocess_env(),
+        timeout=120,
+        check=False,
+    )
+
+
+def alembic_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """``alembic ARGS`` run from the repository root, as a developer would."""
+    return run_python("-m", "alembic", *args)
 
 
 @pytest.fixture

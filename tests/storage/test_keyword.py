@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
-import subprocess
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +25,7 @@ from memrepl.storage.schema import TIER_SPECS
 
 from ..conftest import Location
 from ..files import dump, intact, is_postgres, query, table_names
-from .conftest import PYTHON, REPO, subprocess_env
+from .conftest import alembic_cli
 
 
 def ids(results: object) -> list[str]:
@@ -319,19 +318,8 @@ def test_the_migration_indexes_existing_items(opener: Callable[..., Store], db_p
     store.episodic.add("gone", {"t": "written before"})
     store.episodic.delete("gone")
     store.close()
-    alembic = [PYTHON, "-m", "alembic", "-x", f"db={db_path}"]
     for step in ("0004", "head"):
-        command = "downgrade" if step == "0004" else "upgrade"
-        done = subprocess.run(
-            [*alembic, command, step],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            env=subprocess_env(),
-            timeout=120,
-            check=False,
-        )
-        assert done.returncode == 0, done.stderr
+        alembic_to(db_path, "downgrade" if step == "0004" else "upgrade", step)
         if step == "0004":
             assert not [name for name in table_names(db_path) if "_fts" in name]
     assert ids(opener().search("before")) == ["old"]
@@ -352,15 +340,7 @@ def test_a_new_store_has_the_settings(store: Store, db_path: Path) -> None:
 
 
 def alembic_to(db_path: Path, command: str, revision: str) -> None:
-    done = subprocess.run(
-        [PYTHON, "-m", "alembic", "-x", f"db={db_path}", command, revision],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        env=subprocess_env(),
-        timeout=120,
-        check=False,
-    )
+    done = alembic_cli("-x", f"db={db_path}", command, revision)
     assert done.returncode == 0, done.stderr
 
 

@@ -4,7 +4,6 @@ the alembic CLI from the repository root, and a database from a newer memrepl re
 from __future__ import annotations
 
 import sqlite3
-import subprocess
 import textwrap
 from collections.abc import Callable
 from pathlib import Path
@@ -32,7 +31,7 @@ from memrepl.storage.schema import metadata
 
 from ..conftest import Locator
 from ..files import dump, query, table_names
-from .conftest import PYTHON, REPO, subprocess_env
+from .conftest import alembic_cli, run_python
 
 #: The keyword indexes (migration 0006): FTS5 tables and their shadow tables, outside the metadata.
 INDEX_TABLES = {
@@ -85,14 +84,7 @@ def test_reopen_is_a_no_op_that_never_loads_alembic(
         loaded = sorted(name for name in sys.modules if name.split(".")[0] == "alembic")
         assert not loaded, loaded
     """
-    done = subprocess.run(
-        [PYTHON, "-c", textwrap.dedent(script), str(db_path)],
-        capture_output=True,
-        text=True,
-        env=subprocess_env(),
-        timeout=120,
-        check=False,
-    )
+    done = run_python("-c", textwrap.dedent(script), str(db_path))
     assert done.returncode == 0, done.stderr
     assert dump(db_path) == before
 
@@ -179,19 +171,6 @@ def test_unknown_revision_is_refused(db_path: Path, opener: Callable[..., Store]
     assert "newer memrepl" in message
     assert "upgrade memrepl" in message
     assert dump(db_path) == before
-
-
-def alembic_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    """``alembic ARGS`` run from the repository root, as a developer would."""
-    return subprocess.run(
-        [PYTHON, "-m", "alembic", *args],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        env=subprocess_env(),
-        timeout=120,
-        check=False,
-    )
 
 
 def test_alembic_cli_from_the_repository_root(tmp_path: Path) -> None:

@@ -15,24 +15,8 @@ from memrepl.storage import LocalWrite, Store
 from memrepl.storage.working import RECENCY_HALF_LIFE_NS, low_water
 from memrepl.sync.vectors import advance_acked_cursor
 
+from ..clocks import S, Wall
 from ..files import query
-
-S = 1_000_000_000
-
-
-class Wall:
-    """A wall clock the test moves by hand."""
-
-    def __init__(self) -> None:
-        self.now = 1_700_000_000 * S
-
-    def __call__(self) -> int:
-        return self.now
-
-
-@pytest.fixture
-def wall() -> Wall:
-    return Wall()
 
 
 def ids(store: Store) -> set[str]:
