@@ -36,6 +36,7 @@ The tree::
     │   ├── NodeConfigError      a node setting, flag or config file value
     │   └── PolicyConfigError    a memory policy threshold or preset name
     ├── NodeStateError           a Node used before start(), or started twice
+    ├── RoundStateError          a sync round's state machine fed an event out of turn (a bug)
     ├── CheckEndedError          an anti-entropy check ended early (stays in the check's result)
     ├── MeshError                transport faults (.peer_id)
     │   ├── AuthenticationError  wrong key, bad HMAC, replayed or reordered frame
@@ -427,6 +428,13 @@ class NodeStateError(MemreplError):
     """A :class:`~memrepl.node.Node` asked for its parts before ``start()``, or started twice."""
 
     code = "node-state"
+
+
+class RoundStateError(MemreplError):
+    """A sync round's state machine (:mod:`memrepl.sync.rounds`) was given an event it cannot
+    take in its state: a bug of the driver that runs it, never something a peer can cause."""
+
+    code = "round-state"
 
 
 class CheckEndedError(MemreplError):

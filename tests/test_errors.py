@@ -47,6 +47,7 @@ CODES: dict[str, str] = {
     "NodeConfigError": "node-config",
     "PolicyConfigError": "policy-config",
     "NodeStateError": "node-state",
+    "RoundStateError": "round-state",
     "InvalidArgumentError": "invalid-argument",
     "RecallError": "recall",
     "InvalidNamespaceError": "invalid-namespace",
@@ -96,9 +97,10 @@ FAULT_CODES: dict[str, str] = {
 }
 
 #: Errors that never reach a library caller: the mesh's frame refusals stay in the mesh, an
-#: anti-entropy check that ends early becomes its result's error, and the command line's own
-#: errors end in its exit code. Every other error is exported by memrepl.
-INTERNAL = {"FrameFaultError", "CheckEndedError", "CommandError", "UsageError"}
+#: anti-entropy check that ends early becomes its result's error, a round's state machine fed
+#: out of turn is a bug of its driver, and the command line's own errors end in its exit code.
+#: Every other error is exported by memrepl.
+INTERNAL = {"FrameFaultError", "CheckEndedError", "RoundStateError", "CommandError", "UsageError"}
 
 _KEBAB = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
 

@@ -11,6 +11,8 @@ handed to its handler on a later loop iteration (coroutine handlers run as tasks
 ``send``. Outside an event loop, the outermost ``send`` drains the queue before returning, so
 plain synchronous code (the seed's ``handle_sync``) works too. For tests the hub can cut links
 (``partition``/``heal``) and hold messages (``hold``) to deliver, duplicate or reorder them by hand.
+A cut link is reported to both endpoints' link listeners as lost, a healed one as up
+(:class:`~memrepl.sync.transport.LinkWatching`), as ``TcpMesh`` reports its connections.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from dataclasses import dataclass
 
 from memrepl.errors import PeerUnavailableError
 from memrepl.protocol.enums import MessageTypes
-from memrepl.sync.transport import Handler
+from memrepl.sync.transport import Handler, LinkListener
 
 log = logging.getLogger(__name__)
 
@@ -45,6 +47,7 @@ class LocalEndpoint:
         self._hub = hub
         self._node_id = node_id
         self._handlers: dict[MessageTypes, Handler] = {}
+        self._link_listeners: list[LinkListener] = []
 
     @property
     def node_id(self) -> str:
@@ -61,6 +64,14 @@ class LocalEndpoint:
 
     def handler_for(self, msg_type: MessageTypes) -> Handler | None:
         return self._handlers.get(msg_type)
+
+    def watch_links(self, listener: LinkListener) -> None:
+        """Call ``listener(peer_id, up)`` when the hub cuts (False) or heals (True) a link."""
+        self._link_listeners.append(listener)
+
+    def link_changed(self, peer_id: str, up: bool) -> None:
+        for listener in list(self._link_listeners):
+            listener(peer_id, up)
 
 
 class LocalMesh:
@@ -92,11 +103,24 @@ class LocalMesh:
         )
 
     def partition(self, a: str, b: str) -> None:
-        """Cut the link between ``a`` and ``b``: messages between them are dropped."""
-        self._cut.add(frozenset((a, b)))
+        """Cut the link between ``a`` and ``b``: messages between them are dropped (and both
+        ends are told their link was lost)."""
+        pair = frozenset((a, b))
+        if pair not in self._cut:
+            self._cut.add(pair)
+            self._report(a, b, up=False)
 
     def heal(self, a: str, b: str) -> None:
-        self._cut.discard(frozenset((a, b)))
+        pair = frozenset((a, b))
+        if pair in self._cut:
+            self._cut.discard(pair)
+            self._report(a, b, up=True)
+
+    def _report(self, a: str, b: str, *, up: bool) -> None:
+        for node, peer in ((a, b), (b, a)):
+            endpoint = self._endpoints.get(node)
+            if endpoint is not None:
+                endpoint.link_changed(peer, up)
 
     def route(self, message: LocalMessage) -> None:
         if message.target not in self._endpoints:

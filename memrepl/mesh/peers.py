@@ -15,6 +15,11 @@ peer appears, :func:`keeps_existing` decides which one stays, the same way on bo
 
 The loser is retired gracefully (:meth:`~memrepl.mesh.connection.Connection.retire`), so that no
 frame written on it before both sides agreed is lost.
+
+The table reports every change of a peer's current connection to its link listeners
+(:class:`~memrepl.sync.transport.LinkWatching`): up when a connection is adopted, lost when the
+current one ends (a connection replaced by a duplicate is not lost: it lingers until the peer's
+DISCONNECT, and nothing written on it is dropped).
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from memrepl.mesh.framing import FaultCode
 from memrepl.mesh.handshake import Established
 from memrepl.mesh.outbox import Outbox
 from memrepl.mesh.stats import Counters, PeerStats
+from memrepl.sync.transport import LinkListener
 
 __all__ = ["PeerState", "PeerTable", "keeps_existing"]
 
@@ -88,6 +94,8 @@ class PeerTable:
         #: were never configured here): counted apart, never per claimed id.
         self.strangers = Counters()
         self._peers: dict[str, PeerState] = {}
+        #: Told ``(peer_id, up)`` when a peer's current connection comes up or is lost.
+        self.link_listeners: list[LinkListener] = []
 
     def get(self, peer_id: str) -> PeerState | None:
         return self._peers.get(peer_id)
@@ -165,6 +173,7 @@ class PeerTable:
             counters.connects += 1
         peer.changed.set()
         log.info("%s connected to %r (dialled by %r)", self.node_id, done.peer_id, dialled_by)
+        self._report(done.peer_id, up=True)
         try:
             await conn.run()
         finally:
@@ -172,6 +181,14 @@ class PeerTable:
                 peer.connection = None
                 peer.down_since = time.monotonic()
                 peer.changed.set()
+                self._report(done.peer_id, up=False)
             for counters in (peer.counters, self.totals):
                 counters.disconnects += 1
             log.info("%s lost %r: %s", self.node_id, done.peer_id, conn.end_reason)
+
+    def _report(self, peer_id: str, *, up: bool) -> None:
+        for listener in list(self.link_listeners):
+            try:
+                listener(peer_id, up)
+            except Exception:
+                log.exception("a link listener failed on %r", peer_id)

@@ -63,7 +63,7 @@ from memrepl.mesh.peers import PeerState, PeerTable
 from memrepl.mesh.revocation import RevocationWatcher
 from memrepl.mesh.stats import Counters, MeshStats
 from memrepl.protocol.enums import MessageTypes
-from memrepl.sync.transport import Handler
+from memrepl.sync.transport import Handler, LinkListener
 
 __all__ = ["TcpMesh"]
 
@@ -203,6 +203,11 @@ class TcpMesh:
     def peers(self) -> list[str]:
         """The peers with a live, authenticated connection, sorted."""
         return self._table.connected()
+
+    def watch_links(self, listener: LinkListener) -> None:
+        """Call ``listener(peer_id, up)`` when a peer's connection comes up (True) or the
+        current one is lost (False); a connection replaced by a duplicate is not lost."""
+        self._table.link_listeners.append(listener)
 
     # -- configuration and life cycle ----------------------------------------------------------
 

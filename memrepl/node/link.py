@@ -1,42 +1,40 @@
 """How a node's sync manager reaches the mesh: :class:`NodeLink` and :class:`NodeSyncManager`.
 
 :class:`NodeLink` is the :class:`~memrepl.sync.transport.Mesh` the manager talks through (the
-real mesh plus traffic counters, REPLICATE notices and draining on stop);
-:class:`NodeSyncManager` is the manager with what a long-running process adds to an exchange
-(giving up when the peer is gone, reading the next batch ahead). The rule that keeps them right:
-neither changes what is sent or when a cursor moves -- only how long a round waits and when the
-node's own work is done; see each class.
+real mesh plus REPLICATE notices and draining on stop); :class:`NodeSyncManager`
+is the manager with the round options of a long-running process (memrepl.sync.driver): reading
+the next batch ahead while the peer applies one, and the lost-peer rule -- a round with a peer
+that is gone ends within :data:`LOST_PEER_WAIT_S` instead of waiting for an answer that cannot
+come, so rounds, snapshot answers, repair batches and URGENT pushes never hold a stopping node
+for long. The rule that keeps them right: neither changes what is sent or when a cursor moves --
+only how long a round waits and when the node's own work is done.
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-import time
 from collections.abc import Callable
 from typing import Any, Protocol, runtime_checkable
 
-from memrepl.errors import MemreplError, PeerUnavailableError, ProtocolError
+from memrepl.errors import PeerUnavailableError, ProtocolError
 from memrepl.protocol.batch import MemorySyncBatch
 from memrepl.protocol.enums import MemoryTier, MessageTypes
 from memrepl.sync.batches import is_replicate_request
+from memrepl.sync.driver import RoundOptions
 from memrepl.sync.manager import MemorySyncManager
-from memrepl.sync.messages import Ack, Nack
-from memrepl.sync.results import SyncStatus
-from memrepl.sync.transport import Handler, Mesh
+from memrepl.sync.transport import Handler, LinkListener, LinkWatching, Mesh
 
-__all__ = ["NodeLink", "NodeSyncManager", "ServingMesh"]
+__all__ = ["LOST_PEER_WAIT_S", "NODE_ROUND_OPTIONS", "NodeLink", "NodeSyncManager", "ServingMesh"]
 
 log = logging.getLogger(__name__)
 
 #: Byte 14 of a packed batch's header is its item count (PROTOCOL.md §1, ``flags_batch``).
 _ITEM_COUNT_OFFSET = 14
-#: How often an exchange waiting for an ACK checks that its peer is still connected.
-LOST_PEER_CHECK_S = 0.1
-#: A batch read ahead is used only this soon after it was read.
-READ_AHEAD_MAX_AGE_S = 5.0
-#: Event-loop turns an exchange lets pass (the send reaching the socket) before reading ahead.
-READ_AHEAD_YIELDS = 6
+#: A batch whose connection was lost goes out again if its peer is back within this long (a
+#: lost connection is redialled at once: a reconnect takes a fraction of a second).
+LOST_PEER_WAIT_S = 2.0
+#: How a node's rounds wait and read.
+NODE_ROUND_OPTIONS = RoundOptions(read_ahead=True, lost_peer_wait_s=LOST_PEER_WAIT_S)
 #: A REPLICATE request is a one-item batch of a few hundred bytes; only such frames are peeked.
 _MAX_REQUEST_BYTES = 2048
 
@@ -51,89 +49,12 @@ class ServingMesh(Mesh, Protocol):
 
 
 class NodeSyncManager(MemorySyncManager):
-    """The sync manager of a node: what a long-running process adds to the exchange.
-
-    - **An exchange ends as soon as its peer is gone.** :meth:`MemorySyncManager.exchange`
-      waits for the ACK up to ``ack_timeout_s``; a peer that disconnected (killed, stopped,
-      network cut) cannot answer any more, so the wait is cut short (within
-      :data:`LOST_PEER_CHECK_S`) with ``UNREACHABLE`` -- nothing is marked as acknowledged, and
-      the round starts afresh when the peer is back. Rounds, snapshot answers and URGENT pushes
-      all go through here, so none of them holds a stopping node for long.
-    - **Read-ahead.** A round sends a batch, waits for its ACK, then reads the next batch from
-      the batch's cursor. While the peer applies a batch, this node would sit idle; instead it
-      reads the next batch then (:meth:`create_delta_batch` hands it out if the round asks for
-      exactly that cursor). Sending a batch read a moment earlier is always correct: it holds
-      the state of every row changed in ``(since, cursor]`` at the time it was read, and any
-      later change of such a row has a ``modified_at`` above ``cursor``, so it comes in a later
-      batch. A read-ahead batch unused for :data:`READ_AHEAD_MAX_AGE_S` is dropped.
-    """
+    """The sync manager of a node: :class:`MemorySyncManager` with :data:`NODE_ROUND_OPTIONS`
+    (see the module docstring); ``round_options`` replaces them."""
 
     def __init__(self, node_id: str, mesh: Mesh | None = None, **options: Any) -> None:
+        options.setdefault("round_options", NODE_ROUND_OPTIONS)
         super().__init__(node_id, mesh, **options)
-        # (tier, peer) -> (since, snapshot, read at (monotonic), the batch)
-        self._ahead: dict[tuple[MemoryTier, str], tuple[int, bool, float, MemorySyncBatch]] = {}
-
-    def create_delta_batch(
-        self,
-        tier: MemoryTier | int,
-        target_node: str,
-        since_timestamp: int | None = None,
-        *,
-        snapshot: bool = False,
-        include_echoes: bool = False,
-    ) -> MemorySyncBatch:
-        # Read-ahead batches are cut with the echo filter; a round without it reads afresh.
-        if since_timestamp is not None and not include_echoes:
-            found = self._ahead.pop((MemoryTier(tier), target_node), None)
-            if (
-                found is not None
-                and found[:2] == (since_timestamp, snapshot)
-                and time.monotonic() - found[2] < READ_AHEAD_MAX_AGE_S
-            ):
-                return found[3]
-        return super().create_delta_batch(
-            tier, target_node, since_timestamp, snapshot=snapshot, include_echoes=include_echoes
-        )
-
-    async def exchange(self, peer_id: str, batch: MemorySyncBatch) -> Ack | Nack | SyncStatus:
-        waiting = asyncio.ensure_future(super().exchange(peer_id, batch))
-        try:
-            if batch.cursor is not None and batch.items:
-                # Let the batch reach the socket first, then read the next one meanwhile.
-                for _ in range(READ_AHEAD_YIELDS):
-                    await asyncio.sleep(0)
-                if not waiting.done():
-                    self._read_ahead(peer_id, batch)
-            while True:
-                done, _ = await asyncio.wait({waiting}, timeout=LOST_PEER_CHECK_S)
-                if done:
-                    return waiting.result()
-                if self.mesh is not None and peer_id not in self.mesh.peers():
-                    log.info(
-                        "batch %s: %s is gone, not waiting for its ACK", batch.batch_id, peer_id
-                    )
-                    return SyncStatus.UNREACHABLE
-        finally:
-            if not waiting.done():
-                waiting.cancel()
-                await asyncio.gather(waiting, return_exceptions=True)
-
-    def _read_ahead(self, peer_id: str, batch: MemorySyncBatch) -> None:
-        assert batch.cursor is not None
-        snapshot = batch.snapshot is not None
-        try:
-            following = super().create_delta_batch(
-                batch.tier, peer_id, batch.cursor, snapshot=snapshot
-            )
-        except MemreplError as exc:
-            log.debug("read-ahead for %s failed: %s", peer_id, exc)
-            return
-        self._ahead[(batch.tier, peer_id)] = (
-            batch.cursor,
-            snapshot,
-            time.monotonic(),
-            following,
-        )
 
 
 class NodeLink:
@@ -169,6 +90,11 @@ class NodeLink:
 
     def peers(self) -> list[str]:
         return self.mesh.peers()
+
+    def watch_links(self, listener: LinkListener) -> None:
+        """The mesh's connection reports, when it makes them (memrepl.sync.transport)."""
+        if isinstance(self.mesh, LinkWatching):
+            self.mesh.watch_links(listener)
 
     def _peeking(self, handler: Handler) -> Handler:
         def peek(data: bytes, peer_id: str) -> Any:

@@ -16,8 +16,9 @@ The rules that keep it right:
 
 - **The manager talks through a :class:`NodeLink`**, the node's view of the mesh. When the node
   stops, the link refuses new sync batches: every round finishes the batch in hand (its ACK is
-  still received and recorded) and then ends, instead of being cut off mid-batch or starting the
-  next one. Answers (ACK/NACK) still go out until the mesh closes.
+  still received and recorded, if it comes within :data:`STOP_ANSWER_GRACE_S`: a connection
+  that died unnoticed must not hold the stop) and then ends, instead of being cut off mid-batch
+  or starting the next one. Answers (ACK/NACK) still go out until the mesh closes.
 - **Stopping leaves nothing behind**: rounds and the manager's snapshot answers are awaited (for
   at most ``stop_timeout_s``, then cancelled -- always safe, see :mod:`memrepl.node.scheduler`),
   then the mesh is closed (its tasks and sockets), then the store.
@@ -63,6 +64,9 @@ from memrepl.sync.transport import Mesh
 __all__ = ["Node", "tls_contexts"]  # tls_contexts lives in memrepl.node.credentials
 
 log = logging.getLogger(__name__)
+
+#: A stopping node waits at most this long for the answer to a batch in hand.
+STOP_ANSWER_GRACE_S = 1.0
 
 
 class Node:
@@ -382,6 +386,8 @@ class Node:
             await self._control.close()
         if self._link is not None:
             self._link.draining = True
+        if self._manager is not None:
+            self._manager.drain_answers(STOP_ANSWER_GRACE_S)
         if self._scheduler is not None:
             await self._scheduler.stop()
         if self._manager is not None:

@@ -15,10 +15,11 @@ peer it came from: that round would carry only echoes.
 
 **The rules that keep it right.**
 
-- Only the sync manager moves cursors. The URGENT fast path sends the URGENT rows as a batch
-  WITHOUT a cursor: the peer applies them (idempotently) but nobody's cursor moves, and the next
-  ordinary round sends them again as part of the delta (a duplicate: no change, no conflict). So
-  the fast path can never skip anything, and it never waits behind a long background transfer.
+- Only the sync manager moves cursors. The URGENT fast path sends the URGENT rows as batches
+  WITHOUT a cursor (the manager's batch builder makes them, its push sends them): the peer
+  applies them (idempotently) but nobody's cursor moves, and the next ordinary round sends them
+  again as part of the delta (a duplicate: no change, no conflict). So the fast path can never
+  skip anything, and it never waits behind a long background transfer.
 - At most one round per (peer, tier) runs at a time; a trigger during a round reruns it after.
 - Cancelling a round is always safe (a batch is applied in one transaction on the receiver, and
   acknowledged cursors are only saved after the ACK), so a round for a peer that disconnected is
@@ -34,7 +35,6 @@ import logging
 import math
 import threading
 import time
-import uuid
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -44,15 +44,13 @@ from memrepl.node.config import NodeSettings
 from memrepl.node.repair import RepairSchedule
 from memrepl.node.watch import CommitProbe, poll_tier, silent_peers, urgent_rows
 from memrepl.policy import ConsolidationResult, consolidate
-from memrepl.protocol.batch import MemorySyncBatch
-from memrepl.protocol.enums import MemoryTier, SyncFlags, SyncPriority
+from memrepl.protocol.enums import MemoryTier, SyncPriority
 from memrepl.storage.items import max_modified_at
 from memrepl.storage.records import StoredItem
 from memrepl.storage.store import Store
 from memrepl.sync.batches import to_wire
 from memrepl.sync.manager import MemorySyncManager
-from memrepl.sync.messages import Ack
-from memrepl.sync.results import SyncResult, SyncStatus, status_result
+from memrepl.sync.results import SyncResult, SyncStatus
 from memrepl.sync.vectors import applied_cursor
 
 __all__ = ["PeerTierStatus", "Scheduler"]
@@ -406,25 +404,14 @@ class Scheduler:
 
     async def _push_to(self, peer_id: str, tier: MemoryTier, rows: list[StoredItem]) -> None:
         items = [to_wire(tier, row) for row in rows if row.received_from != peer_id]
-        size = self.manager.max_batch_items
-        for start in range(0, len(items), size):
-            batch = MemorySyncBatch(
-                batch_id=uuid.uuid4().hex[:16],
-                source_node=self.manager.node_id,
-                target_node=peer_id,
-                tier=tier,
-                items=items[start : start + size],
-                flags=SyncFlags.DELTA_ONLY | SyncFlags.REQUIRES_ACK,
+        batches = self.manager.builder.items(tier, peer_id, items)
+        result = (await self.manager.push(peer_id, tier, batches)).result
+        if not result.ok:
+            log.warning(
+                "urgent push of the %s tier to %s: %s", tier.name.lower(), peer_id, result.error
             )
-            answer = await self.manager.exchange(peer_id, batch)
-            if not isinstance(answer, Ack):
-                result = status_result(peer_id, tier, answer)
-                log.warning(
-                    "urgent push of the %s tier to %s: %s", tier.name.lower(), peer_id, result.error
-                )
-                # The ordinary round will carry these items.
-                self.trigger(peer_id, tier)
-                return
+            # The ordinary round will carry these items.
+            self.trigger(peer_id, tier)
 
     def consolidate(self) -> ConsolidationResult:
         """Run the memory policies once (promotion, consolidation, retention); what they wrote

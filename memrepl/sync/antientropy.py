@@ -17,8 +17,9 @@ down the branches that differ:
 4. The initiator pushes its copies as ordinary batches and ``fetch``-es the peer's: every item
    goes through the ordinary merge (``apply_sync_batch``), so what the repair decided is in the
    conflict log like any other merge (a hand edit that kept its version is a ``same-version``
-   conflict). Repair batches carry no cursor (no one's position moves) and the
-   CONFLICT_RESOLUTION flag; their ids start with ``ae-``.
+   conflict). Repair batches (made by the manager's batch builder, memrepl.sync.builder) carry
+   no cursor (no one's position moves) and the CONFLICT_RESOLUTION flag; their ids start with
+   ``ae-``.
 
 What is not sent: an item one side lacks whose stamp is at or below that side's tombstone
 horizon (it may be a delete whose tombstone was collected there: sending it would resurrect it),
@@ -52,8 +53,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from memrepl.errors import CheckEndedError, MemreplError, PeerUnavailableError, ProtocolError
-from memrepl.protocol.batch import MemorySyncBatch
-from memrepl.protocol.enums import MemoryTier, MessageTypes, SyncFlags
+from memrepl.protocol.enums import MemoryTier, MessageTypes
 from memrepl.storage import digests
 from memrepl.storage.digests import GROUP_BUCKETS, GROUPS, Entry, Node
 from memrepl.storage.items import load_items
@@ -61,7 +61,7 @@ from memrepl.storage.tiers import Tier
 from memrepl.storage.working import low_water
 from memrepl.sync import digest_messages as msgs
 from memrepl.sync.batches import to_wire
-from memrepl.sync.messages import Ack, Nack
+from memrepl.sync.messages import Nack
 from memrepl.sync.tombstones import purged_through
 
 if TYPE_CHECKING:
@@ -74,8 +74,6 @@ DEFAULT_ANTIENTROPY_INTERVAL_S = 180.0
 DEFAULT_VERIFY_INTERVAL_S = 3600.0
 #: Rows asked for in one ``entries`` query (by the bucket counts of both sides).
 ENTRIES_PER_QUERY = 20_000
-#: The prefix of repair batches' ids.
-REPAIR_BATCH_PREFIX = "ae-"
 #: An entries answer may list fewer rows than the peer's digests counted in those buckets (rows
 #: can go between two answers: tombstones collected, working memory evicted) -- but not fewer
 #: than half of them, less this many: then its digests are not what it holds (a lie, or rows
@@ -289,31 +287,12 @@ class AntiEntropy:
         with reg.store.read() as conn:
             rows = load_items(conn, reg.spec, ids)
         items = [to_wire(reg.tier, rows[i]) for i in ids if i in rows]
-        sent = applied = size = 0
-        step = self.manager.max_batch_items
-        for start in range(0, len(items), step):
-            chunk = items[start : start + step]
-            batch = MemorySyncBatch(
-                batch_id=REPAIR_BATCH_PREFIX + uuid.uuid4().hex[:13],
-                source_node=self.manager.node_id,
-                target_node=peer_id,
-                tier=reg.tier,
-                items=chunk,
-                flags=SyncFlags.REQUIRES_ACK | SyncFlags.CONFLICT_RESOLUTION,
-            )
-            packed = batch.pack(compress_threshold=self.manager.compress_threshold)
-            size += len(packed)
-            answer = await self.manager.exchange_packed(
-                peer_id, batch.batch_id, packed, tier=int(reg.tier)
-            )
-            if not isinstance(answer, Ack):
-                detail = (
-                    f"{answer.code}: {answer.reason}" if isinstance(answer, Nack) else answer.value
-                )
-                raise CheckEndedError(f"repair batch to {peer_id!r}: {detail}")
-            sent += len(chunk)
-            applied += answer.applied
-        return sent, applied, size
+        batches = self.manager.builder.items(reg.tier, peer_id, items, repair=True)
+        done = await self.manager.push(peer_id, reg.tier, batches)
+        result = done.result
+        if not result.ok:
+            raise CheckEndedError(f"repair batch to {peer_id!r}: {result.error}")
+        return result.items, result.applied, done.bytes_sent
 
     # -- checking -----------------------------------------------------------------------------
 

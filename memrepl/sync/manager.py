@@ -7,7 +7,8 @@ incoming batch is applied in ONE write transaction with its bookkeeping; each ou
 marked synced only when its ACK arrives.
 
 The exchange, for one tier (ARCHITECTURE.md, "Deltas, cursors and sync vectors"; the steps are
-:class:`~memrepl.sync.rounds.SyncRound`):
+the state machine :class:`~memrepl.sync.rounds.SyncRound`, run by
+:class:`~memrepl.sync.driver.RoundDriver`):
 
 1. the sender opens with an empty VECTOR_SYNC batch (the probe) carrying its purge horizon; the
    ACK reports the receiver's durable inbound cursor, which is where the sender resumes (even if
@@ -17,7 +18,10 @@ The exchange, for one tier (ARCHITECTURE.md, "Deltas, cursors and sync vectors";
    whole state (memrepl.sync.snapshots, memrepl.sync.answers); nothing else ever sends one;
 3. otherwise the sender sends batches of at most ``max_batch_items`` in ``modified_at`` order,
    each acknowledged before the next, recording the acknowledged cursor in the sync vector
-   (every 16 batches and when the round ends), until nothing is left.
+   (every 16 batches and when the round ends), until nothing is left. A batch whose connection
+   is lost before its ACK goes out again on the next one.
+
+Every batch the manager sends is made by one :class:`~memrepl.sync.builder.BatchBuilder`.
 
 What a peer's input can do here (the incoming path, :meth:`MemorySyncManager.handle_sync`): every
 message gets an ACK or a NACK with a stable code, never a traceback. A batch moves only its own
@@ -31,8 +35,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-import uuid
-from collections.abc import Coroutine
+from collections.abc import Coroutine, Sequence
 from typing import Any
 
 from memrepl.errors import (
@@ -43,20 +46,24 @@ from memrepl.errors import (
     UnknownTierError,
 )
 from memrepl.protocol.batch import MemorySyncBatch
-from memrepl.protocol.enums import MemoryTier, MessageTypes, SyncFlags, SyncOperation
-from memrepl.protocol.item import MemorySyncItem
+from memrepl.protocol.enums import MemoryTier, MessageTypes
 from memrepl.protocol.limits import MAX_BATCH_ITEMS
 from memrepl.storage.store import resolve_tier
 from memrepl.storage.tiers import Tier
 from memrepl.sync import tombstones, vectors
 from memrepl.sync.answers import SnapshotAnswers
 from memrepl.sync.antientropy import AntiEntropy, CheckResult
+from memrepl.sync.awaiting import Awaiting
 from memrepl.sync.batches import read_delta
+from memrepl.sync.builder import REPLICATE_ITEM_ID, BatchBuilder
+from memrepl.sync.driver import RoundDriver, RoundOptions
 from memrepl.sync.messages import Ack, Nack
 from memrepl.sync.observer import SyncObserver
+from memrepl.sync.push import BatchPush
 from memrepl.sync.receiver import BatchReceiver
 from memrepl.sync.refusals import Direction, record_refusal
-from memrepl.sync.results import SyncResult, SyncStatus, status_result
+from memrepl.sync.results import SyncResult
+from memrepl.sync.round_events import Done
 from memrepl.sync.rounds import SyncRound
 from memrepl.sync.snapshots import SnapshotRequests
 from memrepl.sync.transport import Mesh
@@ -68,8 +75,13 @@ DEFAULT_ACK_TIMEOUT_S = 30.0
 #: How long a tombstone outlives the last acknowledgement before it may be collected.
 DEFAULT_TOMBSTONE_GRACE_S = 24 * 3600.0
 
-#: The item id of a REPLICATE request (the request names a tier, not an item).
-REPLICATE_ITEM_ID = "*"
+__all__ = [
+    "DEFAULT_ACK_TIMEOUT_S",
+    "DEFAULT_MAX_BATCH_ITEMS",
+    "DEFAULT_TOMBSTONE_GRACE_S",
+    "REPLICATE_ITEM_ID",
+    "MemorySyncManager",
+]
 
 
 class MemorySyncManager:
@@ -79,7 +91,8 @@ class MemorySyncManager:
     ``sync_with_peer`` needs one. With a mesh, the manager answers VECTOR_SYNC batches on its
     own: it applies them and replies ACK or NACK. ``tombstone_grace_s`` also bounds what a
     snapshot may make this node forget (memrepl.sync.snapshots): give every node of a cluster
-    the same.
+    the same. ``round_options`` set how rounds wait and read (memrepl.sync.driver: read-ahead,
+    the lost-peer rule; a node turns both on).
     """
 
     def __init__(
@@ -91,6 +104,7 @@ class MemorySyncManager:
         ack_timeout_s: float = DEFAULT_ACK_TIMEOUT_S,
         tombstone_grace_s: float = DEFAULT_TOMBSTONE_GRACE_S,
         compress_threshold: int = 1024,
+        round_options: RoundOptions | None = None,
     ) -> None:
         if not 1 <= max_batch_items <= MAX_BATCH_ITEMS:
             raise BatchTooLargeError(
@@ -105,10 +119,12 @@ class MemorySyncManager:
         self.compress_threshold = compress_threshold
         #: Told about every round and batch, both ways (a node's monitor; by default nothing).
         self.observer = SyncObserver()
+        #: Makes every batch this manager sends (memrepl.sync.builder).
+        self.builder = BatchBuilder(node_id, max_batch_items, compress_threshold)
         self._tiers: dict[MemoryTier, Tier] = {}
         # Answers awaited (an Ack or Nack, or a digest answer), by (peer, batch or query id):
-        # only the peer asked can settle one.
-        self._waiting: dict[tuple[str, str], asyncio.Future[Any]] = {}
+        # only the peer asked can settle one; a lost connection settles those on it.
+        self._awaiting = Awaiting()
         self._locks: dict[tuple[str, MemoryTier], asyncio.Lock] = {}
         self._background: set[asyncio.Task[None]] = set()
         #: The snapshots this node asked peers for (memrepl.sync.snapshots).
@@ -126,8 +142,19 @@ class MemorySyncManager:
             mesh.register_handler(MessageTypes.VECTOR_SYNC, self.handle_sync)
             mesh.register_handler(MessageTypes.ACK, self._on_ack)
             mesh.register_handler(MessageTypes.NACK, self._on_nack)
+            self._awaiting.watch(mesh)
+            self._driver: RoundDriver | None = RoundDriver(
+                mesh,
+                self._awaiting,
+                self.snapshot_answers,
+                ack_timeout_s=ack_timeout_s,
+                max_batch_items=max_batch_items,
+                on_refused=self._refused,
+                options=round_options,
+            )
             self.antientropy: AntiEntropy | None = AntiEntropy(self)
         else:
+            self._driver = None
             self.antientropy = None
 
     # -- registration ---------------------------------------------------------------------
@@ -215,18 +242,8 @@ class MemorySyncManager:
                 max_items=self.max_batch_items,
                 exclude_peer=None if snapshot or include_echoes else target_node,
             )
-        flags = (
-            SyncFlags.REQUIRES_ACK if snapshot else SyncFlags.DELTA_ONLY | SyncFlags.REQUIRES_ACK
-        )
-        return MemorySyncBatch(
-            batch_id=uuid.uuid4().hex[:16],
-            source_node=self.node_id,
-            target_node=target_node,
-            tier=reg.tier,
-            items=delta.items,
-            flags=flags,
-            sync_vector=vector,
-            cursor=delta.cursor,
+        return self.builder.delta(
+            reg.tier, target_node, delta, sync_vector=vector, whole_state=snapshot
         )
 
     def probe_batch(
@@ -239,25 +256,9 @@ class MemorySyncManager:
     ) -> MemorySyncBatch:
         """An empty batch whose ACK reports the peer's inbound cursor (``purge_horizon``: this
         node's, so that a peer below it asks for a snapshot), or a REPLICATE request."""
-        items = []
         if replicate:
-            items.append(
-                MemorySyncItem(
-                    item_id=REPLICATE_ITEM_ID,
-                    timestamp_ns=time.time_ns(),
-                    tier=tier,
-                    operation=SyncOperation.REPLICATE,
-                )
-            )
-        return MemorySyncBatch(
-            batch_id=uuid.uuid4().hex[:16],
-            source_node=self.node_id,
-            target_node=target,
-            tier=tier,
-            items=items,
-            flags=SyncFlags.REQUIRES_ACK,
-            purge_horizon=purge_horizon,
-        )
+            return self.builder.replicate_request(tier, target)
+        return self.builder.probe(tier, target, purge_horizon=purge_horizon)
 
     # -- incoming ---------------------------------------------------------------------------
 
@@ -341,9 +342,10 @@ class MemorySyncManager:
     def resolve(self, peer_id: str, request_id: str, answer: object) -> None:
         """Hand an answer (an ACK, a NACK, a digest answer) from ``peer_id`` to whoever awaits
         ``request_id`` from that peer (an answer from any other peer settles nothing)."""
-        future = self._waiting.pop((peer_id, request_id), None)
-        if future is not None and not future.done():
-            future.set_result(answer)
+        self._awaiting.resolve(peer_id, request_id, answer)
+
+    def _refused(self, peer_id: str, tier: int, code: str, reason: str) -> None:
+        self.record_refusal(peer_id, tier, "outbound", code=code, reason=reason)
 
     # -- snapshots ----------------------------------------------------------------------------
 
@@ -361,10 +363,10 @@ class MemorySyncManager:
         request = self.snapshot_requests.open(
             reg.tier, peer_id, batch.batch_id, acked=acked, now_ns=time.time_ns()
         )
-        answer = await self.exchange(peer_id, batch)
-        if not isinstance(answer, Ack):
+        result = (await self.push(peer_id, reg.tier, [batch])).result
+        if not result.ok:
             self.snapshot_requests.close(request)
-        return status_result(peer_id, reg.tier, answer)
+        return result
 
     async def ask_for_snapshot(self, peer_id: str, tier: MemoryTier) -> None:
         result = await self.request_replicate(peer_id, tier)
@@ -386,7 +388,7 @@ class MemorySyncManager:
             snapshot_id = self.snapshot_answers.take(peer_id, tier)
             if snapshot_id is None:
                 return
-            result = await SyncRound(self, reg, peer_id, snapshot_id=snapshot_id).run()
+            result = await self._round(reg, peer_id, snapshot_id)
         if not result.ok:
             log.warning(
                 "snapshot of %s for %s ended %s: %s",
@@ -409,44 +411,49 @@ class MemorySyncManager:
         lock = self._locks.setdefault((peer_id, reg.tier), asyncio.Lock())
         async with lock:
             started = time.monotonic()
-            result = await SyncRound(self, reg, peer_id).run()
+            result = await self._round(reg, peer_id)
             self.observer.round_ended(result, duration_s=time.monotonic() - started)
             return result
 
-    async def exchange(self, peer_id: str, batch: MemorySyncBatch) -> Ack | Nack | SyncStatus:
-        """Send one batch and wait for its answer (or a status saying why there is none)."""
-        packed = batch.pack(compress_threshold=self.compress_threshold)
-        return await self.exchange_packed(peer_id, batch.batch_id, packed, tier=int(batch.tier))
+    async def _round(self, reg: Tier, peer_id: str, snapshot_id: str | None = None) -> SyncResult:
+        machine = SyncRound(
+            peer_id,
+            reg.tier,
+            self.builder,
+            snapshot_id=snapshot_id,
+            ack_timeout_s=self.ack_timeout_s,
+            observer=self.observer,
+        )
+        return (await self._require_driver(peer_id).run(machine, reg)).result
 
-    async def exchange_packed(
-        self, peer_id: str, batch_id: str, packed: bytes, *, tier: int = 0
-    ) -> Ack | Nack | SyncStatus:
-        """:meth:`exchange` of a batch already packed. A NACK is counted in ``sync_refusals``
-        (``outbound``: the peer refused this node's batch of ``tier``)."""
-        answer = await self.ask(peer_id, batch_id, MessageTypes.VECTOR_SYNC, packed)
-        if isinstance(answer, Nack):
-            self.record_refusal(peer_id, tier, "outbound", code=answer.code, reason=answer.reason)
-        if isinstance(answer, Ack | Nack | SyncStatus):
-            return answer
-        return SyncStatus.REJECTED  # pragma: no cover - a batch id only ever gets an ACK/NACK
+    async def push(
+        self, peer_id: str, tier: MemoryTier, batches: Sequence[MemorySyncBatch]
+    ) -> Done:
+        """Send ready-made batches (made by :attr:`builder`) one after another, each
+        acknowledged before the next (:class:`~memrepl.sync.rounds.BatchPush`); ends at the
+        first one refused or unanswered. Its result, and the bytes sent."""
+        machine = BatchPush(peer_id, tier, self.builder, list(batches))
+        return await self._require_driver(peer_id).run(machine)
 
     async def ask(self, peer_id: str, request_id: str, msg_type: MessageTypes, data: bytes) -> Any:
         """Send one message and wait for the answer ``peer_id`` files under ``request_id`` (see
-        :meth:`resolve`), or return the status saying why none came."""
+        :meth:`resolve`), or return the :class:`~memrepl.sync.awaiting.NoAnswer` saying why
+        none came."""
         if self.mesh is None:
             raise PeerUnavailableError("sync_with_peer needs a mesh", peer_id=peer_id)
-        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-        key = (peer_id, request_id)
-        self._waiting[key] = future
-        try:
-            self.mesh.send(peer_id, msg_type, data)
-            return await asyncio.wait_for(future, self.ack_timeout_s)
-        except PeerUnavailableError:
-            return SyncStatus.UNREACHABLE
-        except TimeoutError:
-            return SyncStatus.TIMEOUT
-        finally:
-            self._waiting.pop(key, None)
+        return await self._awaiting.ask(
+            self.mesh, peer_id, request_id, msg_type, data, timeout_s=self.ack_timeout_s
+        )
+
+    def drain_answers(self, grace_s: float) -> None:
+        """From now on wait at most ``grace_s`` for any answer (a node stopping: it never
+        waits long on a connection that may be dead)."""
+        self._awaiting.drain(grace_s)
+
+    def _require_driver(self, peer_id: str) -> RoundDriver:
+        if self._driver is None:
+            raise PeerUnavailableError("sync_with_peer needs a mesh", peer_id=peer_id)
+        return self._driver
 
     async def check_peer(self, peer_id: str) -> CheckResult:
         """One anti-entropy check with ``peer_id``: compare the digests of every registered

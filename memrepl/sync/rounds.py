@@ -1,254 +1,326 @@
-"""One ``sync_with_peer`` round: the probe, then acknowledged batches until the peer is caught up.
+"""A sync round as a state machine, without I/O: :class:`SyncRound`.
 
-The rule that keeps it right: a batch's cursor is recorded in the sync vector only after its ACK
-(every :data:`ACK_SAVE_EVERY_BATCHES` batches and when the round ends), and the round starts from
-the cursor the receiver itself reports (its durable inbound cursor), so nothing unacknowledged is
-ever marked synced and nothing the receiver lacks is ever skipped. That reported cursor is a
-position in this node's own change stream, so it can never be above this node's clock: an ACK
-that says otherwise is refused and recorded nowhere.
+A machine takes events and answers with actions (memrepl.sync.round_events): ``start()`` gives
+the first actions, ``handle(event)`` the next ones, until a :class:`Done`. It reads no store, sends
+nothing and never waits; its driver (memrepl.sync.driver) does what the actions ask, over a mesh
+and a store, and unit tests drive it by hand.
 
-A snapshot (REPLICATE) is sent only because the receiver asked: the probe carries this node's
-purge horizon, a receiver below it asks (memrepl.sync.answers hands the request to the round),
-and the round sends the same loop from cursor 0 without the echo filter, every batch marked with
-the request's id, closed by a final marked batch that carries the purge horizon again, at which
-the receiver forgets what that horizon explains (memrepl.sync.snapshots). A round answering a
-request made on the receiver's own account (bootstrap, repair) is given its id and probes without
-a horizon, so it does not provoke a second request.
+**A round** (``MemorySyncManager.sync_with_peer``), for one peer and tier:
+
+1. read this node's purge horizon; send the probe (an empty batch carrying it). Its ACK reports
+   the receiver's durable inbound cursor: the round resumes there (record it as the peer's sync
+   vector entry -- unless it is beyond this node's clock: no batch of ours carried it, refused);
+2. a receiver below the horizon may have missed deletes no delta carries any more: it asks for
+   a snapshot (a REPLICATE request), and the round sends the tier's whole state instead,
+   opened by an empty marked batch and closed by an empty final one that carries the horizon
+   read after every other batch (memrepl.sync.snapshots). A round answering a request made on
+   the receiver's own account is given its id and probes without a horizon;
+3. otherwise batches of the change stream after the cursor, each acknowledged before the next is
+   read, until one covers everything. Below what it acknowledged before, the peer may have lost
+   data, so the echo filter is off (its own items go back to it).
+
+The rules that keep it right: a cursor is recorded only after the ACK of a batch that reaches it
+(every :data:`ACK_SAVE_EVERY_BATCHES` batches and when the round ends, however it ends -- and on
+:meth:`SyncRound.abort` for a cancelled round), and the round starts from the cursor the receiver
+reports, so nothing unacknowledged is ever marked synced and nothing the receiver lacks is ever
+skipped. **A lost connection is an event, not an ending**: the batch in flight goes out again at
+once, on the next connection (memrepl.sync.push, :class:`~memrepl.sync.push.Exchanging`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
-import logging
-import time
-from typing import TYPE_CHECKING
 
-from memrepl.protocol.batch import MemorySyncBatch, SnapshotMark
-from memrepl.storage.counts import count_since
-from memrepl.storage.tiers import Tier
-from memrepl.sync import tombstones, vectors
-from memrepl.sync.messages import Ack, Nack
-from memrepl.sync.results import SyncResult, SyncStatus, status_result
+from memrepl.errors import RoundStateError
+from memrepl.protocol.batch import SnapshotMark
+from memrepl.protocol.enums import MemoryTier
+from memrepl.sync.builder import BatchBuilder
+from memrepl.sync.messages import Ack
+from memrepl.sync.observer import SyncObserver
+from memrepl.sync.push import Exchanging
+from memrepl.sync.results import SyncStatus
+from memrepl.sync.round_events import (
+    Action,
+    Answered,
+    AwaitRequest,
+    ConnectionLost,
+    CountItems,
+    Counted,
+    CursorTaken,
+    DeltaRead,
+    Event,
+    ExpectRequest,
+    HorizonRead,
+    ReadDelta,
+    ReadHorizon,
+    RecordCursor,
+    Send,
+    SnapshotRequested,
+    StopExpecting,
+    TakeCursor,
+    TimedOut,
+    Unreachable,
+)
 
-if TYPE_CHECKING:
-    from memrepl.sync.manager import MemorySyncManager
+__all__ = ["ACK_SAVE_EVERY_BATCHES", "SyncRound"]
 
-log = logging.getLogger(__name__)
-
-#: A round records the acknowledged cursor in the sync vector every this many batches, and when
-#: it ends. Recording each ACK cost a durable commit per batch on the sender's side of the
-#: exchange; a sync vector that lags by a few batches during a round is safe -- the next round
-#: starts from the receiver's own durable cursor, and tombstone collection and working-memory
-#: eviction only hold back more.
+#: A round records the acknowledged cursor every this many batches, and when it ends.
+#: Recording each ACK cost a durable commit per batch on the sender; a sync vector that lags by a
+#: few batches during a round is safe -- the next round starts from the receiver's own durable
+#: cursor, and tombstone collection and working-memory eviction only hold back more.
 ACK_SAVE_EVERY_BATCHES = 16
 
 
-class SyncRound:
-    """One call of :meth:`MemorySyncManager.sync_with_peer` for one peer and tier."""
+_NEW, _HORIZON, _PROBING, _TAKING, _AWAITING = "new", "horizon", "probing", "taking", "awaiting"
+_COUNTING, _OPENING, _READING = "counting", "opening", "reading"
+_SENDING, _DONE = "sending", "done"
+
+
+class SyncRound(Exchanging):
+    """One ``sync_with_peer`` round for one peer and tier (see the module docstring).
+
+    ``snapshot_id``: the round answers that snapshot request. ``ack_timeout_s`` only goes into
+    the message of a round that waited in vain for the peer's snapshot request. ``observer`` is
+    told when the round begins (with the items it expects to send) and of each batch the peer
+    acknowledges or refuses (memrepl.sync.observer).
+    """
 
     def __init__(
         self,
-        manager: MemorySyncManager,
-        memory: Tier,
         peer_id: str,
+        tier: MemoryTier,
+        builder: BatchBuilder,
         *,
         snapshot_id: str | None = None,
+        ack_timeout_s: float = 30.0,
+        observer: SyncObserver | None = None,
     ) -> None:
-        self.manager = manager
-        self.memory = memory
-        self.tier = memory.tier
-        self.peer_id = peer_id
-        #: The id of the snapshot the peer asked for (None: a delta, unless it asks now).
-        self.snapshot_id = snapshot_id
-        self.echoes = False
-        self.batches = self.items = self.applied = self.conflicts = 0
+        super().__init__(peer_id, tier, builder)
+        self.observer = observer or SyncObserver()
         #: Items the round expects to send, counted as it began (announced to the receiver).
         self.total = 0
+        #: The snapshot being sent (None: a delta, unless the peer asks for one now).
+        self.snapshot_id = snapshot_id
+        self.ack_timeout_s = ack_timeout_s
+        self.state = _NEW
+        self.horizon = 0
+        #: The peer's acknowledged position: what it reported, then what it acknowledged since.
+        self.cursor = 0
+        #: The last cursor recorded (None: nothing to record yet).
+        self.saved: int | None = None
+        self.echoes = False
+        self._acked_before = 0
+        self._expecting = False
+        self._since = 0
+        self._mark: SnapshotMark | None = None
+        self._reached = 0
+        self._last = False
 
     @property
     def snapshot(self) -> bool:
         """Whether this round sends a snapshot."""
         return self.snapshot_id is not None
 
-    def result(self, status: SyncStatus, cursor: int, error: str | None = None) -> SyncResult:
-        return SyncResult(
-            peer_id=self.peer_id,
-            tier=self.tier,
-            status=status,
-            batches=self.batches,
-            items=self.items,
-            applied=self.applied,
-            conflicts=self.conflicts,
-            cursor=cursor,
-            snapshot=self.snapshot,
-            error=error,
-        )
+    def start(self) -> list[Action]:
+        if self.state != _NEW:
+            raise RoundStateError(f"round with {self.peer_id!r} already started")
+        if self.snapshot_id is None:
+            self.state = _HORIZON
+            return [ReadHorizon()]
+        return self._probe(0)
 
-    async def run(self) -> SyncResult:
-        manager = self.manager
-        answers = manager.snapshot_answers
-        horizon = self._horizon() if self.snapshot_id is None else 0
-        # Registered before the probe goes out: the peer's request may overtake the probe's ACK.
-        wanted = answers.expect(self.peer_id, self.tier) if horizon else None
-        try:
-            probe = manager.probe_batch(
-                self.tier, self.peer_id, replicate=False, purge_horizon=horizon or None
+    def handle(self, event: Event) -> list[Action]:
+        state = self.state
+        if state == _HORIZON and isinstance(event, HorizonRead):
+            return self._probe(event.horizon)
+        if state in (_PROBING, _OPENING, _SENDING):
+            return self._answered(event)
+        if state == _TAKING and isinstance(event, CursorTaken):
+            return self._cursor_taken(event.acked_before)
+        if state == _AWAITING and isinstance(event, SnapshotRequested | TimedOut | ConnectionLost):
+            return self._request_awaited(event)
+        if state == _COUNTING and isinstance(event, Counted):
+            return self._counted(event.total)
+        if state == _READING and isinstance(event, DeltaRead):
+            return self._delta_read(event)
+        self._refuse(state, event)
+
+    def abort(self) -> list[Action]:
+        """The driver stops early (cancelled, or failed): what must still be done -- stop
+        expecting a snapshot request, record what the peer acknowledged. The machine is finished
+        afterwards."""
+        self.state = _DONE
+        actions: list[Action] = []
+        if self._expecting:
+            self._expecting = False
+            actions.append(StopExpecting())
+        if self.saved is not None and self.cursor != self.saved:
+            self.saved = self.cursor
+            actions.append(RecordCursor(self.cursor))
+        return actions
+
+    # -- the steps --------------------------------------------------------------------------
+
+    def _probe(self, horizon: int) -> list[Action]:
+        self.horizon = horizon
+        actions: list[Action] = []
+        if horizon:
+            self._expecting = True
+            actions.append(ExpectRequest())
+        probe = self.builder.probe(self.tier, self.peer_id, purge_horizon=horizon or None)
+        actions.append(self._send(probe))
+        self.state = _PROBING
+        return actions
+
+    def _answered(self, event: Event) -> list[Action]:
+        if not isinstance(event, Answered):
+            if not isinstance(event, TimedOut | ConnectionLost | Unreachable):
+                self._refuse(self.state, event)
+            verdict = self._no_answer(event)
+            if isinstance(verdict, Send):
+                return [verdict]
+            status, why = verdict
+            return self._finish(
+                status, self._no_answer_error(status, why, probe=self.state == _PROBING)
             )
-            answer = await manager.exchange(self.peer_id, probe)
-            if isinstance(answer, Nack):
-                manager.observer.batch_rejected(self.peer_id, self.tier, code=answer.code)
-            if not isinstance(answer, Ack):
-                return status_result(self.peer_id, self.tier, answer)
+        answer = event.answer
+        if not isinstance(answer, Ack):
+            self._in_flight = None
+            self.observer.batch_rejected(self.peer_id, self.tier, code=answer.code)
+            return self._finish(SyncStatus.REJECTED, f"{answer.code}: {answer.reason}")
+        if self.state == _PROBING:
             # The receiver's durable inbound cursor is the truth about what it holds: resume
             # there, even below our own record (it may have lost data) -- never skip past it.
-            cursor = answer.cursor
-            acked_before = self._take_reported_cursor(cursor)
-            if acked_before is None:
-                return self.result(
-                    SyncStatus.REJECTED,
-                    0,
-                    f"bad-ack-cursor: {self.peer_id} reports cursor {cursor}, beyond every "
-                    "change this node ever made",
-                )
-            if wanted is not None and (cursor < horizon or wanted.done()):
-                # Below the purge horizon a delta can no longer carry every delete: the peer
-                # was told, and asks for a snapshot.
-                try:
-                    async with asyncio.timeout(manager.ack_timeout_s):
-                        self.snapshot_id = await wanted
-                except TimeoutError:
-                    return self.result(
-                        SyncStatus.TIMEOUT,
-                        cursor,
-                        f"{self.peer_id} is below this node's purge horizon and did not ask "
-                        f"for a snapshot within {manager.ack_timeout_s:g} s",
-                    )
-        finally:
-            if wanted is not None:
-                answers.done_expecting(self.peer_id, self.tier, wanted)
-        # Below what it acknowledged before, the peer may have lost data, including what it once
-        # sent us: resend from its cursor without holding back its own items (the echo filter).
-        self.echoes = cursor < acked_before
-        mark = SnapshotMark(self.snapshot_id) if self.snapshot_id is not None else None
-        since = 0 if self.snapshot else cursor
-        self.total = self._count(since)
-        manager.observer.round_started(
-            self.peer_id, self.tier, total=self.total, snapshot=self.snapshot
-        )
-        if mark is not None:
-            # An empty opening batch, so the receiver knows the snapshot started even if the
-            # tier is empty and the next batch is already the final one.
-            opening = manager.probe_batch(self.tier, self.peer_id, replicate=False)
-            error = await self._send(dataclasses.replace(opening, snapshot=mark))
-            if error is not None:
-                return self.result(error[0], cursor, error[1])
-        saved = cursor
-        try:
-            while True:
-                batch = manager.create_delta_batch(
-                    self.tier,
-                    self.peer_id,
-                    since_timestamp=since,
-                    snapshot=self.snapshot,
-                    include_echoes=self.echoes,
-                )
-                assert batch.cursor is not None
-                reached = batch.cursor
-                done = not batch.items and reached <= since
-                if done and mark is None:
-                    status = SyncStatus.SYNCED if self.batches else SyncStatus.UP_TO_DATE
-                    return self.result(status, cursor)
-                # What is left after this batch, as far as the count at the start knew.
-                pending = 0 if done else max(0, self.total - self.items - len(batch.items))
-                if mark is not None:
-                    # The last batch of a snapshot is an empty one marked final, with the purge
-                    # horizon read after every other batch: what it may make the peer forget.
-                    mark_now = dataclasses.replace(mark, final=done)
-                    horizon_now = self._horizon() if done else None
-                    batch = dataclasses.replace(
-                        batch, snapshot=mark_now, purge_horizon=horizon_now, pending=pending
-                    )
-                else:
-                    batch = dataclasses.replace(batch, pending=pending)
-                error = await self._send(batch)
-                if error is not None:
-                    return self.result(error[0], cursor, error[1])
-                since = reached
-                cursor = max(cursor, reached)
-                if self.batches % ACK_SAVE_EVERY_BATCHES == 0:
-                    saved = self._save_acked(cursor)
-                if done:
-                    return self.result(SyncStatus.SYNCED, cursor)
-        except BaseException:
-            # Cancelled or failed: record what was acknowledged, but never let a failure to
-            # record it (a closed store) hide why the round ended.
-            if cursor != saved:
-                try:
-                    saved = self._save_acked(cursor)
-                except Exception:
-                    log.warning("could not record the acknowledged cursor", exc_info=True)
-                    saved = cursor
-            raise
-        finally:
-            # Ended normally (caught up, refused, timed out): record what was acknowledged.
-            if cursor != saved:
-                self._save_acked(cursor)
-
-    def _take_reported_cursor(self, cursor: int) -> int | None:
-        """Record the peer's reported cursor as its sync vector entry; return the entry before.
-
-        None (nothing recorded) when the cursor is beyond this node's clock: no batch of this
-        node ever carried it.
-        """
-        store = self.memory.store
-        with store.write() as conn, store.stamping(conn) as clock:
-            if cursor > clock.last_ns:
-                log.warning(
-                    "%s reported cursor %d for the %s tier, beyond this node's clock (%d): refused",
-                    self.peer_id,
-                    cursor,
-                    self.tier.name.lower(),
-                    clock.last_ns,
-                )
-                return None
-            acked_before = vectors.acked_cursors(conn, self.tier).get(self.peer_id, 0)
-            vectors.set_acked_cursor(conn, self.tier, self.peer_id, cursor, time.time_ns())
-        return acked_before
-
-    def _save_acked(self, cursor: int) -> int:
-        with self.memory.store.write() as conn:
-            vectors.advance_acked_cursor(conn, self.tier, self.peer_id, cursor, time.time_ns())
-        return cursor
-
-    async def _send(self, batch: MemorySyncBatch) -> tuple[SyncStatus, str] | None:
-        """Send one batch; None once it is acknowledged, else the status and the reason."""
-        answer = await self.manager.exchange(self.peer_id, batch)
-        observer = self.manager.observer
-        if isinstance(answer, Nack):
-            observer.batch_rejected(self.peer_id, self.tier, code=answer.code)
-            return SyncStatus.REJECTED, f"{answer.code}: {answer.reason}"
-        if not isinstance(answer, Ack):
-            return answer, f"no answer for batch {batch.batch_id}"
-        self.batches += 1
-        self.items += len(batch.items)
-        self.applied += answer.applied
-        self.conflicts += answer.conflicts
-        observer.batch_acked(
+            self._in_flight = None
+            self.cursor = answer.cursor
+            self.state = _TAKING
+            return [TakeCursor(answer.cursor)]
+        batch = self._count(answer)
+        self.observer.batch_acked(
             self.peer_id,
             self.tier,
             items=len(batch.items),
             applied=answer.applied,
             conflicts=answer.conflicts,
         )
-        return None
+        if self.state == _OPENING:
+            return self._read()
+        self._since = self._reached
+        self.cursor = max(self.cursor, self._reached)
+        actions: list[Action] = []
+        if self.batches % ACK_SAVE_EVERY_BATCHES == 0:
+            actions.append(RecordCursor(self.cursor))
+            self.saved = self.cursor
+        if self._last:
+            return actions + self._finish(SyncStatus.SYNCED)
+        return actions + self._read()
 
-    def _count(self, since: int) -> int:
-        """The items this round expects to send from ``since`` (the echo filter applied)."""
-        exclude = None if self.snapshot or self.echoes else self.peer_id
-        with self.memory.store.read() as conn:
-            return count_since(conn, self.memory.spec, since, exclude_received_from=exclude)
+    def _cursor_taken(self, acked_before: int | None) -> list[Action]:
+        if acked_before is None:
+            error = (
+                f"bad-ack-cursor: {self.peer_id} reports cursor {self.cursor}, beyond every "
+                "change this node ever made"
+            )
+            self.cursor = 0
+            return self._finish(SyncStatus.REJECTED, error)
+        self._acked_before = acked_before
+        if self._expecting:
+            # Below the purge horizon a delta can no longer carry every delete: the peer was
+            # told, and asks for a snapshot (it may have asked already, whatever its cursor).
+            self.state = _AWAITING
+            return [AwaitRequest(wait=self.cursor < self.horizon)]
+        return self._begin()
 
-    def _horizon(self) -> int:
-        with self.memory.store.read() as conn:
-            return tombstones.purged_through(conn, self.tier)
+    def _request_awaited(self, event: Event) -> list[Action]:
+        self._expecting = False
+        if isinstance(event, SnapshotRequested):
+            self.snapshot_id = event.snapshot_id
+            return [StopExpecting(), *self._begin()]
+        if isinstance(event, ConnectionLost):
+            return [
+                StopExpecting(),
+                *self._finish(
+                    SyncStatus.UNREACHABLE,
+                    f"the connection to {self.peer_id!r} was lost while waiting for its "
+                    "snapshot request",
+                ),
+            ]
+        if self.cursor < self.horizon:
+            return [
+                StopExpecting(),
+                *self._finish(
+                    SyncStatus.TIMEOUT,
+                    f"{self.peer_id} is below this node's purge horizon and did not ask for a "
+                    f"snapshot within {self.ack_timeout_s:g} s",
+                ),
+            ]
+        return [StopExpecting(), *self._begin()]
+
+    def _begin(self) -> list[Action]:
+        # Below what it acknowledged before, the peer may have lost data, including what it once
+        # sent us: resend from its cursor without holding back its own items (the echo filter).
+        self.echoes = self.cursor < self._acked_before
+        self.saved = self.cursor
+        self._since = 0 if self.snapshot else self.cursor
+        self.state = _COUNTING
+        return [CountItems(self._since, self.snapshot, self.echoes)]
+
+    def _counted(self, total: int) -> list[Action]:
+        self.total = total
+        self.observer.round_started(self.peer_id, self.tier, total=total, snapshot=self.snapshot)
+        if self.snapshot_id is None:
+            return self._read()
+        self._mark = SnapshotMark(self.snapshot_id)
+        # An empty opening batch, so the receiver knows the snapshot started even if the tier
+        # is empty and the next batch is already the final one.
+        self.state = _OPENING
+        return [self._send(self.builder.probe(self.tier, self.peer_id, snapshot=self._mark))]
+
+    def _reading(self) -> ReadDelta:
+        return ReadDelta(self._since, self.snapshot, self.echoes)
+
+    def _read(self) -> list[Action]:
+        self.state = _READING
+        return [self._reading()]
+
+    def _delta_read(self, event: DeltaRead) -> list[Action]:
+        delta = event.delta
+        reached = delta.cursor
+        done = not delta.items and reached <= self._since
+        mark = self._mark
+        if done and mark is None:
+            return self._finish(SyncStatus.SYNCED if self.batches else SyncStatus.UP_TO_DATE)
+        # What is left after this batch, as far as the count at the start knew.
+        pending = 0 if done else max(0, self.total - self.items - len(delta.items))
+        if mark is None:
+            batch = self.builder.delta(
+                self.tier, self.peer_id, delta, sync_vector=event.sync_vector, pending=pending
+            )
+        else:
+            # The last batch of a snapshot is an empty one marked final, with the purge horizon
+            # read after every other batch: what it may make the peer forget.
+            batch = self.builder.delta(
+                self.tier,
+                self.peer_id,
+                delta,
+                sync_vector=event.sync_vector,
+                snapshot=dataclasses.replace(mark, final=done),
+                purge_horizon=event.horizon if done else None,
+                pending=pending,
+            )
+        self._reached, self._last = reached, done
+        then = None if done else ReadDelta(reached, self.snapshot, self.echoes)
+        self.state = _SENDING
+        return [self._send(batch, then)]
+
+    def _finish(self, status: SyncStatus, error: str | None = None) -> list[Action]:
+        actions: list[Action] = []
+        if self._expecting:
+            self._expecting = False
+            actions.append(StopExpecting())
+        if self.saved is not None and self.cursor != self.saved:
+            actions.append(RecordCursor(self.cursor))
+            self.saved = self.cursor
+        self.state = _DONE
+        actions.append(self._result(status, self.cursor, error, snapshot=self.snapshot))
+        return actions
