@@ -32,13 +32,13 @@ from types import MappingProxyType
 from typing import Any, NamedTuple
 
 from memrepl.errors import ItemError
+from memrepl.protocol import fast
 from memrepl.protocol.enums import SyncOperation
 
 JsonObject = Mapping[str, Any]
 
-# Enum members the merge reads for every item, bound once: Python 3.11 takes ~60 ns to read a
-# member off its class, a module constant ~6 ns.
-_DELETE, _MERGE, _UPDATE = SyncOperation.DELETE, SyncOperation.MERGE, SyncOperation.UPDATE
+# Enum members the merge reads for every item, bound once (memrepl.protocol.fast, trick 2).
+_DELETE, _MERGE, _UPDATE = fast.DELETE, fast.MERGE, fast.UPDATE
 
 
 class Version(NamedTuple):
@@ -260,7 +260,8 @@ class MergeVerdict(NamedTuple):
     rule: ConflictRule | None = None
 
 
-# Bound once, like _DELETE and the others above: merge_remote picks one for every item.
+# The merge's own enums, bound once by the same trick (memrepl.protocol.fast, trick 2; they are
+# defined here, so they are bound here): merge_remote picks one for every item.
 _NEW, _DUPLICATE, _SUPERSEDED = Outcome.NEW, Outcome.DUPLICATE, Outcome.SUPERSEDED
 _FAST_FORWARD, _CONCURRENT = Outcome.FAST_FORWARD, Outcome.CONCURRENT
 _LWW, _FIELD_MERGE = ConflictRule.LWW, ConflictRule.FIELD_MERGE

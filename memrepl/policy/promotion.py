@@ -35,8 +35,9 @@ from typing import Any
 from memrepl.errors import ItemTooLargeError
 from memrepl.policy.presets import PolicyConfig
 from memrepl.storage import working
+from memrepl.storage.fastjson import encode_content
 from memrepl.storage.items import LocalWrite
-from memrepl.storage.records import Record, encode_content
+from memrepl.storage.records import Record
 from memrepl.storage.store import Store
 from memrepl.storage.validation import check_size
 

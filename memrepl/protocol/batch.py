@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 from memrepl.errors import BatchError, BatchTooLargeError, ProtocolError, UnknownTierError
+from memrepl.protocol import fast
 from memrepl.protocol.compression import compress_items, decompress_items
 from memrepl.protocol.enums import (
     HEADER_PRIORITY_FOR,
@@ -60,13 +61,13 @@ _TIERS: dict[int, MemoryTier] = {t.value: t for t in MemoryTier}
 # The v2 keys whose values are strings, in v2's order (PROTOCOL.md §3).
 _STRING_KEYS = ("batch_id", "source_node", "target_node")
 _COMPRESSED = int(SyncFlags.COMPRESSED)
-# Every flags byte as a SyncFlags, so that unpack never calls IntFlag's slow constructor.
-_SYNC_FLAGS: tuple[SyncFlags, ...] = tuple(SyncFlags(value) for value in range(0x100))
-_BATCHED = HeaderFlags.BATCHED
-_BATCHED_COMPRESSED = HeaderFlags.BATCHED | HeaderFlags.COMPRESSED
+# The speed tricks of memrepl.protocol.fast: flags bytes looked up, frozen values set directly.
+_SYNC_FLAGS = fast.SYNC_FLAGS_BY_BYTE
+_BATCHED = fast.HEADER_BATCHED
+_BATCHED_COMPRESSED = fast.HEADER_BATCHED_COMPRESSED
 
-_new = object.__new__
-_set = object.__setattr__
+_new = fast.new
+_set = fast.set_field
 
 
 def _is_u64(value: object) -> bool:

@@ -27,6 +27,7 @@ from memrepl.errors import (
     ProtocolError,
     UnknownTierError,
 )
+from memrepl.protocol import fast
 from memrepl.protocol.enums import MemoryTier, SyncOperation, SyncPriority
 from memrepl.protocol.header import as_bytes
 from memrepl.protocol.limits import (
@@ -45,8 +46,8 @@ _TIERS: dict[int, MemoryTier] = {t.value: t for t in MemoryTier}
 _OPERATIONS: dict[int, SyncOperation] = {o.value: o for o in SyncOperation}
 _PRIORITIES: dict[int, SyncPriority] = {p.value: p for p in SyncPriority}
 
-_new = object.__new__
-_set = object.__setattr__
+_new = fast.new
+_set = fast.set_field
 _Code = TypeVar("_Code", MemoryTier, SyncOperation, SyncPriority)
 
 
@@ -410,23 +411,10 @@ _KINDS: dict[int, tuple[MemoryTier, SyncOperation, SyncPriority]] = {
 }
 
 
-class _ParsedItem:
-    """A mutable twin of :class:`MemorySyncItem` (same slots), used only by the parser.
-
-    A parsed item is valid by construction: the parser fills a bare twin with plain attribute
-    stores, then assigns ``__class__`` (allowed: identical slot layouts). That is well under half
-    the cost of seven ``object.__setattr__`` calls, and keeps unpacking near bare ``struct``
-    speed (bench/protocol_bench.py). The result is an ordinary, frozen ``MemorySyncItem``.
-    """
-
-    __slots__ = MemorySyncItem.__slots__
-    item_id: str
-    timestamp_ns: int
-    tier: MemoryTier
-    operation: SyncOperation
-    priority: SyncPriority
-    payload: bytes
-    version: ItemVersionInfo | None
+#: The parser's mutable twin of MemorySyncItem (memrepl.protocol.fast, trick 1): a parsed item
+#: is valid by construction, so it is filled with plain attribute stores and then becomes an
+#: ordinary, frozen MemorySyncItem by a ``__class__`` assignment.
+_ParsedItem: Any = fast.mutable_twin(MemorySyncItem)
 
 
 def _read_items(
@@ -478,8 +466,8 @@ def _read_items(
         item.tier, item.operation, item.priority = codes
         item.payload = data[payload_start:payload_end]
         item.version = version
-        item.__class__ = MemorySyncItem  # type: ignore[assignment]
-        append(item)  # type: ignore[arg-type]
+        item.__class__ = MemorySyncItem
+        append(item)
         offset = payload_end
     return items, offset
 

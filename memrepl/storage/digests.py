@@ -49,10 +49,10 @@ from memrepl.protocol.enums import MemoryTier
 from memrepl.storage import driver
 from memrepl.storage.backends import backend_named, backend_of
 from memrepl.storage.driver import compile_statement
+from memrepl.storage.fastjson import decode_json
 from memrepl.storage.records import (
     StoredItem,
     decode_field_clocks,
-    decode_json,
     encode_context,
     encode_field_clocks,
 )

@@ -76,7 +76,8 @@ from memrepl.storage import digests, driver, keyword
 from memrepl.storage.backends import backend_named
 from memrepl.storage.digests import tuple_hash
 from memrepl.storage.driver import DriverStatement, compile_statement
-from memrepl.storage.records import StoredItem, encode_content, item_from_values, row_tuple
+from memrepl.storage.fastjson import encode_content
+from memrepl.storage.records import StoredItem, item_from_values, row_tuple
 from memrepl.storage.schema import TierSpec, item_columns
 from memrepl.storage.validation import check_content, check_size
 

@@ -57,7 +57,8 @@ from sqlalchemy.engine import Connection
 from memrepl.errors import InvalidQueryError
 from memrepl.storage import driver
 from memrepl.storage.backends import backend_of
-from memrepl.storage.records import StoredItem, decode_json
+from memrepl.storage.fastjson import decode_json
+from memrepl.storage.records import StoredItem
 from memrepl.storage.schema import TIER_SPECS, TierSpec
 
 #: The FTS5 tokenizer: Unicode words, case and accents folded.

@@ -33,7 +33,8 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from memrepl.errors import InvalidArgumentError, ItemError
-from memrepl.storage.records import StoredItem, decode_json, item_from_row
+from memrepl.storage.fastjson import decode_json
+from memrepl.storage.records import StoredItem, item_from_row
 from memrepl.storage.schema import SEMANTIC, TierSpec
 
 #: Prefixes of the hashed keys; a new key layout needs a new version (ids would change).

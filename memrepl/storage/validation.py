@@ -12,7 +12,7 @@ from typing import Any
 
 from memrepl.errors import InvalidContentError, ItemTooLargeError
 from memrepl.protocol.limits import MAX_ITEM_PAYLOAD_BYTES
-from memrepl.storage.records import decode_json, encode_content
+from memrepl.storage.fastjson import decode_json, encode_content
 
 
 def _check_keys(value: object, item_id: str) -> None:

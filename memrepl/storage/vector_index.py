@@ -47,8 +47,9 @@ from memrepl.storage.embedders import (
     embedder_name,
     numpy,
 )
+from memrepl.storage.fastjson import decode_json
 from memrepl.storage.keyword import indexed_text
-from memrepl.storage.records import StoredItem, decode_json, item_from_values
+from memrepl.storage.records import StoredItem, item_from_values
 from memrepl.storage.schema import TierSpec, item_vectors, vector_indexes
 from memrepl.storage.vector_cache import VectorCache
 

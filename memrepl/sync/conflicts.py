@@ -23,7 +23,7 @@ from memrepl.protocol.enums import MemoryTier
 from memrepl.storage import driver
 from memrepl.storage.backends import backend_named
 from memrepl.storage.driver import compile_statement
-from memrepl.storage.records import decode_json, encode_content, encode_json
+from memrepl.storage.fastjson import decode_json, encode_content, encode_json
 from memrepl.storage.schema import TierSpec, conflicts
 from memrepl.storage.search import namespace_condition
 

@@ -6,7 +6,7 @@ import json
 
 from memrepl.merge import ConflictRule, ItemState, Version, merge_remote
 from memrepl.protocol.enums import MemoryTier
-from memrepl.storage.records import encode_content
+from memrepl.storage.fastjson import encode_content
 from memrepl.storage.store import Store
 from memrepl.sync.conflicts import DetectedConflict, record_conflicts
 

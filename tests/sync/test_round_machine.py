@@ -22,6 +22,7 @@ from memrepl.protocol.item import MemorySyncItem
 from memrepl.sync.batches import Delta
 from memrepl.sync.builder import BatchBuilder
 from memrepl.sync.messages import Ack, Nack
+from memrepl.sync.observer import SyncObserver
 from memrepl.sync.push import MAX_SENDS, BatchPush
 from memrepl.sync.results import SyncStatus
 from memrepl.sync.round_events import (
@@ -29,8 +30,8 @@ from memrepl.sync.round_events import (
     Answered,
     AwaitRequest,
     ConnectionLost,
-    CountItems,
     Counted,
+    CountItems,
     CursorTaken,
     DeltaRead,
     Done,
@@ -46,7 +47,6 @@ from memrepl.sync.round_events import (
     TimedOut,
     Unreachable,
 )
-from memrepl.sync.observer import SyncObserver
 from memrepl.sync.rounds import ACK_SAVE_EVERY_BATCHES, SyncRound
 
 TIER = MemoryTier.WORKING

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from memrepl.merge import Version, apply_local_write
 from memrepl.protocol.enums import MemoryTier, SyncOperation, SyncPriority
-from memrepl.storage.records import encode_content
+from memrepl.storage.fastjson import encode_content
 from memrepl.sync.wire import decode_item, item_from_state
 
 finite = st.floats(allow_nan=False, allow_infinity=False)
