@@ -11,11 +11,8 @@ from __future__ import annotations
 from memrepl.storage.graph_tiers import AsyncSemanticMemory
 from memrepl.storage.store import AsyncStore
 from memrepl.storage.store import open_async as open
-from memrepl.storage.tiers import (
-    AsyncEpisodicMemory,
-    AsyncTier,
-    AsyncWorkingMemory,
-)
+from memrepl.storage.tiers import AsyncEpisodicMemory, AsyncTier
+from memrepl.storage.working_tiers import AsyncWorkingMemory
 
 __all__ = [
     "AsyncEpisodicMemory",

@@ -14,6 +14,7 @@ What lives where (each module's docstring gives its rule):
   deterministic ids and the networkx graph).
 - :mod:`~memrepl.storage.records`: :class:`StoredItem` and its row and record forms.
 - :mod:`~memrepl.storage.tiers`: the seed's tier interface, sync and asyncio;
+  :mod:`~memrepl.storage.working_tiers`: the working tier's (pinning, TTL);
   :mod:`~memrepl.storage.graph_tiers`: the semantic tier's, with its graph.
 - :mod:`~memrepl.storage.driver`: the hot statements, compiled once and run on the DBAPI cursor.
 - :mod:`~memrepl.storage.store`: :func:`open`, :class:`Store` and :class:`AsyncStore`.
@@ -38,14 +39,8 @@ if TYPE_CHECKING:
     from memrepl.storage.records import Record, StoredItem
     from memrepl.storage.schema import TierSpec
     from memrepl.storage.store import AsyncStore, Store, open
-    from memrepl.storage.tiers import (
-        AsyncEpisodicMemory,
-        AsyncTier,
-        AsyncWorkingMemory,
-        EpisodicMemory,
-        Tier,
-        WorkingMemory,
-    )
+    from memrepl.storage.tiers import AsyncEpisodicMemory, AsyncTier, EpisodicMemory, Tier
+    from memrepl.storage.working_tiers import AsyncWorkingMemory, WorkingMemory
 
 # Imported when first used (memrepl.lazy): memrepl.storage.peek, which the fast command-line
 # reads use, must not pay for SQLAlchemy and networkx through this package.
@@ -64,10 +59,10 @@ __getattr__ = lazy_exports(
         "open": "memrepl.storage.store",
         "AsyncEpisodicMemory": "memrepl.storage.tiers",
         "AsyncTier": "memrepl.storage.tiers",
-        "AsyncWorkingMemory": "memrepl.storage.tiers",
+        "AsyncWorkingMemory": "memrepl.storage.working_tiers",
         "EpisodicMemory": "memrepl.storage.tiers",
         "Tier": "memrepl.storage.tiers",
-        "WorkingMemory": "memrepl.storage.tiers",
+        "WorkingMemory": "memrepl.storage.working_tiers",
     },
 )
 

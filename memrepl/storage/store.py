@@ -22,6 +22,7 @@ through ``AsyncConnection.run_sync``. A store lives in a SQLite file or a Postgr
 
 from __future__ import annotations
 
+import asyncio
 import os
 import threading
 import time
@@ -59,15 +60,8 @@ from memrepl.storage.items import collect_changes, stop_collecting
 from memrepl.storage.node import ClockSettings, check_node_id, ensure_node, stamping, stored_node_id
 from memrepl.storage.recall import AsyncRecallMethods, RecallMethods
 from memrepl.storage.records import StoredItem
-from memrepl.storage.tiers import (
-    AsyncEpisodicMemory,
-    AsyncTier,
-    AsyncWorkingMemory,
-    EpisodicMemory,
-    Tier,
-    WorkingMemory,
-    _TierBase,
-)
+from memrepl.storage.tiers import AsyncEpisodicMemory, AsyncTier, EpisodicMemory, Tier, _TierBase
+from memrepl.storage.working_tiers import AsyncWorkingMemory, WorkingMemory
 
 #: Working memory's default capacity in items (None: unbounded).
 DEFAULT_WORKING_CAPACITY = 10_000
@@ -353,6 +347,9 @@ class AsyncStore(AsyncRecallMethods, StoreBase):
         )
         self.engine = engine
         self._write_engine = async_write_engine(engine)
+        # The tasks inside a write transaction: one that opens another would wait on itself
+        # (one write connection), so it is refused at once, as Store refuses it per thread.
+        self._writing: set[asyncio.Task[Any]] = set()
         self.working = AsyncWorkingMemory._bind(self)
         self.episodic = AsyncEpisodicMemory._bind(self)
         self.semantic = AsyncSemanticMemory._bind(self)
@@ -368,14 +365,30 @@ class AsyncStore(AsyncRecallMethods, StoreBase):
 
     @asynccontextmanager
     async def write(self) -> AsyncIterator[AsyncConnection]:
-        """See :meth:`Store.write`; run storage functions with ``await conn.run_sync(...)``."""
+        """See :meth:`Store.write`; run storage functions with ``await conn.run_sync(...)``.
+
+        Writes of different tasks wait for each other; a write opened inside another in the same
+        task fails at once with :class:`~memrepl.errors.StoreError` (it would wait on itself).
+        """
         self._check_open()
-        async with self._write_engine.begin() as conn:
-            changes = collect_changes(conn.info)
-            try:
-                yield conn
-            finally:
-                stop_collecting(conn.info)
+        task = asyncio.current_task()
+        if task is not None and task in self._writing:
+            raise StoreError(
+                f"store of node {self.node_id!r}: a write transaction is already open in this "
+                "task (nested writes would wait on themselves)"
+            )
+        if task is not None:
+            self._writing.add(task)
+        try:
+            async with self._write_engine.begin() as conn:
+                changes = collect_changes(conn.info)
+                try:
+                    yield conn
+                finally:
+                    stop_collecting(conn.info)
+        finally:
+            if task is not None:
+                self._writing.discard(task)
         self._dispatch(changes)
 
     @asynccontextmanager

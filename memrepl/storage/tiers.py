@@ -21,8 +21,8 @@ Hooks for tier-specific behaviour:
 What is a tier's own lives in its module, over a ``Connection`` like everything else:
 :mod:`~memrepl.storage.working` (capacity, eviction, pinning, TTL), :mod:`~memrepl.storage.episodic`
 (the episode queries), :mod:`~memrepl.storage.semantic` (ids and the graph); the classes below
-only call it. The semantic tier's classes, which also keep the graph, are in
-:mod:`~memrepl.storage.graph_tiers`.
+only call it. The working tier's classes are in :mod:`~memrepl.storage.working_tiers`, the
+semantic tier's, which also keep the graph, in :mod:`~memrepl.storage.graph_tiers`.
 
 The bare constructors (``WorkingMemory()``, ``EpisodicMemory()``, ``SemanticMemory()``) open a
 private in-memory store with a generated node id: handy for trying the API, NOT durable -- its
@@ -34,13 +34,13 @@ from __future__ import annotations
 
 import weakref
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 from sqlalchemy.engine import Connection
 
 from memrepl.protocol.enums import MemoryTier, SyncPriority
-from memrepl.storage import episodic, expiry, working
+from memrepl.storage import episodic, expiry
 from memrepl.storage.items import (
     LocalWrite,
     load_items,
@@ -52,7 +52,7 @@ from memrepl.storage.items import (
 from memrepl.storage.node import ClockSettings, stamping
 from memrepl.storage.recall import AsyncTierRecallMethods, TierRecallMethods
 from memrepl.storage.records import Record, StoredItem
-from memrepl.storage.schema import EPISODIC, WORKING, TierSpec
+from memrepl.storage.schema import EPISODIC, TierSpec
 
 if TYPE_CHECKING:
     from memrepl.storage.store import AsyncStore, Store, StoreBase
@@ -394,109 +394,6 @@ class AsyncTier(AsyncTierRecallMethods, _TierBase):
             return await conn.run_sync(_write_op, self._ctx, list(writes))
 
 
-def _working_spec(store: StoreBase) -> TierSpec:
-    hook = working.eviction_hook(store.working_capacity, store.clock_settings.wall)
-    return replace(WORKING, on_change=hook)
-
-
-def _working_get_op(
-    conn: Connection, ctx: TierContext, item_id: str, count_access: bool
-) -> Record | None:
-    item = working.read_live(conn, ctx.spec, item_id, ctx.clock.wall(), count_access=count_access)
-    return None if item is None else item.to_record(copy=False)
-
-
-class WorkingMemory(Tier):
-    """L1: small and hot. Capacity (``Store.working_capacity``), eviction of the lowest-scored
-    unpinned items, pinning and TTL: all local, never replicated (:mod:`~.working`)."""
-
-    default_spec = WORKING
-
-    @classmethod
-    def _spec_for(cls, store: StoreBase) -> TierSpec:
-        return _working_spec(store)
-
-    def _local(self, write: LocalWrite, pinned: bool | None, ttl_s: float | None) -> LocalWrite:
-        local: dict[str, Any] = {}
-        if pinned is not None:
-            local["pinned"] = bool(pinned)
-        if ttl_s is not None:
-            local["expires_at_ns"] = working.ttl_expiry(ttl_s, self._ctx.clock.wall())
-        return write._replace(local=local) if local else write
-
-    def get_by_id(self, item_id: str, *, count_access: bool = True) -> Record | None:
-        """The live, unexpired item ``item_id`` (None otherwise); see :meth:`Tier.get_by_id`."""
-        if not count_access:
-            with self._store.read() as conn:
-                return _working_get_op(conn, self._ctx, item_id, False)
-        with self._store.write() as conn:
-            return _working_get_op(conn, self._ctx, item_id, True)
-
-    def add(
-        self,
-        item_id: str,
-        content: Mapping[str, Any],
-        *,
-        priority: SyncPriority | None = None,
-        pinned: bool | None = None,
-        ttl_s: float | None = None,
-        namespace: Sequence[str] | None = None,
-        key: str | None = None,
-    ) -> Record:
-        """:meth:`Tier.add`, optionally pinning the item or giving it a TTL in seconds (local)."""
-        write = LocalWrite.add(item_id, content, priority, namespace=namespace, key=key)
-        write = self._local(write, pinned, ttl_s)
-        return self.write_many([write])[0]
-
-    def update(
-        self,
-        item_id: str,
-        content: Mapping[str, Any],
-        *,
-        priority: SyncPriority | None = None,
-        pinned: bool | None = None,
-        ttl_s: float | None = None,
-        namespace: Sequence[str] | None = None,
-        key: str | None = None,
-    ) -> Record:
-        """:meth:`Tier.update`, optionally (un)pinning or setting a TTL (local)."""
-        write = LocalWrite.update(item_id, content, priority, namespace=namespace, key=key)
-        write = self._local(write, pinned, ttl_s)
-        return self.write_many([write])[0]
-
-    def merge(
-        self,
-        item_id: str,
-        content: Mapping[str, Any],
-        *,
-        priority: SyncPriority | None = None,
-        pinned: bool | None = None,
-        ttl_s: float | None = None,
-        namespace: Sequence[str] | None = None,
-        key: str | None = None,
-    ) -> Record:
-        """:meth:`Tier.merge`, optionally (un)pinning or setting a TTL (local)."""
-        write = LocalWrite.merge(item_id, content, priority, namespace=namespace, key=key)
-        write = self._local(write, pinned, ttl_s)
-        return self.write_many([write])[0]
-
-    def pin(self, item_id: str) -> None:
-        """Never evict ``item_id`` (local; ItemNotFoundError if it is not live)."""
-        with self._store.write() as conn:
-            working.set_local(conn, self.spec, item_id, pinned=True)
-
-    def unpin(self, item_id: str) -> None:
-        """Make ``item_id`` evictable again (local; ItemNotFoundError if it is not live)."""
-        with self._store.write() as conn:
-            working.set_local(conn, self.spec, item_id, pinned=False)
-
-    def set_ttl(self, item_id: str, ttl_s: float | None) -> None:
-        """Expire ``item_id`` ``ttl_s`` seconds from now, or never (None). Local."""
-        expires = working.ttl_expiry(ttl_s, self._ctx.clock.wall())
-        with self._store.write() as conn:
-            working.set_local(conn, self.spec, item_id, expires_at_ns=expires)
-
-
 def _events_op(conn: Connection, ctx: TierContext, episode_id: str) -> list[Record]:
     items = episodic.events_of_episode(conn, episode_id, ctx.spec)
     return [item.to_record(copy=False) for item in items]
@@ -516,25 +413,6 @@ class EpisodicMemory(Tier):
         """The ids of episodes with a live event in ``[start_ns, end_ns]`` (an index range)."""
         with self._store.read() as conn:
             return episodic.episodes_between(conn, start_ns, end_ns)
-
-
-class AsyncWorkingMemory(AsyncTier):
-    """The asyncio twin of :class:`WorkingMemory` (capacity, eviction and expiry-aware reads;
-    ``pinned``/``ttl_s`` through ``write_many`` with ``LocalWrite.local``)."""
-
-    default_spec = WORKING
-
-    @classmethod
-    def _spec_for(cls, store: StoreBase) -> TierSpec:
-        return _working_spec(store)
-
-    async def get_by_id(self, item_id: str, *, count_access: bool = True) -> Record | None:
-        """See :meth:`WorkingMemory.get_by_id`."""
-        if not count_access:
-            async with self._store.read() as conn:
-                return await conn.run_sync(_working_get_op, self._ctx, item_id, False)
-        async with self._store.write() as conn:
-            return await conn.run_sync(_working_get_op, self._ctx, item_id, True)
 
 
 class AsyncEpisodicMemory(AsyncTier):
