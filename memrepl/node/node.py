@@ -19,9 +19,14 @@ The rules that keep it right:
   still received and recorded, if it comes within :data:`STOP_ANSWER_GRACE_S`: a connection
   that died unnoticed must not hold the stop) and then ends, instead of being cut off mid-batch
   or starting the next one. Answers (ACK/NACK) still go out until the mesh closes.
+- **Store work stays off the event loop**: peers' batches are committed in a
+  :class:`~memrepl.sync.worker.StoreWorker` thread, in turn per peer, and so are the scheduler's
+  tombstone collection and memory policies; the loop keeps serving heartbeats, every peer's
+  frames and the rounds while a transaction commits.
 - **Stopping leaves nothing behind**: rounds and the manager's snapshot answers are awaited (for
   at most ``stop_timeout_s``, then cancelled -- always safe, see :mod:`memrepl.node.scheduler`),
-  then the mesh is closed (its tasks and sockets), then the store.
+  then the mesh is closed (its tasks and sockets), then the store worker (its batch in hand
+  finishes), then the store.
 - **One node process per store**: :meth:`Node.start` takes the store's node lock
   (:mod:`memrepl.node.lock`) before it opens anything, and :meth:`Node.stop` releases it last; a
   second node on the same file is refused with :class:`~memrepl.errors.StoreInUseError`. With
@@ -60,6 +65,7 @@ from memrepl.sync.antientropy import CheckResult
 from memrepl.sync.manager import MemorySyncManager
 from memrepl.sync.results import SyncResult
 from memrepl.sync.transport import Mesh
+from memrepl.sync.worker import StoreWorker
 
 __all__ = ["Node", "tls_contexts"]  # tls_contexts lives in memrepl.node.credentials
 
@@ -130,6 +136,7 @@ class Node:
         self._store: Store | None = None
         self._mesh: Mesh | None = None
         self._link: NodeLink | None = None
+        self._worker: StoreWorker | None = None
         self._manager: MemorySyncManager | None = None
         self._scheduler: Scheduler | None = None
         self._hooked: list[Any] = []
@@ -337,9 +344,11 @@ class Node:
                 config=self._mesh_config,
             )
         self._link = NodeLink(self._mesh)
+        self._worker = StoreWorker(f"memrepl-store-{self.node_id}")
         self._manager = NodeSyncManager(
             self.node_id,
             self._link,
+            store_worker=self._worker,
             max_batch_items=settings.max_batch_items,
             ack_timeout_s=settings.ack_timeout_s,
             tombstone_grace_s=settings.tombstone_grace_s,
@@ -394,6 +403,10 @@ class Node:
             await _finish_manager_tasks(self._manager, self.settings.stop_timeout_s)
         if isinstance(self._mesh, ServingMesh):
             await self._mesh.close()
+        if self._worker is not None:
+            # The batch being committed finishes; nothing is left running on the store.
+            await asyncio.to_thread(self._worker.close)
+            self._worker = None
         for memory in self._hooked:
             vars(memory).pop("_after_commit", None)
         self._hooked.clear()

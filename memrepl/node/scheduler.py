@@ -5,7 +5,8 @@ Per tier: URGENT writes are pushed to every connected peer at once; HIGH writes 
 with every connected peer). A peer that connects gets a catch-up round (or, when it asked for one
 because its tier is empty, the snapshot it asked for); with ``bootstrap_replicate``, an empty
 local tier asks the first peer it meets for a snapshot (REPLICATE). Tombstones are purged every
-``purge_interval_s``.
+``purge_interval_s``; that and the memory policies run in the store worker (memrepl.sync.worker),
+off the event loop.
 
 **Seeing writes.** A commit of this process wakes the scheduler at once (the store's after-commit
 hook); commits of other processes on the same file are seen by a poll every ``poll_interval_s``
@@ -58,6 +59,8 @@ __all__ = ["PeerTierStatus", "Scheduler"]
 log = logging.getLogger(__name__)
 
 Key = tuple[str, MemoryTier]
+#: The store worker's key for the node's own store work (no peer id is empty).
+LOCAL_WORK = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -325,11 +328,11 @@ class Scheduler:
                     self.trigger(peer, tier)
         if now >= self._next_purge:
             self._next_purge = now + self.settings.purge_interval_s
-            self._purge()
+            self._spawn(self._local_work("tombstone collection", self._purge))
         if now >= self._next_consolidate:
             assert self.settings.consolidate_interval_s is not None
             self._next_consolidate = now + self.settings.consolidate_interval_s
-            self.consolidate()
+            self._spawn(self._local_work("the memory policies", self.consolidate))
         self.repair.tick(now)
 
     def _check_peers(self, now: float) -> None:
@@ -412,6 +415,19 @@ class Scheduler:
             )
             # The ordinary round will carry these items.
             self.trigger(peer_id, tier)
+
+    async def _local_work(self, what: str, work: Callable[[], object]) -> None:
+        """Run the node's own store work in the manager's store worker (off the event loop,
+        in its own turn between the peers' batches), or here without one."""
+        worker = self.manager.store_worker
+        try:
+            if worker is None:
+                work()
+            else:
+                await worker.run(LOCAL_WORK, work)
+        except Exception:
+            # A database that is busy or unreadable for a moment must not end the schedule.
+            log.exception("scheduler: %s failed; it runs again at its next interval", what)
 
     def consolidate(self) -> ConsolidationResult:
         """Run the memory policies once (promotion, consolidation, retention); what they wrote

@@ -33,6 +33,7 @@ batch sent to the peer it came from. Refusals are counted per peer in ``sync_ref
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Coroutine, Sequence
@@ -67,6 +68,7 @@ from memrepl.sync.round_events import Done
 from memrepl.sync.rounds import SyncRound
 from memrepl.sync.snapshots import SnapshotRequests
 from memrepl.sync.transport import Mesh
+from memrepl.sync.worker import StoreWorker
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +94,9 @@ class MemorySyncManager:
     own: it applies them and replies ACK or NACK. ``tombstone_grace_s`` also bounds what a
     snapshot may make this node forget (memrepl.sync.snapshots): give every node of a cluster
     the same. ``round_options`` set how rounds wait and read (memrepl.sync.driver: read-ahead,
-    the lost-peer rule; a node turns both on).
+    the lost-peer rule; a node turns both on). With ``store_worker``, incoming batches are
+    committed in that worker's thread, in turn per peer, so the event loop stays free while
+    they commit (memrepl.sync.worker; a node does this); ``handle_sync`` is unchanged.
     """
 
     def __init__(
@@ -105,6 +109,7 @@ class MemorySyncManager:
         tombstone_grace_s: float = DEFAULT_TOMBSTONE_GRACE_S,
         compress_threshold: int = 1024,
         round_options: RoundOptions | None = None,
+        store_worker: StoreWorker | None = None,
     ) -> None:
         if not 1 <= max_batch_items <= MAX_BATCH_ITEMS:
             raise BatchTooLargeError(
@@ -132,6 +137,8 @@ class MemorySyncManager:
         #: The REPLICATE requests peers sent this node (memrepl.sync.answers).
         self.snapshot_answers = SnapshotAnswers(self._start_answer)
         self._receiver = BatchReceiver(self)
+        #: The thread incoming batches are committed in (None: on the caller's thread).
+        self.store_worker = store_worker
         if mesh is not None:
             if mesh.node_id != node_id:
                 raise NodeIdMismatchError(
@@ -139,7 +146,11 @@ class MemorySyncManager:
                     stored=mesh.node_id,
                     requested=node_id,
                 )
-            mesh.register_handler(MessageTypes.VECTOR_SYNC, self.handle_sync)
+            if store_worker is None:
+                mesh.register_handler(MessageTypes.VECTOR_SYNC, self.handle_sync)
+            else:
+                handler = functools.partial(self._receiver.handle_in, store_worker)
+                mesh.register_handler(MessageTypes.VECTOR_SYNC, handler)
             mesh.register_handler(MessageTypes.ACK, self._on_ack)
             mesh.register_handler(MessageTypes.NACK, self._on_nack)
             self._awaiting.watch(mesh)

@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from sqlalchemy.engine import Connection
@@ -45,6 +46,7 @@ from memrepl.sync.batches import (
 )
 from memrepl.sync.messages import Ack, Nack
 from memrepl.sync.snapshots import SnapshotEnd, SnapshotRequest, finish_snapshot, forget_bound
+from memrepl.sync.worker import StoreWorker
 
 if TYPE_CHECKING:
     from memrepl.sync.manager import MemorySyncManager
@@ -55,38 +57,91 @@ log = logging.getLogger(__name__)
 INTERNAL_ERROR_CODE = "internal-error"
 
 
+@dataclass(slots=True)
+class _Incoming:
+    """A batch that passed the checks made before its transaction."""
+
+    batch: MemorySyncBatch
+    memory: Tier
+    request: SnapshotRequest | None
+
+
 class BatchReceiver:
-    """Applies and answers the batches peers send one manager (see the module docstring)."""
+    """Applies and answers the batches peers send one manager (see the module docstring).
+
+    Applying a batch is three steps: the checks and the snapshot bookkeeping that need no
+    store (:meth:`_prepare`, on the event loop), the write transaction (:meth:`_commit`, which
+    may run in a :class:`~memrepl.sync.worker.StoreWorker` thread: it touches nothing else),
+    and the bookkeeping after the commit (:meth:`_after`, on the event loop again).
+    """
 
     def __init__(self, manager: MemorySyncManager) -> None:
         self.manager = manager
 
     def handle(self, data: bytes, peer_id: str) -> asyncio.Task[None] | None:
         """:meth:`MemorySyncManager.handle_sync`."""
-        manager = self.manager
-        batch_id = ""
-        tier = 0
+        batch: MemorySyncBatch | None = None
         try:
             batch = MemorySyncBatch.unpack(data)
-            batch_id, tier = batch.batch_id, int(batch.tier)
-            if batch.source_node != peer_id:
-                raise ProtocolError(
-                    f"batch from connection {peer_id!r} claims source {batch.source_node!r}",
-                    code="wrong-source",
-                )
+            self._check_source(batch, peer_id)
             if is_replicate_request(batch):
                 return self._replicate_requested(batch, peer_id)
             applied, needs_snapshot = self.apply(batch)
-        except MemreplError as exc:
-            self._refuse(peer_id, batch_id, tier, exc)
-            return None
         except Exception as exc:
-            log.exception("batch %r from %s: internal error", batch_id, peer_id)
-            reason = f"{type(exc).__name__} while applying the batch (see the receiver's log)"
-            manager.reply(peer_id, MessageTypes.NACK, Nack(batch_id, INTERNAL_ERROR_CODE, reason))
-            manager.observer.batch_refused(peer_id, _tier_or_none(tier), code=INTERNAL_ERROR_CODE)
+            self._failed(peer_id, batch, exc)
             return None
-        ack = Ack(batch_id, tier, applied.cursor, applied.applied, applied.conflicts)
+        return self._answer(peer_id, batch, applied, needs_snapshot)
+
+    async def handle_in(self, worker: StoreWorker, data: bytes, peer_id: str) -> None:
+        """:meth:`handle`, with the batch's transaction run by ``worker`` in ``peer_id``'s turn:
+        the event loop stays free while it commits."""
+        batch: MemorySyncBatch | None = None
+        try:
+            batch = MemorySyncBatch.unpack(data)
+            self._check_source(batch, peer_id)
+            if is_replicate_request(batch):
+                self._replicate_requested(batch, peer_id)
+                return
+            incoming = self._prepare(batch)
+            applied, ended = await worker.run(peer_id, self._commit, incoming)
+            needs_snapshot = self._after(incoming, applied, ended)
+        except Exception as exc:
+            self._failed(peer_id, batch, exc)
+            return
+        self._answer(peer_id, batch, applied, needs_snapshot)
+
+    def apply(self, batch: MemorySyncBatch) -> tuple[Applied, bool]:
+        """Apply ``batch`` in one write transaction; what it did, and whether its sender says
+        this node needs a snapshot (a purge horizon above the inbound cursor it leaves)."""
+        incoming = self._prepare(batch)
+        applied, ended = self._commit(incoming)
+        return applied, self._after(incoming, applied, ended)
+
+    @staticmethod
+    def _check_source(batch: MemorySyncBatch, peer_id: str) -> None:
+        if batch.source_node != peer_id:
+            raise ProtocolError(
+                f"batch from connection {peer_id!r} claims source {batch.source_node!r}",
+                code="wrong-source",
+            )
+
+    def _failed(self, peer_id: str, batch: MemorySyncBatch | None, exc: Exception) -> None:
+        batch_id, tier = ("", 0) if batch is None else (batch.batch_id, int(batch.tier))
+        if isinstance(exc, MemreplError):
+            self._refuse(peer_id, batch_id, tier, exc)
+            return
+        log.error("batch %r from %s: internal error", batch_id, peer_id, exc_info=exc)
+        reason = f"{type(exc).__name__} while applying the batch (see the receiver's log)"
+        manager = self.manager
+        manager.reply(peer_id, MessageTypes.NACK, Nack(batch_id, INTERNAL_ERROR_CODE, reason))
+        manager.observer.batch_refused(peer_id, _tier_or_none(tier), code=INTERNAL_ERROR_CODE)
+
+    def _answer(
+        self, peer_id: str, batch: MemorySyncBatch, applied: Applied, needs_snapshot: bool
+    ) -> asyncio.Task[None] | None:
+        manager = self.manager
+        tier = int(batch.tier)
+        ack = Ack(batch.batch_id, tier, applied.cursor, applied.applied, applied.conflicts)
         manager.reply(peer_id, MessageTypes.ACK, ack)
         manager.observer.batch_applied(
             peer_id,
@@ -117,9 +172,7 @@ class BatchReceiver:
         )
         return manager.start_task(manager.ask_for_snapshot(peer_id, batch.tier))
 
-    def apply(self, batch: MemorySyncBatch) -> tuple[Applied, bool]:
-        """Apply ``batch`` in one write transaction; what it did, and whether its sender says
-        this node needs a snapshot (a purge horizon above the inbound cursor it leaves)."""
+    def _prepare(self, batch: MemorySyncBatch) -> _Incoming:
         manager = self.manager
         if batch.target_node != manager.node_id:
             raise MisaddressedBatchError(
@@ -134,14 +187,17 @@ class BatchReceiver:
                 f"batch {batch.batch_id!r} is a REPLICATE request, not data",
                 code="unexpected-replicate",
             )
-        store = memory.store
-        settings = store.clock_settings
+        settings = memory.store.clock_settings
         check_cursors(batch, settings.wall, settings.max_skew_ns)
-        requests = manager.snapshot_requests
-        request = requests.for_batch(memory.tier, batch)
+        request = manager.snapshot_requests.for_batch(memory.tier, batch)
+        return _Incoming(batch, memory, request)
+
+    def _commit(self, incoming: _Incoming) -> tuple[Applied, SnapshotEnd | None]:
+        batch, memory, request = incoming.batch, incoming.memory, incoming.request
         mark = batch.snapshot
         final = mark is not None and mark.final
         ended: SnapshotEnd | None = None
+        store = memory.store
         with store.write() as conn, store.stamping(conn) as clock:
             remote = decode_batch(batch)
             # A snapshot moves the inbound cursor only with its final batch: until then this
@@ -151,15 +207,18 @@ class BatchReceiver:
             if final:
                 assert request is not None  # for_batch refuses a mark without one
                 ended = self._finish_snapshot(conn, memory, clock, request, batch)
+        return applied, ended
+
+    def _after(self, incoming: _Incoming, applied: Applied, ended: SnapshotEnd | None) -> bool:
+        batch, request = incoming.batch, incoming.request
         if request is not None:
             # Only a committed batch counts towards its snapshot.
             request.present.update(item.item_id for item in batch.items)
             if ended is not None:
-                requests.finished(request, time.monotonic())
+                self.manager.snapshot_requests.finished(request, time.monotonic())
                 _log_snapshot_end(request, ended)
         horizon = batch.purge_horizon
-        needs_snapshot = mark is None and horizon is not None and applied.cursor < horizon
-        return applied, needs_snapshot
+        return batch.snapshot is None and horizon is not None and applied.cursor < horizon
 
     def _finish_snapshot(
         self,
