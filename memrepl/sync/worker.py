@@ -115,7 +115,10 @@ class StoreWorker:
 
     def _serve(self) -> None:
         while (job := self._next()) is not None:
-            if job.cancelled:
+            # Cancelling the task that awaits a job cancels its future at once, while the task
+            # itself learns of it (and sets ``cancelled``) only on its next turn of the loop: a
+            # read of the future's state (one attribute) sees the cancellation without waiting.
+            if job.cancelled or job.future.cancelled():
                 continue
             try:
                 result = job.run()
