@@ -42,10 +42,10 @@ async def attempt(port: int) -> None:
     try:
         hello = Hello("mallory", REPLICATION_REVISION, new_nonce())
         writer.write(encode_frame(MessageTypes.HANDSHAKE, hello.encode()))
-        frame = await read_frame(reader, max_payload=4096, trailer_bytes=0, idle_timeout_s=5)
+        frame = await read_frame(reader, max_payload=4096, idle_timeout_s=5)
         if frame is not None and isinstance(decode_handshake(frame.payload), Challenge):
             writer.write(encode_frame(MessageTypes.HANDSHAKE, Auth(bytes(32)).encode()))
-            await read_frame(reader, max_payload=4096, trailer_bytes=0, idle_timeout_s=5)
+            await read_frame(reader, max_payload=4096, idle_timeout_s=5)
     except (OSError, EOFError, MemreplError):
         pass  # closed on us: an answer too
     finally:

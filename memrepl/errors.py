@@ -98,9 +98,10 @@ class CompressionError(ProtocolError):
 class FaultCode(StrEnum):
     """Why the mesh refused a frame or a connection; the ``code`` of its NACK or DISCONNECT."""
 
-    #: The trailer's HMAC does not match the frame (altered in transit, or another session's).
+    #: A frame's seal (its header's MAC or the frame's HMAC) does not verify (altered in
+    #: transit, or another session's).
     BAD_HMAC = "bad-hmac"
-    #: The trailer's sequence number is not the next expected one (replayed or reordered).
+    #: A frame's sequence number is not the next expected one (replayed or reordered).
     BAD_SEQUENCE = "bad-sequence"
     #: A frame other than HANDSHAKE before the handshake completed.
     HANDSHAKE_REQUIRED = "handshake-required"

@@ -1,4 +1,4 @@
-"""Connection-level authentication for the mesh: the handshake messages and the frame trailer.
+"""Connection-level authentication for the mesh: the handshake messages and the frame seals.
 
 MEMSHADOW v2 has no integrity field (PROTOCOL.md §1, §5), so the mesh adds authentication around
 the frames without changing them. Everything here is a pure function over bytes: no sockets, no
@@ -7,7 +7,7 @@ clock; the only randomness is :func:`new_nonce`.
 **Handshake.** Four HANDSHAKE frames, each a plain v2 frame (header + UTF-8 JSON payload, no
 trailer, payload at most :data:`MAX_HANDSHAKE_PAYLOAD_BYTES`), initiator = the dialler::
 
-    I -> R  {"type": "hello", "protocol": "memrepl-mesh/2", "auth": A, "node_id": I,
+    I -> R  {"type": "hello", "protocol": "memrepl-mesh/3", "auth": A, "node_id": I,
              "version": 2, "schema": S, "nonce": hex(Ni)}
     R -> I  {"type": "challenge", "protocol": ..., "auth": A, "node_id": R, "version": 2,
              "schema": S, "nonce": hex(Nr)}
@@ -19,7 +19,7 @@ and, at any step instead, ``{"type": "refuse", "code": ..., "reason": ...}`` bef
 same. ``K`` is the cluster's shared key, ``Ni``/``Nr`` are 32 fresh random bytes from each side,
 ``S`` the replication revision (``memrepl.storage.migrate.REPLICATION_REVISION``, the newest
 migration that changed what peers exchange; both sides must agree), and the transcript ``T``
-binds every value both sides agreed on: each of ``"memrepl-mesh/2"``, I, R, Ni, Nr, S (UTF-8) and
+binds every value both sides agreed on: each of ``"memrepl-mesh/3"``, I, R, Ni, Nr, S (UTF-8) and
 the version (u16 BE), in that order, each preceded by its length as a u16 BE. Proofs are compared
 with ``hmac.compare_digest``. The two proofs use different labels, so neither can be reflected as
 the other; fresh nonces make every transcript, and so every session key, new.
@@ -36,18 +36,33 @@ certificates, and each side checks that the node id claimed in ``hello``/``chall
 the other's certificate names.
 
 **Session.** In shared-key mode ``session_key = HMAC-SHA256(K, SESSION_LABEL || T)``, and after
-the handshake every frame in both directions is followed by a 40-byte trailer::
+the handshake every frame in both directions is sealed: its 32-byte v2 header is followed by a
+24-byte *header seal*, and its payload by a 32-byte *trailer*::
 
-    offset  size  field
-         0     8  sequence number, u64 BE: 0 for the first frame in each direction, then +1
-         8    32  HMAC-SHA256(session_key, direction_label || sequence || header || payload)
+    header (32) | sequence (8) | header MAC (16) | payload (payload_len) | frame MAC (32)
+
+    sequence    u64 BE: 0 for the first frame in each direction, then +1
+    header MAC  the first 16 bytes of HMAC-SHA256(session_key,
+                    direction_label || "h" || sequence || header)
+    frame MAC   HMAC-SHA256(session_key, direction_label || "f" || sequence || header || payload)
 
 ``direction_label`` is :data:`INITIATOR_TO_RESPONDER` or :data:`RESPONDER_TO_INITIATOR` (equal
-lengths; the header is 32 bytes, so the MAC input is unambiguous). The rule that keeps it right:
-a frame is accepted only if its MAC verifies under this connection's key for this direction AND
-its sequence number is exactly the next expected one; a refused frame does not advance the
-expected number, so replayed, reordered, altered and foreign-session frames are all refused and
-the honest stream carries on.
+lengths; the header is 32 bytes and the sequence 8, so each MAC input is unambiguous). The
+header has a MAC of its own so that its payload_len is believed only once it is authentic: a
+length altered on the wire is refused as soon as the header arrives, instead of the reader
+waiting for a payload that never comes (memrepl.mesh.framing). This layout is what is new in
+``memrepl-mesh/3``: ``/2`` had one 40-byte trailer (sequence, then one MAC over header and
+payload) after the payload, so its nodes and these refuse each other at the handshake rather
+than failing every frame after it.
+
+The rules that keep it right: a frame is accepted only if both MACs verify under this
+connection's key for this direction AND its sequence number is exactly the next expected one.
+**A frame that fails ends the connection at once** (DISCONNECT ``bad-hmac`` or
+``bad-sequence``): once a frame is refused, the stream cannot be trusted to go on -- the frame
+lost may be an honest one, after which every honest frame would be out of sequence -- so the
+dialler reconnects at once with a new session, and the sync layer sends again what was in flight
+(memrepl.sync.awaiting). Replayed, reordered, altered and foreign-session frames are all refused,
+and an altered frame costs a reconnect, never a stall.
 
 In certificate mode frames have **no trailer** (:class:`TlsSession`): TLS already authenticates,
 numbers and orders every record of the connection, and refuses (by closing) anything altered,
@@ -70,6 +85,8 @@ from memrepl.protocol.limits import PROTOCOL_VERSION
 
 __all__ = [
     "AUTH_MODES",
+    "HEADER_MAC_BYTES",
+    "HEADER_SEAL_BYTES",
     "INITIATOR_TO_RESPONDER",
     "MAC_BYTES",
     "MAX_HANDSHAKE_PAYLOAD_BYTES",
@@ -88,6 +105,7 @@ __all__ = [
     "Welcome",
     "decode_handshake",
     "frame_mac",
+    "header_mac",
     "new_nonce",
     "proof",
     "session_key",
@@ -96,27 +114,31 @@ __all__ = [
 ]
 
 #: The name of this authentication scheme, sent in the handshake and bound into the transcript.
-PROTOCOL_NAME = "memrepl-mesh/2"
+PROTOCOL_NAME = "memrepl-mesh/3"
 #: Random bytes each side contributes to a handshake.
 NONCE_BYTES = 32
-#: Bytes of the trailer's sequence number (u64 BE).
+#: Bytes of a sealed frame's sequence number (u64 BE).
 SEQ_BYTES = 8
-#: Bytes of an HMAC-SHA256.
+#: Bytes of an HMAC-SHA256 (a proof, a frame MAC).
 MAC_BYTES = 32
-#: Bytes after each authenticated frame: sequence number, then HMAC.
-TRAILER_BYTES = SEQ_BYTES + MAC_BYTES
+#: Bytes of the header MAC (HMAC-SHA256 cut to 128 bits).
+HEADER_MAC_BYTES = 16
+#: Bytes after each sealed header: sequence number, then header MAC.
+HEADER_SEAL_BYTES = SEQ_BYTES + HEADER_MAC_BYTES
+#: Bytes after each sealed payload: the frame MAC.
+TRAILER_BYTES = MAC_BYTES
 #: A HANDSHAKE payload over this is refused before it is read.
 MAX_HANDSHAKE_PAYLOAD_BYTES = 4096
 #: Node ids and replication revisions in a handshake are at most this many bytes of UTF-8.
 MAX_NAME_BYTES = 255
 
-PROOF_INITIATOR = b"memrepl-mesh/2 proof: initiator"
-PROOF_RESPONDER = b"memrepl-mesh/2 proof: responder"
-SESSION_LABEL = b"memrepl-mesh/2 session key"
+PROOF_INITIATOR = b"memrepl-mesh/3 proof: initiator"
+PROOF_RESPONDER = b"memrepl-mesh/3 proof: responder"
+SESSION_LABEL = b"memrepl-mesh/3 session key"
 #: The label MACed into every frame from the dialler to the listener.
-INITIATOR_TO_RESPONDER = b"memrepl-mesh/2 frame i>r"
+INITIATOR_TO_RESPONDER = b"memrepl-mesh/3 frame i>r"
 #: The label MACed into every frame from the listener to the dialler.
-RESPONDER_TO_INITIATOR = b"memrepl-mesh/2 frame r>i"
+RESPONDER_TO_INITIATOR = b"memrepl-mesh/3 frame r>i"
 #: The authentication modes a hello can name.
 AUTH_MODES = ("shared-key", "certificate")
 
@@ -170,9 +192,16 @@ def session_key(key: bytes, transcript_bytes: bytes) -> bytes:
     return hmac.new(key, SESSION_LABEL + transcript_bytes, hashlib.sha256).digest()
 
 
+def header_mac(key: bytes, label: bytes, seq: int, header: bytes) -> bytes:
+    """The first 16 bytes of HMAC-SHA256(key, label || "h" || seq u64 BE || header)."""
+    return hmac.new(key, label + b"h" + _SEQ.pack(seq) + header, hashlib.sha256).digest()[
+        :HEADER_MAC_BYTES
+    ]
+
+
 def frame_mac(key: bytes, label: bytes, seq: int, header: bytes, payload: bytes) -> bytes:
-    """HMAC-SHA256(key, label || seq u64 BE || header || payload)."""
-    mac = hmac.new(key, label, hashlib.sha256)
+    """HMAC-SHA256(key, label || "f" || seq u64 BE || header || payload)."""
+    mac = hmac.new(key, label + b"f", hashlib.sha256)
     mac.update(_SEQ.pack(seq))
     mac.update(header)
     mac.update(payload)
@@ -183,8 +212,9 @@ def frame_mac(key: bytes, label: bytes, seq: int, header: bytes, payload: bytes)
 class Session:
     """The authenticated state of one connection: its key and both sequence counters.
 
-    :meth:`seal` appends the trailer to an outgoing frame; :meth:`check` verifies an incoming one
-    and, only if it is accepted, advances the expected sequence number.
+    :meth:`seal` seals an outgoing frame (the module docstring's layout); :meth:`check_header`
+    and :meth:`check` verify an incoming one (memrepl.mesh.framing calls them as the frame is
+    read), and only a frame that passes both advances the expected sequence number.
     """
 
     key: bytes
@@ -192,7 +222,8 @@ class Session:
     recv_label: bytes
     send_seq: int = 0
     recv_seq: int = 0
-    #: Bytes after each frame on the wire.
+    #: Bytes after each header, and after each payload, on the wire.
+    header_seal_bytes: int = HEADER_SEAL_BYTES
     trailer_bytes: int = TRAILER_BYTES
 
     @classmethod
@@ -203,35 +234,54 @@ class Session:
         return cls(key, RESPONDER_TO_INITIATOR, INITIATOR_TO_RESPONDER)
 
     def seal(self, frame: bytes, header_size: int = 32) -> bytes:
-        """Return ``frame`` (a whole v2 frame) followed by its trailer; uses one sequence number."""
+        """Return ``frame`` (a whole v2 frame) sealed; uses one sequence number."""
         seq = self.send_seq
         if seq >= _SEQ_LIMIT:  # pragma: no cover - 2**64 frames
             raise OverflowError("session sequence numbers exhausted")
         self.send_seq = seq + 1
-        mac = frame_mac(self.key, self.send_label, seq, frame[:header_size], frame[header_size:])
-        return frame + _SEQ.pack(seq) + mac
+        header, payload = frame[:header_size], frame[header_size:]
+        return b"".join(
+            (
+                header,
+                _SEQ.pack(seq),
+                header_mac(self.key, self.send_label, seq, header),
+                payload,
+                frame_mac(self.key, self.send_label, seq, header, payload),
+            )
+        )
 
-    def check(self, frame: RawFrame) -> None:
-        """Accept ``frame``, or raise :class:`FrameFaultError` (in sync): ``bad-hmac`` or
-        ``bad-sequence``.
+    def check_header(self, header: bytes, seal: bytes) -> None:
+        """Accept a header, or raise :class:`FrameFaultError` (never in sync: the connection
+        ends): ``bad-hmac``, or ``bad-sequence`` for an authentic header out of turn.
 
         The MAC is checked first, so a sequence number is only believed once it is authentic.
         """
-        trailer = frame.trailer
-        if len(trailer) != TRAILER_BYTES:
-            raise FrameFaultError(FaultCode.BAD_HMAC, "frame has no trailer", in_sync=True)
-        (seq,) = _SEQ.unpack_from(trailer)
-        expected = frame_mac(self.key, self.recv_label, seq, frame.header, frame.payload)
-        if not hmac.compare_digest(expected, trailer[SEQ_BYTES:]):
+        if len(seal) != HEADER_SEAL_BYTES:
+            raise FrameFaultError(FaultCode.BAD_HMAC, "frame has no header seal", in_sync=False)
+        (seq,) = _SEQ.unpack_from(seal)
+        expected = header_mac(self.key, self.recv_label, seq, header)
+        if not hmac.compare_digest(expected, seal[SEQ_BYTES:]):
             raise FrameFaultError(
-                FaultCode.BAD_HMAC, f"frame #{seq}: HMAC does not verify", in_sync=True
+                FaultCode.BAD_HMAC, "a frame's header HMAC does not verify", in_sync=False
             )
         if seq != self.recv_seq:
             what = "replayed" if seq < self.recv_seq else "out of order"
             raise FrameFaultError(
                 FaultCode.BAD_SEQUENCE,
                 f"frame #{seq} {what}: expected #{self.recv_seq}",
-                in_sync=True,
+                in_sync=False,
+            )
+
+    def check(self, frame: RawFrame) -> None:
+        """Accept a whole frame whose header passed :meth:`check_header`, or raise
+        :class:`FrameFaultError` (``bad-hmac``, never in sync); advances the expected number."""
+        if len(frame.trailer) != TRAILER_BYTES or len(frame.seal) != HEADER_SEAL_BYTES:
+            raise FrameFaultError(FaultCode.BAD_HMAC, "frame is not sealed", in_sync=False)
+        (seq,) = _SEQ.unpack_from(frame.seal)
+        expected = frame_mac(self.key, self.recv_label, seq, frame.header, frame.payload)
+        if not hmac.compare_digest(expected, frame.trailer):
+            raise FrameFaultError(
+                FaultCode.BAD_HMAC, f"frame #{seq}: HMAC does not verify", in_sync=False
             )
         self.recv_seq = seq + 1
 
@@ -241,15 +291,18 @@ class TlsSession:
     """The session of a certificate-mode connection: frames go as they are, TLS protects them
     (see the module docstring)."""
 
-    #: Bytes after each frame on the wire.
+    header_seal_bytes: int = 0
     trailer_bytes: int = 0
 
     def seal(self, frame: bytes, header_size: int = 32) -> bytes:
         return frame
 
+    def check_header(self, header: bytes, seal: bytes) -> None:
+        """Nothing to check: TLS has authenticated the bytes."""
+
     def check(self, frame: RawFrame) -> None:
-        if frame.trailer:  # pragma: no cover - the reader reads no trailer in this mode
-            raise FrameFaultError(FaultCode.BAD_HMAC, "unexpected trailer", in_sync=True)
+        if frame.trailer or frame.seal:  # pragma: no cover - the reader reads none in this mode
+            raise FrameFaultError(FaultCode.BAD_HMAC, "unexpected seal", in_sync=False)
 
 
 # -- handshake messages ---------------------------------------------------------------------

@@ -1,8 +1,9 @@
 """One authenticated connection to a peer: its reader, its writer, and the faults it counts.
 
 A :class:`Connection` exists only after a completed handshake (:mod:`memrepl.mesh.handshake`).
-Its reader checks every frame (size, HMAC, sequence, header) before anything else looks at it and
-hands accepted frames to the mesh; its writer takes frames from the peer's
+Its reader checks every frame (its header's seal before its size, then the whole frame's seal,
+the sequence, the header's fields) before anything else looks at it and hands accepted frames to
+the mesh; its writer takes frames from the peer's
 :class:`~memrepl.mesh.outbox.Outbox`, seals them and writes them, and sends a HEARTBEAT when it
 has been quiet for the heartbeat interval.
 
@@ -12,10 +13,12 @@ The rules that keep it right:
   (taking its sequence number) and hands it to the transport with no ``await`` in between, so
   sequence numbers go out in order and frames never interleave. The farewell DISCONNECT is
   written only after the writer has stopped.
-- A refused frame never reaches a handler. It is counted (per peer and in total) and logged; if
-  the stream is still at a frame boundary it is answered with a NACK
-  ``{"batch_id": "", "code", "reason"}``, otherwise, or once ``max_faults`` frames were refused,
-  the connection says DISCONNECT ``{"code", "reason"}`` and closes.
+- A refused frame never reaches a handler. It is counted (per peer and in total) and logged. A
+  frame that fails its seal (altered, replayed, reordered: memrepl.mesh.auth) or whose framing
+  is broken ends the connection at once: it says DISCONNECT ``{"code", "reason"}`` and closes,
+  and the dialler reconnects. An authentic frame refused for what it says (an unknown type, a
+  HANDSHAKE after the handshake) is answered with a NACK ``{"batch_id": "", "code", "reason"}``,
+  and the connection closes only once ``max_faults`` such frames were refused.
 - DISCONNECT is the last frame a side writes on a connection. A connection :meth:`retired
   <Connection.retire>` in favour of another one to the same peer stops writing, says DISCONNECT,
   and goes on reading until the peer's DISCONNECT, so nothing either side wrote is dropped.
@@ -228,8 +231,8 @@ class Connection:
                 raw = await read_frame(
                     self.reader,
                     max_payload=config.max_frame_bytes,
-                    trailer_bytes=self.session.trailer_bytes,
                     idle_timeout_s=config.idle_timeout_s,
+                    seal=self.session,
                 )
                 if raw is None:
                     self.end_reason = self.end_reason or "closed by the peer"
@@ -237,7 +240,6 @@ class Connection:
                     return
                 self._count_in(raw.size)
                 try:
-                    self.session.check(raw)
                     header = parse_header(raw.header)
                 except FrameFaultError as fault:
                     if self._refuse(fault):

@@ -1,19 +1,26 @@
 """Reading and writing mesh frames on asyncio streams, within limits.
 
 A mesh frame is a MEMSHADOW v2 frame (PROTOCOL.md §1, §5): the 32-byte header, then exactly
-``payload_len`` bytes of payload; on an authenticated connection a fixed-size trailer follows
-(see :mod:`memrepl.mesh.auth` for its layout). This module owns getting those bytes off and onto
-a stream, refusing frames with :class:`~memrepl.errors.FrameFaultError` (its fault codes,
-:class:`~memrepl.errors.FaultCode`, live with the other errors in :mod:`memrepl.errors`, and are
-re-exported here).
+``payload_len`` bytes of payload. On a connection sealed with the shared key, a fixed-size
+*header seal* follows the header and a fixed-size *trailer* follows the payload (see
+:mod:`memrepl.mesh.auth` for their layout and the :class:`FrameSeal` that checks them). This
+module owns getting those bytes off and onto a stream, refusing frames with
+:class:`~memrepl.errors.FrameFaultError` (its fault codes, :class:`~memrepl.errors.FaultCode`,
+live with the other errors in :mod:`memrepl.errors`, and are re-exported here).
 
-The rule that keeps it right: the reader decides how many bytes to read from the header's magic,
-version and payload_len alone, and refuses to read a frame whose payload_len exceeds the limit,
-so a peer can never make it buffer more than ``max_payload + trailer`` bytes. A fault that leaves
-the stream at a frame boundary (``in_sync``) can be answered and skipped; a fault in the header's
-framing fields (bad magic, bad version, oversized) cannot, because nothing says where the next
-frame starts, so the connection must be closed. Every read step is bounded by an idle timeout:
-a peer that stops sending mid-frame is cut off, whatever the frame's size.
+The rules that keep it right:
+
+- **The header is believed before the body is read, and only once it is authentic.** The reader
+  reads the header and its seal, has the seal checked, and only then takes payload_len from it:
+  a header altered on the wire -- a length field among them -- is refused at once, instead of
+  the reader waiting for a payload that never comes. A frame whose payload_len exceeds the limit
+  is refused from its header alone, so a peer can never make it buffer more than
+  ``max_payload`` plus the seals.
+- A fault that leaves the stream at a frame boundary (``in_sync``: an authentic frame of an
+  unknown type, say) can be answered and skipped; any other (a frame that fails its seal, bad
+  magic, bad version, oversized) cannot, and the connection is closed at once.
+- Every read step is bounded by an idle timeout: a peer that stops sending mid-frame is cut off,
+  whatever the frame's size.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import struct
 from dataclasses import dataclass
+from typing import Protocol
 
 from memrepl.errors import FaultCode, FrameFaultError, ProtocolError
 from memrepl.protocol.header import MessageHeader
@@ -30,6 +38,7 @@ __all__ = [
     "READ_CHUNK_BYTES",
     "FaultCode",
     "FrameFaultError",
+    "FrameSeal",
     "RawFrame",
     "check_framing",
     "close_stream",
@@ -49,16 +58,34 @@ _PAYLOAD_LEN_OFFSET = 16
 
 @dataclass(frozen=True, slots=True)
 class RawFrame:
-    """One frame's bytes as read: the header, the payload and the trailer (empty if none)."""
+    """One frame's bytes as read: the header, the payload, the trailer and the header seal
+    (those two empty on an unsealed connection)."""
 
     header: bytes
     payload: bytes
     trailer: bytes
+    seal: bytes = b""
 
     @property
     def size(self) -> int:
         """Bytes the frame took on the wire."""
-        return len(self.header) + len(self.payload) + len(self.trailer)
+        return len(self.header) + len(self.seal) + len(self.payload) + len(self.trailer)
+
+
+class FrameSeal(Protocol):
+    """What authenticates a connection's frames (memrepl.mesh.auth's sessions)."""
+
+    #: Bytes right after the header (the header's own seal) and after the payload.
+    header_seal_bytes: int
+    trailer_bytes: int
+
+    def check_header(self, header: bytes, seal: bytes) -> None:
+        """Accept a header, or raise :class:`FrameFaultError` (never in sync)."""
+        ...
+
+    def check(self, frame: RawFrame) -> None:
+        """Accept a whole frame, or raise :class:`FrameFaultError` (never in sync)."""
+        ...
 
 
 def check_framing(header: bytes, *, max_payload: int) -> int:
@@ -126,25 +153,34 @@ async def read_frame(
     reader: asyncio.StreamReader,
     *,
     max_payload: int,
-    trailer_bytes: int,
     idle_timeout_s: float,
+    seal: FrameSeal | None = None,
 ) -> RawFrame | None:
-    """Read one frame (and its trailer); None if the peer closed the stream between frames.
+    """Read one frame; None if the peer closed the stream between frames. With ``seal``, the
+    header is checked before its payload_len is believed, and the whole frame once read.
 
-    Raises :class:`FrameFaultError` for a framing fault or an idle timeout (never in sync), and
-    ``asyncio.IncompleteReadError`` (an ``EOFError``) or ``OSError`` if the stream ends or
-    breaks inside a frame.
+    Raises :class:`FrameFaultError` for a frame that fails its seal, a framing fault or an idle
+    timeout (never in sync), and ``asyncio.IncompleteReadError`` (an ``EOFError``) or
+    ``OSError`` if the stream ends or breaks inside a frame.
     """
+    sealed = seal.header_seal_bytes if seal is not None else 0
     try:
-        header = await _read_exactly(reader, HEADER_SIZE, idle_timeout_s)
+        head = await _read_exactly(reader, HEADER_SIZE + sealed, idle_timeout_s)
     except asyncio.IncompleteReadError as exc:
         if not exc.partial:
             return None
         raise
+    header, header_seal = head[:HEADER_SIZE], head[HEADER_SIZE:]
+    if seal is not None:
+        seal.check_header(header, header_seal)
     payload_len = check_framing(header, max_payload=max_payload)
+    trailer_bytes = seal.trailer_bytes if seal is not None else 0
     payload = await _read_exactly(reader, payload_len, idle_timeout_s) if payload_len else b""
     trailer = await _read_exactly(reader, trailer_bytes, idle_timeout_s) if trailer_bytes else b""
-    return RawFrame(header, payload, trailer)
+    frame = RawFrame(header, payload, trailer, header_seal)
+    if seal is not None:
+        seal.check(frame)
+    return frame
 
 
 async def write_frame(writer: asyncio.StreamWriter, data: bytes, *, idle_timeout_s: float) -> None:

@@ -94,7 +94,6 @@ class _Stream:
         raw = await read_frame(
             self.reader,
             max_payload=MAX_HANDSHAKE_PAYLOAD_BYTES,
-            trailer_bytes=0,
             idle_timeout_s=self.idle_timeout_s,
         )
         if raw is None:

@@ -13,7 +13,6 @@ import zlib
 from typing import Any
 
 from memrepl.mesh.auth import (
-    TRAILER_BYTES,
     Auth,
     Challenge,
     HandshakeMessage,
@@ -96,8 +95,8 @@ class RawPeer:
         return await read_frame(
             self.reader,
             max_payload=1 << 26,
-            trailer_bytes=TRAILER_BYTES if sealed else 0,
             idle_timeout_s=READ_TIMEOUT_S,
+            seal=self.session if sealed else None,
         )
 
     async def read_plain(self) -> tuple[MessageHeader, bytes]:
@@ -148,7 +147,6 @@ class RawPeer:
                 return None
             if frame is None:
                 return None
-            self.session.check(frame)
             header = MessageHeader.unpack(frame.header)
             if header.msg_type is not MessageTypes.HEARTBEAT:
                 return header, frame.payload

@@ -1,4 +1,4 @@
-"""The pure authentication functions: transcript, proofs, session keys, the frame trailer."""
+"""The pure authentication functions: transcript, proofs, session keys, the frame seals."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import json
 import pytest
 
 from memrepl.mesh.auth import (
+    HEADER_SEAL_BYTES,
     INITIATOR_TO_RESPONDER,
     TRAILER_BYTES,
     Auth,
@@ -52,12 +53,22 @@ def terms(**changes: object) -> bytes:
 
 
 def as_raw(sealed: bytes) -> RawFrame:
-    return RawFrame(sealed[:32], sealed[32:-TRAILER_BYTES], sealed[-TRAILER_BYTES:])
+    body = 32 + HEADER_SEAL_BYTES
+    return RawFrame(
+        sealed[:32], sealed[body:-TRAILER_BYTES], sealed[-TRAILER_BYTES:], sealed[32:body]
+    )
+
+
+def accept(session: Session, sealed: bytes) -> None:
+    """What the reader does with a frame: its header first, then the whole frame."""
+    raw = as_raw(sealed)
+    session.check_header(raw.header, raw.seal)
+    session.check(raw)
 
 
 def test_transcript_is_length_prefixed_fields() -> None:
     t = terms()
-    assert t.startswith(b"\x00\x0ememrepl-mesh/2\x00\x01a\x00\x01b\x00\x20" + NI)
+    assert t.startswith(b"\x00\x0ememrepl-mesh/3\x00\x01a\x00\x01b\x00\x20" + NI)
     assert t.endswith(b"\x00\x040002\x00\x02\x00\x02")
     # Moving a byte between fields changes the transcript.
     assert terms(initiator_id="ab", responder_id="") != terms(initiator_id="a", responder_id="bb")
@@ -80,28 +91,39 @@ def test_proofs_bind_every_field_and_the_role() -> None:
     assert session_key(KEY, t) != session_key(KEY, terms(responder_nonce=new_nonce()))
 
 
-def test_trailer_layout_is_sequence_then_hmac() -> None:
+def test_seal_layout_header_sequence_header_mac_payload_frame_mac() -> None:
     key = session_key(KEY, terms())
     frame = encode_frame(MessageTypes.ACK, b"{}", timestamp_ns=1)
+    header, payload = frame[:32], frame[32:]
     sealed = Session.for_role(key, initiator=True).seal(frame)
-    assert sealed[: len(frame)] == frame
-    assert sealed[len(frame) : len(frame) + 8] == bytes(8)  # sequence 0, u64 BE
-    mac = hmac.new(key, INITIATOR_TO_RESPONDER + bytes(8) + frame, hashlib.sha256).digest()
-    assert sealed[len(frame) + 8 :] == mac
+    seq = bytes(8)  # sequence 0, u64 BE
+    label = INITIATOR_TO_RESPONDER
+    header_mac = hmac.new(key, label + b"h" + seq + header, hashlib.sha256).digest()[:16]
+    frame_mac = hmac.new(key, label + b"f" + seq + header + payload, hashlib.sha256).digest()
+    assert sealed == header + seq + header_mac + payload + frame_mac
+    assert len(sealed) == len(frame) + HEADER_SEAL_BYTES + TRAILER_BYTES == len(frame) + 56
 
 
-def test_every_altered_byte_is_refused_and_the_stream_carries_on() -> None:
+def test_every_altered_byte_is_refused_and_ends_the_connection() -> None:
     key = session_key(KEY, terms())
     sender = Session.for_role(key, initiator=True)
-    receiver = Session.for_role(key, initiator=False)
     sealed = sender.seal(encode_frame(MessageTypes.VECTOR_SYNC, b"payload bytes"))
     for i in range(len(sealed)):
+        receiver = Session.for_role(key, initiator=False)
         altered = bytearray(sealed)
         altered[i] ^= 0x80
+        raw = as_raw(bytes(altered))
         with pytest.raises(FrameFaultError) as caught:
-            receiver.check(as_raw(bytes(altered)))
-        assert caught.value.code == "bad-hmac" and caught.value.in_sync
-    receiver.check(as_raw(sealed))  # the genuine frame still has the expected number
+            receiver.check_header(raw.header, raw.seal)
+            receiver.check(raw)
+        # A byte of the header or its seal is caught before the payload is read.
+        header_caught = "header" in str(caught.value)
+        assert header_caught == (i < 32 + HEADER_SEAL_BYTES), i
+        assert caught.value.code in ("bad-hmac", "bad-sequence")
+        assert not caught.value.in_sync  # the connection ends: nothing after it is trusted
+        assert receiver.recv_seq == 0
+    receiver = Session.for_role(key, initiator=False)
+    accept(receiver, sealed)
     assert receiver.recv_seq == 1
 
 
@@ -111,18 +133,20 @@ def test_replay_reorder_and_reflection_are_refused() -> None:
     receiver = Session.for_role(key, initiator=False)
     first, second = (sender.seal(encode_frame(MessageTypes.ACK, b"%d" % i)) for i in range(2))
     with pytest.raises(FrameFaultError, match="out of order") as caught:
-        receiver.check(as_raw(second))
-    assert caught.value.code == "bad-sequence"
-    receiver.check(as_raw(first))
+        accept(receiver, second)
+    assert caught.value.code == "bad-sequence" and not caught.value.in_sync
+    accept(receiver, first)
     with pytest.raises(FrameFaultError, match="replayed"):
-        receiver.check(as_raw(first))
-    receiver.check(as_raw(second))
+        accept(receiver, first)
+    accept(receiver, second)
     # A frame sent the other way cannot be reflected back to its sender.
     echo = receiver.seal(encode_frame(MessageTypes.ACK, b"0"))
     with pytest.raises(FrameFaultError, match="HMAC"):
-        receiver.check(as_raw(echo))
-    with pytest.raises(FrameFaultError, match="no trailer"):
-        receiver.check(RawFrame(first[:32], first[32:-40], b""))
+        accept(receiver, echo)
+    with pytest.raises(FrameFaultError, match="no header seal"):
+        receiver.check_header(first[:32], b"")
+    with pytest.raises(FrameFaultError, match="not sealed"):
+        receiver.check(RawFrame(first[:32], b"", b""))
 
 
 def test_handshake_messages_round_trip() -> None:
@@ -168,11 +192,16 @@ def test_the_listener_says_nothing_that_depends_on_the_key_before_the_dialler_pr
         ).encode(),
         json.dumps({"type": "refuse", "code": 1, "reason": "x"}).encode(),
         json.dumps(
-            {"type": "hello", "protocol": "memrepl-mesh/2", "auth": "password", "node_id": "a"}
+            {"type": "hello", "protocol": "memrepl-mesh/3", "auth": "password", "node_id": "a"}
             | {"version": 2, "schema": "s", "nonce": "00" * 32}
         ).encode(),
         json.dumps(
             {"type": "hello", "protocol": "memrepl-mesh/1", "auth": "shared-key", "node_id": "a"}
+            | {"version": 2, "schema": "s", "nonce": "00" * 32}
+        ).encode(),
+        # /2 sealed frames with one trailer: its nodes and this one must not connect.
+        json.dumps(
+            {"type": "hello", "protocol": "memrepl-mesh/2", "auth": "shared-key", "node_id": "a"}
             | {"version": 2, "schema": "s", "nonce": "00" * 32}
         ).encode(),
         b"[" * 100_000,

@@ -8,6 +8,7 @@ import random
 import pytest
 
 from memrepl.errors import MeshError
+from memrepl.mesh.auth import HEADER_SEAL_BYTES, Session
 from memrepl.mesh.config import TcpMeshConfig, backoff_delay_s
 from memrepl.mesh.framing import FrameFaultError, check_framing, parse_header, read_frame
 from memrepl.protocol.enums import MessageTypes
@@ -24,33 +25,54 @@ def stream(data: bytes, *, eof: bool = True) -> asyncio.StreamReader:
     return reader
 
 
-async def test_reads_frames_and_trailers_then_none_at_a_clean_end() -> None:
-    frame = encode_frame(MessageTypes.ACK, b"{}")
-    reader = stream(frame + b"T" * 4 + frame + b"U" * 4)
-    for trailer in (b"TTTT", b"UUUU"):
-        raw = await read_frame(reader, max_payload=10, trailer_bytes=4, idle_timeout_s=1)
-        assert raw is not None and (raw.payload, raw.trailer) == (b"{}", trailer)
-        assert raw.size == len(frame) + 4
-    assert await read_frame(reader, max_payload=10, trailer_bytes=4, idle_timeout_s=1) is None
+def sessions() -> tuple[Session, Session]:
+    key = b"s" * 32
+    return Session.for_role(key, initiator=True), Session.for_role(key, initiator=False)
+
+
+async def test_reads_sealed_frames_then_none_at_a_clean_end() -> None:
+    sender, receiver = sessions()
+    frames = [sender.seal(encode_frame(MessageTypes.ACK, b"{%d}" % n)) for n in range(2)]
+    reader = stream(b"".join(frames))
+    for n, sealed in enumerate(frames):
+        raw = await read_frame(reader, max_payload=10, idle_timeout_s=1, seal=receiver)
+        assert raw is not None and raw.payload == b"{%d}" % n
+        assert raw.size == len(sealed)
+    assert receiver.recv_seq == 2
+    assert await read_frame(reader, max_payload=10, idle_timeout_s=1, seal=receiver) is None
+
+
+@pytest.mark.parametrize("byte", range(16, 24))
+async def test_a_length_altered_on_the_wire_is_refused_before_its_payload(byte: int) -> None:
+    sender, receiver = sessions()
+    sealed = bytearray(sender.seal(encode_frame(MessageTypes.VECTOR_SYNC, b"x" * 100)))
+    sealed[byte] ^= 0x04  # payload_len, still far below the frame limit
+    # Only the header and its seal arrive, and the stream stays open: a reader that believed
+    # the length would wait for the rest for an hour.
+    reader = stream(bytes(sealed[: 32 + HEADER_SEAL_BYTES]), eof=False)
+    async with asyncio.timeout(30):
+        with pytest.raises(FrameFaultError) as caught:
+            await read_frame(reader, max_payload=1 << 25, idle_timeout_s=3600, seal=receiver)
+    assert caught.value.code == "bad-hmac" and not caught.value.in_sync
 
 
 async def test_a_frame_cut_short_is_an_incomplete_read() -> None:
     frame = encode_frame(MessageTypes.ACK, b"{}")
     with pytest.raises(asyncio.IncompleteReadError):
-        await read_frame(stream(frame[:-1]), max_payload=10, trailer_bytes=0, idle_timeout_s=1)
+        await read_frame(stream(frame[:-1]), max_payload=10, idle_timeout_s=1)
 
 
 async def test_oversized_payload_is_refused_before_reading_it() -> None:
     reader = stream(raw_header(MessageTypes.VECTOR_SYNC, 1 << 40), eof=False)
     with pytest.raises(FrameFaultError) as caught:
-        await read_frame(reader, max_payload=1 << 20, trailer_bytes=0, idle_timeout_s=1)
+        await read_frame(reader, max_payload=1 << 20, idle_timeout_s=1)
     assert caught.value.code == "frame-too-large" and not caught.value.in_sync
 
 
 async def test_a_peer_that_stalls_mid_frame_times_out() -> None:
     reader = stream(raw_header(MessageTypes.VECTOR_SYNC, 100) + b"partial", eof=False)
     with pytest.raises(FrameFaultError) as caught:
-        await read_frame(reader, max_payload=1000, trailer_bytes=0, idle_timeout_s=0.05)
+        await read_frame(reader, max_payload=1000, idle_timeout_s=0.05)
     assert caught.value.code == "idle-timeout"
 
 
@@ -59,7 +81,6 @@ async def test_large_payloads_are_read_in_chunks() -> None:
     raw = await read_frame(
         stream(encode_frame(MessageTypes.MEMORY_STORE, payload)),
         max_payload=len(payload),
-        trailer_bytes=0,
         idle_timeout_s=1,
     )
     assert raw is not None and raw.payload == payload

@@ -72,7 +72,7 @@ def claim_as(port: int, certificate_dir: Path, claimed: str) -> HandshakeMessage
         try:
             hello = Hello(claimed, REPLICATION_REVISION, new_nonce(), "certificate")
             writer.write(encode_frame(MessageTypes.HANDSHAKE, hello.encode()))
-            frame = await read_frame(reader, max_payload=4096, trailer_bytes=0, idle_timeout_s=10)
+            frame = await read_frame(reader, max_payload=4096, idle_timeout_s=10)
             assert frame is not None
             return decode_handshake(frame.payload)
         finally:
