@@ -17,6 +17,8 @@ __all__ = [
     "DEFAULT_IDLE_TIMEOUT_S",
     "DEFAULT_MAX_FRAME_BYTES",
     "DEFAULT_MAX_UNACKED_BATCHES",
+    "DEFAULT_RECONNECT_BASE_S",
+    "DEFAULT_RECONNECT_CAP_S",
     "TcpMeshConfig",
     "backoff_delay_s",
 ]
@@ -26,8 +28,14 @@ __all__ = [
 DEFAULT_MAX_FRAME_BYTES = 32 * 1024 * 1024
 #: VECTOR_SYNC frames written and not yet answered, per peer.
 DEFAULT_MAX_UNACKED_BATCHES = 8
-DEFAULT_HEARTBEAT_INTERVAL_S = 5.0
-DEFAULT_IDLE_TIMEOUT_S = 20.0
+#: Liveness: a quiet connection says HEARTBEAT this often, and one from which nothing arrives for
+#: the idle timeout is given up and redialled (a peer whose host vanished is noticed in 10 s).
+DEFAULT_HEARTBEAT_INTERVAL_S = 1.0
+DEFAULT_IDLE_TIMEOUT_S = 10.0
+#: Reconnect delays: a lost connection is redialled within a tenth of a second, a peer that is
+#: down about once a second -- so a partition that heals is bridged within about a second.
+DEFAULT_RECONNECT_BASE_S = 0.1
+DEFAULT_RECONNECT_CAP_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,17 +57,19 @@ class TcpMeshConfig:
     #: the disconnection, or from ``start()`` for a peer not connected yet); after that it raises
     #: ``PeerUnavailableError`` and the peer's queue is dropped.
     queue_while_down_s: float = 10.0
-    #: TCP connect, and the whole handshake (TLS included), must each finish within these.
-    connect_timeout_s: float = 5.0
+    #: TCP connect, and the whole handshake (TLS included), must each finish within these (a
+    #: connect that hangs, as into a partition, is tried again rather than waited on).
+    connect_timeout_s: float = 2.0
     handshake_timeout_s: float = 10.0
     #: A HEARTBEAT goes out after this long without any other frame.
     heartbeat_interval_s: float = DEFAULT_HEARTBEAT_INTERVAL_S
     #: A peer from which nothing arrives (or which reads nothing) for this long is disconnected.
     idle_timeout_s: float = DEFAULT_IDLE_TIMEOUT_S
     #: Reconnect delays: exponential from the base, capped, with jitter (:func:`backoff_delay_s`).
-    reconnect_base_s: float = 0.1
-    reconnect_cap_s: float = 5.0
-    #: Refused frames after which a connection is closed.
+    reconnect_base_s: float = DEFAULT_RECONNECT_BASE_S
+    reconnect_cap_s: float = DEFAULT_RECONNECT_CAP_S
+    #: Authentic frames refused for what they say (an unknown type...) after which a connection is
+    #: closed; a frame that fails its seal closes it at once (memrepl.mesh.auth).
     max_faults: int = 3
     #: Coroutine handlers running for one connection before its reader waits for one to finish.
     max_pending_handlers: int = 64

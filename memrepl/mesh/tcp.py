@@ -12,10 +12,10 @@ Usage::
 A node proves who it is in one of two modes (:mod:`memrepl.mesh.identity`): with a node
 certificate from the cluster CA (``certificate=``: mutual TLS, the node id is the certificate's;
 a revocation list cuts revoked nodes off while running), or with the cluster's shared key
-(``shared_key``: the HMAC handshake, then every frame followed by a 40-byte trailer, sequence
-number and HMAC, :mod:`memrepl.mesh.auth`; TLS may wrap it for encryption). Every new connection
-goes through the :class:`~memrepl.mesh.gate.Gate` (throttle, TLS, certificate, revocation,
-handshake). Semantics, as in ``LocalMesh``:
+(``shared_key``: the HMAC handshake, then every frame sealed -- a sequence number and a MAC
+after its header, an HMAC after its payload, :mod:`memrepl.mesh.auth`; TLS may wrap it for
+encryption). Every new connection goes through the :class:`~memrepl.mesh.gate.Gate` (throttle,
+TLS, certificate, revocation, handshake). Semantics, as in ``LocalMesh``:
 ``send`` only queues and never blocks; handlers get ``(data, peer_id)``, plain functions inline,
 coroutines as tasks; a handler's exception is logged and the connection carries on.
 
@@ -31,8 +31,11 @@ The rules this module owns:
 - **One connection per pair.** If both nodes dial each other, both keep the connection dialled
   by the smaller node id and retire the other gracefully (:mod:`memrepl.mesh.peers`).
 - **Reconnect.** Each dialled peer has a task that redials whenever it is not connected, waiting
-  :func:`~memrepl.mesh.config.backoff_delay_s` between attempts (exponential with jitter; reset
-  after a successful handshake). A peer that only dials us is redialled by itself.
+  :func:`~memrepl.mesh.config.backoff_delay_s` between attempts (exponential with jitter, from
+  ``reconnect_base_s`` up to ``reconnect_cap_s``; back to the base after a connection that was
+  up :data:`STABLE_CONNECTION_S`). So a connection lost to a network fault or a refused frame is
+  redialled within a tenth of a second, and a peer that is down is tried about once a
+  ``reconnect_cap_s``. A peer that only dials us is redialled by itself.
 - **Shutdown.** :meth:`close` stops listening, says DISCONNECT ``shutdown`` on every connection,
   cancels every task it started (dialers, connections, handshakes in progress, coroutine handlers)
   and awaits them, and closes every socket.
@@ -68,6 +71,10 @@ from memrepl.sync.transport import Handler, LinkListener
 __all__ = ["TcpMesh"]
 
 log = logging.getLogger(__name__)
+
+#: A dialled connection that was up at least this long is redialled at once when it ends; one
+#: that ends sooner (a fault on every new connection, say) is redialled after a growing delay.
+STABLE_CONNECTION_S = 5.0
 
 #: Message types only the mesh itself sends.
 _RESERVED = frozenset({MessageTypes.HANDSHAKE, MessageTypes.DISCONNECT})
@@ -386,10 +393,11 @@ class TcpMesh:
                 peer.changed.clear()
                 await peer.changed.wait()
                 continue
-            if await self._dial_once(peer):
-                attempt = 0
+            lasted_s = await self._dial_once(peer)
+            if lasted_s is not None and lasted_s >= STABLE_CONNECTION_S:
+                attempt = 0  # it was up a while: redial at once
             else:
-                attempt += 1
+                attempt += 1  # it failed, or failed again soon: wait longer each time
             if peer.connection is None:
                 await asyncio.sleep(
                     backoff_delay_s(
@@ -397,8 +405,9 @@ class TcpMesh:
                     )
                 )
 
-    async def _dial_once(self, peer: PeerState) -> bool:
-        """Dial ``peer`` and serve the connection until it ends; True if it authenticated."""
+    async def _dial_once(self, peer: PeerState) -> float | None:
+        """Dial ``peer`` and serve the connection until it ends; how long it was up (None: it
+        never authenticated)."""
         assert peer.address is not None
         host, port = peer.address
         remote = f"{host}:{port}"
@@ -419,20 +428,21 @@ class TcpMesh:
             self._gate.failed(
                 FaultCode.BAD_CERTIFICATE.value, tls_reason(exc), remote, peer.peer_id
             )
-            return False
+            return None
         except (OSError, TimeoutError) as exc:
             peer.counters.record_error(UNREACHABLE, f"connect to {remote}: {exc!r}")
             log.debug("cannot reach %r at %s: %r", peer.peer_id, remote, exc)
-            return False
+            return None
         try:
             done = await self._gate.secure_dialled(reader, writer, peer.peer_id, remote)
             if done is None or not self._gate.still_admitted(done, remote):
-                return False
+                return None
+            started = time.monotonic()
             if self._running:
                 await self._table.serve(
                     done, reader, writer, dialled_by=self._node_id, deliver=self._deliver
                 )
-            return True
+            return time.monotonic() - started
         finally:
             await close_stream(writer)
 

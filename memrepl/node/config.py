@@ -25,7 +25,7 @@ An example ``node.toml``::
     node-b = "10.0.0.2:7401"
 
     [mesh]
-    heartbeat_interval_s = 5.0
+    heartbeat_interval_s = 1.0
 """
 
 from __future__ import annotations
