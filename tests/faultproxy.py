@@ -4,9 +4,12 @@ The tests and ``bench/liveness_bench.py`` put it on the path of a mesh connectio
 network on command, the way a bad link or a middlebox would:
 
 - :meth:`FaultProxy.partition` / :meth:`FaultProxy.heal`: nothing gets through either way, as
-  when packets are lost; a connection that survives the partition gets everything held back
-  once it heals (what TCP's retransmission gives), and connections made during it never reach
-  the node (their dialler gives up on them);
+  when every packet is lost. A connection that survives the partition gets what was held back
+  as TCP would deliver it: at the first retransmission after the heal, its timer having doubled
+  from 200 ms on each try since the partition began (Linux's minimum RTO), so after a partition
+  of 12 s the held bytes flow 0.6 s after the heal, after one of 13 s, 12.4 s after it. A
+  connection made during a partition is reset at once, so its dialler tries again after its
+  own back-off, as it would after a connect timeout;
 - :meth:`FaultProxy.drop_connections`: every connection is cut at once, both ways;
 - :meth:`FaultProxy.corrupt_next`: alter the next frame of a type going one way -- flip a bit of
   its payload, or of its length field (still under the frame limit, and larger, so a reader
@@ -43,6 +46,18 @@ TLS_HEADER = 5
 TLS_APPLICATION_DATA = 23
 #: An application-data record at least this long carries a batch (heartbeats are far smaller).
 TLS_BATCH_BYTES = 200
+#: TCP's first retransmission timeout, doubled on each further try (Linux: 200 ms).
+FIRST_RTO_S = 0.2
+
+
+def first_retransmission_after(lost_for_s: float) -> float:
+    """Seconds from the start of a loss to TCP's first retransmission after ``lost_for_s``: the
+    tries go out at 0.2, 0.6, 1.4, 3.0, 6.2, 12.6, 25.4 ... s."""
+    at, rto = FIRST_RTO_S, FIRST_RTO_S
+    while at < lost_for_s:
+        rto *= 2
+        at += rto
+    return at
 
 
 @dataclass(slots=True)
@@ -126,6 +141,9 @@ class FaultProxy:
         self._cut = False
         self._healed = asyncio.Event()
         self._healed.set()
+        self._cut_at = 0.0
+        #: When bytes held back by the last partition go on (loop time).
+        self._release_at = 0.0
         self._faults: list[Fault] = []
         self._writers: set[asyncio.StreamWriter] = set()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -155,8 +173,12 @@ class FaultProxy:
     def partition(self) -> None:
         self._cut = True
         self._healed.clear()
+        self._cut_at = asyncio.get_running_loop().time()
 
     def heal(self) -> None:
+        if self._cut:
+            lost_for_s = asyncio.get_running_loop().time() - self._cut_at
+            self._release_at = self._cut_at + first_retransmission_after(lost_for_s)
         self._cut = False
         self._healed.set()
 
@@ -219,9 +241,9 @@ class FaultProxy:
         self._writers.add(writer)
         try:
             if self._cut:
-                # Into a partition: the node never hears of it; the dialler gives up on it.
-                await self._healed.wait()
+                # Into a partition: the node never hears of it; the dialler tries again later.
                 writer.transport.abort()
+                self._writers.discard(writer)
                 return
             up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
         except OSError:
@@ -249,7 +271,11 @@ class FaultProxy:
     ) -> None:
         with contextlib.suppress(OSError, asyncio.IncompleteReadError):
             while data := await reader.read(1 << 16):
-                await self._healed.wait()  # a partition holds what it gets, to pass on at heal
+                if self._cut:
+                    # A partition holds what it gets until TCP would send it again after the
+                    # heal (see the module docstring).
+                    await self._healed.wait()
+                    await asyncio.sleep(self._release_at - asyncio.get_running_loop().time())
                 if self.delay_s:
                     await asyncio.sleep(self.delay_s * (1 + self._rng.random()))
                 out = pump.feed(data)
