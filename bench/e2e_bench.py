@@ -3,9 +3,10 @@
 Run: ``.venv/bin/python bench/e2e_bench.py`` (``make bench`` runs every bench script); it runs
 both authentication modes in turn, or the one ``--mode`` names:
 
-- ``shared-key``: the HMAC handshake and a per-frame HMAC trailer, no TLS;
+- ``shared-key``: the HMAC handshake and per-frame seals (a MAC after the header, an HMAC after
+  the payload), no TLS;
 - ``certificate``: mutual TLS 1.3 with node certificates from a CA made for the run (``memrepl
-  ca create`` / ``memrepl cert issue``), no frame trailer (TLS protects the frames).
+  ca create`` / ``memrepl cert issue``), no frame seals (TLS protects the frames).
 
 1. **Throughput.** Node A and node B run as child processes on 127.0.0.1. This process writes
    100,000 episodic items (JSON content of about 150 bytes) into A's store file in ONE
