@@ -42,6 +42,7 @@ from sqlalchemy.engine import Connection
 
 from memrepl.errors import InvalidQueryError
 from memrepl.storage import driver
+from memrepl.storage.fastjson import decode_json
 from memrepl.storage.keyword import (
     FILL_CHUNK_ROWS,
     ROWID_COLUMN,
@@ -49,7 +50,6 @@ from memrepl.storage.keyword import (
     indexed_text,
     join_condition,
 )
-from memrepl.storage.records import decode_json
 from memrepl.storage.schema import TierSpec
 
 _WORD = re.compile(r"[^\W_]+")
