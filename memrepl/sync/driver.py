@@ -249,7 +249,9 @@ class RoundDriver:
             lost = self.awaiting.loss_of(run.machine.peer_id)
             either: set[asyncio.Future[Any]] = {wanted, lost}
             try:
-                await asyncio.wait(either, timeout=self.ack_timeout_s)
+                await asyncio.wait(
+                    either, timeout=self.ack_timeout_s, return_when=asyncio.FIRST_COMPLETED
+                )
             finally:
                 lost.cancel()
             if lost.done() and not lost.cancelled() and not wanted.done():

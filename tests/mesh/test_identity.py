@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ssl
 import uuid
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -25,20 +26,11 @@ from memrepl.mesh.tcp import TcpMesh
 from memrepl.protocol.enums import MemoryTier
 
 from ..certs import Signer, ca_signer, signed, write_pair
-from .conftest import SCHEMA, Cluster, Node, eventually, raw_rows
+from .conftest import FAST, SCHEMA, Cluster, Node, eventually, raw_rows
 from .rawpeer import RawPeer
 
 #: No throttling: these tests fail handshakes from 127.0.0.1 on purpose, over and over.
-UNTHROTTLED = TcpMeshConfig(
-    heartbeat_interval_s=0.5,
-    idle_timeout_s=5.0,
-    reconnect_base_s=0.05,
-    reconnect_cap_s=0.3,
-    connect_timeout_s=2.0,
-    handshake_timeout_s=3.0,
-    auth_failures_allowed=10_000,
-    revocation_poll_s=0.1,
-)
+UNTHROTTLED = replace(FAST, auth_failures_allowed=10_000, revocation_poll_s=0.1)
 #: Revocation takes effect "within seconds": a generous deadline, not a timing claim.
 CUT_OFF_DEADLINE_S = 15.0
 

@@ -207,8 +207,10 @@ async def test_tombstones_are_purged_only_when_every_peer_acknowledged(
 
 
 async def purged_cluster(cluster: Cluster, tier: MemoryTier) -> None:
-    """a (grace 0) with b in sync; some of a's items deleted and the tombstones purged."""
-    a = cluster.add("a", tombstone_grace_s=0)
+    """a (grace 0) with b in sync; some of a's items deleted and the tombstones purged. a's ACK
+    timeout is an hour: a round that waited it out (instead of going on when the peer's
+    snapshot request arrives) would fail :func:`promptly`."""
+    a = cluster.add("a", tombstone_grace_s=0, ack_timeout_s=3600)
     cluster.add("b")
     write_some(cluster.stores["a"], tier, "a", 30)
     await a.sync_with_peer("b", tier)
@@ -218,12 +220,17 @@ async def purged_cluster(cluster: Cluster, tier: MemoryTier) -> None:
     assert tombstones(cluster.stores["a"], tier) == []
 
 
+async def promptly(round: Any) -> Any:
+    """The round's result, failing the test if it takes anything like an ACK timeout."""
+    return await asyncio.wait_for(round, timeout=60)
+
+
 async def test_new_peer_below_the_purge_horizon_gets_a_snapshot(cluster: Cluster) -> None:
     tier = MemoryTier.EPISODIC
     await purged_cluster(cluster, tier)
     a = cluster.managers["a"]
     cluster.add("d")
-    result = await a.sync_with_peer("d", tier)
+    result = await promptly(a.sync_with_peer("d", tier))
     assert result.ok, result
     assert result.snapshot is True
     assert (result.items, result.applied) == (22, 22)
@@ -242,7 +249,7 @@ async def test_snapshot_brings_the_peer_above_the_purge_horizon(cluster: Cluster
     await purged_cluster(cluster, tier)
     a = cluster.managers["a"]
     cluster.add("d")
-    assert (await a.sync_with_peer("d", tier)).snapshot is True
+    assert (await promptly(a.sync_with_peer("d", tier))).snapshot is True
     again = await a.sync_with_peer("d", tier)
     assert (again.status, again.snapshot, again.items) == (SyncStatus.UP_TO_DATE, False, 0)
     cluster.stores["a"].episodic.add("later", {"v": 1})
@@ -264,7 +271,7 @@ async def test_returning_peer_below_the_purge_horizon_gets_a_snapshot(cluster: C
     cluster.stores["a"].semantic.add("new", {"v": 1})
     assert a.purge_tombstones(tier) == 8
 
-    result = await a.sync_with_peer("c", tier)
+    result = await promptly(a.sync_with_peer("c", tier))
     assert result.ok, result
     assert result.snapshot is True
     assert replicated(cluster.stores["c"], tier) == replicated(cluster.stores["a"], tier)
