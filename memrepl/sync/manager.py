@@ -119,7 +119,7 @@ class MemorySyncManager:
         self.node_id = node_id
         self.mesh = mesh
         self.max_batch_items = max_batch_items
-        self.ack_timeout_s = ack_timeout_s
+        self._ack_timeout_s = ack_timeout_s
         self.tombstone_grace_ns = int(tombstone_grace_s * 1e9)
         self.compress_threshold = compress_threshold
         #: Told about every round and batch, both ways (a node's monitor; by default nothing).
@@ -167,6 +167,17 @@ class MemorySyncManager:
         else:
             self._driver = None
             self.antientropy = None
+
+    @property
+    def ack_timeout_s(self) -> float:
+        """How long a round waits for a peer's answer; settable, and the round driver follows."""
+        return self._ack_timeout_s
+
+    @ack_timeout_s.setter
+    def ack_timeout_s(self, value: float) -> None:
+        self._ack_timeout_s = value
+        if self._driver is not None:
+            self._driver.ack_timeout_s = value
 
     # -- registration ---------------------------------------------------------------------
 
