@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from memrepl.cli.context import Subparsers, add_command, open_store, parse_priority
+from memrepl.cli.context import Subparsers, add_command, add_priority_option, open_store
 from memrepl.cli.output import emit_json, note
 from memrepl.errors import InvalidContentError
 
@@ -95,12 +95,8 @@ def _printable(record: dict[str, Any]) -> dict[str, Any]:
 
 
 def _priority(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--priority",
-        type=parse_priority,
-        default=None,
-        metavar="{urgent,high,normal,low,background}",
-        help="how urgently the write replicates (default: keep the item's; normal when new)",
+    add_priority_option(
+        parser, "how urgently the write replicates (default: keep the item's; normal when new)"
     )
 
 

@@ -251,6 +251,17 @@ def parse_priority(text: str) -> SyncPriority:
         ) from None
 
 
+def add_priority_option(parser: argparse.ArgumentParser, help: str) -> None:
+    """``--priority NAME`` (:func:`parse_priority`), None when not given: keep the item's."""
+    parser.add_argument(
+        "--priority",
+        type=parse_priority,
+        default=None,
+        metavar="{urgent,high,normal,low,background}",
+        help=help,
+    )
+
+
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d)$")
 _UNIT_S = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 _FRACTION = re.compile(r"\.(\d{1,9})")

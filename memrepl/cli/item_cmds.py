@@ -25,10 +25,10 @@ from typing import TYPE_CHECKING, Any
 from memrepl.cli.context import (
     Subparsers,
     add_command,
+    add_priority_option,
     connect_readonly,
     db_path,
     open_store,
-    parse_priority,
     parse_tier,
     parse_time_ns,
     positive_int,
@@ -181,12 +181,9 @@ def _content(parser: argparse.ArgumentParser) -> None:
 
 
 def _priority(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--priority",
-        type=parse_priority,
-        default=None,
-        metavar="{urgent,high,normal,low,background}",
-        help="how urgently the write replicates, and the item's eviction weight (default: keep "
+    add_priority_option(
+        parser,
+        "how urgently the write replicates, and the item's eviction weight (default: keep "
         "the item's; normal for a new item)",
     )
 
